@@ -1,0 +1,1 @@
+//! The storage engine. Being built (issue 3).
