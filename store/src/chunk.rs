@@ -158,7 +158,9 @@ fn encode_column(w: &mut BitWriter, col: &[f64]) {
     if let Some((k, ints)) = as_decimal(col) {
         let by_value = frame(&ints);
         let deltas: Option<Vec<i64>> = ints.windows(2).map(|p| p[1].checked_sub(p[0])).collect();
-        let by_delta = deltas.as_deref().and_then(|d| if d.is_empty() { None } else { frame(d) });
+        let by_delta = deltas
+            .as_deref()
+            .and_then(|d| if d.is_empty() { None } else { frame(d) });
         let value_bits = by_value.map(|(_, wd)| wd as usize * ints.len());
         let delta_bits = by_delta.map(|(_, wd)| 64 + wd as usize * (ints.len() - 1));
         match (value_bits, delta_bits) {
@@ -315,7 +317,11 @@ pub fn merge_sorted(ncols: usize, runs: impl IntoIterator<Item = Points>) -> Poi
     let mut seq = 0usize;
     for run in runs {
         for (i, &t) in run.ts.iter().enumerate() {
-            let row = run.cols.iter().map(|c| c.get(i).copied().unwrap_or(f64::NAN)).collect();
+            let row = run
+                .cols
+                .iter()
+                .map(|c| c.get(i).copied().unwrap_or(f64::NAN))
+                .collect();
             rows.push((t, seq, row));
             seq += 1;
         }
@@ -370,7 +376,9 @@ mod tests {
     #[test]
     fn decimals_and_floats() {
         let ts: Vec<i64> = (0..100).map(|i| i * 10).collect();
-        let lat: Vec<f64> = (0..100).map(|i| f64::from(i * 37 % 2999) / 1000.0).collect();
+        let lat: Vec<f64> = (0..100)
+            .map(|i| f64::from(i * 37 % 2999) / 1000.0)
+            .collect();
         let size = round_trip(&pts(&ts, &lat));
         assert!(size < 250, "{size} bytes for 100 latencies");
         let odd: Vec<f64> = (0..100).map(|i| (f64::from(i)).sin()).collect();

@@ -1,1 +1,27 @@
-//! The storage engine. Being built (issue 3).
+//! Tally's time-series store: a RocksDB engine with an in-memory head, compressed chunks,
+//! exact rollups and pattern-based retention, and the listeners that feed it (Graphite plaintext
+//! over TCP and UDP, and the acknowledged batch over HTTP).
+//!
+//! The promise is that nothing acknowledged is lost: an acknowledged batch is in the synced WAL
+//! before the answer goes out, and a crash at any moment is recovered by replaying the log
+//! records that were not yet flushed into chunks. See [`engine`] for the write path.
+
+mod batch;
+mod bits;
+pub mod chunk;
+pub mod engine;
+mod error;
+mod glob;
+mod head;
+mod index;
+pub mod retention;
+mod stats;
+mod tag_expr;
+
+pub use batch::PointBatch;
+pub use engine::{Durability, Series, Store, StoreOptions};
+pub use error::{Error, Result};
+pub use index::FindMatch;
+pub use retention::{Aggregate, Archive, Schema, Schemas};
+pub use stats::{prometheus, Stats};
+pub use tag_expr::{TagExpr, TagOp};

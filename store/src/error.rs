@@ -1,0 +1,24 @@
+//! The store's one error type.
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// Every configuration problem, one per line.
+    #[error("{}", .0.join("\n"))]
+    Config(Vec<String>),
+    #[error("bad pattern \"{pattern}\": {reason}")]
+    Pattern { pattern: String, reason: String },
+    #[error("bad tag expression \"{expr}\": {reason}")]
+    TagExpr { expr: String, reason: String },
+    #[error("unknown series \"{0}\"")]
+    UnknownSeries(String),
+}
+
+/// The store's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,383 @@
+//! The series index: canonical name to a compact id, a name tree for glob finds, and a tag index
+//! for `seriesByTag`.
+//!
+//! Ids are assigned once, in order, and never reused; the name-to-id table is the only thing
+//! persisted (`series` column family: `n<name>` -> id, schema). The tree and the tag postings are
+//! rebuilt from it at open. Names are stored once (`names[id]`); the hash table holds ids only.
+
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+use tally_proto::series_name;
+
+use crate::error::{Error, Result};
+use crate::glob::{compile, NodeMatcher};
+use crate::retention::{Aggregate, Archive};
+use crate::tag_expr::TagExpr;
+
+/// One archive set (a schema's archives and aggregate), shared by many series.
+pub(crate) type ArchiveSet = (Vec<Archive>, Aggregate);
+
+#[derive(Debug, Default)]
+struct Node {
+    children: BTreeMap<Box<str>, u32>,
+    series: Option<u32>,
+}
+
+/// A match of `/metrics/find`: a node at the pattern's depth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindMatch {
+    /// The full path of the node.
+    pub path: String,
+    /// A series ends here.
+    pub is_leaf: bool,
+    /// Deeper nodes exist below.
+    pub has_children: bool,
+}
+
+pub(crate) struct Index {
+    table: HashTable<u32>,
+    hasher: FxBuildHasher,
+    names: Vec<Box<str>>,
+    set_of: Vec<u16>,
+    sets: Vec<ArchiveSet>,
+    tree: Vec<Node>,
+    /// tag -> value -> ids (ascending), for tagged series; `name` is the metric name.
+    tags: BTreeMap<Box<str>, BTreeMap<Box<str>, Vec<u32>>>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("series", &self.names.len())
+            .finish()
+    }
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index {
+            table: HashTable::new(),
+            hasher: FxBuildHasher,
+            names: Vec::new(),
+            set_of: Vec::new(),
+            sets: Vec::new(),
+            tree: vec![Node::default()],
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+impl Index {
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        self.table
+            .find(hash, |&id| &*self.names[id as usize] == name)
+            .copied()
+    }
+
+    pub(crate) fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+
+    pub(crate) fn archive_set(&self, id: u32) -> &ArchiveSet {
+        &self.sets[self.set_of[id as usize] as usize]
+    }
+
+    /// Adds a series with the next id (the caller persists it). `name` must be canonical and new.
+    pub(crate) fn insert(&mut self, name: &str, set: ArchiveSet) -> u32 {
+        let id = self.names.len() as u32;
+        let set_idx = match self.sets.iter().position(|s| *s == set) {
+            Some(i) => i,
+            None => {
+                self.sets.push(set);
+                self.sets.len() - 1
+            }
+        };
+        self.insert_with_id(id, name, set_idx as u16);
+        id
+    }
+
+    fn insert_with_id(&mut self, id: u32, name: &str, set_idx: u16) {
+        let hash = self.hasher.hash_one(name);
+        let names = &self.names;
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hash, id, |&other| hasher.hash_one(&*names[other as usize]));
+        if self.names.len() <= id as usize {
+            self.names.resize(id as usize + 1, Box::from(""));
+            self.set_of.resize(id as usize + 1, 0);
+        }
+        self.names[id as usize] = Box::from(name);
+        self.set_of[id as usize] = set_idx;
+        if series_name::is_tagged(name) {
+            let metric = series_name::metric_name(name);
+            for (tag, value) in std::iter::once(("name", metric)).chain(series_name::tags(name)) {
+                self.tags
+                    .entry(Box::from(tag))
+                    .or_default()
+                    .entry(Box::from(value))
+                    .or_default()
+                    .push(id);
+            }
+        } else {
+            let mut node = 0usize;
+            for part in name.split('.') {
+                let next = match self.tree[node].children.get(part) {
+                    Some(&n) => n as usize,
+                    None => {
+                        self.tree.push(Node::default());
+                        let n = self.tree.len() - 1;
+                        self.tree[node].children.insert(Box::from(part), n as u32);
+                        n
+                    }
+                };
+                node = next;
+            }
+            self.tree[node].series = Some(id);
+        }
+    }
+
+    /// Rebuilds a series read back from disk, with its persisted id.
+    pub(crate) fn restore(&mut self, id: u32, name: &str, set: ArchiveSet) -> Result<()> {
+        if (id as usize) < self.names.len() && !self.names[id as usize].is_empty() {
+            return Err(Error::Corrupt(format!("series id {id} used twice")));
+        }
+        let set_idx = match self.sets.iter().position(|s| *s == set) {
+            Some(i) => i,
+            None => {
+                self.sets.push(set);
+                self.sets.len() - 1
+            }
+        };
+        self.insert_with_id(id, name, set_idx as u16);
+        Ok(())
+    }
+
+    /// Nodes at the pattern's depth, sorted by path: graphite's `/metrics/find`.
+    pub(crate) fn find(&self, pattern: &str) -> Result<Vec<FindMatch>> {
+        let matchers = compile(pattern)?;
+        let mut out = Vec::new();
+        let mut path = Vec::new();
+        self.walk(0, &matchers, &mut path, &mut out);
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out.dedup_by(|a, b| a.path == b.path);
+        Ok(out)
+    }
+
+    fn walk<'a>(
+        &'a self,
+        node: usize,
+        matchers: &[NodeMatcher],
+        path: &mut Vec<&'a str>,
+        out: &mut Vec<FindMatch>,
+    ) {
+        let Some((first, rest)) = matchers.split_first() else {
+            let n = &self.tree[node];
+            out.push(FindMatch {
+                path: path.join("."),
+                is_leaf: n.series.is_some(),
+                has_children: !n.children.is_empty(),
+            });
+            return;
+        };
+        match first {
+            NodeMatcher::Literal(lit) => {
+                if let Some((name, &child)) = self.tree[node].children.get_key_value(lit.as_str()) {
+                    path.push(name);
+                    self.walk(child as usize, rest, path, out);
+                    path.pop();
+                }
+            }
+            NodeMatcher::AnyDepth => {
+                // Zero nodes, or one node and `**` again.
+                self.walk(node, rest, path, out);
+                for (name, &child) in &self.tree[node].children {
+                    path.push(name);
+                    self.walk(child as usize, matchers, path, out);
+                    path.pop();
+                }
+            }
+            NodeMatcher::Glob(_) => {
+                for (name, &child) in &self.tree[node].children {
+                    if first.matches(name) {
+                        path.push(name);
+                        self.walk(child as usize, rest, path, out);
+                        path.pop();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Full names of the series a pattern matches, sorted.
+    pub(crate) fn expand(&self, pattern: &str) -> Result<Vec<String>> {
+        Ok(self
+            .find(pattern)?
+            .into_iter()
+            .filter(|m| m.is_leaf)
+            .map(|m| m.path)
+            .collect())
+    }
+
+    /// Tagged series matching every expression, sorted by canonical name.
+    pub(crate) fn select(&self, exprs: &[TagExpr]) -> Result<Vec<String>> {
+        let Some(driver) = exprs.iter().find(|e| !e.matches_empty()) else {
+            return Err(Error::TagExpr {
+                expr: exprs
+                    .iter()
+                    .map(|e| format!("{}{:?}{}", e.tag, e.op, e.value))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                reason: "at least one expression must not match the empty string".into(),
+            });
+        };
+        let mut ids: Vec<u32> = Vec::new();
+        if let Some(values) = self.tags.get(driver.tag.as_str()) {
+            for (value, posting) in values {
+                if driver.matches(value) {
+                    ids.extend_from_slice(posting);
+                }
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let mut names: Vec<String> = ids
+            .into_iter()
+            .map(|id| self.name(id))
+            .filter(|name| {
+                exprs.iter().all(|e| {
+                    let value = if e.tag == "name" {
+                        series_name::metric_name(name)
+                    } else {
+                        series_name::tags(name)
+                            .find(|(t, _)| *t == e.tag)
+                            .map_or("", |(_, v)| v)
+                    };
+                    e.matches(value)
+                })
+            })
+            .map(str::to_owned)
+            .collect();
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// Tag names in use, sorted.
+    pub(crate) fn tag_names(&self) -> Vec<String> {
+        self.tags.keys().map(|k| k.to_string()).collect()
+    }
+
+    /// Values of a tag with how many series carry each, sorted by value.
+    pub(crate) fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
+        self.tags
+            .get(tag)
+            .map(|vals| {
+                vals.iter()
+                    .map(|(v, ids)| (v.to_string(), ids.len()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retention::parse_retentions;
+
+    fn set() -> ArchiveSet {
+        (
+            parse_retentions("10s:1d").expect("valid"),
+            Aggregate::Average,
+        )
+    }
+
+    fn index(names: &[&str]) -> Index {
+        let mut ix = Index::default();
+        for n in names {
+            ix.insert(n, set());
+        }
+        ix
+    }
+
+    #[test]
+    fn ids_are_dense_and_stable() {
+        let ix = index(&["a.b", "a.c", "x;k=v"]);
+        assert_eq!(ix.get("a.b"), Some(0));
+        assert_eq!(ix.get("x;k=v"), Some(2));
+        assert_eq!(ix.get("nope"), None);
+        assert_eq!(ix.name(1), "a.c");
+    }
+
+    #[test]
+    fn find_branches_and_leaves() {
+        let ix = index(&[
+            "servers.web1.cpu",
+            "servers.web2.cpu",
+            "servers.web1",
+            "servers.db1.cpu.user",
+        ]);
+        let got = ix.find("servers.*").expect("valid");
+        let paths: Vec<(&str, bool, bool)> = got
+            .iter()
+            .map(|m| (m.path.as_str(), m.is_leaf, m.has_children))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("servers.db1", false, true),
+                ("servers.web1", true, true),
+                ("servers.web2", false, true)
+            ]
+        );
+        assert_eq!(
+            ix.expand("servers.{web1,web2}.cpu").expect("valid"),
+            ["servers.web1.cpu", "servers.web2.cpu"]
+        );
+        assert_eq!(
+            ix.expand("servers.**.user").expect("valid"),
+            ["servers.db1.cpu.user"]
+        );
+        assert!(ix.find("nothing.*").expect("valid").is_empty());
+    }
+
+    #[test]
+    fn select_by_tags() {
+        let ix = index(&[
+            "requests;host=web1;status=200",
+            "requests;host=web3;status=503",
+            "requests;host=web2;status=500",
+            "latency;host=web1",
+        ]);
+        let q = |exprs: &[&str]| {
+            let e: Vec<TagExpr> = exprs
+                .iter()
+                .map(|s| TagExpr::parse(s).expect("valid"))
+                .collect();
+            ix.select(&e)
+        };
+        assert_eq!(
+            q(&["name=requests", "status=~5..", "host!=web3"]).expect("valid"),
+            ["requests;host=web2;status=500"]
+        );
+        assert_eq!(
+            q(&["host=web1"]).expect("valid"),
+            ["latency;host=web1", "requests;host=web1;status=200"]
+        );
+        // `status!=200` matches the empty string, so it also keeps series without `status`.
+        assert_eq!(
+            q(&["host=web1", "status!=200"]).expect("valid"),
+            ["latency;host=web1"]
+        );
+        assert!(q(&["host!=web1"]).is_err());
+        assert_eq!(ix.tag_values("host").len(), 3);
+        assert_eq!(ix.tag_names(), ["host", "name", "status"]);
+    }
+}

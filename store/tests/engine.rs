@@ -1,0 +1,248 @@
+//! The engine on a real RocksDB in a temp dir: writes, flushes, crash recovery, rollups.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use regex::Regex;
+use tally_store::retention::parse_retentions;
+use tally_store::{Aggregate, Durability, PointBatch, Schema, Schemas, Store, StoreOptions};
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn opts(dir: &std::path::Path) -> StoreOptions {
+    let mut o = StoreOptions::new(dir);
+    o.schemas = Schemas {
+        rules: vec![Schema {
+            name: "rolled".into(),
+            pattern: Regex::new(r"^rolled\.").expect("regex"),
+            archives: parse_retentions("10s:1d,60s:7d").expect("valid"),
+            aggregate: Aggregate::Average,
+        }],
+        default: parse_retentions("10s:1d").expect("valid"),
+    };
+    o
+}
+
+fn batch(points: &[(&str, i64, f64)]) -> PointBatch {
+    let mut b = PointBatch::default();
+    for &(n, t, v) in points {
+        b.push(n, t, v);
+    }
+    b
+}
+
+fn values(store: &Store, name: &str, from: i64, until: i64) -> Vec<Option<f64>> {
+    store
+        .read(name, from, until, None)
+        .expect("read")
+        .expect("series exists")
+        .values
+}
+
+#[test]
+fn written_points_read_back_before_and_after_flush() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let t0 = now() - now() % 10 - 600;
+    store
+        .write(
+            &batch(&[
+                ("a.b", t0, 1.0),
+                ("a.b", t0 + 10, 2.0),
+                ("a.b", t0 + 30, 4.0),
+            ]),
+            Durability::Sync,
+        )
+        .expect("write");
+    let want = vec![Some(1.0), Some(2.0), None, Some(4.0)];
+    assert_eq!(values(&store, "a.b", t0 - 10, t0 + 30), want);
+    store.flush().expect("flush");
+    assert_eq!(store.head_points(), 0);
+    assert_eq!(values(&store, "a.b", t0 - 10, t0 + 30), want);
+    // Whisper's grid: `from` is exclusive, `until` inclusive, both floored to the step.
+    let s = store
+        .read("a.b", t0 + 5, t0 + 39, None)
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (s.start, s.step, s.values),
+        (t0 + 10, 10, vec![Some(2.0), None, Some(4.0)])
+    );
+    assert!(store
+        .read("nope", t0, t0 + 10, None)
+        .expect("read")
+        .is_none());
+}
+
+#[test]
+fn out_of_order_and_duplicates_last_write_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let t0 = now() - now() % 10 - 600;
+    store
+        .write(
+            &batch(&[("x", t0 + 20, 3.0), ("x", t0, 1.0)]),
+            Durability::Sync,
+        )
+        .expect("write");
+    store.flush().expect("flush");
+    store
+        .write(
+            &batch(&[("x", t0, 9.0), ("x", t0 + 10, 2.0), ("x", t0 + 3, 7.0)]),
+            Durability::Sync,
+        )
+        .expect("write");
+    // Before the second flush the head overrides the chunk; t0+3 falls in t0's slot, written last.
+    assert_eq!(
+        values(&store, "x", t0 - 10, t0 + 20),
+        [Some(7.0), Some(2.0), Some(3.0)]
+    );
+    store.flush().expect("flush");
+    assert_eq!(
+        values(&store, "x", t0 - 10, t0 + 20),
+        [Some(7.0), Some(2.0), Some(3.0)]
+    );
+}
+
+#[test]
+fn unflushed_points_survive_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t0 = now() - now() % 10 - 600;
+    {
+        let store = Store::open(opts(dir.path())).expect("open");
+        store
+            .write(&batch(&[("c;host=w1", t0, 5.0)]), Durability::Sync)
+            .expect("write");
+        store.flush().expect("flush");
+        store
+            .write(
+                &batch(&[("c;host=w1", t0 + 10, 6.0), ("d.e", t0, 1.5)]),
+                Durability::Sync,
+            )
+            .expect("write");
+        // Dropped without close: the second write is only in the log.
+    }
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(
+        values(&store, "c;host=w1", t0 - 10, t0 + 10),
+        [Some(5.0), Some(6.0)]
+    );
+    assert_eq!(values(&store, "d.e", t0 - 10, t0), [Some(1.5)]);
+    assert_eq!(store.series_count(), 2);
+    assert_eq!(
+        store.select_by_tags(&["host=w1"]).expect("valid"),
+        ["c;host=w1"]
+    );
+    // The replay flushed: the log is empty and a second reopen finds the same data.
+    drop(store);
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(store.head_points(), 0);
+    assert_eq!(
+        values(&store, "c;host=w1", t0 - 10, t0 + 10),
+        [Some(5.0), Some(6.0)]
+    );
+}
+
+#[test]
+fn rollups_are_exact_and_idempotent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let t0 = now() - now() % 60 - 3600;
+    let pts: Vec<(&str, i64, f64)> = (0..12)
+        .map(|i| ("rolled.a", t0 + i * 10, (i % 5) as f64))
+        .collect();
+    // Half before one flush, half after; then everything again (an agent re-shipping).
+    store
+        .write(&batch(&pts[..7]), Durability::Sync)
+        .expect("write");
+    store.flush().expect("flush");
+    store
+        .write(&batch(&pts[7..]), Durability::Sync)
+        .expect("write");
+    let read = |agg| {
+        store
+            .read_archive("rolled.a", 1, t0 - 60, t0 + 60, agg, now())
+            .expect("read")
+            .values
+    };
+    // Slot t0: values 0,1,2,3,4,0 ; slot t0+60: 1,2,3,4,0,1.
+    let check = |read: &dyn Fn(Aggregate) -> Vec<Option<f64>>| {
+        assert_eq!(read(Aggregate::Sum), [Some(10.0), Some(11.0)]);
+        assert_eq!(read(Aggregate::Count), [Some(6.0), Some(6.0)]);
+        assert_eq!(read(Aggregate::Min), [Some(0.0), Some(0.0)]);
+        assert_eq!(read(Aggregate::Max), [Some(4.0), Some(4.0)]);
+        assert_eq!(read(Aggregate::Last), [Some(0.0), Some(1.0)]);
+        assert_eq!(
+            read(Aggregate::Average),
+            [Some(10.0 / 6.0), Some(11.0 / 6.0)]
+        );
+    };
+    check(&read);
+    store.flush().expect("flush");
+    check(&read);
+    store.write(&batch(&pts), Durability::Sync).expect("write");
+    store.flush().expect("flush");
+    check(&read);
+    // The finest archive is chosen while it covers `from`.
+    assert_eq!(
+        store
+            .read("rolled.a", t0 - 10, t0 + 10, None)
+            .expect("read")
+            .expect("exists")
+            .step,
+        10
+    );
+    assert_eq!(
+        store
+            .read("rolled.a", now() - 2 * 86_400, now(), None)
+            .expect("read")
+            .expect("exists")
+            .step,
+        60
+    );
+}
+
+#[test]
+fn data_past_retention_is_not_returned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let old = now() - 2 * 86_400;
+    let old = old - old % 10;
+    store
+        .write(&batch(&[("old", old, 1.0)]), Durability::Sync)
+        .expect("write");
+    store.flush().expect("flush");
+    assert_eq!(values(&store, "old", old - 10, old), [None]);
+}
+
+#[test]
+fn find_and_expand() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let t = now();
+    store
+        .write(
+            &batch(&[
+                ("servers.web1.cpu", t, 1.0),
+                ("servers.web2.cpu", t, 1.0),
+                ("servers.db1.disk", t, 1.0),
+            ]),
+            Durability::Buffered,
+        )
+        .expect("write");
+    let found: Vec<String> = store
+        .find("servers.*")
+        .expect("valid")
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    assert_eq!(found, ["servers.db1", "servers.web1", "servers.web2"]);
+    assert_eq!(
+        store.expand("servers.web*.cpu").expect("valid"),
+        ["servers.web1.cpu", "servers.web2.cpu"]
+    );
+    assert!(store.find("servers.{").is_err());
+}
