@@ -1,1 +1,146 @@
-fn main() {}
+//! `tally`: thin wiring of the libraries into one command with subcommands.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use tally_store::{Settings, StoreConfig};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tally",
+    version,
+    about = "Access logs to graphs and pages: agent, line protocol, time-series store, Graphite API"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Less log output (-q warnings and errors only, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    quiet: u8,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the time-series store: plaintext on :2003, HTTP on :8080, data in ./data.
+    Store(StoreArgs),
+}
+
+#[derive(Args, Debug)]
+struct StoreArgs {
+    /// A TOML config (see examples/store.toml). Flags below override it.
+    #[arg(short, long, env = "TALLY_STORE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the database lives [default: ./data].
+    #[arg(long, env = "TALLY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Graphite plaintext TCP address [default: 0.0.0.0:2003].
+    #[arg(long)]
+    line_listen: Option<String>,
+    /// HTTP address [default: 0.0.0.0:8080].
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// Also take plaintext over UDP on the line address.
+    #[arg(long)]
+    udp: bool,
+    /// Check the configuration, report every problem, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn init_logging(g: &Global) {
+    let level = match i16::from(g.verbose) - i16::from(g.quiet) {
+        i16::MIN..=-2 => "error",
+        -1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn store_settings(args: &StoreArgs) -> Result<Settings> {
+    let mut config = match &args.config {
+        Some(path) => StoreConfig::load(path)?,
+        None => StoreConfig::default(),
+    };
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(l) = &args.line_listen {
+        config.line_listen = l.clone();
+    }
+    if let Some(h) = &args.http_listen {
+        config.http_listen = h.clone();
+    }
+    config.udp_enabled |= args.udp;
+    Ok(Settings::try_from(config)?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn run_store(args: StoreArgs) -> Result<()> {
+    let settings = store_settings(&args).context("configuration")?;
+    if args.check_config {
+        println!("configuration ok");
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(tally_store::server::run(
+        settings,
+        None,
+        |bound| {
+            // One stable line on stdout: scripts and tests read the real ports from it.
+            println!("tally store: line={} http={}", bound.line, bound.http);
+        },
+        shutdown_signal(),
+    ))?;
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let result = match cli.command {
+        Command::Store(args) => run_store(args),
+    };
+    if let Err(e) = result {
+        eprintln!("tally: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -448,6 +448,11 @@ impl Store {
         Ok(())
     }
 
+    /// Wakes the flusher (used at shutdown so it notices the stop at once).
+    pub fn request_flush_public(&self) {
+        self.request_flush();
+    }
+
     fn request_flush(&self) {
         let (lock, cv) = &self.inner.flush_wanted;
         *lock.lock() = true;

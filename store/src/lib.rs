@@ -9,16 +9,21 @@
 mod batch;
 mod bits;
 pub mod chunk;
+pub mod config;
 pub mod engine;
 mod error;
 mod glob;
 mod head;
+pub mod http;
 mod index;
+mod listener;
 pub mod retention;
+pub mod server;
 mod stats;
 mod tag_expr;
 
 pub use batch::PointBatch;
+pub use config::{Settings, StoreConfig};
 pub use engine::{Durability, Series, Store, StoreOptions};
 pub use error::{Error, Result};
 pub use index::FindMatch;

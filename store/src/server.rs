@@ -1,0 +1,187 @@
+//! `tally store`: the engine, its listeners, and the background work, started and stopped as one.
+//!
+//! Shutdown (SIGTERM, Ctrl-C) stops accepting, lets in-flight writes finish, flushes the head
+//! into chunks and syncs the WAL before returning: a clean stop leaves nothing to replay.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{watch, Semaphore};
+use tracing::{error, info};
+
+use crate::batch::PointBatch;
+use crate::config::Settings;
+use crate::engine::{Durability, Store, StoreOptions};
+use crate::error::Result;
+use crate::listener::{serve_tcp, serve_udp, ListenCtx, RateLimited};
+
+/// Where a running store listens (ports resolved, so `:0` in tests becomes a real port).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub line: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Opens the store and serves until `shutdown` completes. `extra` routes (the query API) are
+/// merged into the HTTP router. `on_bound` is told the real addresses once listening.
+pub async fn run(
+    settings: Settings,
+    extra: Option<Box<dyn FnOnce(Store) -> Router + Send>>,
+    on_bound: impl FnOnce(Bound),
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let mut opts = StoreOptions::new(&settings.data_dir);
+    opts.schemas = settings.schemas.clone();
+    opts.max_head_points = settings.max_head_points;
+    let started = Instant::now();
+    let store = tokio::task::spawn_blocking(move || Store::open(opts))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+    info!(dir = %settings.data_dir.display(), series = store.series_count(), elapsed_ms = started.elapsed().as_millis() as u64, "store open");
+
+    let line = TcpListener::bind(settings.line_listen).await?;
+    let line_addr = line.local_addr()?;
+    let udp = if settings.udp_enabled {
+        Some(UdpSocket::bind(line_addr).await?)
+    } else {
+        None
+    };
+    let http = TcpListener::bind(settings.http_listen).await?;
+    let http_addr = http.local_addr()?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = Arc::new(ListenCtx {
+        store: store.clone(),
+        allow: settings.allow.clone(),
+        idle_timeout: settings.idle_timeout,
+        max_line_bytes: settings.max_line_bytes,
+        connections: Arc::new(Semaphore::new(settings.max_connections)),
+        bad_lines: RateLimited::new(Duration::from_secs(10)),
+    });
+    let mut tasks = vec![tokio::spawn(serve_tcp(line, ctx.clone(), stop_rx.clone()))];
+    if let Some(udp) = udp {
+        tasks.push(tokio::spawn(serve_udp(udp, ctx.clone(), stop_rx.clone())));
+    }
+    let mut app = crate::http::router(store.clone(), settings.ingest_token.clone());
+    if let Some(extra) = extra {
+        app = app.merge(extra(store.clone()));
+    }
+    let mut http_stop = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let serve = axum::serve(http, app).with_graceful_shutdown(async move {
+            let _ = http_stop.changed().await;
+        });
+        if let Err(e) = serve.await {
+            error!(error = %e, "http server failed");
+        }
+    }));
+    tasks.push(tokio::spawn(sync_wal_loop(
+        store.clone(),
+        settings.wal_sync_interval,
+        stop_rx.clone(),
+    )));
+    if let Some(every) = settings.self_metrics_interval {
+        tasks.push(tokio::spawn(self_metrics_loop(
+            store.clone(),
+            every,
+            stop_rx.clone(),
+        )));
+    }
+    let flusher_stop = Arc::new(AtomicBool::new(false));
+    let flusher = {
+        let (store, stop) = (store.clone(), flusher_stop.clone());
+        let (every, compact_every) = (settings.flush_interval, settings.compact_interval);
+        std::thread::Builder::new()
+            .name("tally-flush".into())
+            .spawn(move || flush_loop(store, every, compact_every, stop))?
+    };
+
+    info!(line = %line_addr, udp = settings.udp_enabled, http = %http_addr, "listening");
+    on_bound(Bound {
+        line: line_addr,
+        http: http_addr,
+    });
+    shutdown.await;
+
+    info!("shutting down: finishing writes, flushing");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    flusher_stop.store(true, Ordering::Relaxed);
+    store.request_flush_public();
+    let _ = flusher.join();
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.close())
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+fn flush_loop(store: Store, every: Duration, compact_every: Duration, stop: Arc<AtomicBool>) {
+    let mut last_flush = Instant::now();
+    let mut last_compact = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let asked = store.wait_flush_request(Duration::from_millis(500));
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if asked || last_flush.elapsed() >= every {
+            if let Err(e) = store.flush() {
+                error!(error = %e, "flush failed; the head stays in memory and the log on disk, retrying");
+            }
+            last_flush = Instant::now();
+        }
+        if last_compact.elapsed() >= compact_every {
+            if let Err(e) = store.compact() {
+                error!(error = %e, "compaction failed");
+            }
+            last_compact = Instant::now();
+        }
+    }
+}
+
+async fn sync_wal_loop(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let s = store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.sync_wal()).await {
+            error!(error = %e, "WAL sync failed: buffered plaintext points may be lost on power failure");
+        }
+    }
+}
+
+/// Writes the store's own counters as `tally.store.<name>` series.
+async fn self_metrics_loop(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let s = store.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let mut batch = PointBatch::default();
+            for (name, _, _, value) in s.metrics() {
+                batch.push(&format!("tally.store.{name}"), now, value as f64);
+            }
+            if let Err(e) = s.write(&batch, Durability::Buffered) {
+                error!(error = %e, "writing self-metrics failed");
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,225 @@
+//! Ingest into a running store: acknowledged batches survive kill -9; plaintext over TCP keeps
+//! every good line around bad ones; slow clients do not stall others; the allowlist refuses.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tally_proto::IngestReply;
+use tally_store::{Store, StoreOptions};
+
+use crate::proc::StoreProc;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn post_batch(store: &StoreProc, body: String) -> IngestReply {
+    let resp = reqwest::blocking::Client::new()
+        .post(store.url("/api/v1/ingest"))
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(body)
+        .send()
+        .expect("ingest request");
+    assert_eq!(resp.status(), 200);
+    serde_json::from_str(&resp.text().expect("body")).expect("ingest reply is JSON")
+}
+
+/// Opens the data directory in this process (the server must have exited) and reads a series.
+fn read_back(dir: &std::path::Path, name: &str, from: i64, until: i64) -> Vec<Option<f64>> {
+    let store = Store::open(StoreOptions::new(dir)).expect("store opens after the server is gone");
+    store
+        .read(name, from, until, None)
+        .expect("read")
+        .map(|s| s.values)
+        .unwrap_or_default()
+}
+
+#[test]
+fn acknowledged_batches_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t0 = now() - now() % 10 - 3000;
+    let mut proc = StoreProc::start(dir.path(), &[]);
+    let (series, points) = (50, 100);
+    for s in 0..series {
+        let mut body = String::new();
+        for p in 0..points {
+            body.push_str(&format!(
+                "kill9.s{s};host=web{} {} {}\n",
+                s % 3,
+                s * 1000 + p,
+                t0 + p * 10
+            ));
+        }
+        body.push_str("this line is bad\n");
+        let reply = post_batch(&proc, body);
+        assert_eq!((reply.accepted, reply.rejected), (points as u64, 1));
+        assert!(
+            reply.errors[0].starts_with(&format!("line {}: ", points + 1)),
+            "{:?}",
+            reply.errors
+        );
+    }
+    proc.kill9();
+    for s in 0..series {
+        let got = read_back(
+            dir.path(),
+            &format!("kill9.s{s};host=web{}", s % 3),
+            t0 - 10,
+            t0 + (points - 1) * 10,
+        );
+        let want: Vec<Option<f64>> = (0..points).map(|p| Some((s * 1000 + p) as f64)).collect();
+        assert_eq!(got, want, "series {s}");
+    }
+    // And the server itself starts again on the same data and stops cleanly.
+    let mut again = StoreProc::start(dir.path(), &[]);
+    assert!(again.terminate().success());
+}
+
+#[test]
+fn plaintext_keeps_good_lines_around_bad_ones_and_sigterm_flushes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t0 = now() - now() % 10 - 600;
+    let mut proc = StoreProc::start(dir.path(), &[]);
+    let mut conn = TcpStream::connect(proc.line).expect("connect");
+    let text = format!(
+        "tcp.a 1 {t0}\r\nnot a metric\ntcp.a 2 {}\ntcp.b NaN {t0}\ntcp.a..b 1 {t0}\ntcp.b 5.5 {t0}\ntcp.c 7 {}",
+        t0 + 10,
+        t0 + 20
+    );
+    // Split mid-line across writes; the last line has no newline and ends at EOF.
+    for piece in text.as_bytes().chunks(7) {
+        conn.write_all(piece).expect("write");
+        conn.flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(conn);
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = reqwest::blocking::get(proc.url("/metrics"))
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(metrics.contains("tally_store_lines_bad 2\n"), "{metrics}");
+    assert!(
+        metrics.contains("tally_store_points_skipped 1\n"),
+        "{metrics}"
+    );
+    assert!(proc.terminate().success());
+    assert_eq!(
+        read_back(dir.path(), "tcp.a", t0 - 10, t0 + 10),
+        [Some(1.0), Some(2.0)]
+    );
+    assert_eq!(read_back(dir.path(), "tcp.b", t0 - 10, t0), [Some(5.5)]);
+    assert_eq!(
+        read_back(dir.path(), "tcp.c", t0 + 10, t0 + 20),
+        [Some(7.0)]
+    );
+}
+
+#[test]
+fn an_idle_client_does_not_stall_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t0 = now() - now() % 10 - 600;
+    let mut proc = StoreProc::start(dir.path(), &[]);
+    // A client that sends half a line and then nothing.
+    let mut idle = TcpStream::connect(proc.line).expect("connect");
+    idle.write_all(b"idle.half 1").expect("write");
+    let mut many = Vec::new();
+    for c in 0..20 {
+        let mut conn = TcpStream::connect(proc.line).expect("connect");
+        conn.write_all(format!("busy.c{c} {c} {t0}\n").as_bytes())
+            .expect("write");
+        many.push(conn);
+    }
+    drop(many);
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = reqwest::blocking::get(proc.url("/metrics"))
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        metrics.contains("tally_store_points_received 20\n"),
+        "{metrics}"
+    );
+    assert!(
+        proc.terminate().success(),
+        "an idle connection must not block shutdown"
+    );
+    drop(idle);
+    for c in 0..20 {
+        assert_eq!(
+            read_back(dir.path(), &format!("busy.c{c}"), t0 - 10, t0),
+            [Some(f64::from(c))]
+        );
+    }
+}
+
+#[test]
+fn the_allowlist_refuses_other_sources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("store.toml");
+    std::fs::write(
+        &cfg,
+        "allow_cidrs = [\"10.0.0.0/8\"]\nself_metrics_interval_secs = 0\n",
+    )
+    .expect("write config");
+    let mut proc = StoreProc::start(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap_or_default()],
+    );
+    let mut conn = TcpStream::connect(proc.line).expect("connect");
+    let _ = conn.write_all(format!("refused.x 1 {}\n", now()).as_bytes());
+    drop(conn);
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = reqwest::blocking::get(proc.url("/metrics"))
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        metrics.contains("tally_store_connections_refused 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tally_store_series 0\n"), "{metrics}");
+    assert!(proc.terminate().success());
+}
+
+#[test]
+fn check_config_reports_every_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "line_listen = \"nope\"\nflush_interval_secs = 0\ndefault_retentions = \"10s\"\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["store", "--check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "line_listen: \"nope\"",
+        "flush_interval_secs: must be greater than 0",
+        "default_retentions: \"10s\"",
+    ] {
+        assert!(err.contains(want), "{want} missing from {err}");
+    }
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "store",
+            "--check-config",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/store.toml"),
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
