@@ -48,7 +48,6 @@ impl StoreProc {
             line: field("line="),
             http: field("http="),
             child,
-            dir: dir.to_owned(),
         }
     }
 
