@@ -34,6 +34,13 @@ struct Global {
 enum Command {
     /// Run the time-series store: plaintext on :2003, HTTP on :8080, data in ./data.
     Store(StoreArgs),
+    /// Flush and fully compact a store's data directory (the store must not be running), then
+    /// print its size: what `tally store` does daily, on demand.
+    Compact {
+        /// The data directory.
+        #[arg(long, env = "TALLY_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -133,11 +140,28 @@ fn run_store(args: StoreArgs) -> Result<()> {
     Ok(())
 }
 
+fn compact(data_dir: &std::path::Path) -> Result<()> {
+    let store = tally_store::Store::open(tally_store::StoreOptions::new(data_dir))
+        .with_context(|| format!("opening {}", data_dir.display()))?;
+    store.close()?;
+    store.compact()?;
+    let m = store.metrics();
+    let get = |k: &str| m.iter().find(|e| e.0 == k).map_or(0, |e| e.3);
+    println!(
+        "series={} sst_bytes={} live_data_bytes={}",
+        get("series"),
+        get("rocksdb_sst_bytes"),
+        get("rocksdb_live_data_bytes")
+    );
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli.global);
     let result = match cli.command {
         Command::Store(args) => run_store(args),
+        Command::Compact { data_dir } => compact(&data_dir),
     };
     if let Err(e) = result {
         eprintln!("tally: {e:#}");

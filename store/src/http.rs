@@ -2,7 +2,7 @@
 //! The query crate adds the Graphite API to the same router.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -50,6 +50,7 @@ pub fn router(store: Store, token: Option<String>) -> Router {
     Router::new()
         .route(INGEST_PATH, post(ingest))
         .route("/metrics", get(metrics))
+        .route("/api/v1/read", get(read))
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
         .with_state(AppState { store, token })
 }
@@ -107,6 +108,52 @@ async fn ingest(
         }
         Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
         Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ReadParams {
+    name: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+}
+
+/// `GET /api/v1/read?name=<canonical name>&from=<epoch>&until=<epoch>`: one series, raw, as
+/// stored (the finest archive covering `from`). For debugging and tests; Grafana uses `/render`.
+async fn read(
+    State(app): State<AppState>,
+    Query(p): Query<ReadParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let bad = |m: String| ApiError::Client(StatusCode::BAD_REQUEST, m);
+    let name = p
+        .name
+        .ok_or_else(|| bad("parameter \"name\" is required".into()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let epoch = |key: &str, v: Option<String>, default: i64| -> Result<i64, ApiError> {
+        v.map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| bad(format!("parameter \"{key}\": \"{v}\" is not epoch seconds")))
+        })
+    };
+    let until = epoch("until", p.until, now)?;
+    let from = epoch("from", p.from, until - 3600)?;
+    let store = app.store.clone();
+    let series = tokio::task::spawn_blocking(move || {
+        store.read(&name, from, until, None).map(|s| (name, s))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match series {
+        Ok((_, Some(s))) => Ok(Json(serde_json::json!({
+            "name": s.name, "start": s.start, "step": s.step, "values": s.values,
+        }))),
+        Ok((name, None)) => Err(ApiError::Client(
+            StatusCode::NOT_FOUND,
+            format!("no series \"{name}\""),
+        )),
+        Err(e) => Err(bad(e.to_string())),
     }
 }
 

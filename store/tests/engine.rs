@@ -246,3 +246,27 @@ fn find_and_expand() {
     );
     assert!(store.find("servers.{").is_err());
 }
+
+#[test]
+fn compaction_drops_chunks_past_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    // The default here is 10s:1d; a chunk (2 h bucket) whose end is past 1 day goes at compaction.
+    let old = now() - 3 * 86_400;
+    let fresh = now() - 60;
+    store
+        .write(
+            &batch(&[("expiring", old, 1.0), ("expiring", fresh, 2.0)]),
+            Durability::Sync,
+        )
+        .expect("write");
+    store.flush().expect("flush");
+    assert_eq!(store.stored_chunks("expiring").expect("count"), 2);
+    store.compact().expect("compact");
+    assert_eq!(
+        store.stored_chunks("expiring").expect("count"),
+        1,
+        "the old bucket is dropped"
+    );
+    assert_eq!(values(&store, "expiring", fresh - 10, fresh), [Some(2.0)]);
+}

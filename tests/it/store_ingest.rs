@@ -223,3 +223,125 @@ fn check_config_reports_every_problem() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+#[test]
+fn udp_datagrams_are_split_into_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t0 = now() - now() % 10 - 600;
+    let mut proc = StoreProc::start(dir.path(), &["--udp"]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let datagram = format!("udp.a 1 {t0}\nbad\nudp.a 2 {}\nudp.b 3 {t0}", t0 + 10);
+    sock.send_to(datagram.as_bytes(), proc.line).expect("send");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = reqwest::blocking::get(proc.url("/metrics"))
+            .expect("metrics")
+            .text()
+            .expect("text");
+        if metrics.contains("tally_store_points_received 3\n") {
+            assert!(metrics.contains("tally_store_lines_bad 1\n"), "{metrics}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "datagram not ingested: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(proc.terminate().success());
+    assert_eq!(
+        read_back(dir.path(), "udp.a", t0 - 10, t0 + 10),
+        [Some(1.0), Some(2.0)]
+    );
+    assert_eq!(read_back(dir.path(), "udp.b", t0 - 10, t0), [Some(3.0)]);
+}
+
+#[test]
+fn points_are_readable_the_moment_they_are_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t0 = now() - now() % 10 - 600;
+    let proc = StoreProc::start(dir.path(), &[]);
+    let reply = post_batch(&proc, format!("fresh.series;dc=ny 42 {t0}\n"));
+    assert_eq!(reply.accepted, 1);
+    // No wait at all: a new series is readable as soon as its batch is acknowledged.
+    let url = proc.url(&format!(
+        "/api/v1/read?name=fresh.series%3Bdc%3Dny&from={}&until={t0}",
+        t0 - 10
+    ));
+    let body: serde_json::Value = serde_json::from_str(
+        &reqwest::blocking::get(url)
+            .expect("read")
+            .text()
+            .expect("text"),
+    )
+    .expect("json");
+    assert_eq!(body["values"], serde_json::json!([42.0]));
+    assert_eq!(body["step"], 10);
+    let missing = reqwest::blocking::get(proc.url("/api/v1/read?name=nope")).expect("read");
+    assert_eq!(missing.status(), 404);
+    let bad = reqwest::blocking::get(proc.url("/api/v1/read?name=x&from=yesterday")).expect("read");
+    assert_eq!(bad.status(), 400);
+    assert!(bad
+        .text()
+        .unwrap_or_default()
+        .contains("\\\"yesterday\\\" is not epoch seconds"));
+}
+
+#[test]
+fn ingest_token_is_required_when_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("store.toml");
+    std::fs::write(&cfg, "ingest_token = \"s3cret\"\n").expect("write config");
+    let proc = StoreProc::start(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap_or_default()],
+    );
+    let client = reqwest::blocking::Client::new();
+    let body = format!("tok.x 1 {}\n", now());
+    let denied = client
+        .post(proc.url("/api/v1/ingest"))
+        .body(body.clone())
+        .send()
+        .expect("post");
+    assert_eq!(denied.status(), 401);
+    let ok = client
+        .post(proc.url("/api/v1/ingest"))
+        .header("authorization", "Bearer s3cret")
+        .body(body)
+        .send()
+        .expect("post");
+    assert_eq!(ok.status(), 200);
+}
+
+#[test]
+fn the_store_writes_its_own_metrics_as_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("store.toml");
+    std::fs::write(&cfg, "self_metrics_interval_secs = 1\n").expect("write config");
+    let proc = StoreProc::start(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap_or_default()],
+    );
+    post_batch(&proc, format!("some.series 1 {}\n", now()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = proc.url(&format!(
+            "/api/v1/read?name=tally.store.batches_acked&from={}",
+            now() - 60
+        ));
+        let resp = reqwest::blocking::get(url).expect("read");
+        if resp.status() == 200 {
+            let body: serde_json::Value =
+                serde_json::from_str(&resp.text().expect("text")).expect("json");
+            let values = body["values"].as_array().cloned().unwrap_or_default();
+            if values.iter().any(|v| v.as_f64() == Some(1.0)) {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tally.store.batches_acked never showed 1"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
