@@ -5,12 +5,13 @@
 #   librocksdb-dev  the RocksDB library the `rocksdb` crate links against (no C++ build of our own)
 #   libclang-dev    bindgen, which generates RocksDB's C bindings
 #
-# Later issues add graphite-web + graphite-carbon (compatibility tests) and prometheus-alertmanager.
+#   graphite-web    the reference the compatibility tests compare /render against (`setup.sh test`)
+#   gunicorn        serves it on a loopback port during the tests
 set -euo pipefail
 
 PKGS=(librocksdb-dev libclang-dev)
 # Extra packages for the test suite (peers the tests run as references); `setup.sh test`.
-TEST_PKGS=()
+TEST_PKGS=(graphite-web gunicorn python3-whisper)
 
 want=("${PKGS[@]}")
 [ "${1:-}" = test ] && want+=("${TEST_PKGS[@]}")

@@ -32,7 +32,8 @@ struct Global {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the time-series store: plaintext on :2003, HTTP on :8080, data in ./data.
+    /// Run the time-series store: plaintext on :2003, HTTP on :8080 (ingest and the Graphite
+    /// API that Grafana reads), data in ./data.
     Store(StoreArgs),
     /// Flush and fully compact a store's data directory (the store must not be running), then
     /// print its size: what `tally store` does daily, on demand.
@@ -130,7 +131,9 @@ fn run_store(args: StoreArgs) -> Result<()> {
         .build()?;
     runtime.block_on(tally_store::server::run(
         settings,
-        None,
+        Some(Box::new(|store| {
+            tally_query::router(std::sync::Arc::new(store))
+        })),
         |bound| {
             // One stable line on stdout: scripts and tests read the real ports from it.
             println!("tally store: line={} http={}", bound.line, bound.http);

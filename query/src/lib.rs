@@ -1,4 +1,24 @@
-//! The Graphite-compatible query side of Tally: target expressions, the function library, the
-//! graphite-web 1.1.8 HTTP API that Grafana reads, and threshold alert rules.
+//! The query side of Tally: graphite-web 1.1.8's target language, function library and HTTP API,
+//! over any [`Source`] of series (the RocksDB store in production, memory in tests).
 //!
-//! Not built yet (issues 4 and 6). It will depend on `tally-store` through a small read trait.
+//! - [`expr`]: the target grammar (nom), with positions in syntax errors;
+//! - [`time`]: the `from`/`until` grammar;
+//! - [`eval`] and [`functions`]: evaluation with graphite's semantics for nulls, steps (lcm),
+//!   names and tags;
+//! - [`render`]: `maxDataPoints` consolidation and the json/csv/raw formats;
+//! - [`api`]: the routes Grafana's Graphite data source calls.
+
+pub mod api;
+mod error;
+pub mod eval;
+pub mod expr;
+pub mod functions;
+pub mod render;
+pub mod series;
+pub mod source;
+pub mod time;
+
+pub use api::{router, GRAPHITE_VERSION};
+pub use error::{QueryError, Result};
+pub use series::TimeSeries;
+pub use source::{Fetched, MemSource, Source};

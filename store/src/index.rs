@@ -287,6 +287,38 @@ impl Index {
     }
 }
 
+/// The index on its own, in memory: for query tests that need globs and tags without a database.
+#[derive(Debug, Default)]
+pub struct MemIndex(Index);
+
+impl MemIndex {
+    /// Adds a series (canonical name); a name already present is ignored.
+    pub fn insert(&mut self, name: &str) {
+        if self.0.get(name).is_none() {
+            self.0.insert(name, (Vec::new(), Aggregate::Average));
+        }
+    }
+    pub fn find(&self, pattern: &str) -> Result<Vec<FindMatch>> {
+        self.0.find(pattern)
+    }
+    pub fn expand(&self, pattern: &str) -> Result<Vec<String>> {
+        self.0.expand(pattern)
+    }
+    pub fn select_by_tags(&self, exprs: &[&str]) -> Result<Vec<String>> {
+        let parsed: Vec<TagExpr> = exprs
+            .iter()
+            .map(|e| TagExpr::parse(e))
+            .collect::<Result<_>>()?;
+        self.0.select(&parsed)
+    }
+    pub fn tag_names(&self) -> Vec<String> {
+        self.0.tag_names()
+    }
+    pub fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
+        self.0.tag_values(tag)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

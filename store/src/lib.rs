@@ -26,7 +26,7 @@ pub use batch::PointBatch;
 pub use config::{Settings, StoreConfig};
 pub use engine::{Durability, Series, Store, StoreOptions};
 pub use error::{Error, Result};
-pub use index::FindMatch;
+pub use index::{FindMatch, MemIndex};
 pub use retention::{Aggregate, Archive, Schema, Schemas};
 pub use stats::{prometheus, Stats};
 pub use tag_expr::{TagExpr, TagOp};

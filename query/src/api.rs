@@ -1,0 +1,450 @@
+//! The graphite-web 1.1.8 HTTP API that Grafana's Graphite data source calls: `/render`,
+//! `/metrics/find`, `/metrics/expand`, `/metrics/index.json`, `/tags/*`, `/functions`,
+//! `/version`. GET and POST parameters are merged, as in graphite-web. Client mistakes answer
+//! 400 with what is wrong; internal failures answer 500 generically and are logged.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use regex::Regex;
+use serde_json::json;
+use tracing::error;
+
+use crate::error::QueryError;
+use crate::eval::{evaluate, Ctx, Limits};
+use crate::expr::parse;
+use crate::functions::functions_json;
+use crate::render::{consolidate_for_display, csv, json, raw};
+use crate::source::Source;
+use crate::time::parse_time;
+
+/// The version graphite-web reports; Grafana enables tags and `/functions` from 1.1.0.
+pub const GRAPHITE_VERSION: &str = "1.1.8";
+
+#[derive(Clone)]
+struct Api {
+    source: Arc<dyn Source>,
+    limits: Limits,
+}
+
+/// Request parameters: query string and form body together, in order, repeatable.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn new(query: Option<String>, body: &[u8]) -> Params {
+        let mut v: Vec<(String, String)> = Vec::new();
+        if let Some(q) = query {
+            v.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
+        }
+        v.extend(form_urlencoded::parse(body).into_owned());
+        Params(v)
+    }
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    fn all(&self, keys: &[&str]) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| keys.contains(&k.as_str()))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    fn flag(&self, key: &str) -> bool {
+        self.get(key)
+            .is_some_and(|v| matches!(v, "1" | "true" | "True"))
+    }
+    fn usize(&self, key: &str) -> Result<Option<usize>, QueryError> {
+        self.get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    QueryError::BadRequest(format!("parameter \"{key}\": \"{v}\" is not a count"))
+                })
+            })
+            .transpose()
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Maps errors to answers: the caller's mistakes are 400 with the message.
+fn error_response(e: QueryError) -> Response {
+    match e {
+        QueryError::Store(
+            tally_store::Error::Pattern { .. } | tally_store::Error::TagExpr { .. },
+        )
+        | QueryError::Syntax { .. }
+        | QueryError::Time { .. }
+        | QueryError::UnknownFunction(_)
+        | QueryError::Argument { .. }
+        | QueryError::Limit(_)
+        | QueryError::BadRequest(_) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        other => {
+            error!(error = %other, "query failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the server log\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+fn json_response(v: &serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+/// Runs blocking work (reads) off the async executor.
+async fn blocking<F>(f: F) -> Response
+where
+    F: FnOnce() -> Result<Response, QueryError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => error_response(e),
+        Err(e) => {
+            error!(error = %e, "query task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }
+    }
+}
+
+/// The routes, over any [`Source`].
+pub fn router(source: Arc<dyn Source>) -> Router {
+    let api = Api {
+        source,
+        limits: Limits::default(),
+    };
+    Router::new()
+        .route("/render", get(render).post(render))
+        .route("/render/", get(render).post(render))
+        .route("/metrics/find", get(find).post(find))
+        .route("/metrics/find/", get(find).post(find))
+        .route("/metrics/expand", get(expand).post(expand))
+        .route("/metrics/index.json", get(index_json))
+        .route("/tags", get(tag_list))
+        .route("/tags/", get(tag_list))
+        .route("/tags/findSeries", get(find_series).post(find_series))
+        .route(
+            "/tags/autoComplete/tags",
+            get(autocomplete_tags).post(autocomplete_tags),
+        )
+        .route(
+            "/tags/autoComplete/values",
+            get(autocomplete_values).post(autocomplete_values),
+        )
+        .route("/tags/:tag", get(tag_details))
+        .route("/functions", get(functions))
+        .route("/functions/", get(functions))
+        .route("/functions/:name", get(function))
+        .route("/version", get(version))
+        .route("/version/", get(version))
+        .with_state(api)
+}
+
+async fn render(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    blocking(move || {
+        let p = Params::new(q, &body);
+        let now = now_secs();
+        let mut from = parse_time(
+            p.get("from").filter(|s| !s.is_empty()).unwrap_or("-1d"),
+            now,
+        )?;
+        let mut until = parse_time(
+            p.get("until").filter(|s| !s.is_empty()).unwrap_or("now"),
+            now,
+        )?;
+        if from > until {
+            std::mem::swap(&mut from, &mut until);
+        }
+        if from == until {
+            return Err(QueryError::BadRequest(format!(
+                "empty time range: from and until are both {from}"
+            )));
+        }
+        let mut ctx = Ctx::new(api.source.clone(), from, until, now);
+        ctx.limits = api.limits;
+        let mut series = Vec::new();
+        for target in p.all(&["target", "target[]"]) {
+            if target.trim().is_empty() {
+                continue;
+            }
+            let expr = parse(target)?;
+            series.extend(evaluate(&ctx, &expr)?);
+        }
+        let format = p.get("format").unwrap_or("json");
+        let (ctype, body) = match format {
+            "json" => {
+                if let Some(max) = p.usize("maxDataPoints")? {
+                    consolidate_for_display(&mut series, max);
+                }
+                let body = json(&series, p.flag("noNullPoints"));
+                match p.get("jsonp") {
+                    Some(cb) if !cb.is_empty() => ("text/javascript", format!("{cb}({body})")),
+                    _ => ("application/json", body),
+                }
+            }
+            "csv" => ("text/csv", csv(&series)),
+            "raw" => ("text/plain", raw(&series)),
+            other => {
+                return Err(QueryError::BadRequest(format!(
+                    "format \"{other}\" is not supported: use json, csv or raw"
+                )))
+            }
+        };
+        Ok(([(header::CONTENT_TYPE, ctype)], body).into_response())
+    })
+    .await
+}
+
+async fn find(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    blocking(move || {
+        let p = Params::new(q, &body);
+        let query = p.get("query").filter(|s| !s.is_empty()).ok_or_else(|| QueryError::BadRequest("parameter \"query\" is required".into()))?;
+        let leaves_only = p.flag("leavesOnly");
+        let mut matches = api.source.find(query)?;
+        if leaves_only {
+            matches.retain(|m| m.is_leaf);
+        }
+        let base = query.rsplit_once('.').map_or(String::new(), |(b, _)| format!("{b}."));
+        let text = |m: &tally_store::FindMatch| m.path.rsplit('.').next().unwrap_or(&m.path).to_owned();
+        let v = match p.get("format").unwrap_or("treejson") {
+            "treejson" => {
+                let node = |m: &tally_store::FindMatch, branch: bool| {
+                    json!({"text": text(m), "id": format!("{base}{}", text(m)), "allowChildren": u8::from(branch),
+                           "expandable": u8::from(branch), "leaf": u8::from(!branch)})
+                };
+                let mut out: Vec<serde_json::Value> = matches.iter().filter(|m| m.has_children).map(|m| node(m, true)).collect();
+                out.extend(matches.iter().filter(|m| m.is_leaf && !m.has_children).map(|m| node(m, false)));
+                serde_json::Value::Array(out)
+            }
+            "completer" => {
+                let metrics: Vec<serde_json::Value> = matches
+                    .iter()
+                    .map(|m| {
+                        let leaf = m.is_leaf && !m.has_children;
+                        json!({"path": if leaf { m.path.clone() } else { format!("{}.", m.path) }, "name": text(m), "is_leaf": if leaf { "1" } else { "0" }})
+                    })
+                    .collect();
+                json!({ "metrics": metrics })
+            }
+            "nodelist" => {
+                let position: i64 = p.get("position").and_then(|s| s.parse().ok()).unwrap_or(-1);
+                let nodes: BTreeSet<String> = matches
+                    .iter()
+                    .filter_map(|m| {
+                        let parts: Vec<&str> = m.path.split('.').collect();
+                        let i = if position < 0 { parts.len() as i64 + position } else { position };
+                        usize::try_from(i).ok().and_then(|i| parts.get(i)).map(|s| s.to_string())
+                    })
+                    .collect();
+                json!({ "nodes": nodes })
+            }
+            other => return Err(QueryError::BadRequest(format!("format \"{other}\" is not one of treejson, completer, nodelist"))),
+        };
+        Ok(json_response(&v))
+    })
+    .await
+}
+
+async fn expand(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    blocking(move || {
+        let p = Params::new(q, &body);
+        let leaves_only = p.flag("leavesOnly");
+        let group = p.flag("groupByExpr");
+        let mut all = BTreeSet::new();
+        let mut grouped = serde_json::Map::new();
+        for query in p.all(&["query"]) {
+            let set: BTreeSet<String> = api
+                .source
+                .find(query)?
+                .into_iter()
+                .filter(|m| m.is_leaf || !leaves_only)
+                .map(|m| m.path)
+                .collect();
+            all.extend(set.iter().cloned());
+            grouped.insert(query.to_owned(), json!(set));
+        }
+        Ok(json_response(&if group {
+            json!({ "results": grouped })
+        } else {
+            json!({ "results": all })
+        }))
+    })
+    .await
+}
+
+async fn index_json(State(api): State<Api>) -> Response {
+    blocking(move || Ok(json_response(&json!(api.source.expand("**")?)))).await
+}
+
+fn limit_and_filter(
+    values: Vec<String>,
+    filter: Option<&str>,
+    limit: Option<usize>,
+) -> Result<Vec<String>, QueryError> {
+    let re = filter
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            Regex::new(f).map_err(|e| QueryError::BadRequest(format!("parameter \"filter\": {e}")))
+        })
+        .transpose()?;
+    let mut v: Vec<String> = values
+        .into_iter()
+        .filter(|x| re.as_ref().is_none_or(|r| r.is_match(x)))
+        .collect();
+    if let Some(l) = limit {
+        v.truncate(l);
+    }
+    Ok(v)
+}
+
+async fn tag_list(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
+    blocking(move || {
+        let p = Params::new(q, &[]);
+        let tags = limit_and_filter(api.source.tag_names(), p.get("filter"), p.usize("limit")?)?;
+        Ok(json_response(&json!(tags
+            .into_iter()
+            .map(|t| json!({"tag": t}))
+            .collect::<Vec<_>>())))
+    })
+    .await
+}
+
+async fn tag_details(
+    State(api): State<Api>,
+    Path(tag): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    blocking(move || {
+        let p = Params::new(q, &[]);
+        let values = api.source.tag_values(&tag);
+        let keep = limit_and_filter(
+            values.iter().map(|v| v.0.clone()).collect(),
+            p.get("filter"),
+            p.usize("limit")?,
+        )?;
+        let out: Vec<serde_json::Value> = values
+            .into_iter()
+            .filter(|(v, _)| keep.contains(v))
+            .map(|(v, c)| json!({"count": c, "value": v}))
+            .collect();
+        Ok(json_response(&json!({"tag": tag, "values": out})))
+    })
+    .await
+}
+
+async fn find_series(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    blocking(move || {
+        let p = Params::new(q, &body);
+        let exprs = p.all(&["expr", "expr[]"]);
+        if exprs.is_empty() {
+            return Err(QueryError::BadRequest(
+                "parameter \"expr\" is required".into(),
+            ));
+        }
+        Ok(json_response(&json!(api.source.select_by_tags(&exprs)?)))
+    })
+    .await
+}
+
+/// Tags of the series matching `expr` (or all tags), minus the tags `expr` names.
+async fn autocomplete_tags(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    blocking(move || {
+        let p = Params::new(q, &body);
+        let prefix = p.get("tagPrefix").unwrap_or("").to_owned();
+        let limit = p.usize("limit")?.unwrap_or(100);
+        let exprs = p.all(&["expr", "expr[]"]);
+        let mut tags: BTreeSet<String> = BTreeSet::new();
+        if exprs.is_empty() {
+            tags.extend(api.source.tag_names());
+        } else {
+            let named: BTreeSet<String> = exprs
+                .iter()
+                .filter_map(|e| e.split(['=', '!']).next())
+                .map(str::to_owned)
+                .collect();
+            for name in api.source.select_by_tags(&exprs)? {
+                for (k, _) in crate::series::tags_of(&name) {
+                    if !named.contains(&k) {
+                        tags.insert(k);
+                    }
+                }
+            }
+        }
+        let out: Vec<String> = tags
+            .into_iter()
+            .filter(|t| t.starts_with(&prefix))
+            .take(limit)
+            .collect();
+        Ok(json_response(&json!(out)))
+    })
+    .await
+}
+
+async fn autocomplete_values(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    blocking(move || {
+        let p = Params::new(q, &body);
+        let tag = p
+            .get("tag")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| QueryError::BadRequest("parameter \"tag\" is required".into()))?
+            .to_owned();
+        let prefix = p.get("valuePrefix").unwrap_or("").to_owned();
+        let limit = p.usize("limit")?.unwrap_or(100);
+        let exprs = p.all(&["expr", "expr[]"]);
+        let mut values: BTreeSet<String> = BTreeSet::new();
+        if exprs.is_empty() {
+            values.extend(api.source.tag_values(&tag).into_iter().map(|(v, _)| v));
+        } else {
+            for name in api.source.select_by_tags(&exprs)? {
+                if let Some(v) = crate::series::tags_of(&name).get(&tag) {
+                    values.insert(v.clone());
+                }
+            }
+        }
+        let out: Vec<String> = values
+            .into_iter()
+            .filter(|v| v.starts_with(&prefix))
+            .take(limit)
+            .collect();
+        Ok(json_response(&json!(out)))
+    })
+    .await
+}
+
+async fn functions() -> Response {
+    json_response(&functions_json())
+}
+
+async fn function(Path(name): Path<String>) -> Response {
+    match functions_json().get(&name) {
+        Some(f) => json_response(f),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("unknown function \"{name}\"\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn version() -> &'static str {
+    GRAPHITE_VERSION
+}

@@ -1,0 +1,293 @@
+//! The function library: one table says what exists (`SPECS`, which `/functions` serves in the
+//! shape Grafana's function editor parses) and `call` dispatches by name. A test checks that
+//! every listed function dispatches.
+
+mod agg;
+mod alias;
+mod filter;
+pub(crate) mod names;
+mod transform;
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::error::{QueryError, Result};
+use crate::eval::{Args, Ctx, Value};
+use crate::expr::Call;
+
+/// A function as `/functions` describes it. `params`: comma-separated `name:type`, with `!` for
+/// required, `*` for repeatable and `=x` for a default.
+pub(crate) struct Spec {
+    pub name: &'static str,
+    pub group: &'static str,
+    pub description: &'static str,
+    pub params: &'static str,
+}
+
+macro_rules! specs {
+    ($($name:literal, $group:literal, $params:literal, $desc:literal;)*) => {
+        pub(crate) const SPECS: &[Spec] = &[$(Spec { name: $name, group: $group, params: $params, description: $desc },)*];
+    };
+}
+
+specs! {
+    "absolute", "Transform", "seriesList:seriesList!", "Absolute value of each point.";
+    "aggregate", "Combine", "seriesList:seriesList!,func:aggFunc!,xFilesFactor:float", "Aggregate series with a function.";
+    "alias", "Alias", "seriesList:seriesList!,newName:string!", "Rename every series.";
+    "aliasByMetric", "Alias", "seriesList:seriesList!", "Rename to the last node of the path.";
+    "aliasByNode", "Alias", "seriesList:seriesList!,nodes:nodeOrTag!*", "Rename to the given nodes or tags.";
+    "aliasByTags", "Alias", "seriesList:seriesList!,tags:nodeOrTag!*", "Rename to the given tags or nodes.";
+    "aliasSub", "Alias", "seriesList:seriesList!,search:string!,replace:string!", "Rename by regex substitution (Python \\1 references).";
+    "alpha", "Graph", "seriesList:seriesList!,alpha:float!", "Display only: passes series through.";
+    "asPercent", "Combine", "seriesList:seriesList!,total:any,nodes:nodeOrTag*", "Each series as a percent of a total.";
+    "averageAbove", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose average is above n.";
+    "averageBelow", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose average is at most n.";
+    "averageSeries", "Combine", "seriesLists:seriesList!*", "Average of series, point by point.";
+    "avg", "Combine", "seriesLists:seriesList!*", "Alias of averageSeries.";
+    "cactiStyle", "Special", "seriesList:seriesList!,system:string,units:string", "Adds current, max and min to names.";
+    "color", "Graph", "seriesList:seriesList!,theColor:string!", "Display only: passes series through.";
+    "consolidateBy", "Special", "seriesList:seriesList!,consolidationFunc:string!=average", "How the series is consolidated for maxDataPoints.";
+    "constantLine", "Special", "value:float!", "A horizontal line at a value.";
+    "countSeries", "Combine", "seriesLists:seriesList*", "The number of series, at every point.";
+    "currentAbove", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose last value is above n.";
+    "currentBelow", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose last value is at most n.";
+    "dashed", "Graph", "seriesList:seriesList!,dashLength:float", "Display only: passes series through.";
+    "derivative", "Transform", "seriesList:seriesList!", "Difference from the previous point.";
+    "diffSeries", "Combine", "seriesLists:seriesList!*", "First series minus the others.";
+    "divideSeries", "Combine", "dividendSeriesList:seriesList!,divisorSeries:seriesList!", "Point-by-point division.";
+    "exclude", "Filter Series", "seriesList:seriesList!,pattern:string!", "Drop series whose name matches a regex.";
+    "grep", "Filter Series", "seriesList:seriesList!,pattern:string!", "Keep series whose name matches a regex.";
+    "group", "Combine", "seriesLists:seriesList*", "Several series lists as one.";
+    "groupByNode", "Combine", "seriesList:seriesList!,nodeNum:nodeOrTag!,callback:aggFunc=average", "Aggregate series grouped by one node.";
+    "groupByNodes", "Combine", "seriesList:seriesList!,callback:aggFunc!,nodes:nodeOrTag*", "Aggregate series grouped by nodes.";
+    "groupByTags", "Combine", "seriesList:seriesList!,callback:aggFunc!,tags:tag!*", "Aggregate series grouped by tags.";
+    "highest", "Filter Series", "seriesList:seriesList!,n:integer=1,func:aggFunc=average", "The n highest series by a function.";
+    "highestAverage", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the highest average.";
+    "highestCurrent", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the highest last value.";
+    "highestMax", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the highest maximum.";
+    "hitcount", "Transform", "seriesList:seriesList!,intervalString:interval!,alignToInterval:boolean=false", "Rates turned into hits per interval.";
+    "integral", "Transform", "seriesList:seriesList!", "Running total.";
+    "keepLastValue", "Transform", "seriesList:seriesList!,limit:intOrInf=inf", "Fill gaps with the last value.";
+    "legendValue", "Alias", "seriesList:seriesList!,valuesTypes:string*", "Adds aggregates to names.";
+    "limit", "Filter Series", "seriesList:seriesList!,n:integer!", "The first n series.";
+    "lineWidth", "Graph", "seriesList:seriesList!,width:float!", "Display only: passes series through.";
+    "lowest", "Filter Series", "seriesList:seriesList!,n:integer=1,func:aggFunc=average", "The n lowest series by a function.";
+    "lowestAverage", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the lowest average.";
+    "lowestCurrent", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the lowest last value.";
+    "maxSeries", "Combine", "seriesLists:seriesList!*", "Maximum of series, point by point.";
+    "maximumAbove", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose maximum is above n.";
+    "maximumBelow", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose maximum is at most n.";
+    "minSeries", "Combine", "seriesLists:seriesList!*", "Minimum of series, point by point.";
+    "minimumAbove", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose minimum is above n.";
+    "minimumBelow", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose minimum is at most n.";
+    "movingAverage", "Calculate", "seriesList:seriesList!,windowSize:intOrInterval!,xFilesFactor:float", "Average of the window before each point.";
+    "movingMax", "Calculate", "seriesList:seriesList!,windowSize:intOrInterval!,xFilesFactor:float", "Maximum of the window before each point.";
+    "movingMedian", "Calculate", "seriesList:seriesList!,windowSize:intOrInterval!,xFilesFactor:float", "Median of the window before each point.";
+    "movingMin", "Calculate", "seriesList:seriesList!,windowSize:intOrInterval!,xFilesFactor:float", "Minimum of the window before each point.";
+    "movingSum", "Calculate", "seriesList:seriesList!,windowSize:intOrInterval!,xFilesFactor:float", "Sum of the window before each point.";
+    "multiplySeries", "Combine", "seriesLists:seriesList!*", "Product of series, point by point.";
+    "nonNegativeDerivative", "Transform", "seriesList:seriesList!,maxValue:float,minValue:float", "Counter increase; a reset gives null.";
+    "offset", "Transform", "seriesList:seriesList!,factor:float!", "Adds a constant.";
+    "percentileOfSeries", "Combine", "seriesList:seriesList!,n:float!,interpolate:boolean=false", "The n-th percentile across series.";
+    "perSecond", "Transform", "seriesList:seriesList!,maxValue:float,minValue:float", "Counter increase per second; a reset gives null.";
+    "rangeOfSeries", "Combine", "seriesLists:seriesList!*", "Max minus min, point by point.";
+    "removeAboveValue", "Filter Data", "seriesList:seriesList!,n:float!", "Nulls points above n.";
+    "removeBelowValue", "Filter Data", "seriesList:seriesList!,n:float!", "Nulls points below n.";
+    "removeEmptySeries", "Filter Series", "seriesList:seriesList!,xFilesFactor:float", "Drops series with no data.";
+    "scale", "Transform", "seriesList:seriesList!,factor:float!", "Multiplies by a constant.";
+    "secondYAxis", "Graph", "seriesList:seriesList!", "Display only: passes series through.";
+    "seriesByTag", "Special", "tagExpressions:string!*", "Series whose tags match every expression.";
+    "sinFunction", "Transform", "name:string!,amplitude:integer=1,step:integer=60", "A sine wave of the clock.";
+    "sortByMaxima", "Sorting", "seriesList:seriesList!", "Sort by maximum, descending.";
+    "sortByMinima", "Sorting", "seriesList:seriesList!", "Sort by minimum, ascending.";
+    "sortByName", "Sorting", "seriesList:seriesList!,natural:boolean=false,reverse:boolean=false", "Sort by name.";
+    "sortByTotal", "Sorting", "seriesList:seriesList!", "Sort by sum, descending.";
+    "stddevSeries", "Combine", "seriesLists:seriesList!*", "Standard deviation, point by point.";
+    "sum", "Combine", "seriesLists:seriesList!*", "Alias of sumSeries.";
+    "sumSeries", "Combine", "seriesLists:seriesList!*", "Sum of series, point by point.";
+    "summarize", "Transform", "seriesList:seriesList!,intervalString:interval!,func:aggFunc=sum,alignToFrom:boolean=false", "Buckets of an interval, aggregated.";
+    "time", "Transform", "name:string!,step:integer=60", "The clock as a series.";
+    "timeFunction", "Transform", "name:string!,step:integer=60", "The clock as a series.";
+    "timeShift", "Transform", "seriesList:seriesList!,timeShift:interval!,resetEnd:boolean=true,alignDst:boolean=false", "The series from an interval ago.";
+    "timeStack", "Transform", "seriesList:seriesList!,timeShiftUnit:interval=1d,timeShiftStart:integer=0,timeShiftEnd:integer=7", "The series shifted back 0..n units.";
+    "transformNull", "Transform", "seriesList:seriesList!,default:float=0,referenceSeries:seriesList", "Replace nulls with a value.";
+}
+
+const AGG_FUNCS: &[&str] = &[
+    "average", "avg", "avg_zero", "median", "sum", "total", "min", "max", "diff", "stddev",
+    "count", "range", "rangeOf", "multiply", "last", "current",
+];
+
+/// Dispatches a call by name.
+pub fn call(ctx: &Ctx, call: &Call) -> Result<Value> {
+    let a = Args { ctx, call };
+    match call.name.as_str() {
+        "sumSeries" | "sum" => agg::series_agg(&a, "sum"),
+        "averageSeries" | "avg" => agg::series_agg(&a, "average"),
+        "minSeries" => agg::series_agg(&a, "min"),
+        "maxSeries" => agg::series_agg(&a, "max"),
+        "diffSeries" => agg::series_agg(&a, "diff"),
+        "multiplySeries" => agg::series_agg(&a, "multiply"),
+        "stddevSeries" => agg::series_agg(&a, "stddev"),
+        "rangeOfSeries" => agg::series_agg(&a, "rangeOf"),
+        "aggregate" => agg::aggregate_fn(&a),
+        "countSeries" => agg::count_series(&a),
+        "percentileOfSeries" => agg::percentile_of_series(&a),
+        "divideSeries" => agg::divide_series(&a),
+        "asPercent" => agg::as_percent(&a),
+        "group" => agg::group(&a),
+        "groupByNode" => agg::group_by_nodes(&a, true),
+        "groupByNodes" => agg::group_by_nodes(&a, false),
+        "groupByTags" => agg::group_by_tags(&a),
+        "scale" => transform::scale(&a),
+        "offset" => transform::offset(&a),
+        "absolute" => transform::absolute(&a),
+        "removeAboveValue" => transform::remove_value(&a, true),
+        "removeBelowValue" => transform::remove_value(&a, false),
+        "derivative" => transform::derivative(&a, "derivative"),
+        "nonNegativeDerivative" => transform::derivative(&a, "nonNegativeDerivative"),
+        "perSecond" => transform::derivative(&a, "perSecond"),
+        "integral" => transform::integral(&a),
+        "keepLastValue" => transform::keep_last_value(&a),
+        "transformNull" => transform::transform_null(&a),
+        "movingAverage" => transform::moving(&a, "average"),
+        "movingMedian" => transform::moving(&a, "median"),
+        "movingSum" => transform::moving(&a, "sum"),
+        "movingMin" => transform::moving(&a, "min"),
+        "movingMax" => transform::moving(&a, "max"),
+        "summarize" => transform::summarize(&a),
+        "hitcount" => transform::hitcount(&a),
+        "timeShift" => transform::time_shift(&a),
+        "timeStack" => transform::time_stack(&a),
+        "consolidateBy" => transform::consolidate_by(&a),
+        "constantLine" => transform::constant_line(&a),
+        "time" | "timeFunction" => transform::clock(&a, false),
+        "sinFunction" => transform::clock(&a, true),
+        "highest" => filter::highest(&a, None, false),
+        "lowest" => filter::highest(&a, None, true),
+        "highestAverage" => filter::highest(&a, Some("average"), false),
+        "highestCurrent" => filter::highest(&a, Some("current"), false),
+        "highestMax" => filter::highest(&a, Some("max"), false),
+        "lowestAverage" => filter::highest(&a, Some("average"), true),
+        "lowestCurrent" => filter::highest(&a, Some("current"), true),
+        "sortByTotal" => filter::sort_by(&a, "sum", true),
+        "sortByMaxima" => filter::sort_by(&a, "max", true),
+        "sortByMinima" => filter::sort_by(&a, "min", false),
+        "sortByName" => filter::sort_by_name(&a),
+        "limit" => filter::limit(&a),
+        "exclude" => filter::grep(&a, false),
+        "grep" => filter::grep(&a, true),
+        "removeEmptySeries" => filter::remove_empty(&a),
+        "averageAbove" => filter::filter_by(&a, "average", true),
+        "averageBelow" => filter::filter_by(&a, "average", false),
+        "currentAbove" => filter::filter_by(&a, "current", true),
+        "currentBelow" => filter::filter_by(&a, "current", false),
+        "maximumAbove" => filter::filter_by(&a, "max", true),
+        "maximumBelow" => filter::filter_by(&a, "max", false),
+        "minimumAbove" => filter::filter_by(&a, "min", true),
+        "minimumBelow" => filter::filter_by(&a, "min", false),
+        "alias" => alias::alias(&a),
+        "aliasByNode" => alias::alias_by_node(&a),
+        "aliasByTags" => alias::alias_by_tags(&a),
+        "aliasByMetric" => alias::alias_by_metric(&a),
+        "aliasSub" => alias::alias_sub(&a),
+        "cactiStyle" => alias::cacti_style(&a),
+        "legendValue" => alias::legend_value(&a),
+        "color" | "lineWidth" | "alpha" => alias::passthrough(&a),
+        "secondYAxis" => alias::second_y_axis(&a),
+        "dashed" => alias::dashed(&a),
+        other => Err(QueryError::UnknownFunction(other.to_owned())),
+    }
+}
+
+/// `/functions`: every function with its group, description and parameters.
+pub fn functions_json() -> Json {
+    let mut out = Map::new();
+    for spec in SPECS {
+        let params: Vec<Json> = spec
+            .params
+            .split(',')
+            .map(|p| {
+                let (decl, default) = p.split_once('=').map_or((p, None), |(d, v)| (d, Some(v)));
+                let required = decl.contains('!');
+                let multiple = decl.contains('*');
+                let decl = decl
+                    .trim_end_matches(['!', '*'])
+                    .trim_end_matches(['!', '*']);
+                let (name, ty) = decl.split_once(':').unwrap_or((decl, "any"));
+                let mut m = Map::new();
+                m.insert("name".into(), json!(name));
+                m.insert("type".into(), json!(ty));
+                if required {
+                    m.insert("required".into(), json!(true));
+                }
+                if multiple {
+                    m.insert("multiple".into(), json!(true));
+                }
+                if let Some(d) = default {
+                    let v = match (ty, d) {
+                        (_, "true") => json!(true),
+                        (_, "false") => json!(false),
+                        ("integer" | "float", n) => n.parse::<f64>().map_or(json!(n), |x| {
+                            if x.fract() == 0.0 {
+                                json!(x as i64)
+                            } else {
+                                json!(x)
+                            }
+                        }),
+                        // Never a bare Infinity: Grafana's editor cannot parse it.
+                        (_, s) => json!(s),
+                    };
+                    m.insert("default".into(), v);
+                }
+                if ty == "aggFunc" {
+                    m.insert("options".into(), json!(AGG_FUNCS));
+                }
+                Json::Object(m)
+            })
+            .collect();
+        out.insert(
+            spec.name.into(),
+            json!({"name": spec.name, "group": spec.group, "description": spec.description, "module": "graphite.render.functions", "params": params}),
+        );
+    }
+    Json::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn every_listed_function_dispatches() {
+        let ctx = Ctx::new(Arc::new(crate::source::MemSource::default()), 0, 600, 600);
+        for spec in SPECS {
+            if spec.name == "seriesByTag" {
+                continue;
+            }
+            let c = Call {
+                name: spec.name.into(),
+                args: vec![],
+                kwargs: vec![],
+                raw: String::new(),
+            };
+            if let Err(QueryError::UnknownFunction(n)) = call(&ctx, &c) {
+                panic!("{n} is listed but does not dispatch");
+            }
+        }
+    }
+
+    #[test]
+    fn functions_json_is_what_grafana_parses() {
+        let j = functions_json();
+        let text = serde_json::to_string(&j).unwrap_or_default();
+        assert!(!text.contains("Infinity"));
+        let p = &j["movingAverage"]["params"];
+        assert_eq!(p[0]["name"], "seriesList");
+        assert_eq!(p[0]["required"], true);
+        assert_eq!(j["sumSeries"]["params"][0]["multiple"], true);
+        assert_eq!(j["summarize"]["params"][2]["default"], "sum");
+        assert!(j["groupByNode"]["params"][2]["options"].is_array());
+        assert!(SPECS.len() >= 75, "{}", SPECS.len());
+    }
+}

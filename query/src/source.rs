@@ -1,0 +1,124 @@
+//! What the evaluator reads: a small trait, implemented by the RocksDB store and by an in-memory
+//! source that tests and golden cases use.
+
+use std::collections::BTreeMap;
+
+use tally_store::{FindMatch, Store};
+
+use crate::error::Result;
+
+/// One stored series over a range: `values[i]` at `start + i * step`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    pub start: i64,
+    pub step: i64,
+    pub values: Vec<Option<f64>>,
+}
+
+pub trait Source: Send + Sync {
+    /// Nodes matching a glob, at the glob's depth.
+    fn find(&self, pattern: &str) -> Result<Vec<FindMatch>>;
+    /// Series names matching a glob, sorted.
+    fn expand(&self, pattern: &str) -> Result<Vec<String>>;
+    /// Tagged series matching `seriesByTag` expressions, sorted.
+    fn select_by_tags(&self, exprs: &[&str]) -> Result<Vec<String>>;
+    /// A series over `(from, until]` at the resolution the range needs.
+    fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<Fetched>>;
+    fn tag_names(&self) -> Vec<String>;
+    fn tag_values(&self, tag: &str) -> Vec<(String, usize)>;
+}
+
+impl Source for Store {
+    fn find(&self, pattern: &str) -> Result<Vec<FindMatch>> {
+        Ok(Store::find(self, pattern)?)
+    }
+    fn expand(&self, pattern: &str) -> Result<Vec<String>> {
+        Ok(Store::expand(self, pattern)?)
+    }
+    fn select_by_tags(&self, exprs: &[&str]) -> Result<Vec<String>> {
+        Ok(Store::select_by_tags(self, exprs)?)
+    }
+    fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<Fetched>> {
+        Ok(self.read(name, from, until, None)?.map(|s| Fetched {
+            start: s.start,
+            step: i64::from(s.step),
+            values: s.values,
+        }))
+    }
+    fn tag_names(&self) -> Vec<String> {
+        Store::tag_names(self)
+    }
+    fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
+        Store::tag_values(self, tag)
+    }
+}
+
+/// Series held in memory at one step, for tests: `(name, start, step, values)`.
+#[derive(Debug, Default, Clone)]
+pub struct MemSource {
+    series: BTreeMap<String, (i64, i64, Vec<Option<f64>>)>,
+}
+
+impl MemSource {
+    pub fn add(
+        &mut self,
+        name: &str,
+        start: i64,
+        step: i64,
+        values: Vec<Option<f64>>,
+    ) -> &mut Self {
+        self.series.insert(name.to_owned(), (start, step, values));
+        self
+    }
+
+    fn index(&self) -> tally_store::MemIndex {
+        let mut ix = tally_store::MemIndex::default();
+        for name in self.series.keys() {
+            ix.insert(name);
+        }
+        ix
+    }
+}
+
+impl Source for MemSource {
+    fn find(&self, pattern: &str) -> Result<Vec<FindMatch>> {
+        Ok(self.index().find(pattern)?)
+    }
+    fn expand(&self, pattern: &str) -> Result<Vec<String>> {
+        Ok(self.index().expand(pattern)?)
+    }
+    fn select_by_tags(&self, exprs: &[&str]) -> Result<Vec<String>> {
+        Ok(self.index().select_by_tags(exprs)?)
+    }
+    fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<Fetched>> {
+        let Some((start, step, values)) = self.series.get(name) else {
+            return Ok(None);
+        };
+        // The same grid as the store: (from, until], floored to the step.
+        let first = from - from.rem_euclid(*step) + step;
+        let last = until - until.rem_euclid(*step);
+        let mut out = Vec::new();
+        let mut t = first;
+        while t <= last {
+            let i = (t - start).div_euclid(*step);
+            let v = if t >= *start && (t - start) % step == 0 {
+                values.get(i as usize).copied().flatten()
+            } else {
+                None
+            };
+            out.push(v);
+            t += step;
+        }
+        Ok(Some(Fetched {
+            start: first,
+            step: *step,
+            values: out,
+        }))
+    }
+    fn tag_names(&self) -> Vec<String> {
+        self.index().tag_names()
+    }
+    fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
+        self.index().tag_values(tag)
+    }
+}
