@@ -10,13 +10,16 @@
 //! - *xor*: Gorilla's XOR float coding, for everything else.
 //!
 //! Layout (bits, most significant first): version:8, columns:8, count:32, first ts:64 (zigzag),
-//! [first delta:64 (zigzag), delta-of-deltas...], then per column a mode:8 and its payload.
+//! then if count > 1: regular:1 and first delta:64 (zigzag), then (unless regular, which is what
+//! a series reported at a fixed interval is) the delta-of-deltas; then per column a mode:8 and
+//! its payload. Version 1 had no regular bit.
 //! Decoding validates as it goes and never panics on corrupt bytes.
 
 use crate::bits::{unzigzag, zigzag, BitReader, BitWriter, Truncated};
 use crate::error::{Error, Result};
 
-const VERSION: u64 = 1;
+/// Version 2 adds the regular-timestamps flag; version 1 chunks still decode.
+const VERSION: u64 = 2;
 const MODE_XOR: u64 = 0;
 const MODE_DEC_VALUES: u64 = 1;
 const MODE_DEC_DELTAS: u64 = 2;
@@ -66,11 +69,15 @@ pub fn encode(points: &Points) -> Vec<u8> {
     }
     if n > 1 {
         let mut prev_delta = points.ts[1] - points.ts[0];
+        let regular = points.ts.windows(2).all(|p| p[1] - p[0] == prev_delta);
+        w.bit(regular);
         w.write(zigzag(prev_delta), 64);
-        for pair in points.ts[1..].windows(2) {
-            let delta = pair[1] - pair[0];
-            write_dod(&mut w, delta - prev_delta);
-            prev_delta = delta;
+        if !regular {
+            for pair in points.ts[1..].windows(2) {
+                let delta = pair[1] - pair[0];
+                write_dod(&mut w, delta - prev_delta);
+                prev_delta = delta;
+            }
         }
     }
     for col in &points.cols {
@@ -123,15 +130,16 @@ fn as_decimal(col: &[f64]) -> Option<(u32, Vec<i64>)> {
         let scale = 10f64.powi(k as i32);
         let mut ints = Vec::with_capacity(col.len());
         for &v in col {
+            if v == 0.0 && v.is_sign_negative() {
+                // -0.0 would come back as 0.0 from an integer: keep its sign in the XOR path.
+                return None;
+            }
             let s = v * scale;
             if !s.is_finite() || s.abs() >= EXACT {
                 return None;
             }
             let r = s.round();
             // Exact round trip: the integer, scaled back, is the same double.
-            if r / scale != v && (k != 0 || r != v) {
-                continue 'k;
-            }
             if r / scale != v {
                 continue 'k;
             }
@@ -282,7 +290,8 @@ pub fn decode(bytes: &[u8]) -> Result<Points> {
 
 fn decode_inner(bytes: &[u8]) -> Result<Points, Truncated> {
     let mut r = BitReader::new(bytes);
-    if r.read(8)? != VERSION {
+    let version = r.read(8)?;
+    if version != 1 && version != VERSION {
         return Err(Truncated);
     }
     let ncols = r.read(8)? as usize;
@@ -296,10 +305,13 @@ fn decode_inner(bytes: &[u8]) -> Result<Points, Truncated> {
         ts.push(unzigzag(r.read(64)?));
     }
     if n > 1 {
+        let regular = version >= 2 && r.bit()?;
         let mut delta = unzigzag(r.read(64)?);
         ts.push(ts[0].wrapping_add(delta));
         for i in 2..n {
-            delta = delta.wrapping_add(read_dod(&mut r)?);
+            if !regular {
+                delta = delta.wrapping_add(read_dod(&mut r)?);
+            }
             ts.push(ts[i - 1].wrapping_add(delta));
         }
     }
@@ -385,11 +397,35 @@ mod tests {
         round_trip(&pts(&ts, &odd));
         round_trip(&pts(&[5], &[f64::INFINITY]));
         round_trip(&pts(&[5, 6], &[-0.0, 1e300]));
+        round_trip(&pts(&[5], &[-0.0]));
         round_trip(&pts(&[], &[]));
         round_trip(&Points {
             ts: vec![1, 2],
             cols: vec![vec![1.0, 2.0], vec![0.5, f64::NEG_INFINITY]],
         });
+    }
+
+    #[test]
+    fn version_1_chunks_still_decode() {
+        // Written by version 1 of the codec: ts 10, 20, 35 (irregular), values 1, 2, 3 (decimal).
+        let v1: &[u8] = &[
+            1, 1, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 20, 162, 0, 128, 0, 0,
+            0, 0, 0, 0, 0, 16, 33, 128,
+        ];
+        let p = decode(v1).expect("a version 1 chunk decodes");
+        assert_eq!(p.ts, [10, 20, 35]);
+        assert_eq!(p.cols[0], [1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn regular_timestamps_cost_nothing_per_point() {
+        let ts: Vec<i64> = (0..720).map(|i| 1_700_000_000 + i * 10).collect();
+        let same = vec![5.0; 720];
+        assert!(
+            encode(&pts(&ts, &same)).len() < 40,
+            "{}",
+            encode(&pts(&ts, &same)).len()
+        );
     }
 
     #[test]
