@@ -6,12 +6,13 @@
 #   libclang-dev    bindgen, which generates RocksDB's C bindings
 #
 #   graphite-web    the reference the compatibility tests compare /render against (`setup.sh test`)
-#   gunicorn        serves it on a loopback port during the tests
+#   graphite-carbon the carbon-cache that feeds it the same plaintext Tally gets
+#   gunicorn        serves graphite-web on a loopback port during the tests
 set -euo pipefail
 
 PKGS=(librocksdb-dev libclang-dev)
 # Extra packages for the test suite (peers the tests run as references); `setup.sh test`.
-TEST_PKGS=(graphite-web gunicorn python3-whisper)
+TEST_PKGS=(graphite-web graphite-carbon gunicorn python3-whisper)
 
 want=("${PKGS[@]}")
 [ "${1:-}" = test ] && want+=("${TEST_PKGS[@]}")

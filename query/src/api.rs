@@ -223,12 +223,18 @@ async fn find(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Res
         let text = |m: &tally_store::FindMatch| m.path.rsplit('.').next().unwrap_or(&m.path).to_owned();
         let v = match p.get("format").unwrap_or("treejson") {
             "treejson" => {
+                // graphite-web's tree_json: one node per name (the first in name order wins),
+                // branches before leaves.
+                let mut seen = BTreeSet::new();
+                let mut sorted: Vec<&tally_store::FindMatch> = matches.iter().collect();
+                sorted.sort_by(|a, b| text(a).cmp(&text(b)).then(a.path.cmp(&b.path)));
+                sorted.retain(|m| seen.insert(text(m)));
                 let node = |m: &tally_store::FindMatch, branch: bool| {
                     json!({"text": text(m), "id": format!("{base}{}", text(m)), "allowChildren": u8::from(branch),
                            "expandable": u8::from(branch), "leaf": u8::from(!branch)})
                 };
-                let mut out: Vec<serde_json::Value> = matches.iter().filter(|m| m.has_children).map(|m| node(m, true)).collect();
-                out.extend(matches.iter().filter(|m| m.is_leaf && !m.has_children).map(|m| node(m, false)));
+                let mut out: Vec<serde_json::Value> = sorted.iter().filter(|m| m.has_children).map(|m| node(m, true)).collect();
+                out.extend(sorted.iter().filter(|m| !m.has_children).map(|m| node(m, false)));
                 serde_json::Value::Array(out)
             }
             "completer" => {

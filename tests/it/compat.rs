@@ -10,7 +10,7 @@ use crate::graphite_web::GraphiteWeb;
 use crate::proc::StoreProc;
 
 /// Storage-free targets, each sent to both servers.
-const TARGETS: &[&str] = &[
+pub(crate) const TARGETS: &[&str] = &[
     "constantLine(100)",
     "constantLine(1.5)",
     "constantLine(-3)",
@@ -136,12 +136,12 @@ const SHAPES: &[(&str, &str)] = &[
 const FROM: i64 = 1_700_000_000;
 const UNTIL: i64 = 1_700_003_600;
 
-fn get(url: &str) -> (u16, String) {
+pub(crate) fn get(url: &str) -> (u16, String) {
     let r = reqwest::blocking::get(url).expect("request");
     (r.status().as_u16(), r.text().unwrap_or_default())
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -165,7 +165,7 @@ fn value_eq(a: &Value, b: &Value) -> bool {
 }
 
 /// Compares two `/render` JSON answers; tag values are compared as strings.
-fn diff_json(tally: &str, graphite: &str) -> Option<String> {
+pub(crate) fn diff_json(tally: &str, graphite: &str) -> Option<String> {
     let (t, g): (Value, Value) = match (serde_json::from_str(tally), serde_json::from_str(graphite))
     {
         (Ok(t), Ok(g)) => (t, g),
@@ -270,7 +270,7 @@ fn diff_text(tally: &str, graphite: &str) -> Option<String> {
 #[test]
 fn storage_free_targets_match_graphite_web() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tally = StoreProc::start(dir.path(), &[]);
+    let tally = StoreProc::start_quiet(dir.path());
     let gw = GraphiteWeb::start();
     let mut cases: Vec<(String, String)> = TARGETS
         .iter()

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `tally` binary, real sockets on 127.0.0.1, real RocksDB.
 
 mod compat;
+mod compat_stored;
 mod graphite_web;
 mod proc;
 mod store_ingest;

@@ -51,6 +51,17 @@ impl StoreProc {
         }
     }
 
+    /// A store that writes no `tally.store.*` series of its own (for exact comparisons).
+    pub fn start_quiet(dir: &Path) -> StoreProc {
+        let cfg = dir.join("quiet.toml");
+        std::fs::create_dir_all(dir).expect("mkdir");
+        std::fs::write(&cfg, "self_metrics_interval_secs = 0\n").expect("write config");
+        StoreProc::start(
+            &dir.join("data"),
+            &["--config", cfg.to_str().unwrap_or_default()],
+        )
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }

@@ -1,0 +1,354 @@
+//! Differential tests with stored data: the same plaintext goes to a real carbon-cache (behind
+//! graphite-web 1.1.8) and to Tally; then the same `/render`, `/metrics/find`, `/metrics/expand`
+//! and tag requests go to both, and the answers must match.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::compat::{diff_json, enc, get};
+use crate::graphite_web::GraphiteWeb;
+use crate::proc::StoreProc;
+
+/// 40 minutes of 10 s points for plain and tagged series, with gaps and a counter reset.
+fn plaintext(now: i64) -> String {
+    let mut out = String::new();
+    let start = now - 2400;
+    for i in 0..240i64 {
+        let t = start + i * 10;
+        for (h, host) in ["web1", "web2", "web3"].iter().enumerate() {
+            let h = h as i64;
+            let mut total = 1000 * (h + 1) + i * (5 + h) + (i * i) % 7;
+            if h == 1 && i >= 150 {
+                total -= 1000; // a counter reset
+            }
+            out.push_str(&format!("srv.{host}.requests {total} {t}\n"));
+            if !(h == 2 && i % 7 == 0) {
+                out.push_str(&format!(
+                    "srv.{host}.cpu {:.2} {t}\n",
+                    ((i * 37 + h * 11) % 1000) as f64 / 10.0
+                ));
+            }
+            for status in ["200", "503"] {
+                let n = (i * (h + 3) + if status == "503" { 1 } else { 40 }) % 50;
+                out.push_str(&format!("requests;host={host};status={status} {n} {t}\n"));
+            }
+        }
+        for (k, src) in ["cdn_fastly", "cdn_akamai"].iter().enumerate() {
+            out.push_str(&format!(
+                "beacons.{src}.count {} {t}\n",
+                (i * (k as i64 + 2)) % 13
+            ));
+        }
+        out.push_str(&format!(
+            "latency;host=web1;vhost=www {:.3} {t}\n",
+            ((i * 13) % 400) as f64 / 1000.0
+        ));
+    }
+    out
+}
+
+const RENDER: &[&str] = &[
+    "srv.web1.requests",
+    "srv.*.cpu",
+    "srv.{web1,web3}.cpu",
+    "srv.web[12].requests",
+    "beacons.*.count",
+    "nonexistent.series",
+    "sumSeries(srv.*.requests)",
+    "sumSeries(beacons.*.count)",
+    "averageSeries(srv.*.cpu)",
+    "maxSeries(srv.*.cpu)",
+    "aliasByNode(srv.*.cpu, 1)",
+    "aliasByNode(sumSeries(srv.*.requests), 0)",
+    "groupByNode(srv.*.*, 2, 'sum')",
+    "groupByNodes(srv.*.*, 'max', 1)",
+    "perSecond(srv.*.requests)",
+    "nonNegativeDerivative(srv.*.requests)",
+    "derivative(srv.web1.requests)",
+    "movingAverage(srv.web1.cpu, 6)",
+    "movingAverage(srv.web3.cpu, '2min')",
+    "movingMedian(srv.*.cpu, 5)",
+    "summarize(beacons.*.count, '5min')",
+    "summarize(srv.web1.cpu, '10min', 'max')",
+    "hitcount(beacons.cdn_fastly.count, '5min')",
+    "integral(beacons.cdn_fastly.count)",
+    "keepLastValue(srv.web3.cpu)",
+    "transformNull(srv.web3.cpu, 0)",
+    "timeShift(srv.web1.cpu, '10min')",
+    "highestCurrent(srv.*.cpu, 2)",
+    "highestAverage(srv.*.cpu, 1)",
+    "sortByMaxima(srv.*.cpu)",
+    "sortByTotal(beacons.*.count)",
+    "asPercent(srv.web1.requests, sumSeries(srv.*.requests))",
+    "asPercent(beacons.*.count)",
+    "divideSeries(srv.web1.cpu, srv.web2.cpu)",
+    "countSeries(srv.*.cpu)",
+    "percentileOfSeries(srv.*.cpu, 90)",
+    "removeBelowValue(srv.web1.cpu, 50)",
+    "exclude(srv.*.cpu, 'web2')",
+    "scale(srv.web1.cpu, 0.01)",
+    "consolidateBy(beacons.cdn_fastly.count, 'sum')",
+    "seriesByTag('name=requests')",
+    "seriesByTag('name=requests', 'status=~5..')",
+    "seriesByTag('name=requests', 'host!=web3', 'status=200')",
+    "seriesByTag('host=web1')",
+    "sumSeries(seriesByTag('name=requests', 'status=503'))",
+    "groupByTags(seriesByTag('name=requests'), 'sum', 'status')",
+    "groupByTags(seriesByTag('name=requests'), 'max', 'host', 'name')",
+    "aliasByTags(seriesByTag('name=requests', 'host=web2'), 'status')",
+    "aliasByTags(seriesByTag('name=latency'), 'host', 'vhost')",
+    "requests;host=web1;status=200",
+    "aliasSub(sumSeries(srv.*.requests), \"(^.*$)\", \"\\1 A\")",
+    "aliasSub(seriesByTag('name=requests', 'status=503'), \"(^.*$)\", \"\\1 B\")",
+    "cactiStyle(srv.*.cpu)",
+    "averageAbove(srv.*.cpu, 50)",
+    "averageBelow(srv.*.cpu, 50)",
+    "currentAbove(srv.*.cpu, 50)",
+    "currentBelow(srv.*.cpu, 50)",
+    "maximumAbove(srv.*.cpu, 95)",
+    "maximumBelow(srv.*.cpu, 95)",
+    "minimumAbove(srv.*.cpu, 1)",
+    "minimumBelow(srv.*.cpu, 1)",
+    "lowest(srv.*.cpu, 2, 'max')",
+    "movingSum(beacons.*.count, '1min')",
+    "legendValue(beacons.*.count, 'sum', 'max')",
+];
+
+/// Every function the library lists appears in some compared target.
+#[test]
+fn compat_targets_use_every_function() {
+    let all: Vec<&str> = RENDER
+        .iter()
+        .chain(crate::compat::TARGETS)
+        .copied()
+        .collect();
+    let json = tally_query::functions::functions_json();
+    let names: Vec<&String> = json
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    let missing: Vec<&&String> = names
+        .iter()
+        .filter(|n| !all.iter().any(|t| t.contains(&format!("{n}("))))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "functions with no compatibility target: {missing:?}"
+    );
+    let distinct: std::collections::BTreeSet<&str> = all.iter().copied().collect();
+    assert!(distinct.len() >= 150, "{} distinct targets", distinct.len());
+}
+
+const FIND: &[&str] = &[
+    "*",
+    "srv.*",
+    "srv.web1.*",
+    "srv.*.cpu",
+    "beacons.*",
+    "srv.web[12]",
+    "srv.{web1,web3}.*",
+    "nothing.*",
+];
+
+/// Removes what graphite-web exposes of its own storage, which is not part of the API: its
+/// `_tagged` whisper directory in finds, and the sqlite row `id`s in tag answers.
+fn intended(v: Value, tags: bool) -> Value {
+    match v {
+        Value::Array(a) => Value::Array(
+            a.into_iter()
+                .filter(|x| x.get("text").and_then(Value::as_str) != Some("_tagged"))
+                .map(|x| intended(x, tags))
+                .collect(),
+        ),
+        Value::Object(mut m) => {
+            if tags {
+                m.remove("id");
+            }
+            if let Some(Value::Array(ms)) = m.remove("metrics") {
+                let kept = ms
+                    .into_iter()
+                    .filter(|x| x.get("name").and_then(Value::as_str) != Some("_tagged"))
+                    .collect();
+                m.insert("metrics".into(), Value::Array(kept));
+            }
+            Value::Object(m.into_iter().map(|(k, v)| (k, intended(v, tags))).collect())
+        }
+        other => other,
+    }
+}
+
+/// graphite-web orders completer matches of equal names by directory order; compare as sets.
+fn sorted_metrics(mut v: Value) -> Value {
+    if let Some(Value::Array(ms)) = v.get_mut("metrics") {
+        ms.sort_by_key(|m| m.to_string());
+    }
+    v
+}
+
+fn wait_for(gw: &GraphiteWeb, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "graphite-web never showed {what}\n{}",
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn stored_data_matches_carbon_and_graphite_web() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let now = now - now % 10;
+    let text = plaintext(now);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tally = StoreProc::start_quiet(dir.path());
+    let gw = GraphiteWeb::start_with_carbon();
+    gw.send(&text);
+    {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect(tally.line).expect("tally accepts");
+        c.write_all(text.as_bytes()).expect("write");
+    }
+    // carbon writes whisper files and registers tags with graphite-web in the background.
+    wait_for(&gw, "all plain series", || {
+        let (_, b) = get(&gw.url("/metrics/expand?query=srv.*.*&query=beacons.*.*&leavesOnly=1"));
+        serde_json::from_str::<Value>(&b)
+            .ok()
+            .and_then(|v| v["results"].as_array().map(Vec::len))
+            == Some(8)
+    });
+    wait_for(&gw, "all tagged series", || {
+        let (_, b) = get(&gw.url(&format!("/tags/findSeries?expr={}", enc("host=~web"))));
+        serde_json::from_str::<Value>(&b)
+            .ok()
+            .and_then(|v| v.as_array().map(Vec::len))
+            == Some(7)
+    });
+    // Points still in carbon's cache are served through carbonlink; give the last ones a moment.
+    let until = now - 10;
+    let from = now - 1800;
+    wait_for(&gw, "the newest points", || {
+        let (_, b) = get(&gw.url(&format!(
+            "/render?target=srv.web1.cpu&from={}&until={until}&format=json",
+            until - 10
+        )));
+        b.contains(&format!(", {until}]")) && !b.contains("[null")
+    });
+
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for target in RENDER {
+        total += 1;
+        let q = format!(
+            "/render?target={}&from={from}&until={until}&format=json",
+            enc(target)
+        );
+        let (ts, tb) = get(&tally.url(&q));
+        let (gs, gb) = get(&gw.url(&q));
+        let d = if ts != gs {
+            Some(format!("status {ts} vs {gs}: {tb:.200} / {gb:.300}"))
+        } else {
+            diff_json(&tb, &gb)
+        };
+        if let Some(d) = d {
+            failures.push(format!("render {target}: {d}"));
+        }
+    }
+    // Grafana's panel query shape: POST, form-encoded, maxDataPoints.
+    for target in [
+        "sumSeries(srv.*.requests)",
+        "seriesByTag('name=requests', 'status=503')",
+    ] {
+        total += 1;
+        let body = format!(
+            "target={}&from={from}&until={until}&format=json&maxDataPoints=50",
+            enc(&format!("aliasSub({target}, \"(^.*$)\", \"\\1 A\")"))
+        );
+        let post = |url: String| {
+            let r = reqwest::blocking::Client::new()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone())
+                .send()
+                .expect("post");
+            (r.status().as_u16(), r.text().unwrap_or_default())
+        };
+        let ((ts, tb), (gs, gb)) = (post(tally.url("/render")), post(gw.url("/render")));
+        let d = if ts != gs {
+            Some(format!("status {ts} vs {gs}"))
+        } else {
+            diff_json(&tb, &gb)
+        };
+        if let Some(d) = d {
+            failures.push(format!("POST render {target}: {d}"));
+        }
+    }
+    let mut exact = |path: String| {
+        total += 1;
+        let ((ts, tb), (gs, gb)) = (get(&tally.url(&path)), get(&gw.url(&path)));
+        let (tv, gv) = (
+            serde_json::from_str::<Value>(&tb).ok(),
+            serde_json::from_str::<Value>(&gb)
+                .ok()
+                .map(|v| intended(v, path.starts_with("/tags"))),
+        );
+        let (tv, gv) = if path.contains("format=completer") {
+            (tv.map(sorted_metrics), gv.map(sorted_metrics))
+        } else {
+            (tv, gv)
+        };
+        if ts != gs || tv != gv || tv.is_none() {
+            failures.push(format!("{path}: {ts} {tb:.300} vs {gs} {gb:.300}"));
+        }
+    };
+    for q in FIND {
+        exact(format!("/metrics/find?query={}", enc(q)));
+        exact(format!("/metrics/find?query={}&format=completer", enc(q)));
+    }
+    for q in ["srv.*.cpu", "srv.*", "*.*.count"] {
+        exact(format!("/metrics/expand?query={}", enc(q)));
+    }
+    exact(format!(
+        "/metrics/expand?query={}&query={}&leavesOnly=1",
+        enc("srv.web1.*"),
+        enc("beacons.*.count")
+    ));
+    exact(format!(
+        "/tags/findSeries?expr={}&expr={}",
+        enc("name=requests"),
+        enc("status=~5..")
+    ));
+    exact(format!(
+        "/tags/autoComplete/tags?expr={}",
+        enc("name=requests")
+    ));
+    exact(format!(
+        "/tags/autoComplete/tags?tagPrefix=h&expr={}",
+        enc("host=~web")
+    ));
+    exact(format!(
+        "/tags/autoComplete/values?tag=status&expr={}",
+        enc("name=requests")
+    ));
+    exact(format!(
+        "/tags/autoComplete/values?tag=host&valuePrefix=web&expr={}",
+        enc("status=503")
+    ));
+    exact("/tags/host".to_owned());
+    exact("/tags".to_owned());
+    let passed = total - failures.len();
+    println!(
+        "compat (stored): {passed} passed, {} failed of {total} requests",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "differences from carbon + graphite-web 1.1.8:\n{}",
+        failures.join("\n")
+    );
+}
