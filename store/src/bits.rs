@@ -38,6 +38,17 @@ impl BitWriter {
         self.write(u64::from(b), 1);
     }
 
+    /// Pads to the next byte boundary.
+    pub(crate) fn align(&mut self) {
+        self.used = 0;
+    }
+
+    /// Appends whole bytes (after [`BitWriter::align`]).
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
+        debug_assert_eq!(self.used, 0);
+        self.buf.extend_from_slice(b);
+    }
+
     pub(crate) fn finish(self) -> Vec<u8> {
         self.buf
     }
@@ -82,6 +93,22 @@ impl<'a> BitReader<'a> {
 
     pub(crate) fn bit(&mut self) -> Result<bool, Truncated> {
         Ok(self.read(1)? == 1)
+    }
+
+    /// Skips to the next byte boundary.
+    pub(crate) fn align(&mut self) {
+        self.pos = self.pos.div_ceil(8) * 8;
+    }
+
+    /// Takes `n` whole bytes (after [`BitReader::align`]).
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], Truncated> {
+        let start = self.pos / 8;
+        let b = self
+            .buf
+            .get(start..start.checked_add(n).ok_or(Truncated)?)
+            .ok_or(Truncated)?;
+        self.pos += n * 8;
+        Ok(b)
     }
 }
 

@@ -5,8 +5,11 @@
 //! Gorilla, so a regular series costs one bit a point. Each column picks the smallest of:
 //!
 //! - *decimal*: when every value is an integer after scaling by 10^k (k <= 9), the scaled integers
-//!   are packed frame-of-reference, either as values or as deltas (cumulative counters), in a fixed
-//!   bit width. Counters and 3-decimal latencies, the bulk of what Tally stores, land here;
+//!   are packed frame-of-reference, either as values or as deltas (cumulative counters). Offsets
+//!   that fit 8 bits and whose measured entropy is well below their width are stored one per
+//!   byte, byte-aligned, so that RocksDB's zstd (bottommost level) entropy-codes them (a
+//!   bit-packed stream hides that redundancy from it); the others are bit-packed.
+//!   Counters and 3-decimal latencies, the bulk of what Tally stores, land here;
 //! - *xor*: Gorilla's XOR float coding, for everything else.
 //!
 //! Layout (bits, most significant first): version:8, columns:8, count:32, first ts:64 (zigzag),
@@ -18,8 +21,9 @@
 use crate::bits::{unzigzag, zigzag, BitReader, BitWriter, Truncated};
 use crate::error::{Error, Result};
 
-/// Version 2 adds the regular-timestamps flag; version 1 chunks still decode.
-const VERSION: u64 = 2;
+/// Version 2 added the regular-timestamps flag (and byte-aligned offsets up to 8 bits); version 3
+/// says per column whether offsets are byte-aligned. Versions 1 and 2 still decode.
+const VERSION: u64 = 3;
 const MODE_XOR: u64 = 0;
 const MODE_DEC_VALUES: u64 = 1;
 const MODE_DEC_DELTAS: u64 = 2;
@@ -169,8 +173,9 @@ fn encode_column(w: &mut BitWriter, col: &[f64]) {
         let by_delta = deltas
             .as_deref()
             .and_then(|d| if d.is_empty() { None } else { frame(d) });
-        let value_bits = by_value.map(|(_, wd)| wd as usize * ints.len());
-        let delta_bits = by_delta.map(|(_, wd)| 64 + wd as usize * (ints.len() - 1));
+        let cost = |wd: u32| wd as usize;
+        let value_bits = by_value.map(|(_, wd)| cost(wd) * ints.len());
+        let delta_bits = by_delta.map(|(_, wd)| 64 + cost(wd) * (ints.len() - 1));
         match (value_bits, delta_bits) {
             (Some(vb), Some(db)) if db < vb => {
                 let (min, wd) = by_delta.unwrap_or_default();
@@ -179,9 +184,8 @@ fn encode_column(w: &mut BitWriter, col: &[f64]) {
                 w.write(zigzag(ints[0]), 64);
                 w.write(zigzag(min), 64);
                 w.write(u64::from(wd), 7);
-                for d in deltas.iter().flatten() {
-                    w.write((d - min) as u64, wd);
-                }
+                let offsets = deltas.iter().flatten().map(|d| (d - min) as u64);
+                write_offsets(w, offsets, wd);
                 return;
             }
             (Some(_), _) => {
@@ -190,9 +194,7 @@ fn encode_column(w: &mut BitWriter, col: &[f64]) {
                 w.write(u64::from(k), 4);
                 w.write(zigzag(min), 64);
                 w.write(u64::from(wd), 7);
-                for v in &ints {
-                    w.write((v - min) as u64, wd);
-                }
+                write_offsets(w, ints.iter().map(|v| (v - min) as u64), wd);
                 return;
             }
             _ => {}
@@ -231,7 +233,65 @@ fn encode_column(w: &mut BitWriter, col: &[f64]) {
     }
 }
 
-fn decode_column(r: &mut BitReader<'_>, n: usize) -> Result<Vec<f64>, Truncated> {
+/// Shannon entropy, in bits per value, of small offsets.
+fn entropy(offsets: &[u64]) -> f64 {
+    let mut counts = [0u32; 256];
+    for &o in offsets {
+        counts[(o & 0xff) as usize] += 1;
+    }
+    let n = offsets.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// Frame-of-reference offsets: byte-aligned when they fit 8 bits and zstd can do clearly better
+/// than `wd` bits each (a flag bit says which), else bit-packed.
+fn write_offsets(w: &mut BitWriter, offsets: impl Iterator<Item = u64>, wd: u32) {
+    if wd == 0 {
+        return; // every offset is 0: a constant column costs nothing per point
+    }
+    let offsets: Vec<u64> = offsets.collect();
+    let aligned = wd <= 8 && offsets.len() >= 64 && entropy(&offsets) + 0.75 < f64::from(wd);
+    w.bit(aligned);
+    if aligned {
+        w.align();
+        let bytes: Vec<u8> = offsets.iter().map(|&o| o as u8).collect();
+        w.bytes(&bytes);
+    } else {
+        for o in offsets {
+            w.write(o, wd);
+        }
+    }
+}
+
+fn read_offsets(
+    r: &mut BitReader<'_>,
+    n: usize,
+    wd: u32,
+    version: u64,
+) -> Result<Vec<u64>, Truncated> {
+    if wd == 0 {
+        return Ok(vec![0; n]);
+    }
+    let aligned = match version {
+        1 => false,
+        2 => wd <= 8,
+        _ => r.bit()?,
+    };
+    if aligned {
+        r.align();
+        return Ok(r.bytes(n)?.iter().map(|&b| u64::from(b)).collect());
+    }
+    (0..n).map(|_| r.read(wd)).collect()
+}
+
+fn decode_column(r: &mut BitReader<'_>, n: usize, version: u64) -> Result<Vec<f64>, Truncated> {
     let mode = r.read(8)?;
     let mut out = Vec::with_capacity(n);
     match mode {
@@ -241,8 +301,8 @@ fn decode_column(r: &mut BitReader<'_>, n: usize) -> Result<Vec<f64>, Truncated>
             if mode == MODE_DEC_VALUES {
                 let min = unzigzag(r.read(64)?);
                 let wd = r.read(7)? as u32;
-                for _ in 0..n {
-                    out.push(min.wrapping_add(r.read(wd)? as i64) as f64 / scale);
+                for o in read_offsets(r, n, wd, version)? {
+                    out.push(min.wrapping_add(o as i64) as f64 / scale);
                 }
             } else {
                 let mut v = unzigzag(r.read(64)?);
@@ -251,8 +311,8 @@ fn decode_column(r: &mut BitReader<'_>, n: usize) -> Result<Vec<f64>, Truncated>
                 if n > 0 {
                     out.push(v as f64 / scale);
                 }
-                for _ in 1..n {
-                    v = v.wrapping_add(min.wrapping_add(r.read(wd)? as i64));
+                for o in read_offsets(r, n.saturating_sub(1), wd, version)? {
+                    v = v.wrapping_add(min.wrapping_add(o as i64));
                     out.push(v as f64 / scale);
                 }
             }
@@ -317,7 +377,7 @@ fn decode_inner(bytes: &[u8]) -> Result<Points, Truncated> {
     }
     let mut cols = Vec::with_capacity(ncols);
     for _ in 0..ncols {
-        cols.push(decode_column(&mut r, n)?);
+        cols.push(decode_column(&mut r, n, version)?);
     }
     Ok(Points { ts, cols })
 }
@@ -374,15 +434,15 @@ mod tests {
     }
 
     #[test]
-    fn counters_cost_under_a_byte_a_point() {
+    fn counters_cost_about_a_byte_a_point_before_zstd() {
         let ts: Vec<i64> = (0..720).map(|i| 1_700_000_000 + i * 10).collect();
         let vals: Vec<f64> = (0..720).map(|i| f64::from(40 + (i * 7919 % 23))).collect();
         let size = round_trip(&pts(&ts, &vals));
-        assert!(size < 720, "{size} bytes for 720 counter points");
+        assert!(size < 800, "{size} bytes for 720 counter points");
         // Cumulative counters pack as deltas.
         let cum: Vec<f64> = (0..720).map(|i| f64::from(i * 50 + i % 7)).collect();
         let size = round_trip(&pts(&ts, &cum));
-        assert!(size < 720, "{size} bytes for 720 cumulative points");
+        assert!(size < 800, "{size} bytes for 720 cumulative points");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod compat;
 mod compat_stored;
+mod grafana;
 mod graphite_web;
 mod proc;
 mod store_ingest;
