@@ -363,6 +363,7 @@ def main():
     ap.add_argument("--kind", choices=["counts", "floats"], default="counts")
     ap.add_argument("--targets", default="tally,tally-ack,vm,carbon")
     ap.add_argument("--wait", type=int, default=600, help="max seconds to wait for queryability")
+    ap.add_argument("--keep", action="store_true", help="keep the data directories (printed) for inspection")
     args = ap.parse_args()
     if not os.access(TALLY, os.X_OK):
         sys.exit(f"{TALLY} missing: cargo build --release first")
@@ -390,7 +391,10 @@ def main():
             print(f"{r['target']:<17} accept_s={r['accept_s']:.2f} queryable_s={q} cpu_s={r['cpu_s']:.2f} "
                   f"rss_mb={r['rss_mb']:.0f} bytes/pt={r['bytes_per_point']:.2f} "
                   f"pts/cpu_s={r['pts_per_cpu_s']:.0f} pts/s(queryable)={r['pts_per_s']:.0f}", flush=True)
-            shutil.rmtree(workdir, ignore_errors=True)
+            if args.keep:
+                print(f"# kept {workdir}", flush=True)
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
         base = next((r for r in results if r["target"] == "tally"), None)
         if base:
             for r in results:
@@ -399,7 +403,8 @@ def main():
                 print(f"ratio tally/{r['target']}: pts per CPU-s x{base['pts_per_cpu_s'] / r['pts_per_cpu_s']:.2f}, "
                       f"bytes/pt x{base['bytes_per_point'] / max(r['bytes_per_point'], 1e-9):.2f}")
     finally:
-        shutil.rmtree(top, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(top, ignore_errors=True)
 
 
 if __name__ == "__main__":

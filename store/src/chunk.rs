@@ -250,19 +250,29 @@ fn entropy(offsets: &[u64]) -> f64 {
         .sum()
 }
 
-/// Frame-of-reference offsets: byte-aligned when they fit 8 bits and zstd can do clearly better
-/// than `wd` bits each (a flag bit says which), else bit-packed.
+/// Frame-of-reference offsets: byte-aligned when they fit 16 bits and zstd can do clearly better
+/// than `wd` bits each (a flag bit says which), else bit-packed. Two-byte offsets are written as
+/// two planes (all low bytes, then all high bytes) so the mostly-small high bytes sit together.
 fn write_offsets(w: &mut BitWriter, offsets: impl Iterator<Item = u64>, wd: u32) {
     if wd == 0 {
         return; // every offset is 0: a constant column costs nothing per point
     }
     let offsets: Vec<u64> = offsets.collect();
-    let aligned = wd <= 8 && offsets.len() >= 64 && entropy(&offsets) + 0.75 < f64::from(wd);
+    let planes = if wd <= 8 { 1 } else { 2 };
+    let estimate = if planes == 1 {
+        entropy(&offsets)
+    } else {
+        let high: Vec<u64> = offsets.iter().map(|o| o >> 8).collect();
+        entropy(&offsets) + entropy(&high)
+    };
+    let aligned = wd <= 16 && offsets.len() >= 64 && estimate + 0.75 < f64::from(wd);
     w.bit(aligned);
     if aligned {
         w.align();
-        let bytes: Vec<u8> = offsets.iter().map(|&o| o as u8).collect();
-        w.bytes(&bytes);
+        for plane in 0..planes {
+            let bytes: Vec<u8> = offsets.iter().map(|&o| (o >> (8 * plane)) as u8).collect();
+            w.bytes(&bytes);
+        }
     } else {
         for o in offsets {
             w.write(o, wd);
@@ -286,7 +296,13 @@ fn read_offsets(
     };
     if aligned {
         r.align();
-        return Ok(r.bytes(n)?.iter().map(|&b| u64::from(b)).collect());
+        let mut out: Vec<u64> = r.bytes(n)?.iter().map(|&b| u64::from(b)).collect();
+        if wd > 8 {
+            for (o, &hi) in out.iter_mut().zip(r.bytes(n)?) {
+                *o |= u64::from(hi) << 8;
+            }
+        }
+        return Ok(out);
     }
     (0..n).map(|_| r.read(wd)).collect()
 }
@@ -443,6 +459,19 @@ mod tests {
         let cum: Vec<f64> = (0..720).map(|i| f64::from(i * 50 + i % 7)).collect();
         let size = round_trip(&pts(&ts, &cum));
         assert!(size < 800, "{size} bytes for 720 cumulative points");
+    }
+
+    #[test]
+    fn wide_offsets_in_two_planes_round_trip() {
+        let ts: Vec<i64> = (0..720).map(|i| i * 10).collect();
+        // Mostly small deltas with a few large ones: width > 8 bits, low entropy.
+        let vals: Vec<f64> = (0..720)
+            .scan(0i64, |acc, i| {
+                *acc += if i % 97 == 0 { 3000 } else { i % 5 };
+                Some(*acc as f64 / 1000.0)
+            })
+            .collect();
+        round_trip(&pts(&ts, &vals));
     }
 
     #[test]
