@@ -126,13 +126,21 @@ fn run_store(args: StoreArgs) -> Result<()> {
         println!("configuration ok");
         return Ok(());
     }
+    let api = tally_query::ApiOptions {
+        write_token: settings.api_write_token.clone(),
+        read_token: settings.api_read_token.clone(),
+        limits: tally_query::Limits {
+            max_series: settings.max_series_per_request,
+            max_points: settings.max_points_per_request,
+        },
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(tally_store::server::run(
         settings,
-        Some(Box::new(|store| {
-            tally_query::router(std::sync::Arc::new(store))
+        Some(Box::new(move |store| {
+            tally_query::router_with(std::sync::Arc::new(store), api)
         })),
         |bound| {
             // One stable line on stdout: scripts and tests read the real ports from it.

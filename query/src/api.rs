@@ -33,6 +33,16 @@ struct Api {
     limits: Limits,
 }
 
+/// How the API is served.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// When set, writes (`POST /events`) need `Authorization: Bearer <token>`.
+    pub write_token: Option<String>,
+    /// When set, every other request needs `Authorization: Bearer <token>` too.
+    pub read_token: Option<String>,
+    pub limits: Limits,
+}
+
 /// Request parameters: query string and form body together, in order, repeatable.
 struct Params(Vec<(String, String)>);
 
@@ -122,13 +132,58 @@ where
     }
 }
 
-/// The routes, over any [`Source`].
+/// The routes, over any [`Source`], with no tokens and default limits.
 pub fn router(source: Arc<dyn Source>) -> Router {
+    router_with(source, ApiOptions::default())
+}
+
+fn bearer_ok(headers: &axum::http::HeaderMap, token: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| given.as_bytes() == token.as_bytes())
+}
+
+/// Write and read tokens, checked before any handler runs.
+type Tokens = Arc<(Option<String>, Option<String>)>;
+
+async fn auth(
+    State(tokens): State<Tokens>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let write =
+        req.method() == axum::http::Method::POST && (path == "/events" || path == "/events/");
+    let (write_token, read_token) = &*tokens;
+    let needed = if write {
+        write_token.as_ref().or(read_token.as_ref())
+    } else {
+        read_token.as_ref()
+    };
+    if let Some(token) = needed {
+        if !bearer_ok(req.headers(), token) {
+            return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The routes, over any [`Source`].
+pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
     let api = Api {
         source,
-        limits: Limits::default(),
+        limits: opts.limits,
     };
+    let tokens: Tokens = Arc::new((
+        opts.write_token.filter(|t| !t.is_empty()),
+        opts.read_token.filter(|t| !t.is_empty()),
+    ));
     Router::new()
+        .route("/events", get(events_get).post(event_post))
+        .route("/events/", get(events_get).post(event_post))
+        .route("/events/get_data", get(events_get).post(events_get))
         .route("/render", get(render).post(render))
         .route("/render/", get(render).post(render))
         .route("/metrics/find", get(find).post(find))
@@ -153,6 +208,7 @@ pub fn router(source: Arc<dyn Source>) -> Router {
         .route("/version", get(version))
         .route("/version/", get(version))
         .with_state(api)
+        .layer(axum::middleware::from_fn_with_state(tokens, auth))
 }
 
 async fn render(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
@@ -432,6 +488,69 @@ async fn autocomplete_values(
             .take(limit)
             .collect();
         Ok(json_response(&json!(out)))
+    })
+    .await
+}
+
+/// `POST /events`: `{"what", "tags" (array or space-separated), "when" (epoch, default now), "data"}`.
+async fn event_post(State(api): State<Api>, body: Bytes) -> Response {
+    blocking(move || {
+        let bad = |m: &str| QueryError::BadRequest(m.to_owned());
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| QueryError::BadRequest(format!("event is not JSON: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("event must be a JSON object"))?;
+        let what = obj
+            .get("what")
+            .and_then(|w| w.as_str())
+            .ok_or_else(|| bad("event needs a \"what\" string"))?;
+        let tags: Vec<String> = match obj.get("tags") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|t| t.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad("\"tags\" must be an array or space-separated string"))?,
+            Some(_) => return Err(bad("\"tags\" must be an array or space-separated string")),
+        };
+        let when = match obj.get("when") {
+            None | Some(serde_json::Value::Null) => now_secs(),
+            Some(w) => {
+                w.as_f64()
+                    .ok_or_else(|| bad("\"when\" must be epoch seconds"))? as i64
+            }
+        };
+        let data = obj.get("data").and_then(|d| d.as_str()).unwrap_or("");
+        api.source.add_event(when, what, data, tags)?;
+        Ok(StatusCode::OK.into_response())
+    })
+    .await
+}
+
+/// `/events/get_data?from=&until=&tags=a b&set=union|intersection`: events by time, for Grafana
+/// annotations.
+async fn events_get(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    blocking(move || {
+        let p = Params::new(q, &body);
+        let now = now_secs();
+        let from = p.get("from").filter(|s| !s.is_empty()).map(|s| parse_time(s, now)).transpose()?.unwrap_or(0);
+        let until = p.get("until").filter(|s| !s.is_empty()).map(|s| parse_time(s, now)).transpose()?.unwrap_or(now);
+        let tags: Option<Vec<String>> = p.get("tags").map(|t| t.split(' ').map(str::to_owned).collect());
+        let how = if p.get("set") == Some("union") { tally_store::TagMatch::Any } else { tally_store::TagMatch::All };
+        let out: Vec<serde_json::Value> = api
+            .source
+            .events(from, until)?
+            .into_iter()
+            .filter(|e| tags.as_ref().is_none_or(|t| e.matches(t, how)))
+            .map(|e| json!({"when": e.when, "what": e.what, "data": e.data, "tags": e.tags, "id": e.id}))
+            .collect();
+        let body = serde_json::Value::Array(out).to_string();
+        Ok(match p.get("jsonp") {
+            Some(cb) if !cb.is_empty() => ([(header::CONTENT_TYPE, "text/javascript")], format!("{cb}({body})")).into_response(),
+            _ => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        })
     })
     .await
 }

@@ -18,7 +18,8 @@ pub mod series;
 pub mod source;
 pub mod time;
 
-pub use api::{router, GRAPHITE_VERSION};
+pub use api::{router, router_with, ApiOptions, GRAPHITE_VERSION};
 pub use error::{QueryError, Result};
+pub use eval::Limits;
 pub use series::TimeSeries;
 pub use source::{Fetched, MemSource, Source};

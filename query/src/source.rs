@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use tally_store::{FindMatch, Store};
+use std::sync::{Arc, Mutex};
+
+use tally_store::{Event, FindMatch, Store};
 
 use crate::error::Result;
 
@@ -26,6 +28,10 @@ pub trait Source: Send + Sync {
     fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<Fetched>>;
     fn tag_names(&self) -> Vec<String>;
     fn tag_values(&self, tag: &str) -> Vec<(String, usize)>;
+    /// Records an event; returns its id.
+    fn add_event(&self, when: i64, what: &str, data: &str, tags: Vec<String>) -> Result<u64>;
+    /// Events with `from <= when <= until`, by time.
+    fn events(&self, from: i64, until: i64) -> Result<Vec<Event>>;
 }
 
 impl Source for Store {
@@ -51,12 +57,19 @@ impl Source for Store {
     fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
         Store::tag_values(self, tag)
     }
+    fn add_event(&self, when: i64, what: &str, data: &str, tags: Vec<String>) -> Result<u64> {
+        Ok(Store::add_event(self, when, what, data, tags)?)
+    }
+    fn events(&self, from: i64, until: i64) -> Result<Vec<Event>> {
+        Ok(Store::events(self, from, until)?)
+    }
 }
 
 /// Series held in memory at one step, for tests: `(name, start, step, values)`.
 #[derive(Debug, Default, Clone)]
 pub struct MemSource {
     series: BTreeMap<String, (i64, i64, Vec<Option<f64>>)>,
+    events: Arc<Mutex<Vec<Event>>>,
 }
 
 impl MemSource {
@@ -120,5 +133,26 @@ impl Source for MemSource {
     }
     fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
         self.index().tag_values(tag)
+    }
+    fn add_event(&self, when: i64, what: &str, data: &str, tags: Vec<String>) -> Result<u64> {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let id = events.len() as u64 + 1;
+        events.push(Event {
+            id,
+            when,
+            what: what.to_owned(),
+            data: data.to_owned(),
+            tags,
+        });
+        events.sort_by_key(|e| (e.when, e.id));
+        Ok(id)
+    }
+    fn events(&self, from: i64, until: i64) -> Result<Vec<Event>> {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(events
+            .iter()
+            .filter(|e| e.when >= from && e.when <= until)
+            .cloned()
+            .collect())
     }
 }

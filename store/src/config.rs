@@ -47,6 +47,14 @@ pub struct StoreConfig {
     pub compact_interval_secs: u64,
     /// If set, `POST /api/v1/ingest` needs `Authorization: Bearer <token>`.
     pub ingest_token: Option<String>,
+    /// If set, writes to the Graphite API (`POST /events`) need `Authorization: Bearer <token>`.
+    pub api_write_token: Option<String>,
+    /// If set, every Graphite API request (render, find, tags, ...) needs this bearer token.
+    pub api_read_token: Option<String>,
+    /// Most series one `/render` request may read.
+    pub max_series_per_request: usize,
+    /// Most points one `/render` request may read.
+    pub max_points_per_request: usize,
     /// Archives of series no `[[retention]]` rule matches.
     pub default_retentions: String,
     /// Rules tried in order; the first whose pattern matches a new series' name wins.
@@ -84,6 +92,10 @@ impl Default for StoreConfig {
             self_metrics_interval_secs: 10,
             compact_interval_secs: 86_400,
             ingest_token: None,
+            api_write_token: None,
+            api_read_token: None,
+            max_series_per_request: 100_000,
+            max_points_per_request: 50_000_000,
             default_retentions: DEFAULT_RETENTIONS.into(),
             retention: Vec::new(),
         }
@@ -136,6 +148,10 @@ pub struct Settings {
     pub self_metrics_interval: Option<Duration>,
     pub compact_interval: Duration,
     pub ingest_token: Option<String>,
+    pub api_write_token: Option<String>,
+    pub api_read_token: Option<String>,
+    pub max_series_per_request: usize,
+    pub max_points_per_request: usize,
     pub schemas: Schemas,
 }
 
@@ -175,6 +191,8 @@ impl TryFrom<StoreConfig> for Settings {
             ("max_head_points", c.max_head_points as u64),
             ("idle_timeout_secs", c.idle_timeout_secs),
             ("compact_interval_secs", c.compact_interval_secs),
+            ("max_series_per_request", c.max_series_per_request as u64),
+            ("max_points_per_request", c.max_points_per_request as u64),
         ] {
             if value == 0 {
                 problems.push(format!("{key}: must be greater than 0"));
@@ -231,6 +249,10 @@ impl TryFrom<StoreConfig> for Settings {
                 .then(|| Duration::from_secs(c.self_metrics_interval_secs)),
             compact_interval: Duration::from_secs(c.compact_interval_secs),
             ingest_token: c.ingest_token.filter(|t| !t.is_empty()),
+            api_write_token: c.api_write_token.filter(|t| !t.is_empty()),
+            api_read_token: c.api_read_token.filter(|t| !t.is_empty()),
+            max_series_per_request: c.max_series_per_request,
+            max_points_per_request: c.max_points_per_request,
             schemas: Schemas { rules, default },
         })
     }

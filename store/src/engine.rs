@@ -44,6 +44,7 @@ use tracing::{debug, info, warn};
 use crate::batch::PointBatch;
 use crate::chunk::{self, Points};
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::head::Head;
 use crate::index::{ArchiveSet, FindMatch, Index};
 use crate::retention::{Aggregate, Archive, Schemas};
@@ -52,6 +53,7 @@ use crate::tag_expr::TagExpr;
 
 const CF_SERIES: &str = "series";
 const CF_LOG: &str = "log";
+const CF_EVENTS: &str = "events";
 /// Columns of a rollup row.
 const ROLLUP_COLS: usize = 5;
 const SUM: usize = 0;
@@ -129,6 +131,7 @@ struct Inner {
     flush_lock: Mutex<()>,
     flush_wanted: (Mutex<bool>, Condvar),
     next_log: AtomicU64,
+    next_event: AtomicU64,
     schemas: Schemas,
     max_head_points: usize,
     max_points_per_read: usize,
@@ -236,6 +239,7 @@ impl Store {
         let mut cfs = vec![
             ColumnFamilyDescriptor::new(CF_SERIES, Options::default()),
             ColumnFamilyDescriptor::new(CF_LOG, log_opts),
+            ColumnFamilyDescriptor::new(CF_EVENTS, Options::default()),
         ];
         cfs.extend(
             archives
@@ -254,6 +258,7 @@ impl Store {
                 flush_lock: Mutex::new(()),
                 flush_wanted: (Mutex::new(false), Condvar::new()),
                 next_log: AtomicU64::new(0),
+                next_event: AtomicU64::new(1),
                 schemas: opts.schemas,
                 max_head_points: opts.max_head_points,
                 max_points_per_read: opts.max_points_per_read,
@@ -262,6 +267,13 @@ impl Store {
         };
         store.load_index()?;
         store.replay_log()?;
+        let last_event = store
+            .events(i64::MIN, i64::MAX)?
+            .iter()
+            .map(|e| e.id)
+            .max()
+            .unwrap_or(0);
+        store.inner.next_event.store(last_event + 1, Relaxed);
         Ok(store)
     }
 
@@ -872,12 +884,56 @@ impl Store {
     }
 
     fn cf_names(&self) -> Vec<String> {
-        let mut names = vec![CF_SERIES.to_owned(), CF_LOG.to_owned()];
+        let mut names = vec![
+            CF_SERIES.to_owned(),
+            CF_LOG.to_owned(),
+            CF_EVENTS.to_owned(),
+        ];
         let path = self.inner.dir.join("db");
         if let Ok(all) = DB::list_cf(&Options::default(), &path) {
             names.extend(all.into_iter().filter(|n| parse_cf_name(n).is_some()));
         }
         names
+    }
+
+    /// Records an event (synced); returns its id.
+    pub fn add_event(&self, when: i64, what: &str, data: &str, tags: Vec<String>) -> Result<u64> {
+        let id = self.inner.next_event.fetch_add(1, Relaxed);
+        let event = Event {
+            id,
+            when,
+            what: what.to_owned(),
+            data: data.to_owned(),
+            tags,
+        };
+        let value = serde_json::to_vec(&event).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_EVENTS)?, crate::events::key(when, id), value);
+        self.inner.db.write_opt(wb, &wo)?;
+        Ok(id)
+    }
+
+    /// Events with `from <= when <= until`, by time.
+    pub fn events(&self, from: i64, until: i64) -> Result<Vec<Event>> {
+        let cf = self.cf(CF_EVENTS)?;
+        let start = crate::events::key(from, 0);
+        let mut out = Vec::new();
+        for item in self
+            .inner
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward))
+        {
+            let (_, value) = item?;
+            let e: Event = serde_json::from_slice(&value)
+                .map_err(|e| Error::Corrupt(format!("event: {e}")))?;
+            if e.when > until {
+                break;
+            }
+            out.push(e);
+        }
+        Ok(out)
     }
 
     /// How many chunks a series has on disk, over all its archives (for tests and debugging).

@@ -270,3 +270,24 @@ fn compaction_drops_chunks_past_retention() {
     );
     assert_eq!(values(&store, "expiring", fresh - 10, fresh), [Some(2.0)]);
 }
+
+#[test]
+fn events_are_kept_in_time_order_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(opts(dir.path())).expect("open");
+        store
+            .add_event(200, "deploy", "v2", vec!["deploy".into(), "web".into()])
+            .expect("event");
+        store
+            .add_event(100, "incident", "cdn", vec!["cdn".into()])
+            .expect("event");
+    }
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    let id = store.add_event(300, "later", "", vec![]).expect("event");
+    assert_eq!(id, 3, "ids continue after a restart");
+    let all = store.events(0, 1000).expect("read");
+    let whats: Vec<&str> = all.iter().map(|e| e.what.as_str()).collect();
+    assert_eq!(whats, ["incident", "deploy", "later"]);
+    assert_eq!(store.events(150, 250).expect("read").len(), 1);
+}

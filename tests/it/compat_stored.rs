@@ -341,6 +341,48 @@ fn stored_data_matches_carbon_and_graphite_web() {
     ));
     exact("/tags/host".to_owned());
     exact("/tags".to_owned());
+
+    // Events (Grafana annotations): the same events posted to both, read back with filters.
+    let events = [
+        format!(
+            r#"{{"what": "deploy v2", "tags": ["deploy", "web"], "when": {}, "data": "build 42"}}"#,
+            now - 900
+        ),
+        format!(
+            r#"{{"what": "cdn incident", "tags": "cdn fastly", "when": {}}}"#,
+            now - 600
+        ),
+        format!(
+            r#"{{"what": "deploy v3", "tags": ["deploy"], "when": {}, "data": ""}}"#,
+            now - 300
+        ),
+    ];
+    for e in &events {
+        for url in [tally.url("/events/"), gw.url("/events/")] {
+            let r = reqwest::blocking::Client::new()
+                .post(url.clone())
+                .body(e.clone())
+                .send()
+                .expect("post event");
+            assert_eq!(r.status(), 200, "{url}: {}", r.text().unwrap_or_default());
+        }
+    }
+    let since = now - 3600;
+    exact(format!("/events/get_data?from={since}&until={now}"));
+    exact(format!(
+        "/events/get_data?from={since}&until={now}&tags=deploy"
+    ));
+    exact(format!(
+        "/events/get_data?from={since}&until={now}&tags=deploy%20web"
+    ));
+    exact(format!(
+        "/events/get_data?from={since}&until={now}&tags=web%20cdn&set=union"
+    ));
+    exact(format!(
+        "/events/get_data?from={}&until={}",
+        now - 700,
+        now - 400
+    ));
     let passed = total - failures.len();
     println!(
         "compat (stored): {passed} passed, {} failed of {total} requests",

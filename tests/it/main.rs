@@ -5,4 +5,5 @@ mod compat_stored;
 mod grafana;
 mod graphite_web;
 mod proc;
+mod query_api;
 mod store_ingest;

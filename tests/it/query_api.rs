@@ -1,0 +1,117 @@
+//! The Graphite API's own promises, beyond compatibility: clear errors for bad requests, limits
+//! that refuse instead of exhausting the server, and bearer tokens.
+
+use crate::compat::{enc, get};
+use crate::proc::StoreProc;
+
+#[test]
+fn bad_requests_say_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = StoreProc::start_quiet(dir.path());
+    let cases = [
+        (
+            "/render?target=sumSeries(a.b&format=json",
+            "position 13: expected ',' or ')'",
+        ),
+        ("/render?target=nosuch(a.b)", "unknown function \"nosuch\""),
+        ("/render?target=a.b&from=-1m", "bad time \"-1m\""),
+        ("/render?target=a.b&from=100&until=100", "empty time range"),
+        (
+            "/render?target=a.b&format=xml",
+            "format \"xml\" is not supported",
+        ),
+        (
+            "/render?target=a.b&maxDataPoints=lots",
+            "parameter \"maxDataPoints\"",
+        ),
+        (
+            "/render?target=movingAverage(a.b)",
+            "missing argument \"windowSize\"",
+        ),
+        ("/metrics/find", "parameter \"query\" is required"),
+        ("/tags/autoComplete/values", "parameter \"tag\" is required"),
+    ];
+    for (path, want) in cases {
+        let (status, body) = get(&store.url(path));
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains(want), "{path}: {body:?} lacks {want:?}");
+    }
+    let (status, body) = get(&store.url(&format!("/render?target={}", enc("seriesByTag('a!=b')"))));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("must not match the empty string"), "{body}");
+}
+
+#[test]
+fn limits_refuse_instead_of_exhausting_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path()).expect("mkdir");
+    let cfg = dir.path().join("limits.toml");
+    std::fs::write(&cfg, "self_metrics_interval_secs = 0\nmax_series_per_request = 3\nmax_points_per_request = 1000\n").expect("config");
+    let store = StoreProc::start(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap_or_default()],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let body: String = (0..5).map(|i| format!("lim.s{i} 1 {now}\n")).collect();
+    let r = reqwest::blocking::Client::new()
+        .post(store.url("/api/v1/ingest"))
+        .body(body)
+        .send()
+        .expect("ingest");
+    assert_eq!(r.status(), 200);
+    let (status, text) = get(&store.url("/render?target=lim.*&from=-5min"));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("more than 3 series"), "{text}");
+    let (status, text) = get(&store.url("/render?target=lim.s1&from=-1d"));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("more than 1000 points"), "{text}");
+    let (status, _) = get(&store.url("/render?target=lim.s1&from=-5min"));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn tokens_guard_writes_and_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path()).expect("mkdir");
+    let cfg = dir.path().join("tokens.toml");
+    std::fs::write(
+        &cfg,
+        "self_metrics_interval_secs = 0\napi_write_token = \"w\"\napi_read_token = \"r\"\n",
+    )
+    .expect("config");
+    let store = StoreProc::start(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap_or_default()],
+    );
+    let client = reqwest::blocking::Client::new();
+    let event = r#"{"what": "deploy", "tags": ["a"]}"#;
+    let post = |token: Option<&str>| {
+        let mut req = client.post(store.url("/events/")).body(event);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        req.send().expect("post").status().as_u16()
+    };
+    assert_eq!(post(None), 401);
+    assert_eq!(post(Some("r")), 401, "the read token does not allow writes");
+    assert_eq!(post(Some("w")), 200);
+    let read = |token: Option<&str>| {
+        let mut req = client.get(store.url("/events/get_data?tags=a"));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let r = req.send().expect("get");
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    assert_eq!(read(None).0, 401);
+    let (status, body) = read(Some("r"));
+    assert_eq!(status, 200);
+    assert!(body.contains("\"what\":\"deploy\""), "{body}");
+    assert_eq!(
+        get(&store.url("/version")).0,
+        401,
+        "reads need the read token when one is set"
+    );
+}
