@@ -132,6 +132,7 @@ fn run_store(args: StoreArgs) -> Result<()> {
         limits: tally_query::Limits {
             max_series: settings.max_series_per_request,
             max_points: settings.max_points_per_request,
+            max_time: settings.max_request,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -154,8 +154,11 @@ async fn auth(
     next: axum::middleware::Next,
 ) -> Response {
     let path = req.uri().path();
-    let write =
-        req.method() == axum::http::Method::POST && (path == "/events" || path == "/events/");
+    let write = req.method() == axum::http::Method::POST
+        && matches!(
+            path,
+            "/events" | "/events/" | "/tags/tagSeries" | "/tags/tagMultiSeries" | "/tags/delSeries"
+        );
     let (write_token, read_token) = &*tokens;
     let needed = if write {
         write_token.as_ref().or(read_token.as_ref())
@@ -193,6 +196,12 @@ pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
         .route("/tags", get(tag_list))
         .route("/tags/", get(tag_list))
         .route("/tags/findSeries", get(find_series).post(find_series))
+        .route("/tags/tagSeries", axum::routing::post(tag_series))
+        .route(
+            "/tags/tagMultiSeries",
+            axum::routing::post(tag_multi_series),
+        )
+        .route("/tags/delSeries", axum::routing::post(del_series))
         .route(
             "/tags/autoComplete/tags",
             get(autocomplete_tags).post(autocomplete_tags),
@@ -419,6 +428,51 @@ async fn find_series(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes)
             ));
         }
         Ok(json_response(&json!(api.source.select_by_tags(&exprs)?)))
+    })
+    .await
+}
+
+/// `POST /tags/tagSeries path=<name>`: registers a series; answers its canonical name.
+async fn tag_series(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    blocking(move || {
+        let p = Params::new(q, &body);
+        let path = p
+            .get("path")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| QueryError::BadRequest("parameter \"path\" is required".into()))?;
+        Ok(json_response(&json!(api.source.register(path)?)))
+    })
+    .await
+}
+
+/// `POST /tags/tagMultiSeries path=..&path=..`: canonical names, in order.
+async fn tag_multi_series(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    blocking(move || {
+        let p = Params::new(q, &body);
+        let paths = p.all(&["path", "path[]"]);
+        let names = paths
+            .iter()
+            .map(|path| api.source.register(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(json_response(&json!(names)))
+    })
+    .await
+}
+
+/// `POST /tags/delSeries path=..`: deletes series and their points; answers `true`.
+async fn del_series(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    blocking(move || {
+        let p = Params::new(q, &body);
+        let paths = p.all(&["path", "path[]"]);
+        if paths.is_empty() {
+            return Err(QueryError::BadRequest(
+                "parameter \"path\" is required".into(),
+            ));
+        }
+        for path in paths {
+            api.source.delete(path)?;
+        }
+        Ok(json_response(&json!(true)))
     })
     .await
 }

@@ -16,6 +16,8 @@ use crate::source::Source;
 pub struct Limits {
     pub max_series: usize,
     pub max_points: usize,
+    /// Wall time one request may take; checked at every fetch and every function call.
+    pub max_time: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -23,6 +25,7 @@ impl Default for Limits {
         Limits {
             max_series: 100_000,
             max_points: 50_000_000,
+            max_time: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -37,6 +40,8 @@ pub struct Ctx {
     pub limits: Limits,
     /// Series and points fetched so far, shared by every evaluation of one request.
     pub fetched: Arc<(AtomicUsize, AtomicUsize)>,
+    /// When the request started (for `Limits::max_time`).
+    pub started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -57,7 +62,19 @@ impl Ctx {
             now,
             limits: Limits::default(),
             fetched: Arc::default(),
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// An error once the request has run longer than its limit.
+    pub fn check_time(&self) -> Result<()> {
+        if self.started.elapsed() > self.limits.max_time {
+            return Err(QueryError::Limit(format!(
+                "the request took longer than {} s; shorten the range or narrow the targets",
+                self.limits.max_time.as_secs_f64()
+            )));
+        }
+        Ok(())
     }
 
     /// The same request over another range (for look-back and time shifts).
@@ -94,7 +111,10 @@ pub fn eval_value(ctx: &Ctx, expr: &Expr) -> Result<Value> {
     Ok(match expr {
         Expr::Path(p) => Value::Series(fetch_path(ctx, p)?),
         Expr::Call(c) if c.name == "seriesByTag" => Value::Series(series_by_tag(ctx, c)?),
-        Expr::Call(c) => functions::call(ctx, c)?,
+        Expr::Call(c) => {
+            ctx.check_time()?;
+            functions::call(ctx, c)?
+        }
         Expr::Number { value, int } => Value::Number(*value, *int),
         Expr::Str(s) => Value::Str(s.clone()),
         Expr::Bool(b) => Value::Bool(*b),
@@ -103,6 +123,7 @@ pub fn eval_value(ctx: &Ctx, expr: &Expr) -> Result<Value> {
 }
 
 fn account(ctx: &Ctx, series: usize, points: usize) -> Result<()> {
+    ctx.check_time()?;
     let s = ctx.fetched.0.fetch_add(series, Ordering::Relaxed) + series;
     let p = ctx.fetched.1.fetch_add(points, Ordering::Relaxed) + points;
     if s > ctx.limits.max_series {
@@ -410,6 +431,25 @@ pub fn py_g(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_time_limit_refuses() {
+        let mut ctx = Ctx::new(Arc::new(crate::source::MemSource::default()), 0, 600, 600);
+        ctx.limits.max_time = std::time::Duration::ZERO;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let e = evaluate(
+            &ctx,
+            &crate::expr::parse("sumSeries(time('a'))").expect("parses"),
+        )
+        .expect_err("over time");
+        assert!(e.to_string().contains("took longer than 0 s"), "{e}");
+        ctx.limits.max_time = std::time::Duration::from_secs(60);
+        assert!(evaluate(
+            &ctx,
+            &crate::expr::parse("sumSeries(time('a'))").expect("parses")
+        )
+        .is_ok());
+    }
 
     #[test]
     fn python_number_formats() {

@@ -28,6 +28,10 @@ pub trait Source: Send + Sync {
     fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<Fetched>>;
     fn tag_names(&self) -> Vec<String>;
     fn tag_values(&self, tag: &str) -> Vec<(String, usize)>;
+    /// Creates a series without points; returns its canonical name.
+    fn register(&self, name: &str) -> Result<String>;
+    /// Deletes a series and its points; false if there was none.
+    fn delete(&self, name: &str) -> Result<bool>;
     /// Records an event; returns its id.
     fn add_event(&self, when: i64, what: &str, data: &str, tags: Vec<String>) -> Result<u64>;
     /// Events with `from <= when <= until`, by time.
@@ -56,6 +60,12 @@ impl Source for Store {
     }
     fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
         Store::tag_values(self, tag)
+    }
+    fn register(&self, name: &str) -> Result<String> {
+        Ok(Store::register(self, name)?)
+    }
+    fn delete(&self, name: &str) -> Result<bool> {
+        Ok(Store::delete_series(self, name)?)
     }
     fn add_event(&self, when: i64, what: &str, data: &str, tags: Vec<String>) -> Result<u64> {
         Ok(Store::add_event(self, when, what, data, tags)?)
@@ -133,6 +143,16 @@ impl Source for MemSource {
     }
     fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
         self.index().tag_values(tag)
+    }
+    fn register(&self, _name: &str) -> Result<String> {
+        Err(crate::QueryError::BadRequest(
+            "the in-memory source is read-only".into(),
+        ))
+    }
+    fn delete(&self, _name: &str) -> Result<bool> {
+        Err(crate::QueryError::BadRequest(
+            "the in-memory source is read-only".into(),
+        ))
     }
     fn add_event(&self, when: i64, what: &str, data: &str, tags: Vec<String>) -> Result<u64> {
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());

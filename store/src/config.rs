@@ -55,6 +55,8 @@ pub struct StoreConfig {
     pub max_series_per_request: usize,
     /// Most points one `/render` request may read.
     pub max_points_per_request: usize,
+    /// Longest a `/render` request may run before it is refused.
+    pub max_request_secs: u64,
     /// Archives of series no `[[retention]]` rule matches.
     pub default_retentions: String,
     /// Rules tried in order; the first whose pattern matches a new series' name wins.
@@ -96,6 +98,7 @@ impl Default for StoreConfig {
             api_read_token: None,
             max_series_per_request: 100_000,
             max_points_per_request: 50_000_000,
+            max_request_secs: 30,
             default_retentions: DEFAULT_RETENTIONS.into(),
             retention: Vec::new(),
         }
@@ -152,6 +155,7 @@ pub struct Settings {
     pub api_read_token: Option<String>,
     pub max_series_per_request: usize,
     pub max_points_per_request: usize,
+    pub max_request: Duration,
     pub schemas: Schemas,
 }
 
@@ -193,6 +197,7 @@ impl TryFrom<StoreConfig> for Settings {
             ("compact_interval_secs", c.compact_interval_secs),
             ("max_series_per_request", c.max_series_per_request as u64),
             ("max_points_per_request", c.max_points_per_request as u64),
+            ("max_request_secs", c.max_request_secs),
         ] {
             if value == 0 {
                 problems.push(format!("{key}: must be greater than 0"));
@@ -253,6 +258,7 @@ impl TryFrom<StoreConfig> for Settings {
             api_read_token: c.api_read_token.filter(|t| !t.is_empty()),
             max_series_per_request: c.max_series_per_request,
             max_points_per_request: c.max_points_per_request,
+            max_request: Duration::from_secs(c.max_request_secs),
             schemas: Schemas { rules, default },
         })
     }

@@ -896,6 +896,63 @@ impl Store {
         names
     }
 
+    /// Creates a series with no points yet (graphite's `/tags/tagSeries`); returns its canonical
+    /// name. The index entry is written (synced) before this returns.
+    pub fn register(&self, raw: &str) -> Result<String> {
+        let name = tally_proto::series_name::canonicalize(raw)
+            .map_err(|e| Error::Pattern {
+                pattern: raw.to_owned(),
+                reason: e.to_string(),
+            })?
+            .into_owned();
+        let mut batch = PointBatch::default();
+        batch.push(&name, 0, 0.0);
+        self.resolve(&batch);
+        let mut wb = WriteBatch::default();
+        let pending = self.take_unpersisted(&mut wb)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        if let Err(e) = self.inner.db.write_opt(wb, &wo) {
+            self.inner.unpersisted.lock().extend(pending);
+            return Err(e.into());
+        }
+        Ok(name)
+    }
+
+    /// Deletes a series and all its points (graphite's `/tags/delSeries`); false if there was no
+    /// such series. The head is flushed first, so no log record can bring it back after a crash.
+    pub fn delete_series(&self, raw: &str) -> Result<bool> {
+        let name = match tally_proto::series_name::canonicalize(raw) {
+            Ok(n) => n.into_owned(),
+            Err(_) => return Ok(false),
+        };
+        self.flush()?;
+        let Some(id) = self.inner.index.write().remove(&name) else {
+            return Ok(false);
+        };
+        let mut wb = WriteBatch::default();
+        let mut key = vec![b'n'];
+        key.extend_from_slice(name.as_bytes());
+        wb.delete_cf(self.cf(CF_SERIES)?, key);
+        for cf_name in self
+            .cf_names()
+            .iter()
+            .filter(|n| parse_cf_name(n).is_some())
+        {
+            let start = chunk_key(id, 0).to_vec();
+            let end = if id == u32::MAX {
+                vec![0xff; 13]
+            } else {
+                chunk_key(id + 1, 0).to_vec()
+            };
+            wb.delete_range_cf(self.cf(cf_name)?, start, end);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.inner.db.write_opt(wb, &wo)?;
+        Ok(true)
+    }
+
     /// Records an event (synced); returns its id.
     pub fn add_event(&self, when: i64, what: &str, data: &str, tags: Vec<String>) -> Result<u64> {
         let id = self.inner.next_event.fetch_add(1, Relaxed);

@@ -71,8 +71,64 @@ impl Default for Index {
 }
 
 impl Index {
+    /// Live series (deleted ones excluded).
     pub(crate) fn len(&self) -> usize {
-        self.names.len()
+        self.table.len()
+    }
+
+    /// Forgets a series: its name, tree leaf (pruning emptied branches) and tag postings. The id
+    /// is not reused.
+    pub(crate) fn remove(&mut self, name: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        let names = &self.names;
+        let id = self
+            .table
+            .find_entry(hash, |&id| &*names[id as usize] == name)
+            .ok()?
+            .remove()
+            .0;
+        if series_name::is_tagged(name) {
+            let metric = series_name::metric_name(name);
+            for (tag, value) in std::iter::once(("name", metric)).chain(series_name::tags(name)) {
+                if let Some(values) = self.tags.get_mut(tag) {
+                    if let Some(ids) = values.get_mut(value) {
+                        ids.retain(|&i| i != id);
+                        if ids.is_empty() {
+                            values.remove(value);
+                        }
+                    }
+                    if values.is_empty() {
+                        self.tags.remove(tag);
+                    }
+                }
+            }
+        } else {
+            let mut path = Vec::new();
+            let mut node = 0usize;
+            for part in name.split('.') {
+                let Some(&child) = self.tree[node].children.get(part) else {
+                    break;
+                };
+                path.push((node, part));
+                node = child as usize;
+            }
+            if self.tree[node].series == Some(id) {
+                self.tree[node].series = None;
+            }
+            // Unlink nodes left with neither a series nor children, leaf upwards.
+            for (parent, part) in path.into_iter().rev() {
+                let Some(&child) = self.tree[parent].children.get(part) else {
+                    break;
+                };
+                let c = &self.tree[child as usize];
+                if c.series.is_some() || !c.children.is_empty() {
+                    break;
+                }
+                self.tree[parent].children.remove(part);
+            }
+        }
+        self.names[id as usize] = Box::from("");
+        Some(id)
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<u32> {
@@ -378,6 +434,25 @@ mod tests {
             ["servers.db1.cpu.user"]
         );
         assert!(ix.find("nothing.*").expect("valid").is_empty());
+    }
+
+    #[test]
+    fn removal_prunes_the_tree_and_postings() {
+        let mut ix = index(&["a.b.c", "a.b.d", "x.y", "r;h=1", "r;h=2"]);
+        assert_eq!(ix.remove("a.b.c"), Some(0));
+        assert_eq!(ix.remove("a.b.c"), None);
+        assert_eq!(ix.expand("a.b.*").expect("valid"), ["a.b.d"]);
+        ix.remove("a.b.d");
+        assert!(
+            ix.find("a.*").expect("valid").is_empty(),
+            "emptied branches are pruned"
+        );
+        assert_eq!(ix.find("*").expect("valid").len(), 1);
+        ix.remove("r;h=1");
+        assert_eq!(ix.tag_values("h"), [("2".to_owned(), 1)]);
+        assert_eq!(ix.len(), 2);
+        // A new series never gets a deleted id.
+        assert_eq!(ix.insert("a.b.c", set()), 5);
     }
 
     #[test]

@@ -291,3 +291,43 @@ fn events_are_kept_in_time_order_across_reopen() {
     assert_eq!(whats, ["incident", "deploy", "later"]);
     assert_eq!(store.events(150, 250).expect("read").len(), 1);
 }
+
+#[test]
+fn deleted_series_are_gone_and_stay_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t0 = now() - now() % 10 - 600;
+    {
+        let store = Store::open(opts(dir.path())).expect("open");
+        store
+            .write(
+                &batch(&[("del;h=1", t0, 1.0), ("keep;h=1", t0, 2.0)]),
+                Durability::Sync,
+            )
+            .expect("write");
+        store.flush().expect("flush");
+        store
+            .write(&batch(&[("del;h=1", t0 + 10, 3.0)]), Durability::Sync)
+            .expect("write");
+        assert!(store.delete_series("del;h=1").expect("delete"));
+        assert!(!store.delete_series("del;h=1").expect("delete"));
+        assert_eq!(store.stored_chunks("del;h=1").expect("count"), 0);
+        assert_eq!(store.select_by_tags(&["h=1"]).expect("valid"), ["keep;h=1"]);
+        assert_eq!(
+            store.register("fresh;z=1;a=2").expect("register"),
+            "fresh;a=2;z=1"
+        );
+    }
+    // After a restart (the log replayed), the deleted series does not come back.
+    let store = Store::open(opts(dir.path())).expect("reopen");
+    assert_eq!(store.select_by_tags(&["h=1"]).expect("valid"), ["keep;h=1"]);
+    assert!(store
+        .read("del;h=1", t0 - 10, t0 + 10, None)
+        .expect("read")
+        .is_none());
+    assert_eq!(
+        store.select_by_tags(&["a=2"]).expect("valid"),
+        ["fresh;a=2;z=1"],
+        "registered series persist"
+    );
+    assert_eq!(store.series_count(), 2);
+}

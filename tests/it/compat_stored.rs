@@ -383,6 +383,65 @@ fn stored_data_matches_carbon_and_graphite_web() {
         now - 700,
         now - 400
     ));
+
+    // Tag writes: register, register several, delete; then the tag index is compared again.
+    let mut post_both = |path: &str, body: String| {
+        total += 1;
+        let send = |url: String| {
+            let r = reqwest::blocking::Client::new()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone())
+                .send()
+                .expect("post");
+            (r.status().as_u16(), r.text().unwrap_or_default())
+        };
+        let ((ts, tb), (gs, gb)) = (send(tally.url(path)), send(gw.url(path)));
+        let (tv, gv) = (
+            serde_json::from_str::<Value>(&tb).ok(),
+            serde_json::from_str::<Value>(&gb).ok(),
+        );
+        if ts != gs || tv != gv {
+            failures.push(format!(
+                "POST {path} {body}: {ts} {tb:.200} vs {gs} {gb:.200}"
+            ));
+        }
+    };
+    post_both(
+        "/tags/tagSeries",
+        format!("path={}", enc("disk.free;host=web9;dev=sda")),
+    );
+    post_both(
+        "/tags/tagMultiSeries",
+        format!(
+            "path={}&path={}",
+            enc("disk.free;host=web8"),
+            enc("up;zone=b;az=1")
+        ),
+    );
+    post_both(
+        "/tags/delSeries",
+        format!("path={}", enc("requests;host=web3;status=503")),
+    );
+    let mut exact = |path: String| {
+        total += 1;
+        let ((ts, tb), (gs, gb)) = (get(&tally.url(&path)), get(&gw.url(&path)));
+        let (tv, gv) = (
+            serde_json::from_str::<Value>(&tb).ok(),
+            serde_json::from_str::<Value>(&gb)
+                .ok()
+                .map(|v| intended(v, true)),
+        );
+        if ts != gs || tv != gv || tv.is_none() {
+            failures.push(format!("{path}: {ts} {tb:.300} vs {gs} {gb:.300}"));
+        }
+    };
+    exact(format!("/tags/findSeries?expr={}", enc("host=~web")));
+    exact("/tags/host".to_owned());
+    exact(format!(
+        "/tags/autoComplete/tags?expr={}",
+        enc("name=disk.free")
+    ));
     let passed = total - failures.len();
     println!(
         "compat (stored): {passed} passed, {} failed of {total} requests",
