@@ -246,7 +246,8 @@ class Carbon:
         self.whisper = os.path.join(d, "storage", "whisper")
         for sub in ("conf", "storage/whisper", "storage/lists", "log"):
             os.makedirs(os.path.join(d, sub), exist_ok=True)
-        self.line_port, cl = free_port(), free_port()
+        self.line_port, self.link_port = free_port(), free_port()
+        cl = self.link_port
         with open(os.path.join(d, "conf", "carbon.conf"), "w") as f:
             f.write(f"""[cache]
 STORAGE_DIR = {d}/storage/

@@ -264,9 +264,18 @@ async fn render(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> R
             }
             "csv" => ("text/csv", csv(&series)),
             "raw" => ("text/plain", raw(&series)),
+            "svg" => {
+                let dim = |k: &str, d: u32| p.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+                let opts = crate::svg::SvgOptions {
+                    width: dim("width", 800),
+                    height: dim("height", 400),
+                    title: p.get("title").map(str::to_owned),
+                };
+                ("image/svg+xml", crate::svg::svg(&mut series, &opts))
+            }
             other => {
                 return Err(QueryError::BadRequest(format!(
-                    "format \"{other}\" is not supported: use json, csv or raw"
+                    "format \"{other}\" is not supported: use json, csv, raw or svg"
                 )))
             }
         };

@@ -16,6 +16,7 @@ pub mod functions;
 pub mod render;
 pub mod series;
 pub mod source;
+pub mod svg;
 pub mod time;
 
 pub use api::{router, router_with, ApiOptions, GRAPHITE_VERSION};
