@@ -78,7 +78,7 @@ pub fn svg(series: &mut [TimeSeries], opts: &SvgOptions) -> String {
     if !lo.is_finite() {
         (lo, hi) = (0.0, 1.0);
     }
-    if hi - lo < f64::EPSILON {
+    if (hi - lo).abs() < f64::EPSILON {
         (lo, hi) = (lo - 1.0, hi + 1.0);
     }
     // Round axis ends and ticks to 1, 2 or 5 times a power of ten.
