@@ -149,15 +149,20 @@ impl Index {
     /// Adds a series with the next id (the caller persists it). `name` must be canonical and new.
     pub(crate) fn insert(&mut self, name: &str, set: ArchiveSet) -> u32 {
         let id = self.names.len() as u32;
-        let set_idx = match self.sets.iter().position(|s| *s == set) {
-            Some(i) => i,
+        let set_idx = self.set_index(set);
+        self.insert_with_id(id, name, set_idx);
+        id
+    }
+
+    /// The slot of an archive set, added if new (series share a handful of sets).
+    fn set_index(&mut self, set: ArchiveSet) -> u16 {
+        match self.sets.iter().position(|s| *s == set) {
+            Some(i) => i as u16,
             None => {
                 self.sets.push(set);
-                self.sets.len() - 1
+                (self.sets.len() - 1) as u16
             }
-        };
-        self.insert_with_id(id, name, set_idx as u16);
-        id
+        }
     }
 
     fn insert_with_id(&mut self, id: u32, name: &str, set_idx: u16) {
@@ -205,14 +210,8 @@ impl Index {
         if (id as usize) < self.names.len() && !self.names[id as usize].is_empty() {
             return Err(Error::Corrupt(format!("series id {id} used twice")));
         }
-        let set_idx = match self.sets.iter().position(|s| *s == set) {
-            Some(i) => i,
-            None => {
-                self.sets.push(set);
-                self.sets.len() - 1
-            }
-        };
-        self.insert_with_id(id, name, set_idx as u16);
+        let set_idx = self.set_index(set);
+        self.insert_with_id(id, name, set_idx);
         Ok(())
     }
 

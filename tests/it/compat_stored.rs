@@ -186,6 +186,59 @@ fn sorted_metrics(mut v: Value) -> Value {
     v
 }
 
+/// Sends the same request to Tally and to graphite-web and records any difference.
+struct Compare<'a> {
+    tally: &'a StoreProc,
+    gw: &'a GraphiteWeb,
+    total: usize,
+    failures: Vec<String>,
+}
+
+impl Compare<'_> {
+    /// A GET whose JSON answers must be equal (up to graphite-web's internals, see `intended`).
+    fn get(&mut self, path: String) {
+        self.total += 1;
+        let ((ts, tb), (gs, gb)) = (get(&self.tally.url(&path)), get(&self.gw.url(&path)));
+        let tv = serde_json::from_str::<Value>(&tb).ok();
+        let gv = serde_json::from_str::<Value>(&gb)
+            .ok()
+            .map(|v| intended(v, path.starts_with("/tags")));
+        let (tv, gv) = if path.contains("format=completer") {
+            (tv.map(sorted_metrics), gv.map(sorted_metrics))
+        } else {
+            (tv, gv)
+        };
+        if ts != gs || tv != gv || tv.is_none() {
+            self.failures
+                .push(format!("{path}: {ts} {tb:.300} vs {gs} {gb:.300}"));
+        }
+    }
+
+    /// A form POST whose answers must be equal.
+    fn post(&mut self, path: &str, body: String) {
+        self.total += 1;
+        let send = |url: String| {
+            let r = reqwest::blocking::Client::new()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone())
+                .send()
+                .expect("post");
+            (r.status().as_u16(), r.text().unwrap_or_default())
+        };
+        let ((ts, tb), (gs, gb)) = (send(self.tally.url(path)), send(self.gw.url(path)));
+        let (tv, gv) = (
+            serde_json::from_str::<Value>(&tb).ok(),
+            serde_json::from_str::<Value>(&gb).ok(),
+        );
+        if ts != gs || tv != gv {
+            self.failures.push(format!(
+                "POST {path} {body}: {ts} {tb:.200} vs {gs} {gb:.200}"
+            ));
+        }
+    }
+}
+
 fn wait_for(gw: &GraphiteWeb, what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !ok() {
@@ -288,59 +341,47 @@ fn stored_data_matches_carbon_and_graphite_web() {
             failures.push(format!("POST render {target}: {d}"));
         }
     }
-    let mut exact = |path: String| {
-        total += 1;
-        let ((ts, tb), (gs, gb)) = (get(&tally.url(&path)), get(&gw.url(&path)));
-        let (tv, gv) = (
-            serde_json::from_str::<Value>(&tb).ok(),
-            serde_json::from_str::<Value>(&gb)
-                .ok()
-                .map(|v| intended(v, path.starts_with("/tags"))),
-        );
-        let (tv, gv) = if path.contains("format=completer") {
-            (tv.map(sorted_metrics), gv.map(sorted_metrics))
-        } else {
-            (tv, gv)
-        };
-        if ts != gs || tv != gv || tv.is_none() {
-            failures.push(format!("{path}: {ts} {tb:.300} vs {gs} {gb:.300}"));
-        }
+    let mut cmp = Compare {
+        tally: &tally,
+        gw: &gw,
+        total,
+        failures,
     };
     for q in FIND {
-        exact(format!("/metrics/find?query={}", enc(q)));
-        exact(format!("/metrics/find?query={}&format=completer", enc(q)));
+        cmp.get(format!("/metrics/find?query={}", enc(q)));
+        cmp.get(format!("/metrics/find?query={}&format=completer", enc(q)));
     }
     for q in ["srv.*.cpu", "srv.*", "*.*.count"] {
-        exact(format!("/metrics/expand?query={}", enc(q)));
+        cmp.get(format!("/metrics/expand?query={}", enc(q)));
     }
-    exact(format!(
+    cmp.get(format!(
         "/metrics/expand?query={}&query={}&leavesOnly=1",
         enc("srv.web1.*"),
         enc("beacons.*.count")
     ));
-    exact(format!(
+    cmp.get(format!(
         "/tags/findSeries?expr={}&expr={}",
         enc("name=requests"),
         enc("status=~5..")
     ));
-    exact(format!(
+    cmp.get(format!(
         "/tags/autoComplete/tags?expr={}",
         enc("name=requests")
     ));
-    exact(format!(
+    cmp.get(format!(
         "/tags/autoComplete/tags?tagPrefix=h&expr={}",
         enc("host=~web")
     ));
-    exact(format!(
+    cmp.get(format!(
         "/tags/autoComplete/values?tag=status&expr={}",
         enc("name=requests")
     ));
-    exact(format!(
+    cmp.get(format!(
         "/tags/autoComplete/values?tag=host&valuePrefix=web&expr={}",
         enc("status=503")
     ));
-    exact("/tags/host".to_owned());
-    exact("/tags".to_owned());
+    cmp.get("/tags/host".to_owned());
+    cmp.get("/tags".to_owned());
 
     // Events (Grafana annotations): the same events posted to both, read back with filters.
     let events = [
@@ -368,50 +409,28 @@ fn stored_data_matches_carbon_and_graphite_web() {
         }
     }
     let since = now - 3600;
-    exact(format!("/events/get_data?from={since}&until={now}"));
-    exact(format!(
+    cmp.get(format!("/events/get_data?from={since}&until={now}"));
+    cmp.get(format!(
         "/events/get_data?from={since}&until={now}&tags=deploy"
     ));
-    exact(format!(
+    cmp.get(format!(
         "/events/get_data?from={since}&until={now}&tags=deploy%20web"
     ));
-    exact(format!(
+    cmp.get(format!(
         "/events/get_data?from={since}&until={now}&tags=web%20cdn&set=union"
     ));
-    exact(format!(
+    cmp.get(format!(
         "/events/get_data?from={}&until={}",
         now - 700,
         now - 400
     ));
 
     // Tag writes: register, register several, delete; then the tag index is compared again.
-    let mut post_both = |path: &str, body: String| {
-        total += 1;
-        let send = |url: String| {
-            let r = reqwest::blocking::Client::new()
-                .post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body.clone())
-                .send()
-                .expect("post");
-            (r.status().as_u16(), r.text().unwrap_or_default())
-        };
-        let ((ts, tb), (gs, gb)) = (send(tally.url(path)), send(gw.url(path)));
-        let (tv, gv) = (
-            serde_json::from_str::<Value>(&tb).ok(),
-            serde_json::from_str::<Value>(&gb).ok(),
-        );
-        if ts != gs || tv != gv {
-            failures.push(format!(
-                "POST {path} {body}: {ts} {tb:.200} vs {gs} {gb:.200}"
-            ));
-        }
-    };
-    post_both(
+    cmp.post(
         "/tags/tagSeries",
         format!("path={}", enc("disk.free;host=web9;dev=sda")),
     );
-    post_both(
+    cmp.post(
         "/tags/tagMultiSeries",
         format!(
             "path={}&path={}",
@@ -419,37 +438,24 @@ fn stored_data_matches_carbon_and_graphite_web() {
             enc("up;zone=b;az=1")
         ),
     );
-    post_both(
+    cmp.post(
         "/tags/delSeries",
         format!("path={}", enc("requests;host=web3;status=503")),
     );
-    let mut exact = |path: String| {
-        total += 1;
-        let ((ts, tb), (gs, gb)) = (get(&tally.url(&path)), get(&gw.url(&path)));
-        let (tv, gv) = (
-            serde_json::from_str::<Value>(&tb).ok(),
-            serde_json::from_str::<Value>(&gb)
-                .ok()
-                .map(|v| intended(v, true)),
-        );
-        if ts != gs || tv != gv || tv.is_none() {
-            failures.push(format!("{path}: {ts} {tb:.300} vs {gs} {gb:.300}"));
-        }
-    };
-    exact(format!("/tags/findSeries?expr={}", enc("host=~web")));
-    exact("/tags/host".to_owned());
-    exact(format!(
+    cmp.get(format!("/tags/findSeries?expr={}", enc("host=~web")));
+    cmp.get("/tags/host".to_owned());
+    cmp.get(format!(
         "/tags/autoComplete/tags?expr={}",
         enc("name=disk.free")
     ));
-    let passed = total - failures.len();
+    let (total, failed) = (cmp.total, cmp.failures.len());
     println!(
-        "compat (stored): {passed} passed, {} failed of {total} requests",
-        failures.len()
+        "compat (stored): {} passed, {failed} failed of {total} requests",
+        total - failed
     );
     assert!(
-        failures.is_empty(),
+        cmp.failures.is_empty(),
         "differences from carbon + graphite-web 1.1.8:\n{}",
-        failures.join("\n")
+        cmp.failures.join("\n")
     );
 }

@@ -51,15 +51,20 @@ impl StoreProc {
         }
     }
 
-    /// A store that writes no `tally.store.*` series of its own (for exact comparisons).
-    pub fn start_quiet(dir: &Path) -> StoreProc {
-        let cfg = dir.join("quiet.toml");
+    /// A store run with `config` (TOML) written to a file in `dir`; data in `dir/data`.
+    pub fn start_with_config(dir: &Path, config: &str) -> StoreProc {
+        let cfg = dir.join("store.toml");
         std::fs::create_dir_all(dir).expect("mkdir");
-        std::fs::write(&cfg, "self_metrics_interval_secs = 0\n").expect("write config");
+        std::fs::write(&cfg, config).expect("write config");
         StoreProc::start(
             &dir.join("data"),
             &["--config", cfg.to_str().unwrap_or_default()],
         )
+    }
+
+    /// A store that writes no `tally.store.*` series of its own (for exact comparisons).
+    pub fn start_quiet(dir: &Path) -> StoreProc {
+        StoreProc::start_with_config(dir, "self_metrics_interval_secs = 0\n")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -44,13 +44,7 @@ fn bad_requests_say_what_is_wrong() {
 #[test]
 fn limits_refuse_instead_of_exhausting_the_server() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path()).expect("mkdir");
-    let cfg = dir.path().join("limits.toml");
-    std::fs::write(&cfg, "self_metrics_interval_secs = 0\nmax_series_per_request = 3\nmax_points_per_request = 1000\n").expect("config");
-    let store = StoreProc::start(
-        &dir.path().join("data"),
-        &["--config", cfg.to_str().unwrap_or_default()],
-    );
+    let store = StoreProc::start_with_config(dir.path(), "self_metrics_interval_secs = 0\nmax_series_per_request = 3\nmax_points_per_request = 1000\n");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -74,16 +68,9 @@ fn limits_refuse_instead_of_exhausting_the_server() {
 #[test]
 fn tokens_guard_writes_and_reads() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path()).expect("mkdir");
-    let cfg = dir.path().join("tokens.toml");
-    std::fs::write(
-        &cfg,
+    let store = StoreProc::start_with_config(
+        dir.path(),
         "self_metrics_interval_secs = 0\napi_write_token = \"w\"\napi_read_token = \"r\"\n",
-    )
-    .expect("config");
-    let store = StoreProc::start(
-        &dir.path().join("data"),
-        &["--config", cfg.to_str().unwrap_or_default()],
     );
     let client = reqwest::blocking::Client::new();
     let event = r#"{"what": "deploy", "tags": ["a"]}"#;

@@ -159,15 +159,9 @@ fn an_idle_client_does_not_stall_the_others() {
 #[test]
 fn the_allowlist_refuses_other_sources() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("store.toml");
-    std::fs::write(
-        &cfg,
+    let mut proc = StoreProc::start_with_config(
+        dir.path(),
         "allow_cidrs = [\"10.0.0.0/8\"]\nself_metrics_interval_secs = 0\n",
-    )
-    .expect("write config");
-    let mut proc = StoreProc::start(
-        &dir.path().join("data"),
-        &["--config", cfg.to_str().unwrap_or_default()],
     );
     let mut conn = TcpStream::connect(proc.line).expect("connect");
     let _ = conn.write_all(format!("refused.x 1 {}\n", now()).as_bytes());
@@ -290,12 +284,7 @@ fn points_are_readable_the_moment_they_are_acknowledged() {
 #[test]
 fn ingest_token_is_required_when_configured() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("store.toml");
-    std::fs::write(&cfg, "ingest_token = \"s3cret\"\n").expect("write config");
-    let proc = StoreProc::start(
-        &dir.path().join("data"),
-        &["--config", cfg.to_str().unwrap_or_default()],
-    );
+    let proc = StoreProc::start_with_config(dir.path(), "ingest_token = \"s3cret\"\n");
     let client = reqwest::blocking::Client::new();
     let body = format!("tok.x 1 {}\n", now());
     let denied = client
@@ -316,12 +305,7 @@ fn ingest_token_is_required_when_configured() {
 #[test]
 fn the_store_writes_its_own_metrics_as_series() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("store.toml");
-    std::fs::write(&cfg, "self_metrics_interval_secs = 1\n").expect("write config");
-    let proc = StoreProc::start(
-        &dir.path().join("data"),
-        &["--config", cfg.to_str().unwrap_or_default()],
-    );
+    let proc = StoreProc::start_with_config(dir.path(), "self_metrics_interval_secs = 1\n");
     post_batch(&proc, format!("some.series 1 {}\n", now()));
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
