@@ -56,10 +56,10 @@ pub fn consolidate_for_display(series: &mut [TimeSeries], max_points: usize) {
 /// Timestamps a reader sees: `range(start, end + 1, step * vpp)`, zipped with the values.
 pub fn datapoints(s: &TimeSeries) -> Vec<(Option<f64>, i64)> {
     let step = s.effective_step().max(1);
-    let values = s.values();
+    let values = s.values_cow();
     let mut out = Vec::with_capacity(values.len());
     let mut t = s.start;
-    for v in values {
+    for &v in values.iter() {
         if t > s.end {
             break;
         }

@@ -134,6 +134,15 @@ impl TimeSeries {
         self.values = values;
     }
 
+    /// The values as readers see them, borrowed when no consolidation is pending.
+    pub fn values_cow(&self) -> std::borrow::Cow<'_, [Option<f64>]> {
+        if self.values_per_point <= 1 {
+            std::borrow::Cow::Borrowed(&self.values)
+        } else {
+            std::borrow::Cow::Owned(self.values())
+        }
+    }
+
     /// The values as readers see them: consolidated `values_per_point` at a time.
     pub fn values(&self) -> Vec<Option<f64>> {
         if self.values_per_point <= 1 {

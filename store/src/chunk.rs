@@ -399,28 +399,47 @@ fn decode_inner(bytes: &[u8]) -> Result<Points, Truncated> {
 }
 
 /// Merges runs in write order into one sorted run: for a repeated timestamp the last write wins.
-/// Each run need not be sorted.
+/// Each run need not be sorted. The common cases (one sorted run; runs that follow each other in
+/// time, as successive flushes of a live series do) are concatenations; otherwise an index sort.
 pub fn merge_sorted(ncols: usize, runs: impl IntoIterator<Item = Points>) -> Points {
-    let mut rows: Vec<(i64, usize, Vec<f64>)> = Vec::new();
-    let mut seq = 0usize;
-    for run in runs {
-        for (i, &t) in run.ts.iter().enumerate() {
-            let row = run
-                .cols
-                .iter()
-                .map(|c| c.get(i).copied().unwrap_or(f64::NAN))
-                .collect();
-            rows.push((t, seq, row));
-            seq += 1;
+    let runs: Vec<Points> = runs
+        .into_iter()
+        .filter(|r| !r.ts.is_empty() && r.cols.len() == ncols)
+        .collect();
+    let increasing = |ts: &[i64]| ts.windows(2).all(|w| w[0] < w[1]);
+    let in_order = runs.iter().all(|r| increasing(&r.ts))
+        && runs.windows(2).all(|w| w[0].ts.last() < w[1].ts.first());
+    if in_order {
+        let mut runs = runs.into_iter();
+        let Some(mut out) = runs.next() else {
+            return Points::new(ncols);
+        };
+        for r in runs {
+            out.ts.extend_from_slice(&r.ts);
+            for (c, col) in out.cols.iter_mut().zip(r.cols) {
+                c.extend(col);
+            }
         }
+        return out;
     }
-    rows.sort_unstable_by_key(|r| (r.0, r.1));
+    let mut order: Vec<(i64, u32, u32)> = Vec::with_capacity(runs.iter().map(Points::len).sum());
+    for (ri, r) in runs.iter().enumerate() {
+        order.extend(
+            r.ts.iter()
+                .enumerate()
+                .map(|(i, &t)| (t, ri as u32, i as u32)),
+        );
+    }
+    order.sort_unstable();
     let mut out = Points::new(ncols);
-    for (i, (t, _, row)) in rows.iter().enumerate() {
-        if rows.get(i + 1).is_some_and(|next| next.0 == *t) {
+    for (k, &(t, ri, i)) in order.iter().enumerate() {
+        if order.get(k + 1).is_some_and(|next| next.0 == t) {
             continue;
         }
-        out.push(*t, row);
+        out.ts.push(t);
+        for (c, col) in out.cols.iter_mut().enumerate() {
+            col.push(runs[ri as usize].cols[c][i as usize]);
+        }
     }
     out
 }
@@ -546,6 +565,21 @@ mod tests {
             round_trip(&pts(&ts, &vals));
             let ivals: Vec<f64> = ints[..ts.len()].iter().map(|&i| i as f64 / 100.0).collect();
             round_trip(&pts(&ts, &ivals));
+        }
+
+        #[test]
+        fn merge_matches_a_naive_model(runs in proptest::collection::vec(proptest::collection::vec((0i64..50, -100i32..100), 0..20), 0..5)) {
+            let mut model = std::collections::BTreeMap::new();
+            let mut pts_runs = Vec::new();
+            for run in &runs {
+                for &(t, v) in run {
+                    model.insert(t, f64::from(v));
+                }
+                pts_runs.push(Points { ts: run.iter().map(|p| p.0).collect(), cols: vec![run.iter().map(|p| f64::from(p.1)).collect()] });
+            }
+            let merged = merge_sorted(1, pts_runs);
+            prop_assert_eq!(merged.ts, model.keys().copied().collect::<Vec<_>>());
+            prop_assert_eq!(&merged.cols[0], &model.values().copied().collect::<Vec<_>>());
         }
 
         #[test]

@@ -14,12 +14,16 @@
 //!
 //! ## Flush
 //! Every `flush_interval` (or when the head grows past a bound) the head is swapped out and
-//! written as chunks: per series and time bucket, one merge operand holding that bucket's new
-//! points. The merge operator folds operands into the stored chunk (last write wins for a
-//! timestamp), so out-of-order and duplicate points need no read-modify-write. Rollup slots that
-//! the new points touch are then recomputed *from the finest archive* and written, in the same
-//! atomic write that deletes the flushed log records. Recomputing from raw points (instead of
-//! adding deltas) is what keeps re-sent points idempotent at every resolution.
+//! written as chunks: per series and time bucket, the stored chunk is read, the new points are
+//! merged in (last write wins for a timestamp, so out-of-order and duplicate points are fine),
+//! and the result is put back. Read-modify-write at flush, not a merge operand: RocksDB re-runs a
+//! merge operator on every read of a key that still holds operands, and a live bucket is read by
+//! every dashboard refresh but flushed once a minute (measured: reading 8.6 M fresh points took
+//! 241 ms with operands, 76 ms without). The merge operator stays registered for chunks written
+//! that way earlier. Rollup slots that the new points touch are then recomputed *from the finest
+//! archive* and written, in the same atomic write that deletes the flushed log records.
+//! Recomputing from raw points (instead of adding deltas) is what keeps re-sent points idempotent
+//! at every resolution.
 //!
 //! ## Layout
 //! Column families: `series` (the index), `log`, and one per archive (`a<step>s_<retention>s`),
@@ -491,6 +495,11 @@ impl Store {
     /// Writes the head into chunks and rollups, then drops its log records, atomically.
     pub fn flush(&self) -> Result<()> {
         let _guard = self.inner.flush_lock.lock();
+        self.flush_locked()
+    }
+
+    /// [`Store::flush`], with `flush_lock` already held.
+    fn flush_locked(&self) -> Result<()> {
         // A head whose earlier flush failed goes first.
         if let Some(old) = self.inner.frozen.read().clone() {
             self.flush_head(&old)?;
@@ -542,9 +551,13 @@ impl Store {
                 cols: vec![points.iter().map(|p| p.1).collect()],
             };
             let merged = chunk::merge_sorted(1, [run]);
+            let mut parts = Vec::new();
             for_each_bucket(&merged, i64::from(finest.bucket_secs()), |bucket, part| {
-                wb.merge_cf(cf, chunk_key(*id, bucket), chunk::encode(&part));
+                parts.push((bucket, part))
             });
+            for (bucket, part) in parts {
+                self.put_merged(&mut wb, cf, chunk_key(*id, bucket), part)?;
+            }
         }
         if let Err(e) = self.inner.db.write(wb) {
             self.inner.unpersisted.lock().extend(pending);
@@ -577,9 +590,13 @@ impl Store {
                 slots.dedup();
                 let rows = rollup(&raw, &slots, step);
                 let cf = self.cf(&cf_name(a))?;
+                let mut parts = Vec::new();
                 for_each_bucket(&rows, i64::from(a.bucket_secs()), |bucket, part| {
-                    wb.merge_cf(cf, chunk_key(*id, bucket), chunk::encode(&part));
+                    parts.push((bucket, part))
                 });
+                for (bucket, part) in parts {
+                    self.put_merged(&mut wb, cf, chunk_key(*id, bucket), part)?;
+                }
             }
         }
         let log = self.cf(CF_LOG)?;
@@ -598,6 +615,35 @@ impl Store {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "flushed head"
         );
+        Ok(())
+    }
+
+    /// Folds `part` into the chunk stored at `key` (last write wins) and puts the result.
+    ///
+    /// Read-modify-write at flush rather than a merge operand: a live bucket is flushed about
+    /// once a minute but read by every dashboard refresh, and RocksDB re-runs the merge operator
+    /// on every read of a key that still holds operands (a full decode and re-encode each time).
+    /// Flushes are serialised by `flush_lock`, so nothing else writes these keys meanwhile.
+    fn put_merged(
+        &self,
+        wb: &mut WriteBatch,
+        cf: &ColumnFamily,
+        key: [u8; 12],
+        part: Points,
+    ) -> Result<()> {
+        let ncols = part.cols.len();
+        let combined = match self.inner.db.get_pinned_cf(cf, key)? {
+            None => part,
+            Some(bytes) => match chunk::decode(&bytes) {
+                Ok(old) if old.cols.len() == ncols => chunk::merge_sorted(ncols, [old, part]),
+                _ => {
+                    Stats::add(&self.inner.stats.corrupt_chunks, 1);
+                    warn!(key = ?key, "replacing a chunk that does not decode");
+                    part
+                }
+            },
+        };
+        wb.put_cf(cf, key, chunk::encode(&combined));
         Ok(())
     }
 
@@ -926,7 +972,8 @@ impl Store {
             Ok(n) => n.into_owned(),
             Err(_) => return Ok(false),
         };
-        self.flush()?;
+        let _flushing = self.inner.flush_lock.lock();
+        self.flush_locked()?;
         let Some(id) = self.inner.index.write().remove(&name) else {
             return Ok(false);
         };

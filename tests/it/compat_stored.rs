@@ -448,6 +448,39 @@ fn stored_data_matches_carbon_and_graphite_web() {
         "/tags/autoComplete/tags?expr={}",
         enc("name=disk.free")
     ));
+    // The metric tree as Grafana asks for it: POST with the query in the body.
+    cmp.post(
+        &format!("/metrics/find?from={from}&until={until}"),
+        "query=srv.*".to_owned(),
+    );
+    cmp.post("/metrics/find", format!("query={}", enc("srv.web1.*")));
+    // Grafana's version probe: plain text.
+    cmp.total += 1;
+    let (tv, gv) = (get(&tally.url("/version")), get(&gw.url("/version")));
+    if tv.0 != gv.0 || tv.1.trim() != gv.1.trim() {
+        cmp.failures.push(format!("/version: {tv:?} vs {gv:?}"));
+    }
+    // Grafana's "test connection": constantLine(100) over -1h..now with maxDataPoints=300. The two
+    // servers see "now" a moment apart, so compare the shape: one series named 100.0, 3 points.
+    cmp.total += 1;
+    let probe = format!(
+        "/render?target={}&from=-1h&until=now&format=json&maxDataPoints=300",
+        enc("constantLine(100)")
+    );
+    let shape = |(status, body): (u16, String)| {
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        (
+            status,
+            v[0]["target"].clone(),
+            v[0]["datapoints"].as_array().map(Vec::len),
+            v.as_array().map(Vec::len),
+        )
+    };
+    let (ts, gs) = (shape(get(&tally.url(&probe))), shape(get(&gw.url(&probe))));
+    if ts != gs {
+        cmp.failures
+            .push(format!("test connection: {ts:?} vs {gs:?}"));
+    }
     let (total, failed) = (cmp.total, cmp.failures.len());
     println!(
         "compat (stored): {} passed, {failed} failed of {total} requests",

@@ -78,11 +78,72 @@ fn xff_ok(row: &[Option<f64>], xff: f64) -> bool {
 
 /// Reads normalized series row by row (shorter series padded with nulls).
 pub(crate) fn rows(series: &[TimeSeries]) -> Vec<Vec<Option<f64>>> {
-    let cols: Vec<Vec<Option<f64>>> = series.iter().map(TimeSeries::values).collect();
-    let n = cols.iter().map(Vec::len).max().unwrap_or(0);
+    let cols: Vec<std::borrow::Cow<'_, [Option<f64>]>> =
+        series.iter().map(TimeSeries::values_cow).collect();
+    let n = cols.iter().map(|c| c.len()).max().unwrap_or(0);
     (0..n)
         .map(|i| cols.iter().map(|c| c.get(i).copied().flatten()).collect())
         .collect()
+}
+
+/// The common aggregations computed column by column, without building rows: the same
+/// additions in the same order (series order within a timestamp) as the row-wise definition,
+/// so results are identical. `None` for functions that need whole rows (median, stddev, ...).
+fn aggregate_columns(list: &[TimeSeries], func: &str, xff: f64) -> Option<Vec<Option<f64>>> {
+    #[derive(Clone, Copy)]
+    enum F {
+        Sum,
+        Avg,
+        Min,
+        Max,
+        Count,
+        Last,
+    }
+    let f = match func {
+        "sum" | "total" => F::Sum,
+        "average" | "avg" => F::Avg,
+        "min" => F::Min,
+        "max" => F::Max,
+        "count" => F::Count,
+        "last" | "current" => F::Last,
+        _ => return None,
+    };
+    let cols: Vec<std::borrow::Cow<'_, [Option<f64>]>> =
+        list.iter().map(TimeSeries::values_cow).collect();
+    let n = cols.iter().map(|c| c.len()).max().unwrap_or(0);
+    let mut acc = vec![0.0f64; n];
+    let mut count = vec![0u32; n];
+    for col in &cols {
+        for (i, v) in col.iter().enumerate() {
+            let Some(x) = *v else { continue };
+            let a = &mut acc[i];
+            *a = match (f, count[i]) {
+                (F::Sum | F::Avg, _) => *a + x,
+                (_, 0) => x,
+                (F::Min, _) => a.min(x),
+                (F::Max, _) => a.max(x),
+                (F::Last, _) => x,
+                (F::Count, _) => 0.0,
+            };
+            count[i] += 1;
+        }
+    }
+    let total = list.len() as f64;
+    Some(
+        (0..n)
+            .map(|i| {
+                let c = count[i];
+                if c == 0 || f64::from(c) / total < xff {
+                    return None;
+                }
+                Some(match f {
+                    F::Avg => acc[i] / f64::from(c),
+                    F::Count => f64::from(c),
+                    _ => acc[i],
+                })
+            })
+            .collect(),
+    )
 }
 
 /// graphite's `aggregate(seriesList, func, xFilesFactor)`.
@@ -101,10 +162,13 @@ pub(crate) fn aggregate(
     };
     let xff = xff.unwrap_or(0.0);
     let name = format!("{func}Series({})", format_path_expressions(&list));
-    let values: Vec<Option<f64>> = rows(&list)
-        .iter()
-        .map(|r| if xff_ok(r, xff) { f(r) } else { None })
-        .collect();
+    let values: Vec<Option<f64>> = match aggregate_columns(&list, func, xff) {
+        Some(v) => v,
+        None => rows(&list)
+            .iter()
+            .map(|r| if xff_ok(r, xff) { f(r) } else { None })
+            .collect(),
+    };
     let mut tags = list[0].tags.clone();
     for s in &list[1..] {
         tags.retain(|k, v| s.tags.get(k) == Some(v));
@@ -533,4 +597,24 @@ pub(crate) fn group_by_tags(a: &Args) -> Result<Value> {
         }
     }
     Ok(Value::Series(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn columns_equal_rows(cols in proptest::collection::vec(proptest::collection::vec(proptest::option::of(-1e6f64..1e6), 0..12), 1..6), xff in 0.0f64..1.0) {
+            let list: Vec<TimeSeries> = cols.into_iter().enumerate().map(|(i, v)| TimeSeries::new(format!("s{i}"), 0, 10, v)).collect();
+            for func in ["sum", "average", "min", "max", "count", "last"] {
+                let f = agg_func(func).expect("known");
+                let by_rows: Vec<Option<f64>> = rows(&list).iter().map(|r| if xff_ok(r, xff) { f(r) } else { None }).collect();
+                let by_cols = aggregate_columns(&list, func, xff).expect("fast path");
+                let bits = |v: &[Option<f64>]| v.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>();
+                prop_assert_eq!(bits(&by_cols), bits(&by_rows), "{}", func);
+            }
+        }
+    }
 }

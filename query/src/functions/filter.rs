@@ -13,7 +13,7 @@ use super::agg::agg_func;
 
 /// graphite's `keyFunc`: a null aggregate sorts as -inf.
 fn key(s: &TimeSeries, func: super::agg::AggFn) -> f64 {
-    func(&s.values()).unwrap_or(f64::NEG_INFINITY)
+    func(&s.values_cow()).unwrap_or(f64::NEG_INFINITY)
 }
 
 /// `highest(seriesList, n, func)` / `lowest(...)`; the named variants fix `func`.
