@@ -1,3 +1,6 @@
+// Shared by several benchmarks, each of which uses only part of it.
+#![allow(dead_code)]
+
 //! Deterministic benchmark inputs: the same bytes on every machine, from a fixed seed.
 
 /// xorshift64*: tiny, seeded, good enough to spread names and values.
