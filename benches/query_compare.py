@@ -86,6 +86,14 @@ DATABASES = {{'default': {{'NAME': '{d}/graphite.db', 'ENGINE': 'django.db.backe
 
 # Readiness is checked on the newest hour: carbon keeps exactly one day (10s:1d), so after a few
 # minutes of loading its oldest points have already aged out.
+def expanded(base, pattern):
+    """How many names /metrics/expand returns (graphite: {"results": [...]}, VictoriaMetrics: [...])."""
+    import json
+    _, body = timed_get(f"{base}/metrics/expand?" + urllib.parse.urlencode({"query": pattern}))
+    v = json.loads(body)
+    return len(v["results"] if isinstance(v, dict) else v)
+
+
 def wait_until(what, ok, limit=900):
     end = time.time() + limit
     while time.time() < end:
@@ -179,7 +187,8 @@ def main():
                 else:
                     continue
                 url = f"{base}/metrics/find?" + q(query=pattern)
-                wait_until(f"{s.name} big names", lambda: len(timed_get(f"{base}/metrics/expand?" + q(query=pattern))[1]) > args.find_series * 2)
+                want = args.find_series // 10
+                wait_until(f"{s.name} big names", lambda: expanded(base, pattern) == want)
                 found[s.name] = median_time(url, args.runs)
             for name, (dt, size) in found.items():
                 print(f"find over {args.find_series} names, {name}: {dt * 1000:.1f}ms ({size}B)")
