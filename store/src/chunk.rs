@@ -27,6 +27,8 @@ const VERSION: u64 = 3;
 const MODE_XOR: u64 = 0;
 const MODE_DEC_VALUES: u64 = 1;
 const MODE_DEC_DELTAS: u64 = 2;
+/// Most points a chunk may hold: far above a bucket's (720 steps), far below anything that hurts.
+const MAX_POINTS: usize = 1 << 20;
 /// Largest integer a double holds exactly.
 const EXACT: f64 = 9_007_199_254_740_992.0;
 
@@ -309,7 +311,7 @@ fn read_offsets(
 
 fn decode_column(r: &mut BitReader<'_>, n: usize, version: u64) -> Result<Vec<f64>, Truncated> {
     let mode = r.read(8)?;
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n.min(1 << 16));
     match mode {
         MODE_DEC_VALUES | MODE_DEC_DELTAS => {
             let k = r.read(4)? as i32;
@@ -372,11 +374,12 @@ fn decode_inner(bytes: &[u8]) -> Result<Points, Truncated> {
     }
     let ncols = r.read(8)? as usize;
     let n = r.read(32)? as usize;
-    // Every point takes at least one bit per column and timestamp: refuse absurd counts early.
-    if n > bytes.len() * 8 + 1 {
+    // A regular series with constant values costs no bits per point, so the size of the input
+    // bounds nothing: cap the count instead, and never let it size an allocation on trust.
+    if n > MAX_POINTS {
         return Err(Truncated);
     }
-    let mut ts = Vec::with_capacity(n);
+    let mut ts = Vec::with_capacity(n.min(bytes.len() * 8 + 64));
     if n > 0 {
         ts.push(unzigzag(r.read(64)?));
     }
@@ -533,6 +536,26 @@ mod tests {
             encode(&pts(&ts, &same)).len() < 40,
             "{}",
             encode(&pts(&ts, &same)).len()
+        );
+    }
+
+    /// Issue 3: a constant, regular series encodes to a few bytes for hundreds of points; the
+    /// decoder once took that for corruption, and a flush then replaced the chunk (data loss).
+    #[test]
+    fn issue_3_tiny_chunks_of_constant_series_decode() {
+        for n in [2usize, 100, 720, 5000] {
+            let ts: Vec<i64> = (0..n as i64).map(|i| 1_700_000_000 + i * 10).collect();
+            round_trip(&pts(&ts, &vec![0.001; n]));
+            round_trip(&Points {
+                ts: ts.clone(),
+                cols: vec![vec![1.0; n]; 5],
+            });
+        }
+        let mut huge = encode(&pts(&[1, 2], &[1.0, 1.0]));
+        huge[2..6].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(
+            decode(&huge).is_err(),
+            "an absurd count is refused, not allocated"
         );
     }
 

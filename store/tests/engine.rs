@@ -331,3 +331,37 @@ fn deleted_series_are_gone_and_stay_gone() {
     );
     assert_eq!(store.series_count(), 2);
 }
+
+/// Issue 3: a constant series' chunk is a few bytes; the decoder took it for corruption and
+/// the next flush replaced it, losing the earlier points. Two flushes into one bucket must keep
+/// every point.
+#[test]
+fn issue_3_constant_series_keep_every_point_across_flushes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let t0 = now() - now() % 7200 - 7200; // the start of a full, past 2 h bucket
+    let first: Vec<(&str, i64, f64)> = (0..360).map(|i| ("const.x", t0 + i * 10, 1.0)).collect();
+    let second: Vec<(&str, i64, f64)> = (360..720).map(|i| ("const.x", t0 + i * 10, 1.0)).collect();
+    store
+        .write(&batch(&first), Durability::Sync)
+        .expect("write");
+    store.flush().expect("flush");
+    store
+        .write(&batch(&second), Durability::Sync)
+        .expect("write");
+    store.flush().expect("flush");
+    let got = values(&store, "const.x", t0 - 10, t0 + 7190);
+    assert_eq!(got.len(), 720);
+    assert!(
+        got.iter().all(|v| *v == Some(1.0)),
+        "{} points missing",
+        got.iter().filter(|v| v.is_none()).count()
+    );
+    assert_eq!(
+        store
+            .stats()
+            .corrupt_chunks
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
