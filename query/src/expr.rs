@@ -458,4 +458,54 @@ mod tests {
             assert!(expected.contains(want), "{t}: {e}");
         }
     }
+
+    fn arg() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("a.*".to_owned()),
+            Just("a.x".to_owned()),
+            Just("nothing.here".to_owned()),
+            Just("time('t', 60)".to_owned()),
+            Just("constantLine(2)".to_owned()),
+            Just("None".to_owned()),
+            Just("true".to_owned()),
+            Just("inf".to_owned()),
+            (-1000i64..1000).prop_map(|n| n.to_string()),
+            (-1e6f64..1e6).prop_map(|f| format!("{f:.3}")),
+            "[a-z0-9*. ]{0,6}".prop_map(|s| format!("'{s}'")),
+            Just("'1h'".to_owned()),
+            Just("'-5min'".to_owned()),
+            Just("'sum'".to_owned()),
+            Just("'(^.*$)'".to_owned()),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+        /// Nothing a request can send makes the parser panic; any function of the library, with
+        /// any arguments, evaluates without panicking over a small in-memory source (errors are
+        /// fine: they become 400 answers).
+        #[test]
+        fn arbitrary_targets_never_panic(
+            raw in "\\PC{0,40}",
+            func in proptest::sample::select(crate::functions::SPECS.iter().map(|s| s.name).collect::<Vec<_>>()),
+            args in proptest::collection::vec(arg(), 0..5),
+            wrap in proptest::bool::ANY,
+        ) {
+            let _ = parse(&raw);
+            let mut target = format!("{func}({})", args.join(", "));
+            if wrap {
+                target = format!("sumSeries({target})");
+            }
+            let e = parse(&target);
+            proptest::prop_assert!(e.is_ok(), "{} does not parse: {:?}", target, e);
+            let mut src = crate::source::MemSource::default();
+            src.add("a.x", 0, 60, vec![Some(1.0), None, Some(3.0), Some(-2.0)]);
+            src.add("a.y", 0, 60, vec![None, Some(5.0), Some(0.0), None]);
+            let mut ctx = crate::eval::Ctx::new(std::sync::Arc::new(src), 0, 3600, 3600);
+            ctx.limits.max_time = std::time::Duration::from_secs(2);
+            ctx.limits.max_points = 200_000;
+            let _ = crate::eval::evaluate(&ctx, &e.expect("checked"));
+        }
+    }
 }

@@ -260,3 +260,17 @@ mod tests {
         assert_eq!(civil_from_days(MIDNIGHT / DAY), (2026, 11, 22));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn never_panics(s in "\\PC{0,24}", t in "[-+0-9a-z:/ _,]{0,16}") {
+            let _ = parse_time(&s, 1_795_305_600);
+            let _ = parse_time(&t, 1_795_305_600);
+        }
+    }
+}

@@ -296,10 +296,19 @@ pub(crate) fn moving(a: &Args, func: &str) -> Result<Value> {
     }
     let (preview, text) = match &window {
         Value::Str(s) => (parse_interval(a, s)?.abs(), format!("\"{s}\"")),
-        Value::Number(n, _) => (
-            probe.iter().map(|s| s.step).max().unwrap_or(1) * (*n as i64),
-            format!("{}", *n as i64),
-        ),
+        Value::Number(n, _) => {
+            if !(1.0..=1e6).contains(n) {
+                return Err(a.err(format!(
+                    "windowSize must be 1 to 1000000 points, got {}",
+                    crate::eval::py_g(*n)
+                )));
+            }
+            let step = probe.iter().map(|s| s.step).max().unwrap_or(1);
+            let preview = step
+                .checked_mul(*n as i64)
+                .ok_or_else(|| a.err("windowSize is too large"))?;
+            (preview, format!("{}", *n as i64))
+        }
         other => {
             return Err(a.err(format!(
                 "windowSize must be a number of points or an interval, got {other:?}"
@@ -349,6 +358,30 @@ fn probe_points(window: &Value) -> usize {
     }
 }
 
+/// Refuses a function that would generate more points than one request may read.
+fn check_generated(a: &Args, span: i64, step: i64) -> Result<()> {
+    let n = span.max(0) / step.max(1);
+    if n as usize > a.ctx.limits.max_points {
+        return Err(crate::error::QueryError::Limit(format!(
+            "{}: {n} points exceed the limit of {} per request",
+            a.func(),
+            a.ctx.limits.max_points
+        )));
+    }
+    Ok(())
+}
+
+/// A request range moved by `delta` seconds, or an error when that leaves the calendar.
+fn shifted(a: &Args, delta: i64) -> Result<crate::eval::Ctx> {
+    match (
+        a.ctx.from.checked_add(delta),
+        a.ctx.until.checked_add(delta),
+    ) {
+        (Some(f), Some(u)) => Ok(a.ctx.with_range(f, u)),
+        _ => Err(a.err("the shift moves the range out of bounds")),
+    }
+}
+
 /// Seconds of a graphite interval string (`"1h"`, `"-1d"`, `"30min"`).
 pub(crate) fn parse_interval(a: &Args, text: &str) -> Result<i64> {
     let t = text.trim();
@@ -376,7 +409,10 @@ pub(crate) fn parse_interval(a: &Args, text: &str) -> Result<i64> {
             ))
         })?;
         rest = &rest[letters..];
-        total += n * unit;
+        total = n
+            .checked_mul(unit)
+            .and_then(|x| total.checked_add(x))
+            .ok_or_else(|| a.err(format!("interval \"{text}\" is too large")))?;
     }
     Ok(sign * total)
 }
@@ -400,6 +436,7 @@ pub(crate) fn summarize(a: &Args) -> Result<Value> {
                 s.end - s.end.rem_euclid(interval) + interval,
             )
         };
+        check_generated(a, new_end - new_start, interval)?;
         let ts: Vec<i64> = (0..s.len() as i64).map(|i| s.start + i * s.step).collect();
         let vals = s.raw();
         let interval_points = interval as f64 / s.step as f64;
@@ -469,6 +506,7 @@ pub(crate) fn hitcount(a: &Args) -> Result<Value> {
     for s in list {
         let s = s.consolidated();
         let step = s.step;
+        check_generated(a, s.end - s.start, interval)?;
         let buckets_n = ((s.end - s.start) as f64 / interval as f64).ceil().max(0.0) as usize;
         let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); buckets_n];
         let new_start = s.end - buckets_n as i64 * interval;
@@ -479,6 +517,11 @@ pub(crate) fn hitcount(a: &Args) -> Result<Value> {
                 (start_time - new_start).div_euclid(interval),
                 (start_time - new_start).rem_euclid(interval),
             );
+            if sb >= buckets_n as i64 {
+                // Past the series' end (constantLine's last point): in no bucket. graphite-web
+                // raises an IndexError here.
+                continue;
+            }
             let end_time = start_time + step;
             let (mut eb, mut em) = (
                 (end_time - new_start).div_euclid(interval),
@@ -534,7 +577,7 @@ pub(crate) fn time_shift(a: &Args) -> Result<Value> {
     let Some(first) = list.first() else {
         return Ok(Value::Series(vec![]));
     };
-    let ctx = a.ctx.with_range(a.ctx.from + delta, a.ctx.until + delta);
+    let ctx = shifted(a, delta)?;
     let shifted = a.series_in(&ctx, 0, "seriesList")?;
     Ok(Value::Series(
         shifted
@@ -570,11 +613,17 @@ pub(crate) fn time_stack(a: &Args) -> Result<Value> {
     let Some(first) = list.first().cloned() else {
         return Ok(Value::Series(vec![]));
     };
+    if end.saturating_sub(start) > 1000 {
+        return Err(a.err("at most 1000 shifts"));
+    }
     let mut out = Vec::new();
     for shift in start..end {
-        let ctx = a
-            .ctx
-            .with_range(a.ctx.from + delta * shift, a.ctx.until + delta * shift);
+        let ctx = shifted(
+            a,
+            delta
+                .checked_mul(shift)
+                .ok_or_else(|| a.err("the shift is too large"))?,
+        )?;
         for mut s in a.series_in(&ctx, 0, "seriesList")? {
             s.name = format!("timeShift({}, {}, {shift})", s.name, unit);
             s.tags.insert("timeShiftUnit".into(), unit.clone());
@@ -631,6 +680,7 @@ pub(crate) fn clock(a: &Args, sin: bool) -> Result<Value> {
     };
     let step = (step as i64).max(1);
     let (start, end) = (a.ctx.from, a.ctx.until);
+    check_generated(a, end - start, step)?;
     let mut values = Vec::new();
     let mut t = start;
     while t < end {
@@ -639,7 +689,7 @@ pub(crate) fn clock(a: &Args, sin: bool) -> Result<Value> {
         } else {
             t as f64
         }));
-        t += step;
+        t = t.saturating_add(step);
     }
     let mut s = TimeSeries::new(name, start, step, values);
     s.end = end;
