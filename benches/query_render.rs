@@ -45,6 +45,19 @@ fn store(dir: &std::path::Path, end: i64) -> Store {
     store
 }
 
+/// Reads every series whole; returns the points read.
+fn read_all(store: &Store, names: &[String], from: i64, end: i64) -> usize {
+    names
+        .iter()
+        .map(|n| {
+            store
+                .read(n, from, end, None)
+                .expect("read")
+                .map_or(0, |s| s.values.len())
+        })
+        .sum()
+}
+
 fn render(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let now = std::time::SystemTime::now()
@@ -59,17 +72,7 @@ fn render(c: &mut Criterion) {
     let names = store.expand("bench.*.*").expect("expand");
     assert_eq!(names.len(), SERIES);
     group.bench_function("read_1000x8640", |b| {
-        b.iter(|| {
-            names
-                .iter()
-                .map(|n| {
-                    store
-                        .read(n, from, end, None)
-                        .expect("read")
-                        .map_or(0, |s| s.values.len())
-                })
-                .sum::<usize>()
-        })
+        b.iter(|| read_all(&store, &names, from, end))
     });
     let source: Arc<dyn tally_query::Source> = Arc::new(store.clone());
     for (label, target) in [
@@ -90,17 +93,7 @@ fn render(c: &mut Criterion) {
     // The same read once compaction has folded every chunk's merge operands.
     store.compact().expect("compact");
     group.bench_function("read_1000x8640_compacted", |b| {
-        b.iter(|| {
-            names
-                .iter()
-                .map(|n| {
-                    store
-                        .read(n, from, end, None)
-                        .expect("read")
-                        .map_or(0, |s| s.values.len())
-                })
-                .sum::<usize>()
-        })
+        b.iter(|| read_all(&store, &names, from, end))
     });
     group.finish();
 }

@@ -696,8 +696,7 @@ impl Store {
 
     /// The archives and default aggregate of a series.
     pub fn archives(&self, name: &str) -> Option<(Vec<Archive>, Aggregate)> {
-        let ix = self.inner.index.read();
-        ix.get(name).map(|id| ix.archive_set(id).clone())
+        self.lookup(name).map(|(_, set)| set)
     }
 
     /// Reads a series over `(from, until]` from the finest archive that still covers `from`
@@ -710,7 +709,7 @@ impl Store {
         aggregate: Option<Aggregate>,
     ) -> Result<Option<Series>> {
         let now = now_secs();
-        let Some((archives, default_agg)) = self.archives(name) else {
+        let Some((id, (archives, default_agg))) = self.lookup(name) else {
             return Ok(None);
         };
         let age = now - from;
@@ -718,8 +717,15 @@ impl Store {
             .iter()
             .position(|a| a.retention_secs as i64 >= age)
             .unwrap_or(archives.len().saturating_sub(1));
-        self.read_archive(name, i, from, until, aggregate.unwrap_or(default_agg), now)
+        let agg = aggregate.unwrap_or(default_agg);
+        self.read_series(id, name, &archives, i, from, until, agg, now)
             .map(Some)
+    }
+
+    /// A series' id and archive set, looked up once per read.
+    fn lookup(&self, name: &str) -> Option<(u32, ArchiveSet)> {
+        let ix = self.inner.index.read();
+        ix.get(name).map(|id| (id, ix.archive_set(id).clone()))
     }
 
     /// Reads one archive of a series over `(from, until]`.
@@ -732,13 +738,24 @@ impl Store {
         aggregate: Aggregate,
         now: i64,
     ) -> Result<Series> {
-        let (id, (archives, _)) = {
-            let ix = self.inner.index.read();
-            let id = ix
-                .get(name)
-                .ok_or_else(|| Error::UnknownSeries(name.to_owned()))?;
-            (id, ix.archive_set(id).clone())
-        };
+        let (id, (archives, _)) = self
+            .lookup(name)
+            .ok_or_else(|| Error::UnknownSeries(name.to_owned()))?;
+        self.read_series(id, name, &archives, archive, from, until, aggregate, now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read_series(
+        &self,
+        id: u32,
+        name: &str,
+        archives: &[Archive],
+        archive: usize,
+        from: i64,
+        until: i64,
+        aggregate: Aggregate,
+        now: i64,
+    ) -> Result<Series> {
         let a = *archives
             .get(archive)
             .ok_or_else(|| Error::UnknownSeries(name.to_owned()))?;

@@ -147,41 +147,44 @@ fn flush_loop(store: Store, every: Duration, compact_every: Duration, stop: Arc<
     }
 }
 
-async fn sync_wal_loop(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
+/// Runs `job` on a blocking thread every `every` until `stop` fires.
+async fn periodically<F>(every: Duration, mut stop: watch::Receiver<bool>, job: F)
+where
+    F: Fn() + Clone + Send + 'static,
+{
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let s = store.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.sync_wal()).await {
-            error!(error = %e, "WAL sync failed: buffered plaintext points may be lost on power failure");
-        }
+        let job = job.clone();
+        let _ = tokio::task::spawn_blocking(job).await;
     }
 }
 
-/// Writes the store's own counters as `tally.store.<name>` series.
-async fn self_metrics_loop(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
+async fn sync_wal_loop(store: Store, every: Duration, stop: watch::Receiver<bool>) {
+    periodically(every, stop, move || {
+        if let Err(e) = store.sync_wal() {
+            error!(error = %e, "WAL sync failed: buffered plaintext points may be lost on power failure");
         }
-        let s = store.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            let mut batch = PointBatch::default();
-            for (name, _, _, value) in s.metrics() {
-                batch.push(&format!("tally.store.{name}"), now, value as f64);
-            }
-            if let Err(e) = s.write(&batch, Durability::Buffered) {
-                error!(error = %e, "writing self-metrics failed");
-            }
-        })
-        .await;
-    }
+    })
+    .await;
+}
+
+/// Writes the store's own counters as `tally.store.<name>` series.
+async fn self_metrics_loop(store: Store, every: Duration, stop: watch::Receiver<bool>) {
+    periodically(every, stop, move || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut batch = PointBatch::default();
+        for (name, _, _, value) in store.metrics() {
+            batch.push(&format!("tally.store.{name}"), now, value as f64);
+        }
+        if let Err(e) = store.write(&batch, Durability::Buffered) {
+            error!(error = %e, "writing self-metrics failed");
+        }
+    })
+    .await;
 }

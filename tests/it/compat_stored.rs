@@ -186,6 +186,17 @@ fn sorted_metrics(mut v: Value) -> Value {
     v
 }
 
+/// POSTs a form body; the status and the body text.
+fn post_form(url: &str, body: &str) -> (u16, String) {
+    let r = reqwest::blocking::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+        .send()
+        .expect("post");
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
 /// Sends the same request to Tally and to graphite-web and records any difference.
 struct Compare<'a> {
     tally: &'a StoreProc,
@@ -217,15 +228,7 @@ impl Compare<'_> {
     /// A form POST whose answers must be equal.
     fn post(&mut self, path: &str, body: String) {
         self.total += 1;
-        let send = |url: String| {
-            let r = reqwest::blocking::Client::new()
-                .post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body.clone())
-                .send()
-                .expect("post");
-            (r.status().as_u16(), r.text().unwrap_or_default())
-        };
+        let send = |url: String| post_form(&url, &body);
         let ((ts, tb), (gs, gb)) = (send(self.tally.url(path)), send(self.gw.url(path)));
         let (tv, gv) = (
             serde_json::from_str::<Value>(&tb).ok(),
@@ -322,15 +325,7 @@ fn stored_data_matches_carbon_and_graphite_web() {
             "target={}&from={from}&until={until}&format=json&maxDataPoints=50",
             enc(&format!("aliasSub({target}, \"(^.*$)\", \"\\1 A\")"))
         );
-        let post = |url: String| {
-            let r = reqwest::blocking::Client::new()
-                .post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body.clone())
-                .send()
-                .expect("post");
-            (r.status().as_u16(), r.text().unwrap_or_default())
-        };
+        let post = |url: String| post_form(&url, &body);
         let ((ts, tb), (gs, gb)) = (post(tally.url("/render")), post(gw.url("/render")));
         let d = if ts != gs {
             Some(format!("status {ts} vs {gs}"))

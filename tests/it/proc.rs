@@ -67,6 +67,14 @@ impl StoreProc {
         StoreProc::start_with_config(dir, "self_metrics_interval_secs = 0\n")
     }
 
+    /// The store's `/metrics` page, as text.
+    pub fn metrics(&self) -> String {
+        reqwest::blocking::get(self.url("/metrics"))
+            .expect("metrics")
+            .text()
+            .expect("text")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }

@@ -97,10 +97,7 @@ fn plaintext_keeps_good_lines_around_bad_ones_and_sigterm_flushes() {
     }
     drop(conn);
     std::thread::sleep(Duration::from_millis(300));
-    let metrics = reqwest::blocking::get(proc.url("/metrics"))
-        .expect("metrics")
-        .text()
-        .expect("text");
+    let metrics = proc.metrics();
     assert!(metrics.contains("tally_store_lines_bad 2\n"), "{metrics}");
     assert!(
         metrics.contains("tally_store_points_skipped 1\n"),
@@ -135,10 +132,7 @@ fn an_idle_client_does_not_stall_the_others() {
     }
     drop(many);
     std::thread::sleep(Duration::from_millis(300));
-    let metrics = reqwest::blocking::get(proc.url("/metrics"))
-        .expect("metrics")
-        .text()
-        .expect("text");
+    let metrics = proc.metrics();
     assert!(
         metrics.contains("tally_store_points_received 20\n"),
         "{metrics}"
@@ -167,10 +161,7 @@ fn the_allowlist_refuses_other_sources() {
     let _ = conn.write_all(format!("refused.x 1 {}\n", now()).as_bytes());
     drop(conn);
     std::thread::sleep(Duration::from_millis(300));
-    let metrics = reqwest::blocking::get(proc.url("/metrics"))
-        .expect("metrics")
-        .text()
-        .expect("text");
+    let metrics = proc.metrics();
     assert!(
         metrics.contains("tally_store_connections_refused 1\n"),
         "{metrics}"
@@ -228,10 +219,7 @@ fn udp_datagrams_are_split_into_lines() {
     sock.send_to(datagram.as_bytes(), proc.line).expect("send");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = reqwest::blocking::get(proc.url("/metrics"))
-            .expect("metrics")
-            .text()
-            .expect("text");
+        let metrics = proc.metrics();
         if metrics.contains("tally_store_points_received 3\n") {
             assert!(metrics.contains("tally_store_lines_bad 1\n"), "{metrics}");
             break;
