@@ -99,25 +99,21 @@ fn store_settings(args: &StoreArgs) -> Result<Settings> {
     Ok(Settings::try_from(config)?)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Installs the SIGINT and SIGTERM handlers now, and returns a future that completes on either.
+///
+/// Installing them before the store starts matters: a handler installed lazily (on first poll)
+/// leaves a window after "listening" in which SIGTERM kills the process without its clean flush.
+/// Must be called inside the runtime.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    })
 }
 
 fn run_store(args: StoreArgs) -> Result<()> {
@@ -138,18 +134,22 @@ fn run_store(args: StoreArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(tally_store::server::run(
-        settings,
-        Some(Box::new(move |store| {
-            tally_query::router_with(std::sync::Arc::new(store), api)
-        })),
-        |bound| {
-            // One stable line on stdout: scripts and tests read the real ports from it.
-            println!("tally store: line={} http={}", bound.line, bound.http);
-        },
-        shutdown_signal(),
-    ))?;
-    Ok(())
+    runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
+        tally_store::server::run(
+            settings,
+            Some(Box::new(move |store| {
+                tally_query::router_with(std::sync::Arc::new(store), api)
+            })),
+            |bound| {
+                // One stable line on stdout: scripts and tests read the real ports from it.
+                println!("tally store: line={} http={}", bound.line, bound.http);
+            },
+            shutdown,
+        )
+        .await?;
+        Ok::<_, anyhow::Error>(())
+    })
 }
 
 fn compact(data_dir: &std::path::Path) -> Result<()> {

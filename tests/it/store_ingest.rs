@@ -317,3 +317,17 @@ fn the_store_writes_its_own_metrics_as_series() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Issue 3: SIGTERM right after the store says it is listening must still be a clean stop. The
+/// handler was once installed lazily, after that line, so an early SIGTERM killed the process.
+#[test]
+fn issue_3_sigterm_right_after_start_is_a_clean_stop() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut proc = StoreProc::start_quiet(dir.path());
+        assert!(
+            proc.terminate().success(),
+            "SIGTERM right after start killed the store"
+        );
+    }
+}
