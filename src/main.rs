@@ -37,6 +37,12 @@ enum Command {
     Store(StoreArgs),
     /// Flush and fully compact a store's data directory (the store must not be running), then
     /// print its size: what `tally store` does daily, on demand.
+    /// Run the agent: tail access logs, count what the rules match per interval, and ship the
+    /// points to a Tally store (acknowledged) or a Graphite carbon (plaintext).
+    Agent(AgentArgs),
+    /// Write realistic access-log lines (combined + vhost, cdn, rt fields, with failure
+    /// beacons): a test input for the agent and the benchmarks.
+    GenLog(GenLogArgs),
     Compact {
         /// The data directory.
         #[arg(long, env = "TALLY_DATA_DIR", default_value = "./data")]
@@ -64,6 +70,46 @@ struct StoreArgs {
     /// Check the configuration, report every problem, and exit.
     #[arg(long)]
     check_config: bool,
+}
+
+#[derive(Args, Debug)]
+struct AgentArgs {
+    /// The agent's TOML config (see examples/agent.toml): inputs, rules, output.
+    #[arg(short, long, env = "TALLY_AGENT_CONFIG")]
+    config: PathBuf,
+    /// Where checkpoints and the spool live (overrides `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The `host` tag of every series (overrides `host`; default: the hostname).
+    #[arg(long)]
+    host: Option<String>,
+    /// The store's URL (overrides `output.url` and selects the `tally` output).
+    #[arg(long)]
+    url: Option<String>,
+    /// Check the configuration, report every problem, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[derive(Args, Debug)]
+struct GenLogArgs {
+    /// Append to this file.
+    #[arg(long)]
+    out: PathBuf,
+    /// How many lines.
+    #[arg(long, default_value_t = 1_000_000)]
+    lines: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Log-time lines per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Unix time of the first line [default: now minus the log's duration].
+    #[arg(long)]
+    start: Option<i64>,
+    /// Write the exact expected counts as JSON here.
+    #[arg(long)]
+    truth: Option<PathBuf>,
 }
 
 fn init_logging(g: &Global) {
@@ -152,6 +198,92 @@ fn run_store(args: StoreArgs) -> Result<()> {
     })
 }
 
+fn run_agent(args: AgentArgs) -> Result<()> {
+    let mut config = tally_agent::AgentConfig::load(&args.config).map_err(problems)?;
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(h) = args.host {
+        config.host = Some(h);
+    }
+    if let Some(u) = args.url {
+        config.output.kind = "tally".into();
+        config.output.url = u;
+    }
+    let settings = tally_agent::Settings::try_from(config).map_err(problems)?;
+    if args.check_config {
+        println!("configuration ok");
+        return Ok(());
+    }
+    let stats = std::sync::Arc::new(tally_agent::Stats::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let agent = {
+        let stats = stats.clone();
+        // Signals first: a SIGTERM right after start must still stop cleanly.
+        let shutdown = runtime.block_on(async { shutdown_signal() })?;
+        let handle = std::thread::Builder::new()
+            .name("agent".into())
+            .spawn(move || {
+                let r = tally_agent::run(settings, stats, |ready| {
+                    let metrics = ready.metrics.map_or("off".to_string(), |a| a.to_string());
+                    println!("tally agent: files={} metrics={metrics}", ready.files);
+                });
+                let _ = done_tx.send(());
+                r
+            })?;
+        runtime.block_on(async {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = done_rx => {}
+            }
+        });
+        handle
+    };
+    stats
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    stats.notify();
+    agent
+        .join()
+        .map_err(|_| anyhow::anyhow!("the agent thread panicked"))?
+}
+
+/// Formats every configuration problem, one per line.
+fn problems(ps: Vec<String>) -> anyhow::Error {
+    anyhow::anyhow!("configuration:\n  {}", ps.join("\n  "))
+}
+
+fn gen_log(a: GenLogArgs) -> Result<()> {
+    use std::io::Write;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let start = a.start.unwrap_or(now - (a.lines / a.rate.max(1)) as i64);
+    let mut g = tally_agent::gen::Gen::new(a.seed, start, a.rate);
+    let mut truth = tally_agent::gen::Truth::default();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&a.out)
+        .with_context(|| format!("opening {}", a.out.display()))?;
+    let mut buf = Vec::with_capacity(1 << 20);
+    for _ in 0..a.lines {
+        g.line(&mut buf, &mut truth);
+        if buf.len() >= 1 << 20 {
+            f.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    f.write_all(&buf)?;
+    if let Some(t) = a.truth {
+        std::fs::write(&t, truth.to_json())?;
+    }
+    Ok(())
+}
+
 fn compact(data_dir: &std::path::Path) -> Result<()> {
     let store = tally_store::Store::open(tally_store::StoreOptions::new(data_dir))
         .with_context(|| format!("opening {}", data_dir.display()))?;
@@ -173,6 +305,8 @@ fn main() {
     init_logging(&cli.global);
     let result = match cli.command {
         Command::Store(args) => run_store(args),
+        Command::Agent(args) => run_agent(args),
+        Command::GenLog(args) => gen_log(args),
         Command::Compact { data_dir } => compact(&data_dir),
     };
     if let Err(e) = result {

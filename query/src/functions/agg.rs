@@ -35,7 +35,7 @@ pub(crate) fn agg_func(name: &str) -> Option<AggFn> {
             }
             v.sort_by(f64::total_cmp);
             let mid = v.len() / 2;
-            Some(if v.len() % 2 == 0 {
+            Some(if v.len().is_multiple_of(2) {
                 (v[mid - 1] + v[mid]) / 2.0
             } else {
                 v[mid]

@@ -1,0 +1,203 @@
+//! The shipper: sends spooled segments, oldest first, and deletes them once delivered.
+//!
+//! To Tally, a batch is one `POST /api/v1/ingest`; the store answers 200 only when the points
+//! are durable, and only then are the segments deleted. To carbon (Graphite plaintext over TCP,
+//! which has no acknowledgement) a segment is deleted once written to the socket. A failure
+//! keeps the segments and waits, doubling the wait up to `max_backoff`; evaluation of the logs
+//! never waits for the shipper.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::Output;
+use crate::spool::{list, Segment};
+use crate::stats::Stats;
+
+/// One batch is at most this large (well under the store's 32 MiB limit).
+const BATCH_BYTES: u64 = 4 << 20;
+
+enum Dest {
+    Tally {
+        client: reqwest::blocking::Client,
+        url: String,
+        token: Option<String>,
+    },
+    Carbon {
+        address: String,
+        conn: Option<TcpStream>,
+        timeout: Duration,
+    },
+}
+
+impl Dest {
+    fn send(&mut self, body: Vec<u8>) -> Result<(), String> {
+        match self {
+            Dest::Tally { client, url, token } => {
+                let mut req = client
+                    .post(format!("{url}{}", tally_proto::INGEST_PATH))
+                    .header("content-type", "text/plain; charset=utf-8")
+                    .body(body);
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                let resp = req.send().map_err(|e| format!("{url}: {e}"))?;
+                let status = resp.status();
+                let text = resp.text().unwrap_or_default();
+                if !status.is_success() {
+                    return Err(format!("{url}: HTTP {status}: {}", text.trim()));
+                }
+                match serde_json::from_str::<tally_proto::IngestReply>(&text) {
+                    Ok(reply) if reply.rejected > 0 => {
+                        tracing::warn!(rejected = reply.rejected, errors = ?reply.errors, "the store rejected some points");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(format!("{url}: not an ingest reply ({e}): {}", text.trim()))
+                    }
+                }
+                Ok(())
+            }
+            Dest::Carbon {
+                address,
+                conn,
+                timeout,
+            } => {
+                if conn.is_none() {
+                    let addr = std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
+                        .map_err(|e| format!("{address}: {e}"))?
+                        .next()
+                        .ok_or_else(|| format!("{address}: no address"))?;
+                    let c = TcpStream::connect_timeout(&addr, *timeout)
+                        .map_err(|e| format!("{address}: {e}"))?;
+                    c.set_write_timeout(Some(*timeout))
+                        .map_err(|e| format!("{address}: {e}"))?;
+                    *conn = Some(c);
+                }
+                let c = conn.as_mut().expect("connected");
+                if let Err(e) = c.write_all(&body).and_then(|_| c.flush()) {
+                    *conn = None;
+                    return Err(format!("{address}: {e}"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Runs until `stats.stopping` is set (then makes a last attempt for a short while).
+pub fn run(
+    output: Output,
+    dir: PathBuf,
+    stats: Arc<Stats>,
+    timeout: Duration,
+    max_backoff: Duration,
+) {
+    let mut dest = match output {
+        Output::Tally { url, token } => {
+            let client = match reqwest::blocking::Client::builder()
+                .timeout(timeout)
+                .build()
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build the HTTP client; nothing will be shipped");
+                    return;
+                }
+            };
+            Dest::Tally { client, url, token }
+        }
+        Output::Carbon { address } => Dest::Carbon {
+            address,
+            conn: None,
+            timeout,
+        },
+    };
+    let mut backoff = Duration::from_millis(250);
+    let mut failing = false;
+    let mut stop_at: Option<Instant> = None;
+    loop {
+        let segs = list(&dir);
+        stats
+            .spool_segments
+            .store(segs.len() as u64, Ordering::Relaxed);
+        stats
+            .spool_bytes
+            .store(segs.iter().map(|s| s.bytes).sum(), Ordering::Relaxed);
+        stats
+            .spool_points
+            .store(segs.iter().map(|s| s.points).sum(), Ordering::Relaxed);
+        if stats.stopping.load(Ordering::Relaxed) {
+            // On the way out, deliver what is there if the destination answers; never hang.
+            let deadline = *stop_at.get_or_insert_with(|| Instant::now() + Duration::from_secs(2));
+            if segs.is_empty() || failing || Instant::now() > deadline {
+                return;
+            }
+        }
+        if segs.is_empty() {
+            stats.wait_for_work(Duration::from_millis(500));
+            continue;
+        }
+        let mut batch: Vec<&Segment> = Vec::new();
+        let mut bytes = 0;
+        for s in &segs {
+            if !batch.is_empty() && bytes + s.bytes > BATCH_BYTES {
+                break;
+            }
+            bytes += s.bytes;
+            batch.push(s);
+        }
+        let mut body = Vec::with_capacity(bytes as usize);
+        let mut sent: Vec<&Segment> = Vec::new();
+        for s in batch {
+            // A segment the spool dropped meanwhile is simply gone.
+            if let Ok(b) = std::fs::read(&s.path) {
+                body.extend_from_slice(&b);
+                sent.push(s);
+            }
+        }
+        let oldest = sent
+            .first()
+            .and_then(|s| std::fs::metadata(&s.path).ok()?.modified().ok());
+        let points: u64 = sent.iter().map(|s| s.points).sum();
+        let started = Instant::now();
+        match dest.send(body) {
+            Ok(()) => {
+                for s in &sent {
+                    let _ = std::fs::remove_file(&s.path);
+                }
+                if failing {
+                    tracing::info!("shipping again");
+                }
+                failing = false;
+                backoff = Duration::from_millis(250);
+                stats.points_shipped.fetch_add(points, Ordering::Relaxed);
+                stats.ship_batches.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .ship_request_ms
+                    .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if let Some(age) = oldest.and_then(|t| SystemTime::now().duration_since(t).ok()) {
+                    stats
+                        .ship_latency_ms
+                        .store(age.as_millis() as u64, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                stats.ship_errors.fetch_add(1, Ordering::Relaxed);
+                if !failing {
+                    tracing::warn!(error = %e, spooled_points = segs.iter().map(|s| s.points).sum::<u64>(), "shipping failed; keeping the points in the spool and retrying");
+                } else {
+                    tracing::debug!(error = %e, ?backoff, "shipping still failing");
+                }
+                failing = true;
+                if !stats.stopping.load(Ordering::Relaxed) {
+                    stats.sleep_unless_stopping(backoff);
+                }
+                backoff = (backoff * 2).min(max_backoff.max(Duration::from_millis(250)));
+            }
+        }
+    }
+}
