@@ -436,6 +436,7 @@ impl Tailer {
         s.gz = None;
         s.buf.clear();
         s.in_glob = false;
+        s.last_size = 0;
         s.last_growth = Instant::now();
         self.counts.opened += 1;
         self.counts.copies_followed += 1;
@@ -462,7 +463,14 @@ impl Tailer {
             let s = &self.streams[i];
             let input = &self.inputs[s.input.min(self.inputs.len() - 1)];
             let idle = s.last_growth.elapsed() >= input.rotate_wait;
-            let at_end = s.read_pos() >= s.last_size || (s.st.gz && s.gz_done);
+            let at_end = if s.st.gz {
+                s.gz_done
+            } else {
+                s.file
+                    .as_ref()
+                    .and_then(|f| f.metadata().ok())
+                    .is_none_or(|m| m.len() <= s.read_pos())
+            };
             if !s.in_glob && idle && at_end {
                 tracing::info!(path = %s.st.path.display(), offset = s.st.offset, "closing: left the globs and read to its end");
                 self.streams.remove(i);
@@ -646,6 +654,9 @@ fn consume(s: &mut Stream, input: &Input, line: &mut dyn FnMut(&[u8]), counts: &
         let l = &buf[start..nl];
         if s.st.skipping {
             s.st.skipping = false;
+        } else if l.len() > input.max_line_bytes {
+            emit_line(s, input, &l[..input.max_line_bytes], line, counts);
+            counts.too_long += 1;
         } else {
             emit_line(s, input, l, line, counts);
         }
