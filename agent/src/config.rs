@@ -66,8 +66,9 @@ impl Default for AgentConfig {
 #[serde(default)]
 pub struct InputConfig {
     pub paths: Vec<String>,
-    /// `end` (default) or `beginning`: where a file found at start-up with no checkpoint is read
-    /// from. Files that appear while the agent runs are always read from their beginning.
+    /// `end` (default) or `beginning`: where files are read from on the agent's first start
+    /// (no checkpoint yet). Files that appear later, while it runs or while it was down, are
+    /// always read from their beginning.
     pub start_at: String,
     /// Read `.gz` files the globs match (whole, once) instead of skipping them.
     pub read_gz: bool,

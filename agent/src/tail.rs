@@ -15,9 +15,12 @@
 //! - **Deletion**: the open descriptor is read to its end, then closed.
 //! - **Inode reuse**: same inode, different fingerprint: a new stream.
 //! - **Restart**: checkpointed streams are found again by inode and fingerprint under the glob,
-//!   or, if they were rotated while the agent was down, next to their old path. A new file at
-//!   a checkpointed path is read from its beginning; only files never seen start at their end
-//!   (unless `start_at = "beginning"`).
+//!   or, if they were rotated while the agent was down, next to their old path. Files the
+//!   checkpoint does not know appeared while the agent was down and are read from their
+//!   beginning; only on a first start (no checkpoint) are files read from their end (unless
+//!   `start_at = "beginning"`). Several rotations while the agent is down are only all found
+//!   if the glob matches the rotated names too (`access.log*`): a generation that was never
+//!   followed and left the glob cannot be known.
 //! - A last line without its newline waits for it (or for `partial_line_timeout`); an
 //!   over-long line is cut at `max_line_bytes` and counted.
 
@@ -104,6 +107,8 @@ pub struct Tailer {
     inputs: Vec<Input>,
     streams: Vec<Stream>,
     scanned_once: bool,
+    /// Started with no checkpoint: only then does `start_at = "end"` apply.
+    fresh: bool,
     pub counts: TailCounts,
 }
 
@@ -172,12 +177,14 @@ impl Tailer {
             inputs,
             streams: Vec::new(),
             scanned_once: false,
+            fresh: true,
             counts: TailCounts::default(),
         }
     }
 
     /// Restores checkpointed streams; they are found again by the first scan.
     pub fn restore(&mut self, files: &[FileState]) {
+        self.fresh = false;
         for st in files {
             let input = self.input_of(&st.path);
             self.streams.push(Stream {
@@ -328,9 +335,9 @@ impl Tailer {
             if is_copy {
                 continue;
             }
-            let replaces_known = self.streams.iter().any(|s| s.st.path == c.path);
-            let offset = if initial && self.inputs[c.input].start_at_end && !replaces_known && !c.gz
-            {
+            // Only a first start skips history. After a restart, a file never seen appeared
+            // while the agent was down (a rotation, a new vhost): its lines are new.
+            let offset = if initial && self.fresh && self.inputs[c.input].start_at_end && !c.gz {
                 line_aligned_end(&file, c.size)
             } else {
                 0

@@ -16,6 +16,11 @@ pub struct StoreProc {
 
 impl StoreProc {
     pub fn start(dir: &Path, extra: &[&str]) -> StoreProc {
+        StoreProc::start_on(dir, "127.0.0.1:0", extra)
+    }
+
+    /// A store whose HTTP address is `http` (to come back on the same port after a stop).
+    pub fn start_on(dir: &Path, http: &str, extra: &[&str]) -> StoreProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
             .args([
                 "-q",
@@ -23,7 +28,7 @@ impl StoreProc {
                 "--line-listen",
                 "127.0.0.1:0",
                 "--http-listen",
-                "127.0.0.1:0",
+                http,
                 "--data-dir",
             ])
             .arg(dir)
@@ -87,23 +92,89 @@ impl StoreProc {
 
     /// SIGTERM, then wait (bounded) for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id() as libc::pid_t;
-        #[allow(unsafe_code)]
-        // SAFETY: sending a signal to our own child process by pid.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
+        terminate(&mut self.child, "store")
+    }
+}
+
+/// SIGTERM to a child, then wait (bounded) for its exit status.
+pub fn terminate(child: &mut Child, what: &str) -> ExitStatus {
+    let pid = child.id() as libc::pid_t;
+    #[allow(unsafe_code)]
+    // SAFETY: sending a signal to our own child process by pid.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "store did not stop within 30 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `tally agent` as a child process, killed when the guard drops.
+pub struct AgentProc {
+    pub child: Child,
+    /// Its `/metrics` address, if the config asked for one.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl AgentProc {
+    pub fn start(config: &Path) -> AgentProc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["-q", "agent", "--config"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("tally binary starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("agent prints its start line");
+        // "tally agent: files=N metrics=ADDR|off"
+        assert!(
+            line.starts_with("tally agent:"),
+            "agent did not start: {line:?}"
+        );
+        let metrics = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("metrics="))
+            .and_then(|a| a.parse().ok());
+        AgentProc { child, metrics }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) -> ExitStatus {
+        terminate(&mut self.child, "agent")
+    }
+
+    /// One value from its `/metrics`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let addr = self.metrics?;
+        let text = reqwest::blocking::get(format!("http://{addr}/metrics"))
+            .ok()?
+            .text()
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
