@@ -86,6 +86,10 @@ struct AgentArgs {
     /// The store's URL (overrides `output.url` and selects the `tally` output).
     #[arg(long)]
     url: Option<String>,
+    /// Read every file to its end, commit, try to ship for a moment, print the counters as
+    /// JSON and exit (for backfills and benchmarks).
+    #[arg(long)]
+    once: bool,
     /// Check the configuration, report every problem, and exit.
     #[arg(long)]
     check_config: bool,
@@ -210,7 +214,14 @@ fn run_agent(args: AgentArgs) -> Result<()> {
         config.output.kind = "tally".into();
         config.output.url = u;
     }
-    let settings = tally_agent::Settings::try_from(config).map_err(problems)?;
+    let mut settings = tally_agent::Settings::try_from(config).map_err(|ps| {
+        problems(
+            ps.into_iter()
+                .map(|p| format!("{}: {p}", args.config.display()))
+                .collect(),
+        )
+    })?;
+    settings.once = args.once;
     if args.check_config {
         println!("configuration ok");
         return Ok(());
@@ -248,7 +259,11 @@ fn run_agent(args: AgentArgs) -> Result<()> {
     stats.notify();
     agent
         .join()
-        .map_err(|_| anyhow::anyhow!("the agent thread panicked"))?
+        .map_err(|_| anyhow::anyhow!("the agent thread panicked"))??;
+    if args.once {
+        println!("{}", stats.to_json());
+    }
+    Ok(())
 }
 
 /// Formats every configuration problem, one per line.

@@ -315,6 +315,8 @@ pub struct Settings {
     pub spool_max_bytes: u64,
     pub ship_timeout: Duration,
     pub max_backoff: Duration,
+    /// Read every input to its end, commit, and stop (set by `tally agent --once`).
+    pub once: bool,
 }
 
 /// The machine's hostname, or `localhost`.
@@ -490,6 +492,7 @@ impl TryFrom<AgentConfig> for Settings {
             spool_max_bytes: c.output.spool_max_mb.saturating_mul(1024 * 1024),
             ship_timeout,
             max_backoff,
+            once: false,
         })
     }
 }

@@ -373,8 +373,9 @@ fn main_loop(a: &mut Agent) -> Result<()> {
         // The newest line time is what the aggregator has seen; lines without a time count now.
         newest = newest.max(agg.newest());
         a.newest_line = newest;
-        if stopping {
+        if stopping || (a.s.once && !more) {
             a.commit(!more)?;
+            a.publish_counts();
             return Ok(());
         }
         if last_commit.elapsed() >= a.s.commit_interval {

@@ -361,10 +361,14 @@ impl RuleSet {
             }
         }
         agg.give_key(key);
-        if bad || matches!(access, Some(None) | Some(Some((_, None)))) {
-            m.counts.bad += 1;
-        } else if !any {
-            m.counts.unmatched += 1;
+        // A line some rule counted is good; otherwise it is bad if a preset could not read it
+        // (or a rule's time or value did not parse), and merely unmatched if not.
+        if !any {
+            if bad || matches!(access, Some(None) | Some(Some((_, None)))) {
+                m.counts.bad += 1;
+            } else {
+                m.counts.unmatched += 1;
+            }
         }
     }
 
@@ -725,6 +729,37 @@ mod tests {
             ),
             (4, 1, 1, vec![2])
         );
+    }
+
+    #[test]
+    fn gauge_keeps_the_last_value_and_nginx_request_time_is_the_last_field() {
+        let gauge = RuleConfig {
+            name: "queue".into(),
+            regex: r"^(?P<ts>\d+) queue=(?P<q>\w+) depth=(?P<depth>\d+)".into(),
+            kind: "gauge".into(),
+            value: Some("depth".into()),
+            time: Some("ts".into()),
+            time_format: "unix".into(),
+            ..RuleConfig::default()
+        };
+        let presets = PresetConfig {
+            enable: vec!["access".into()],
+            request_time_field: "$last".into(),
+            ..PresetConfig::default()
+        };
+        let lines = [
+            format!("{} queue=mail depth=7", T0 + 1),
+            format!("{} queue=mail depth=3", T0 + 2),
+            r#"1.1.1.1 - - [01/Jan/2024:00:00:03 +0000] "GET / HTTP/1.1" 200 1 "-" "ua" 0.250"#
+                .to_string(),
+        ];
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (got, counts) = run(presets, &[gauge], &lines);
+        let get = |n: &str| got.iter().find(|p| p.0 == n).map(|p| p.1);
+        assert_eq!(get("queue;host=h;q=mail"), Some(3.0));
+        assert_eq!(get("latency;host=h;stat=max;vhost=default"), Some(0.25));
+        // The gauge lines are not access lines, but a rule counted them: not bad.
+        assert_eq!((counts.bad, counts.unmatched), (0, 0));
     }
 
     #[test]

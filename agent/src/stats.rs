@@ -206,6 +206,24 @@ impl Stats {
         out
     }
 
+    /// Every counter as one JSON object (`tally agent --once` prints it).
+    pub fn to_json(&self) -> String {
+        let mut m = serde_json::Map::new();
+        for (name, _, _, v) in self.scalars() {
+            m.insert(name.into(), v.into());
+        }
+        let matched: serde_json::Map<String, serde_json::Value> = self
+            .matched
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect();
+        m.insert("lines_matched".into(), matched.into());
+        serde_json::Value::Object(m).to_string()
+    }
+
     /// Wakes the shipper: a segment was written, or the agent is stopping.
     pub fn notify(&self) {
         if let Ok(mut w) = self.wake.0.lock() {

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `tally` binary, real sockets on 127.0.0.1, real RocksDB.
 
+mod agent_carbon;
 mod agent_model;
 mod compat;
 mod compat_stored;
