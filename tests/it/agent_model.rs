@@ -56,9 +56,7 @@ fn stored_total(http: &str, file: &str) -> Option<u64> {
         return None;
     }
     let v: serde_json::Value = serde_json::from_str(&resp.text().ok()?).ok()?;
-    let Some(series) = v.as_array() else {
-        return None;
-    };
+    let series = v.as_array()?;
     let mut total = 0.0;
     for s in series {
         for p in s["datapoints"].as_array().into_iter().flatten() {
@@ -107,9 +105,9 @@ impl Model {
         // Sometimes the last line arrives in two writes, as a partial line first.
         if n > 0 && self.rng.below(4) == 0 {
             let cut = text.len() - 5;
-            file.write_all(text[..cut].as_bytes()).expect("write");
+            file.write_all(&text.as_bytes()[..cut]).expect("write");
             std::thread::sleep(Duration::from_millis(self.rng.below(120)));
-            file.write_all(text[cut..].as_bytes()).expect("write");
+            file.write_all(&text.as_bytes()[cut..]).expect("write");
         } else {
             file.write_all(text.as_bytes()).expect("write");
         }
@@ -337,8 +335,12 @@ max_backoff = "500ms"
         "seed {seed}: a count changed after convergence; ops: {:#?}",
         m.log
     );
-    let agent = m.agent.as_ref().expect("running");
+    let mut agent = m.agent.take().expect("running");
     assert_eq!(agent.metric("tally_agent_lines_bad"), Some(0.0));
+    assert!(
+        agent.terminate().success(),
+        "the agent stops cleanly on SIGTERM"
+    );
     eprintln!(
         "agent model: seed {seed}: {} ops, {:?} lines, all counted exactly once",
         m.log.len(),
