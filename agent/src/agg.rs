@@ -54,6 +54,9 @@ pub struct RuleShape {
     pub max_values: usize,
 }
 
+/// Lines dated further back than this are counted late whatever the watermark.
+const MAX_AGE: i64 = 10 * 366 * 86400;
+
 /// The largest duration a histogram holds: one hour; longer ones are clamped to it.
 const HIST_MAX_US: u64 = 3_600_000_000;
 
@@ -232,14 +235,19 @@ impl Agg {
     /// sanitized and followed by [`SEP`]), at line time `t`. `now` bounds how far in the
     /// future a line may claim to be.
     pub fn add(&mut self, rule: usize, key: &[u8], t: i64, now: i64, obs: Obs) {
-        let bucket_t = t - t.rem_euclid(self.interval);
-        if bucket_t < self.horizon {
-            self.counts.late += 1;
-            return;
-        }
         if t > now + self.interval + self.lateness {
             // A line from the far future would close every open bucket: refuse it.
             self.counts.future += 1;
+            return;
+        }
+        if t < now - MAX_AGE {
+            // A mistaken time field (epoch 0, a two-digit year): not a bucket worth shipping.
+            self.counts.late += 1;
+            return;
+        }
+        let bucket_t = t - t.rem_euclid(self.interval);
+        if bucket_t < self.horizon {
+            self.counts.late += 1;
             return;
         }
         self.newest = self.newest.max(t);
@@ -358,9 +366,11 @@ impl Agg {
             self.watermark
         };
         self.watermark = to;
-        let first = (from.max(to - self.lateness)).div_euclid(self.interval) * self.interval;
+        let first = (from.max(to.saturating_sub(self.lateness)))
+            .div_euclid(self.interval)
+            .saturating_mul(self.interval);
         let mut t = first;
-        while t + self.interval <= to {
+        while t.saturating_add(self.interval) <= to {
             if !self.buckets.contains_key(&t) && self.series.iter().any(|s| s.last_seen != i64::MIN)
             {
                 self.open_bucket(t);
@@ -429,9 +439,12 @@ impl Agg {
                 }
             }
         }
+        if self.watermark == i64::MIN {
+            return;
+        }
         let horizon = (self.watermark.saturating_sub(self.lateness + self.interval))
             .div_euclid(self.interval)
-            * self.interval;
+            .saturating_mul(self.interval);
         if horizon > self.horizon {
             self.horizon = horizon;
             self.buckets
@@ -709,6 +722,16 @@ mod tests {
         emit(&mut a, 1200);
         a.add(0, &key(&["a"]), 1005, 1200, Obs::Count);
         assert_eq!(a.counts().late, 1);
+    }
+
+    #[test]
+    fn emitting_before_any_line_is_harmless() {
+        let mut a = agg();
+        let mut out = Vec::new();
+        a.emit(&mut out);
+        a.advance(i64::MIN + 1);
+        a.emit(&mut out);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -326,10 +326,7 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
             .name("agent-ship".into())
             .spawn(move || ship::run(output, dir, stats, timeout, backoff))?
     };
-    on_ready(Ready {
-        metrics,
-        files: tailer.open_files(),
-    });
+    let files = tailer.open_files();
     let rules = s.rules.clone();
     let matcher = rules.matcher();
     let mut agent = Agent {
@@ -345,6 +342,10 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
         lines_at_commit: 0,
         next_self: 0,
     };
+    // The first checkpoint at once: from now on this data directory has started, and a restart
+    // reads files it does not know from their beginning, not their end (`start_at`).
+    agent.commit(false)?;
+    on_ready(Ready { metrics, files });
     let result = main_loop(&mut agent);
     stats.stopping.store(true, Ordering::Relaxed);
     stats.notify();

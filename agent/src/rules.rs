@@ -762,6 +762,50 @@ mod tests {
         assert_eq!((counts.bad, counts.unmatched), (0, 0));
     }
 
+    proptest::proptest! {
+        /// Arbitrary bytes, and generated access lines with arbitrary bytes spliced in, through
+        /// every preset and a rule with a time capture: nothing panics, every line is counted
+        /// as matched, unmatched or bad.
+        #[test]
+        fn any_line_is_processed_without_panicking(
+            junk in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), 1..20),
+            splice in 0usize..300,
+            now in proptest::prelude::any::<i64>(),
+        ) {
+            let rule = RuleConfig {
+                name: "t".into(),
+                regex: r"^(?P<ts>\S+) (?P<v>\S+)".into(),
+                kind: "latency".into(),
+                value: Some("v".into()),
+                time: Some("ts".into()),
+                time_format: "unix".into(),
+                ..RuleConfig::default()
+            };
+            let set = RuleSet::compile(&PresetConfig::default(), &[rule]).expect("compiles");
+            let mut agg = Agg::new(10, 60, 3600, set.shapes().to_vec(), Naming { host: "h".into(), path_prefix: None });
+            let mut m = set.matcher();
+            let now = now / 2;
+            let mut g = crate::gen::Gen::new(1, 1_790_000_000, 10);
+            let mut truth = crate::gen::Truth::default();
+            for j in &junk {
+                let mut line = Vec::new();
+                g.line(&mut line, &mut truth);
+                line.pop();
+                let at = splice.min(line.len());
+                line.splice(at..at, j.iter().copied());
+                set.process(&mut m, &mut agg, &line, now);
+                set.process(&mut m, &mut agg, j, now);
+            }
+            agg.advance(now);
+            let mut out = Vec::new();
+            agg.emit(&mut out);
+            let c = &m.counts;
+            proptest::prop_assert_eq!(c.lines, 2 * junk.len() as u64);
+            let matched_lines = c.lines - c.bad - c.unmatched;
+            proptest::prop_assert!(matched_lines <= c.lines);
+        }
+    }
+
     #[test]
     fn every_problem_is_reported() {
         let presets = PresetConfig {
