@@ -249,33 +249,7 @@ impl AgentConfig {
     }
 }
 
-/// Parses `250ms`, `10s`, `5m`, `1h`, `1d`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("\"{s}\" is not a duration like 10s, 250ms, 5m"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1e3,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        other => {
-            return Err(format!(
-                "\"{s}\": unknown unit \"{other}\" (ms, s, m, h, d)"
-            ))
-        }
-    };
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(format!("\"{s}\" is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+pub use tally_proto::duration::parse_duration;
 
 /// Where points go, validated.
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@
 //! - [`batch`] defines the acknowledged batch the agent ships to the store, once, for both sides.
 
 pub mod batch;
+pub mod duration;
 mod decoder;
 mod encoder;
 mod error;

@@ -8,6 +8,7 @@
 //! - [`render`]: `maxDataPoints` consolidation and the json/csv/raw formats;
 //! - [`api`]: the routes Grafana's Graphite data source calls.
 
+pub mod alert;
 pub mod api;
 mod error;
 pub mod eval;

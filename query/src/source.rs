@@ -36,6 +36,10 @@ pub trait Source: Send + Sync {
     fn add_event(&self, when: i64, what: &str, data: &str, tags: Vec<String>) -> Result<u64>;
     /// Events with `from <= when <= until`, by time.
     fn events(&self, from: i64, until: i64) -> Result<Vec<Event>>;
+    /// A small document kept durably with the data (alert states); `None` if never saved.
+    fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Saves a document for [`Source::load_state`], durably.
+    fn save_state(&self, key: &str, value: &[u8]) -> Result<()>;
 }
 
 impl Source for Store {
@@ -73,6 +77,12 @@ impl Source for Store {
     fn events(&self, from: i64, until: i64) -> Result<Vec<Event>> {
         Ok(Store::events(self, from, until)?)
     }
+    fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(Store::get_meta(self, key)?)
+    }
+    fn save_state(&self, key: &str, value: &[u8]) -> Result<()> {
+        Ok(Store::put_meta(self, key, value)?)
+    }
 }
 
 /// Series held in memory at one step, for tests: `(name, start, step, values)`.
@@ -80,6 +90,7 @@ impl Source for Store {
 pub struct MemSource {
     series: BTreeMap<String, (i64, i64, Vec<Option<f64>>)>,
     events: Arc<Mutex<Vec<Event>>>,
+    state: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
 }
 
 impl MemSource {
@@ -174,5 +185,14 @@ impl Source for MemSource {
             .filter(|e| e.when >= from && e.when <= until)
             .cloned()
             .collect())
+    }
+    fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(state.get(key).cloned())
+    }
+    fn save_state(&self, key: &str, value: &[u8]) -> Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.insert(key.to_owned(), value.to_vec());
+        Ok(())
     }
 }

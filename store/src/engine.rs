@@ -1036,6 +1036,22 @@ impl Store {
         Ok(id)
     }
 
+    /// Stores a small named document durably (synced), for state other parts keep in the
+    /// store, such as alert states. Keys live in RocksDB's default column family under `meta/`.
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        let mut wb = WriteBatch::default();
+        wb.put(format!("meta/{key}"), value);
+        self.inner.db.write_opt(wb, &wo)?;
+        Ok(())
+    }
+
+    /// A document stored by [`Store::put_meta`].
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.inner.db.get(format!("meta/{key}"))?)
+    }
+
     /// Events with `from <= when <= until`, by time.
     pub fn events(&self, from: i64, until: i64) -> Result<Vec<Event>> {
         let cf = self.cf(CF_EVENTS)?;
