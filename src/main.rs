@@ -1,6 +1,8 @@
 //! `tally`: thin wiring of the libraries into one command with subcommands.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -43,6 +45,14 @@ enum Command {
     /// Write realistic access-log lines (combined + vhost, cdn, rt fields, with failure
     /// beacons): a test input for the agent and the benchmarks.
     GenLog(GenLogArgs),
+    /// A Nagios/Icinga plugin: evaluate one target on a running store and exit 0 OK,
+    /// 1 WARNING, 2 CRITICAL or 3 UNKNOWN, with one status line and perfdata.
+    Check(CheckArgs),
+    /// Alert rules: `tally rules test` replays rules over stored history.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     Compact {
         /// The data directory.
         #[arg(long, env = "TALLY_DATA_DIR", default_value = "./data")]
@@ -67,6 +77,9 @@ struct StoreArgs {
     /// Also take plaintext over UDP on the line address.
     #[arg(long)]
     udp: bool,
+    /// The alerting file: rules and notifiers (see examples/alerts.toml). Reloaded on SIGHUP.
+    #[arg(long)]
+    alerts: Option<PathBuf>,
     /// Check the configuration, report every problem, and exit.
     #[arg(long)]
     check_config: bool,
@@ -93,6 +106,73 @@ struct AgentArgs {
     /// Check the configuration, report every problem, and exit.
     #[arg(long)]
     check_config: bool,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// The store's HTTP base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The target expression, as /render takes it.
+    #[arg(short, long)]
+    target: String,
+    /// The window each series is reduced over.
+    #[arg(long, default_value = "5m")]
+    window: String,
+    /// last (non-null), avg, max, min or sum.
+    #[arg(long, default_value = "avg")]
+    reduce: String,
+    /// Warning range in plugin syntax: 10, 10:, ~:10, 10:20, @10:20.
+    #[arg(short = 'w', long)]
+    warning: Option<String>,
+    /// Critical range in plugin syntax.
+    #[arg(short = 'c', long)]
+    critical: Option<String>,
+    /// Plain warning threshold: alert at or above it (at or below if --crit is lower).
+    #[arg(long)]
+    warn: Option<f64>,
+    /// Plain critical threshold.
+    #[arg(long)]
+    crit: Option<f64>,
+    /// An all-null window (or no series) is OK instead of UNKNOWN.
+    #[arg(long)]
+    nodata_ok: bool,
+    /// The service name at the start of the status line.
+    #[arg(long, default_value = "tally")]
+    label: String,
+    /// Bearer token for a store with api_read_token.
+    #[arg(long, env = "TALLY_TOKEN")]
+    token: Option<String>,
+    /// Give up (UNKNOWN) after this long.
+    #[arg(long, default_value = "10s")]
+    timeout: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCommand {
+    /// Replay alert rules over stored history and print the state changes they would have
+    /// made, with times and values.
+    Test(RulesTestArgs),
+}
+
+#[derive(Args, Debug)]
+struct RulesTestArgs {
+    /// The alerting file.
+    #[arg(long)]
+    alerts: PathBuf,
+    /// Only this rule.
+    #[arg(long)]
+    rule: Option<String>,
+    /// The store's HTTP base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Start of the replay (graphite time syntax: -7d, -3h, epoch).
+    #[arg(long, default_value = "-7d")]
+    from: String,
+    #[arg(long, default_value = "now")]
+    until: String,
+    #[arg(long, env = "TALLY_TOKEN")]
+    token: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -146,6 +226,9 @@ fn store_settings(args: &StoreArgs) -> Result<Settings> {
         config.http_listen = h.clone();
     }
     config.udp_enabled |= args.udp;
+    if let Some(a) = &args.alerts {
+        config.alerts = Some(a.clone());
+    }
     Ok(Settings::try_from(config)?)
 }
 
@@ -168,11 +251,15 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 
 fn run_store(args: StoreArgs) -> Result<()> {
     let settings = store_settings(&args).context("configuration")?;
+    let alerting = match &settings.alerts_file {
+        Some(path) => Some(tally_query::alert::Alerting::load(path).map_err(problems)?),
+        None => None,
+    };
     if args.check_config {
         println!("configuration ok");
         return Ok(());
     }
-    let api = tally_query::ApiOptions {
+    let mut api = tally_query::ApiOptions {
         write_token: settings.api_write_token.clone(),
         read_token: settings.api_read_token.clone(),
         limits: tally_query::Limits {
@@ -180,17 +267,61 @@ fn run_store(args: StoreArgs) -> Result<()> {
             max_points: settings.max_points_per_request,
             max_time: settings.max_request,
         },
+        alerts: None,
     };
+    let alerts_file = settings.alerts_file.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
+        let (alert_stop, alert_stop_rx) = tokio::sync::watch::channel(false);
+        let engine_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> =
+            Arc::default();
+        let started = engine_task.clone();
+        let extra = move |store: tally_store::Store| {
+            let source: Arc<dyn tally_query::Source> = Arc::new(store);
+            if let Some(cfg) = alerting {
+                match tally_query::alert::Engine::new(source.clone(), cfg, alerts_file) {
+                    Ok(engine) => {
+                        let engine = Arc::new(engine);
+                        api.alerts = Some(engine.clone());
+                        let runner = tally_query::alert::engine::run(engine.clone(), alert_stop_rx);
+                        let task = tokio::spawn(async move {
+                            tokio::select! {
+                                _ = runner => {}
+                                _ = async {
+                                    while hup.recv().await.is_some() {
+                                        if let Err(ps) = tokio::task::block_in_place(|| engine.reload()) {
+                                            tracing::error!(problems = ?ps, "alert rules not reloaded; the old ones stay");
+                                        }
+                                    }
+                                } => {}
+                            }
+                        });
+                        if let Ok(mut t) = started.lock() {
+                            *t = Some(task);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "alerting is off: the engine did not start"),
+                }
+            }
+            tally_query::router_with(source, api)
+        };
+        let shutdown = async move {
+            shutdown.await;
+            // The alert engine saves its state before the store closes.
+            let _ = alert_stop.send(true);
+            let task = engine_task.lock().ok().and_then(|mut t| t.take());
+            if let Some(t) = task {
+                let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+            }
+        };
         tally_store::server::run(
             settings,
-            Some(Box::new(move |store| {
-                tally_query::router_with(std::sync::Arc::new(store), api)
-            })),
+            Some(Box::new(extra)),
             |bound| {
                 // One stable line on stdout: scripts and tests read the real ports from it.
                 println!("tally store: line={} http={}", bound.line, bound.http);
@@ -299,6 +430,188 @@ fn gen_log(a: GenLogArgs) -> Result<()> {
     Ok(())
 }
 
+/// Fetches `target` over `[from, until]` as `(name, start, step, values)` from a store's /render.
+fn fetch_render(
+    url: &str,
+    token: Option<&str>,
+    target: &str,
+    from: i64,
+    until: i64,
+    timeout: Duration,
+) -> Result<Vec<tally_query::alert::machine::History>> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .build()?;
+    let mut req = client
+        .get(format!("{}/render", url.trim_end_matches('/')))
+        .query(&[
+            ("target", target),
+            ("from", &from.to_string()),
+            ("until", &until.to_string()),
+            ("format", "json"),
+        ]);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req
+        .send()
+        .with_context(|| format!("{url} does not answer"))?;
+    let status = resp.status();
+    let body = resp.text()?;
+    if !status.is_success() {
+        anyhow::bail!("{url}: HTTP {status}: {}", body.trim());
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).context("not a /render json answer")?;
+    let mut out = Vec::new();
+    for s in v.as_array().into_iter().flatten() {
+        let name = s["target"].as_str().unwrap_or_default().to_string();
+        let pts = s["datapoints"].as_array().cloned().unwrap_or_default();
+        let ts: Vec<i64> = pts.iter().filter_map(|p| p[1].as_i64()).collect();
+        let start = ts.first().copied().unwrap_or(from);
+        let step = if ts.len() > 1 { ts[1] - ts[0] } else { 60 };
+        out.push((
+            name,
+            start,
+            step,
+            pts.iter().map(|p| p[0].as_f64()).collect(),
+        ));
+    }
+    Ok(out)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `tally check`: prints one status line and returns the Nagios exit code.
+fn check(a: CheckArgs) -> i32 {
+    use tally_query::alert::config::Reduce;
+    use tally_query::alert::nagios::{check, Range, Thresholds};
+    let unknown = |why: String| {
+        println!("{} UNKNOWN - {why}", a.label.to_uppercase());
+        3
+    };
+    let Some(reduce) = Reduce::parse(&a.reduce) else {
+        return unknown(format!(
+            "--reduce \"{}\" is not last, avg, max, min or sum",
+            a.reduce
+        ));
+    };
+    let window = match tally_proto::duration::parse_duration(&a.window) {
+        Ok(d) if d.as_secs() > 0 => d.as_secs() as i64,
+        _ => {
+            return unknown(format!(
+                "--window \"{}\" is not a duration like 5m",
+                a.window
+            ))
+        }
+    };
+    let timeout =
+        tally_proto::duration::parse_duration(&a.timeout).unwrap_or(Duration::from_secs(10));
+    let range = |s: &Option<String>, flag: &str| -> Result<Option<Range>, String> {
+        s.as_deref()
+            .map(|r| Range::parse(r).map_err(|e| format!("{flag}: {e}")))
+            .transpose()
+    };
+    let thresholds = if a.warn.is_some() || a.crit.is_some() {
+        if a.warning.is_some() || a.critical.is_some() {
+            return unknown("use either -w/-c ranges or --warn/--crit numbers".into());
+        }
+        Thresholds::plain(a.warn, a.crit)
+    } else {
+        match (range(&a.warning, "-w"), range(&a.critical, "-c")) {
+            (Ok(warn), Ok(crit)) => Thresholds { warn, crit },
+            (Err(e), _) | (_, Err(e)) => return unknown(e),
+        }
+    };
+    if thresholds.warn.is_none() && thresholds.crit.is_none() {
+        return unknown("no thresholds: give -w/-c or --warn/--crit".into());
+    }
+    let now = unix_now();
+    let series = match fetch_render(
+        &a.url,
+        a.token.as_deref(),
+        &a.target,
+        now - window,
+        now,
+        timeout,
+    ) {
+        Ok(s) => s,
+        Err(e) => return unknown(format!("{e:#}")),
+    };
+    let series: Vec<(String, Vec<Option<f64>>)> =
+        series.into_iter().map(|(n, _, _, v)| (n, v)).collect();
+    let o = check(&a.label, &series, reduce, &thresholds, a.nodata_ok);
+    println!("{}", o.line);
+    o.code
+}
+
+fn rules_test(a: RulesTestArgs) -> Result<()> {
+    let cfg = tally_query::alert::Alerting::load(&a.alerts).map_err(problems)?;
+    let now = unix_now();
+    let from =
+        tally_query::time::parse_time(&a.from, now).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    let until = tally_query::time::parse_time(&a.until, now)
+        .map_err(|e| anyhow::anyhow!("--until: {e}"))?;
+    let mut any = false;
+    for rule in cfg
+        .rules
+        .iter()
+        .filter(|r| a.rule.as_ref().is_none_or(|n| *n == r.name))
+    {
+        any = true;
+        let span = rule.absent.map_or(rule.window, |(_, lookback)| lookback);
+        let series = fetch_render(
+            &a.url,
+            a.token.as_deref(),
+            &rule.target,
+            from - span,
+            until,
+            Duration::from_secs(60),
+        )?;
+        let changes = tally_query::alert::machine::backtest(rule, &series, from, until);
+        println!(
+            "{}: {} series, {} state changes from {} to {}",
+            rule.name,
+            series.len(),
+            changes.len(),
+            iso(from),
+            iso(until)
+        );
+        for c in changes {
+            let (what, level) = match c.transition {
+                tally_query::alert::machine::Transition::Fired { level, .. } => ("FIRING  ", level),
+                tally_query::alert::machine::Transition::Resolved { level } => ("RESOLVED", level),
+            };
+            println!(
+                "  {}  {what} {:<8} {}  value={}",
+                iso(c.at),
+                level.as_str(),
+                c.series,
+                c.value
+                    .map_or("none".into(), tally_query::alert::config::fmt_value)
+            );
+        }
+    }
+    if !any {
+        anyhow::bail!(
+            "no rule named {:?} in {}",
+            a.rule.unwrap_or_default(),
+            a.alerts.display()
+        );
+    }
+    Ok(())
+}
+
+fn iso(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 fn compact(data_dir: &std::path::Path) -> Result<()> {
     let store = tally_store::Store::open(tally_store::StoreOptions::new(data_dir))
         .with_context(|| format!("opening {}", data_dir.display()))?;
@@ -316,12 +629,33 @@ fn compact(data_dir: &std::path::Path) -> Result<()> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // A Nagios plugin reports bad arguments as UNKNOWN (3), not clap's 2.
+            let is_check = std::env::args().nth(1).as_deref() == Some("check");
+            if is_check && e.use_stderr() {
+                println!(
+                    "TALLY UNKNOWN - {}",
+                    e.to_string().lines().next().unwrap_or("bad arguments")
+                );
+                std::process::exit(3);
+            }
+            e.exit();
+        }
+    };
+    if let Command::Check(args) = cli.command {
+        std::process::exit(check(args));
+    }
     init_logging(&cli.global);
     let result = match cli.command {
         Command::Store(args) => run_store(args),
         Command::Agent(args) => run_agent(args),
         Command::GenLog(args) => gen_log(args),
+        Command::Check(_) => unreachable!("handled above"),
+        Command::Rules {
+            command: RulesCommand::Test(args),
+        } => rules_test(args),
         Command::Compact { data_dir } => compact(&data_dir),
     };
     if let Err(e) = result {

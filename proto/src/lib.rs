@@ -10,8 +10,8 @@
 //! - [`batch`] defines the acknowledged batch the agent ships to the store, once, for both sides.
 
 pub mod batch;
-pub mod duration;
 mod decoder;
+pub mod duration;
 mod encoder;
 mod error;
 mod line;

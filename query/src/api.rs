@@ -41,6 +41,8 @@ pub struct ApiOptions {
     /// When set, every other request needs `Authorization: Bearer <token>` too.
     pub read_token: Option<String>,
     pub limits: Limits,
+    /// The alert engine whose API (`/api/v1/alerts/...`) is served too.
+    pub alerts: Option<Arc<crate::alert::Engine>>,
 }
 
 /// Request parameters: query string and form body together, in order, repeatable.
@@ -154,11 +156,12 @@ async fn auth(
     next: axum::middleware::Next,
 ) -> Response {
     let path = req.uri().path();
-    let write = req.method() == axum::http::Method::POST
+    let write = (req.method() == axum::http::Method::POST
         && matches!(
             path,
             "/events" | "/events/" | "/tags/tagSeries" | "/tags/tagMultiSeries" | "/tags/delSeries"
-        );
+        ))
+        || (path.starts_with("/api/v1/alerts") && req.method() != axum::http::Method::GET);
     let (write_token, read_token) = &*tokens;
     let needed = if write {
         write_token.as_ref().or(read_token.as_ref())
@@ -183,6 +186,10 @@ pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
         opts.write_token.filter(|t| !t.is_empty()),
         opts.read_token.filter(|t| !t.is_empty()),
     ));
+    let alerts = match opts.alerts {
+        Some(engine) => crate::alert::routes::routes(engine),
+        None => Router::new(),
+    };
     Router::new()
         .route("/events", get(events_get).post(event_post))
         .route("/events/", get(events_get).post(event_post))
@@ -217,6 +224,7 @@ pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
         .route("/version", get(version))
         .route("/version/", get(version))
         .with_state(api)
+        .merge(alerts)
         .layer(axum::middleware::from_fn_with_state(tokens, auth))
 }
 

@@ -57,6 +57,9 @@ pub struct StoreConfig {
     pub max_points_per_request: usize,
     /// Longest a `/render` request may run before it is refused.
     pub max_request_secs: u64,
+    /// The alerting file (rules and notifiers; see examples/alerts.toml). Relative paths are
+    /// from the working directory.
+    pub alerts: Option<PathBuf>,
     /// Archives of series no `[[retention]]` rule matches.
     pub default_retentions: String,
     /// Rules tried in order; the first whose pattern matches a new series' name wins.
@@ -81,6 +84,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             data_dir: PathBuf::from("./data"),
+            alerts: None,
             line_listen: "0.0.0.0:2003".into(),
             udp_enabled: false,
             http_listen: "0.0.0.0:8080".into(),
@@ -138,6 +142,7 @@ impl StoreConfig {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    pub alerts_file: Option<PathBuf>,
     pub line_listen: SocketAddr,
     pub udp_enabled: bool,
     pub http_listen: SocketAddr,
@@ -240,6 +245,7 @@ impl TryFrom<StoreConfig> for Settings {
         }
         Ok(Settings {
             data_dir: c.data_dir,
+            alerts_file: c.alerts,
             line_listen,
             udp_enabled: c.udp_enabled,
             http_listen,

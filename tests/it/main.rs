@@ -2,6 +2,9 @@
 
 mod agent_carbon;
 mod agent_model;
+mod alertmanager;
+mod alerts;
+mod catcher;
 mod compat;
 mod compat_stored;
 mod grafana;

@@ -184,3 +184,27 @@ impl Drop for StoreProc {
         let _ = self.child.wait();
     }
 }
+
+/// A loopback port free right now (for a server that must come back on the same port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// POSTs plaintext lines to a store's acknowledged ingest endpoint.
+pub fn ingest(http: &str, text: &str) {
+    let r = reqwest::blocking::Client::new()
+        .post(format!("http://{http}/api/v1/ingest"))
+        .body(text.to_string())
+        .send()
+        .expect("ingest");
+    assert!(r.status().is_success(), "ingest: {}", r.status());
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -231,9 +231,17 @@ pub struct Rule {
 /// How a notifier delivers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NotifyKind {
-    Alertmanager { url: String },
-    PagerDuty { url: String, routing_key: String },
-    Webhook { url: String, headers: BTreeMap<String, String> },
+    Alertmanager {
+        url: String,
+    },
+    PagerDuty {
+        url: String,
+        routing_key: String,
+    },
+    Webhook {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
     Console,
 }
 
@@ -300,7 +308,8 @@ fn parse_toml(text: &str) -> Result<AlertsFile, String> {
 impl Alerting {
     /// Loads the alerting file and its includes; every problem, each with its file and place.
     pub fn load(path: &Path) -> Result<Alerting, Vec<String>> {
-        let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
         let main = parse_toml(&text).map_err(|e| vec![format!("{}: {e}", path.display())])?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut files: Vec<(PathBuf, AlertsFile)> = vec![(path.to_path_buf(), main.clone())];
@@ -310,10 +319,15 @@ impl Alerting {
             match glob::glob(&full.to_string_lossy()) {
                 Ok(paths) => {
                     for p in paths.flatten() {
-                        match std::fs::read_to_string(&p).map_err(|e| e.to_string()).and_then(|t| parse_toml(&t)) {
-                            Ok(f) if !f.notify.is_empty() || !f.include.is_empty() => {
-                                problems.push(format!("{}: included files hold only [[rule]]s", p.display()))
-                            }
+                        match std::fs::read_to_string(&p)
+                            .map_err(|e| e.to_string())
+                            .and_then(|t| parse_toml(&t))
+                        {
+                            Ok(f) if !f.notify.is_empty() || !f.include.is_empty() => problems
+                                .push(format!(
+                                    "{}: included files hold only [[rule]]s",
+                                    p.display()
+                                )),
                             Ok(f) => files.push((p, f)),
                             Err(e) => problems.push(format!("{}: {e}", p.display())),
                         }
@@ -341,21 +355,38 @@ impl Alerting {
     /// Parses one file's text (no includes), for tests and `tally rules test`.
     pub fn parse(text: &str) -> Result<Alerting, Vec<String>> {
         let f = parse_toml(text).map_err(|e| vec![e])?;
-        let rules: Vec<(String, RuleConfig)> = f.rule.iter().map(|r| ("rules".to_string(), r.clone())).collect();
+        let rules: Vec<(String, RuleConfig)> = f
+            .rule
+            .iter()
+            .map(|r| ("rules".to_string(), r.clone()))
+            .collect();
         Self::validate(&f, &rules)
     }
 
     fn validate(f: &AlertsFile, rules: &[(String, RuleConfig)]) -> Result<Alerting, Vec<String>> {
         let mut problems = Vec::new();
         let default_interval = secs("interval", f.interval.as_deref(), 30, &mut problems).max(1);
-        let resend_interval = secs("resend_interval", f.resend_interval.as_deref(), 60, &mut problems).max(1);
-        let resolved_resend_for = secs("resolved_resend_for", f.resolved_resend_for.as_deref(), 900, &mut problems);
+        let resend_interval = secs(
+            "resend_interval",
+            f.resend_interval.as_deref(),
+            60,
+            &mut problems,
+        )
+        .max(1);
+        let resolved_resend_for = secs(
+            "resolved_resend_for",
+            f.resolved_resend_for.as_deref(),
+            900,
+            &mut problems,
+        );
         let mut notifiers = Vec::new();
         for (i, n) in f.notify.iter().enumerate() {
             let place = format!("notify[{i}]");
             let url = |problems: &mut Vec<String>, default: Option<&str>| -> String {
                 match n.url.as_deref().or(default) {
-                    Some(u) if u.starts_with("http://") || u.starts_with("https://") => u.trim_end_matches('/').to_string(),
+                    Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                        u.trim_end_matches('/').to_string()
+                    }
                     Some(u) => {
                         problems.push(format!("{place}.url: \"{u}\" is not an http(s) URL"));
                         String::new()
@@ -367,27 +398,45 @@ impl Alerting {
                 }
             };
             let kind = match n.kind.as_str() {
-                "alertmanager" => NotifyKind::Alertmanager { url: url(&mut problems, None) },
+                "alertmanager" => NotifyKind::Alertmanager {
+                    url: url(&mut problems, None),
+                },
                 "pagerduty" => NotifyKind::PagerDuty {
-                    url: url(&mut problems, Some("https://events.pagerduty.com/v2/enqueue")),
+                    url: url(
+                        &mut problems,
+                        Some("https://events.pagerduty.com/v2/enqueue"),
+                    ),
                     routing_key: n.routing_key.clone().unwrap_or_else(|| {
-                        problems.push(format!("{place}.routing_key: PagerDuty needs the integration key"));
+                        problems.push(format!(
+                            "{place}.routing_key: PagerDuty needs the integration key"
+                        ));
                         String::new()
                     }),
                 },
-                "webhook" => NotifyKind::Webhook { url: url(&mut problems, None), headers: n.headers.clone() },
+                "webhook" => NotifyKind::Webhook {
+                    url: url(&mut problems, None),
+                    headers: n.headers.clone(),
+                },
                 "console" => NotifyKind::Console,
                 other => {
                     problems.push(format!("{place}.kind: \"{other}\" is not alertmanager, pagerduty, webhook or console"));
                     NotifyKind::Console
                 }
             };
-            notifiers.push(Notifier { kind, rules: n.rules.clone() });
+            notifiers.push(Notifier {
+                kind,
+                rules: n.rules.clone(),
+            });
         }
         let mut out = Vec::new();
         for (i, (file, r)) in rules.iter().enumerate() {
             let place = format!("{file}: rule[{i}] (\"{}\")", r.name);
-            if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c)) {
+            if r.name.is_empty()
+                || !r
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
+            {
                 problems.push(format!("{place}.name: letters, digits and _-.: only"));
             }
             if out.iter().any(|o: &Rule| o.name == r.name) {
@@ -400,37 +449,64 @@ impl Alerting {
                     None
                 }
             };
-            let reduce = r.reduce.as_deref().map_or(Some(Reduce::Last), Reduce::parse).unwrap_or_else(|| {
-                problems.push(format!("{place}.reduce: \"{}\" is not last, avg, max, min or sum", r.reduce.as_deref().unwrap_or("")));
-                Reduce::Last
-            });
-            let op = r.op.as_deref().map_or(Some(Op::Gt), Op::parse).unwrap_or_else(|| {
-                problems.push(format!("{place}.op: \"{}\" is not >, >=, < or <=", r.op.as_deref().unwrap_or("")));
-                Op::Gt
-            });
+            let reduce = r
+                .reduce
+                .as_deref()
+                .map_or(Some(Reduce::Last), Reduce::parse)
+                .unwrap_or_else(|| {
+                    problems.push(format!(
+                        "{place}.reduce: \"{}\" is not last, avg, max, min or sum",
+                        r.reduce.as_deref().unwrap_or("")
+                    ));
+                    Reduce::Last
+                });
+            let op =
+                r.op.as_deref()
+                    .map_or(Some(Op::Gt), Op::parse)
+                    .unwrap_or_else(|| {
+                        problems.push(format!(
+                            "{place}.op: \"{}\" is not >, >=, < or <=",
+                            r.op.as_deref().unwrap_or("")
+                        ));
+                        Op::Gt
+                    });
             let policy = |key: &str, v: Option<&str>, problems: &mut Vec<String>| {
-                v.map_or(Some(Policy::Alert), Policy::parse).unwrap_or_else(|| {
-                    problems.push(format!("{place}.{key}: \"{}\" is not alert, keep or ok", v.unwrap_or("")));
-                    Policy::Alert
-                })
+                v.map_or(Some(Policy::Alert), Policy::parse)
+                    .unwrap_or_else(|| {
+                        problems.push(format!(
+                            "{place}.{key}: \"{}\" is not alert, keep or ok",
+                            v.unwrap_or("")
+                        ));
+                        Policy::Alert
+                    })
             };
             let nodata = policy("nodata", r.nodata.as_deref(), &mut problems);
             let on_error = policy("on_error", r.on_error.as_deref(), &mut problems);
             let absent = r.absent_for.as_deref().map(|a| {
                 let absent_for = secs(&format!("{place}.absent_for"), Some(a), 300, &mut problems);
-                let lookback = secs(&format!("{place}.lookback"), r.lookback.as_deref(), 86400, &mut problems);
+                let lookback = secs(
+                    &format!("{place}.lookback"),
+                    r.lookback.as_deref(),
+                    86400,
+                    &mut problems,
+                );
                 if lookback <= absent_for {
                     problems.push(format!("{place}.lookback: must be longer than absent_for"));
                 }
                 (absent_for, lookback)
             });
             if absent.is_none() && r.warn.is_none() && r.crit.is_none() {
-                problems.push(format!("{place}: needs warn, crit (or both), or absent_for"));
+                problems.push(format!(
+                    "{place}: needs warn, crit (or both), or absent_for"
+                ));
             }
             if let (Some(w), Some(c)) = (r.warn, r.crit) {
                 // The critical threshold must be the stricter one in the rule's direction.
                 if op.holds(w, c) && w != c {
-                    problems.push(format!("{place}: crit {c} is less severe than warn {w} for op \"{}\"", op.as_str()));
+                    problems.push(format!(
+                        "{place}: crit {c} is less severe than warn {w} for op \"{}\"",
+                        op.as_str()
+                    ));
                 }
             }
             for (key, v) in [("warn", r.warn), ("crit", r.crit), ("recover", r.recover)] {
@@ -439,18 +515,29 @@ impl Alerting {
                 }
             }
             for k in r.labels.keys() {
-                if k.is_empty() || k.starts_with("__") || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                if k.is_empty()
+                    || k.starts_with("__")
+                    || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
                     problems.push(format!("{place}.labels: \"{k}\" is not a label name"));
                 }
             }
-            let window = secs(&format!("{place}.window"), r.window.as_deref(), 300, &mut problems);
+            let window = secs(
+                &format!("{place}.window"),
+                r.window.as_deref(),
+                300,
+                &mut problems,
+            );
             if window <= 0 {
                 problems.push(format!("{place}.window: must be more than 0"));
             }
             let rule = Rule {
                 name: r.name.clone(),
                 target: r.target.clone(),
-                expr: expr.unwrap_or(Expr::Number { value: 0.0, int: true }),
+                expr: expr.unwrap_or(Expr::Number {
+                    value: 0.0,
+                    int: true,
+                }),
                 window,
                 reduce,
                 op,
@@ -458,8 +545,19 @@ impl Alerting {
                 crit: r.crit,
                 recover: r.recover,
                 for_: secs(&format!("{place}.for"), r.for_.as_deref(), 0, &mut problems),
-                keep_firing_for: secs(&format!("{place}.keep_firing_for"), r.keep_firing_for.as_deref(), 0, &mut problems),
-                interval: secs(&format!("{place}.interval"), r.interval.as_deref(), default_interval, &mut problems).max(1),
+                keep_firing_for: secs(
+                    &format!("{place}.keep_firing_for"),
+                    r.keep_firing_for.as_deref(),
+                    0,
+                    &mut problems,
+                ),
+                interval: secs(
+                    &format!("{place}.interval"),
+                    r.interval.as_deref(),
+                    default_interval,
+                    &mut problems,
+                )
+                .max(1),
                 nodata,
                 on_error,
                 absent,
@@ -468,7 +566,8 @@ impl Alerting {
                     if absent.is_some() {
                         "{{rule}}: {{series}} has not reported for {{value}} s".into()
                     } else {
-                        "{{rule}}: {{series}} is {{value}} ({{level}} threshold {{threshold}})".into()
+                        "{{rule}}: {{series}} is {{value}} ({{level}} threshold {{threshold}})"
+                            .into()
                     }
                 }),
                 runbook_url: r.runbook_url.clone(),
@@ -480,7 +579,12 @@ impl Alerting {
             return Err(problems);
         }
         Ok(Alerting {
-            external_url: f.external_url.clone().unwrap_or_else(|| "http://127.0.0.1:8080".into()).trim_end_matches('/').to_string(),
+            external_url: f
+                .external_url
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into())
+                .trim_end_matches('/')
+                .to_string(),
             resend_interval,
             resolved_resend_for,
             notifiers,
@@ -565,7 +669,10 @@ crit = 5
         ] {
             assert!(err.contains(want), "{want} missing from:\n{err}");
         }
-        assert!(Alerting::parse("[[rule]]\nname=\"x\"\ntarget=\"a\"\ncrit=1\nbogus=2\n").is_err(), "unknown keys are errors");
+        assert!(
+            Alerting::parse("[[rule]]\nname=\"x\"\ntarget=\"a\"\ncrit=1\nbogus=2\n").is_err(),
+            "unknown keys are errors"
+        );
     }
 
     #[test]
@@ -576,7 +683,13 @@ crit = 5
         assert_eq!(Reduce::Max.apply(&v), Some(3.0));
         assert_eq!(Reduce::Min.apply(&v), Some(1.0));
         assert_eq!(Reduce::Sum.apply(&v), Some(4.0));
-        for r in [Reduce::Last, Reduce::Avg, Reduce::Max, Reduce::Min, Reduce::Sum] {
+        for r in [
+            Reduce::Last,
+            Reduce::Avg,
+            Reduce::Max,
+            Reduce::Min,
+            Reduce::Sum,
+        ] {
             assert_eq!(r.apply(&[None, None]), None);
             assert_eq!(r.apply(&[]), None);
         }
@@ -589,7 +702,10 @@ crit = 5
             "tags.source" => Some("cdn_fastly".to_string()),
             _ => None,
         };
-        assert_eq!(render_template("{{ value }} from {{tags.source}} {{nope}} {{", &vars), "42 from cdn_fastly {{nope}} {{");
+        assert_eq!(
+            render_template("{{ value }} from {{tags.source}} {{nope}} {{", &vars),
+            "42 from cdn_fastly {{nope}} {{"
+        );
         assert_eq!(fmt_value(42.0), "42");
         assert_eq!(fmt_value(0.125), "0.125");
         assert_eq!(fmt_value(1.0 / 3.0), "0.333333");

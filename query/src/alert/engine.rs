@@ -147,7 +147,9 @@ pub fn observe(source: &Arc<dyn Source>, rule: &Rule, now: i64) -> Observed {
                     let v = match rule.absent {
                         None => rule.reduce.apply(&values),
                         Some(_) => {
-                            let last = values.iter().rposition(|v| v.is_some_and(|x| !x.is_nan()))?;
+                            let last = values
+                                .iter()
+                                .rposition(|v| v.is_some_and(|x| !x.is_nan()))?;
                             // A point at `start + i*step` covers until the next step.
                             let t = s.start + (last as i64 + 1) * s.step;
                             Some((now - t).max(0) as f64)
@@ -161,11 +163,16 @@ pub fn observe(source: &Arc<dyn Source>, rule: &Rule, now: i64) -> Observed {
 }
 
 fn rfc3339(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn enc(s: &str) -> String {
@@ -174,15 +181,23 @@ fn enc(s: &str) -> String {
 
 impl Inner {
     fn silenced(&self, rule: &str, series: &str, now: i64) -> bool {
-        self.p.silences.iter().any(|s| s.until > now && s.rule == rule && s.series.as_deref().is_none_or(|x| x == series))
+        self.p.silences.iter().any(|s| {
+            s.until > now && s.rule == rule && s.series.as_deref().is_none_or(|x| x == series)
+        })
     }
 
     /// Labels of an instance as Alertmanager sees them.
     fn labels(rule: &Rule, e: &Entry, level: Level) -> BTreeMap<String, String> {
         let mut l = BTreeMap::new();
         for (k, v) in &e.tags {
-            let k = if k == "name" { "series_name".to_string() } else { sanitize_label(k) };
-            l.insert(k, v.clone());
+            // graphite's `name` tag is the metric name (the whole path for a plain series).
+            if k == "name" {
+                if *v != e.series {
+                    l.insert("metric".into(), v.clone());
+                }
+                continue;
+            }
+            l.insert(sanitize_label(k), v.clone());
         }
         if !e.series.is_empty() {
             l.insert("series".into(), e.series.clone());
@@ -197,7 +212,13 @@ impl Inner {
         let vars = |k: &str| -> Option<String> {
             Some(match k {
                 "rule" => rule.name.clone(),
-                "series" => if e.series.is_empty() { rule.target.clone() } else { e.series.clone() },
+                "series" => {
+                    if e.series.is_empty() {
+                        rule.target.clone()
+                    } else {
+                        e.series.clone()
+                    }
+                }
                 "value" => e.inst.value.map_or("no data".into(), fmt_value),
                 "threshold" => e.inst.threshold.map_or("-".into(), fmt_value),
                 "level" => level.as_str().into(),
@@ -205,17 +226,30 @@ impl Inner {
                 "error" => e.inst.error.clone().unwrap_or_default(),
                 "target" => rule.target.clone(),
                 _ => {
-                    let tag = k.strip_prefix("tags.").or_else(|| k.strip_prefix("labels."))?;
-                    e.tags.get(tag).cloned().or_else(|| rule.labels.get(tag).cloned())?
+                    let tag = k
+                        .strip_prefix("tags.")
+                        .or_else(|| k.strip_prefix("labels."))?;
+                    e.tags
+                        .get(tag)
+                        .cloned()
+                        .or_else(|| rule.labels.get(tag).cloned())?
                 }
             })
         };
         let mut a = BTreeMap::new();
         let mut summary = render_template(&rule.summary, &vars);
         if level == Level::Nodata {
-            summary = format!("{}: no data for {}", rule.name, vars("series").unwrap_or_default());
+            summary = format!(
+                "{}: no data for {}",
+                rule.name,
+                vars("series").unwrap_or_default()
+            );
         } else if level == Level::Error {
-            summary = format!("{}: query failed: {}", rule.name, e.inst.error.clone().unwrap_or_default());
+            summary = format!(
+                "{}: query failed: {}",
+                rule.name,
+                e.inst.error.clone().unwrap_or_default()
+            );
         }
         summary.truncate(1024);
         a.insert("summary".into(), summary);
@@ -229,13 +263,29 @@ impl Inner {
     }
 
     fn graph_url(&self, rule: &Rule, series: &str) -> String {
-        let target = if series.is_empty() { rule.target.as_str() } else { series };
-        format!("{}/render?target={}&from=-3h&format=svg", self.cfg.external_url, enc(target))
+        let target = if series.is_empty() {
+            rule.target.as_str()
+        } else {
+            series
+        };
+        format!(
+            "{}/render?target={}&from=-3h&format=svg",
+            self.cfg.external_url,
+            enc(target)
+        )
     }
 
     /// Queues what a transition notifies (PagerDuty, webhook, console).
     fn notify(&mut self, rule: &Rule, key: &str, tr: &Transition, now: i64) {
-        let Some(e) = self.p.rules.get(&rule.name).and_then(|r| r.instances.get(key)).cloned() else { return };
+        let Some(e) = self
+            .p
+            .rules
+            .get(&rule.name)
+            .and_then(|r| r.instances.get(key))
+            .cloned()
+        else {
+            return;
+        };
         let (state, level, previous) = match tr {
             Transition::Fired { level, previous } => ("firing", *level, *previous),
             Transition::Resolved { level } => ("resolved", *level, Some(*level)),
@@ -244,7 +294,14 @@ impl Inner {
         let annotations = Self::annotations(rule, &e, level);
         let graph = self.graph_url(rule, &e.series);
         // A level change ends the Alertmanager alert of the old level (its labels differ).
-        if let (Transition::Fired { previous: Some(prev), .. }, true) = (tr, e.inst.state == State::Firing) {
+        if let (
+            Transition::Fired {
+                previous: Some(prev),
+                ..
+            },
+            true,
+        ) = (tr, e.inst.state == State::Firing)
+        {
             self.p.am_resolved.push(AmResolved {
                 labels: Self::labels(rule, &e, *prev),
                 annotations: annotations.clone(),
@@ -255,7 +312,12 @@ impl Inner {
             });
         }
         // Any transition goes to Alertmanager at the next delivery, not at the next re-send.
-        if let Some(x) = self.p.rules.get_mut(&rule.name).and_then(|r| r.instances.get_mut(key)) {
+        if let Some(x) = self
+            .p
+            .rules
+            .get_mut(&rule.name)
+            .and_then(|r| r.instances.get_mut(key))
+        {
             x.am_sent = 0;
         }
         let silenced = self.silenced(&rule.name, &e.series, now);
@@ -263,7 +325,11 @@ impl Inner {
             "ALERT {} {}{} {} value={} threshold={}{}",
             state.to_uppercase(),
             rule.name,
-            if e.series.is_empty() { String::new() } else { format!(" {}", e.series) },
+            if e.series.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", e.series)
+            },
             level.as_str(),
             e.inst.value.map_or("none".into(), fmt_value),
             e.inst.threshold.map_or("-".into(), fmt_value),
@@ -272,7 +338,15 @@ impl Inner {
         if silenced {
             return;
         }
-        let dedup = format!("tally:{}:{}", rule.name, if e.series.is_empty() { "(rule)" } else { &e.series });
+        let dedup = format!(
+            "tally:{}:{}",
+            rule.name,
+            if e.series.is_empty() {
+                "(rule)"
+            } else {
+                &e.series
+            }
+        );
         let dedup: String = dedup.chars().take(255).collect();
         for (i, n) in self.cfg.notifiers.iter().enumerate() {
             if !n.wants(&rule.name) {
@@ -336,7 +410,13 @@ impl Inner {
                 }),
                 NotifyKind::Alertmanager { .. } | NotifyKind::Console => continue,
             };
-            self.p.outbox.push(Outgoing { notifier: i, body, attempts: 0, next_try: now, created: now });
+            self.p.outbox.push(Outgoing {
+                notifier: i,
+                body,
+                attempts: 0,
+                next_try: now,
+                created: now,
+            });
         }
         self.dirty = true;
     }
@@ -348,8 +428,11 @@ impl Inner {
         run.last_duration_ms = took_ms;
         run.next_eval = now + rule.interval;
         let mut transitions: Vec<(String, Transition)> = Vec::new();
-        let before: Vec<(String, State, Option<Level>)> =
-            run.instances.iter().map(|(k, e)| (k.clone(), e.inst.state, e.inst.level)).collect();
+        let before: Vec<(String, State, Option<Level>)> = run
+            .instances
+            .iter()
+            .map(|(k, e)| (k.clone(), e.inst.state, e.inst.level))
+            .collect();
         match observed {
             Observed::Error(msg) => {
                 run.last_error = Some(msg.clone());
@@ -365,7 +448,8 @@ impl Inner {
             }
             Observed::Series(series) => {
                 run.last_error = None;
-                let seen: std::collections::BTreeSet<String> = series.iter().map(|s| s.0.clone()).collect();
+                let seen: std::collections::BTreeSet<String> =
+                    series.iter().map(|s| s.0.clone()).collect();
                 // The rule-level instance stands for "no series at all".
                 if series.is_empty() {
                     let e = run.instances.entry(String::new()).or_insert_with(|| Entry {
@@ -421,8 +505,11 @@ impl Inner {
                 || e.inst.resolved_at.is_some_and(|t| now - t <= keep_for)
                 || (!k.is_empty() && e.inst.last_eval == now)
         });
-        let after: Vec<(String, State, Option<Level>)> =
-            run.instances.iter().map(|(k, e)| (k.clone(), e.inst.state, e.inst.level)).collect();
+        let after: Vec<(String, State, Option<Level>)> = run
+            .instances
+            .iter()
+            .map(|(k, e)| (k.clone(), e.inst.state, e.inst.level))
+            .collect();
         if before != after {
             self.dirty = true;
         }
@@ -435,24 +522,51 @@ impl Inner {
     /// within the re-send window.
     fn am_batch(&mut self, now: i64) -> Vec<Value> {
         let resend = self.cfg.resend_interval;
-        let ends_ahead = 4 * resend.max(self.cfg.rules.iter().map(|r| r.interval).max().unwrap_or(0));
+        let ends_ahead =
+            4 * resend.max(self.cfg.rules.iter().map(|r| r.interval).max().unwrap_or(0));
         let mut out = Vec::new();
         let rules: Vec<Rule> = self.cfg.rules.clone();
         for rule in &rules {
-            let silenced_rule = |inner: &Inner, series: &str| inner.silenced(&rule.name, series, now);
-            let Some(run) = self.p.rules.get(&rule.name) else { continue };
+            let silenced_rule =
+                |inner: &Inner, series: &str| inner.silenced(&rule.name, series, now);
+            let Some(run) = self.p.rules.get(&rule.name) else {
+                continue;
+            };
             let mut due: Vec<String> = Vec::new();
             for (k, e) in &run.instances {
                 let firing = e.inst.state == State::Firing;
-                let resolved = e.inst.state == State::Ok && e.inst.resolved_at.is_some_and(|t| now - t <= self.cfg.resolved_resend_for);
-                if (firing || resolved) && now - e.am_sent >= resend && !silenced_rule(self, &e.series) {
+                let resolved = e.inst.state == State::Ok
+                    && e.inst
+                        .resolved_at
+                        .is_some_and(|t| now - t <= self.cfg.resolved_resend_for);
+                if (firing || resolved)
+                    && now - e.am_sent >= resend
+                    && !silenced_rule(self, &e.series)
+                {
                     due.push(k.clone());
                 }
             }
             for k in due {
-                let Some(e) = self.p.rules.get(&rule.name).and_then(|r| r.instances.get(&k)).cloned() else { continue };
-                let level = if e.inst.state == State::Firing { e.inst.level } else { e.inst.resolved_level }.unwrap_or(Level::Warning);
-                let ends = if e.inst.state == State::Firing { now + ends_ahead } else { e.inst.resolved_at.unwrap_or(now) };
+                let Some(e) = self
+                    .p
+                    .rules
+                    .get(&rule.name)
+                    .and_then(|r| r.instances.get(&k))
+                    .cloned()
+                else {
+                    continue;
+                };
+                let level = if e.inst.state == State::Firing {
+                    e.inst.level
+                } else {
+                    e.inst.resolved_level
+                }
+                .unwrap_or(Level::Warning);
+                let ends = if e.inst.state == State::Firing {
+                    now + ends_ahead
+                } else {
+                    e.inst.resolved_at.unwrap_or(now)
+                };
                 out.push(json!({
                     "labels": Self::labels(rule, &e, level),
                     "annotations": Self::annotations(rule, &e, level),
@@ -460,14 +574,24 @@ impl Inner {
                     "endsAt": rfc3339(ends),
                     "generatorURL": self.graph_url(rule, &e.series),
                 }));
-                if let Some(x) = self.p.rules.get_mut(&rule.name).and_then(|r| r.instances.get_mut(&k)) {
+                if let Some(x) = self
+                    .p
+                    .rules
+                    .get_mut(&rule.name)
+                    .and_then(|r| r.instances.get_mut(&k))
+                {
                     x.am_sent = now;
                 }
             }
         }
         let keep = self.cfg.resolved_resend_for;
         self.p.am_resolved.retain(|a| now - a.ends_at <= keep);
-        for a in self.p.am_resolved.iter_mut().filter(|a| now - a.sent >= resend) {
+        for a in self
+            .p
+            .am_resolved
+            .iter_mut()
+            .filter(|a| now - a.sent >= resend)
+        {
             a.sent = now;
             out.push(json!({
                 "labels": a.labels, "annotations": a.annotations,
@@ -482,7 +606,16 @@ impl Inner {
 }
 
 fn sanitize_label(k: &str) -> String {
-    let s: String = k.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let s: String = k
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if s.starts_with(|c: char| c.is_ascii_digit()) {
         format!("_{s}")
     } else {
@@ -492,7 +625,11 @@ fn sanitize_label(k: &str) -> String {
 
 impl Engine {
     /// An engine over `source`, restoring the saved state.
-    pub fn new(source: Arc<dyn Source>, cfg: Alerting, path: Option<PathBuf>) -> crate::Result<Engine> {
+    pub fn new(
+        source: Arc<dyn Source>,
+        cfg: Alerting,
+        path: Option<PathBuf>,
+    ) -> crate::Result<Engine> {
         let p: Persisted = match source.load_state(STATE_KEY)? {
             Some(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "the saved alert state does not parse; starting from ok");
@@ -500,8 +637,25 @@ impl Engine {
             }),
             None => Persisted::default(),
         };
-        let stats = cfg.notifiers.iter().map(|n| NotifierStats { kind: n.name(), ..Default::default() }).collect();
-        let engine = Engine { source, path, inner: Mutex::new(Inner { cfg, p, stats, dirty: false, console: Vec::new() }) };
+        let stats = cfg
+            .notifiers
+            .iter()
+            .map(|n| NotifierStats {
+                kind: n.name(),
+                ..Default::default()
+            })
+            .collect();
+        let engine = Engine {
+            source,
+            path,
+            inner: Mutex::new(Inner {
+                cfg,
+                p,
+                stats,
+                dirty: false,
+                console: Vec::new(),
+            }),
+        };
         engine.prune_removed_rules(now_secs());
         Ok(engine)
     }
@@ -518,10 +672,19 @@ impl Engine {
     fn prune_removed_rules(&self, now: i64) {
         let mut g = self.lock();
         let names: Vec<String> = g.cfg.rules.iter().map(|r| r.name.clone()).collect();
-        let gone: Vec<String> = g.p.rules.keys().filter(|k| !names.contains(k)).cloned().collect();
+        let gone: Vec<String> =
+            g.p.rules
+                .keys()
+                .filter(|k| !names.contains(k))
+                .cloned()
+                .collect();
         for name in gone {
             if let Some(run) = g.p.rules.remove(&name) {
-                for e in run.instances.values().filter(|e| e.inst.state == State::Firing) {
+                for e in run
+                    .instances
+                    .values()
+                    .filter(|e| e.inst.state == State::Firing)
+                {
                     let level = e.inst.level.unwrap_or(Level::Warning);
                     let mut tags = e.tags.clone();
                     tags.insert("alertname".into(), name.clone());
@@ -546,12 +709,21 @@ impl Engine {
     /// Re-reads the alerting file (SIGHUP, `POST /api/v1/alerts/reload`). On errors the old
     /// rules stay and every problem is returned.
     pub fn reload(&self) -> Result<usize, Vec<String>> {
-        let Some(path) = &self.path else { return Err(vec!["no alerting file to reload".into()]) };
+        let Some(path) = &self.path else {
+            return Err(vec!["no alerting file to reload".into()]);
+        };
         let cfg = Alerting::load(path)?;
         let n = cfg.rules.len();
         {
             let mut g = self.lock();
-            g.stats = cfg.notifiers.iter().map(|nf| NotifierStats { kind: nf.name(), ..Default::default() }).collect();
+            g.stats = cfg
+                .notifiers
+                .iter()
+                .map(|nf| NotifierStats {
+                    kind: nf.name(),
+                    ..Default::default()
+                })
+                .collect();
             g.p.outbox.retain(|o| o.notifier < cfg.notifiers.len());
             g.cfg = cfg;
             for run in g.p.rules.values_mut() {
@@ -568,7 +740,16 @@ impl Engine {
     pub fn evaluate_due(&self, now: i64) -> usize {
         let due: Vec<Rule> = {
             let g = self.lock();
-            g.cfg.rules.iter().filter(|r| g.p.rules.get(&r.name).is_none_or(|run| run.next_eval <= now)).cloned().collect()
+            g.cfg
+                .rules
+                .iter()
+                .filter(|r| {
+                    g.p.rules
+                        .get(&r.name)
+                        .is_none_or(|run| run.next_eval <= now)
+                })
+                .cloned()
+                .collect()
         };
         for rule in &due {
             let started = std::time::Instant::now();
@@ -581,7 +762,13 @@ impl Engine {
 
     /// Evaluates one rule now regardless of its schedule (tests, benchmarks).
     pub fn evaluate_rule(&self, name: &str, now: i64) -> bool {
-        let rule = self.lock().cfg.rules.iter().find(|r| r.name == name).cloned();
+        let rule = self
+            .lock()
+            .cfg
+            .rules
+            .iter()
+            .find(|r| r.name == name)
+            .cloned();
         let Some(rule) = rule else { return false };
         let observed = observe(&self.source, &rule, now);
         self.lock().apply(&rule, observed, now, 0);
@@ -619,9 +806,15 @@ impl Engine {
         let g = self.lock();
         let mut out = Vec::new();
         for rule in &g.cfg.rules {
-            let Some(run) = g.p.rules.get(&rule.name) else { continue };
+            let Some(run) = g.p.rules.get(&rule.name) else {
+                continue;
+            };
             for (k, e) in &run.instances {
-                let level = e.inst.level.or(e.inst.resolved_level).unwrap_or(Level::Warning);
+                let level = e
+                    .inst
+                    .level
+                    .or(e.inst.resolved_level)
+                    .unwrap_or(Level::Warning);
                 out.push(json!({
                     "rule": rule.name,
                     "series": e.series,
@@ -678,13 +871,26 @@ impl Engine {
     }
 
     /// Silences a rule, or one of its series, for `secs`.
-    pub fn silence(&self, rule: &str, series: Option<String>, secs: i64, comment: String, now: i64) -> Result<Silence, String> {
+    pub fn silence(
+        &self,
+        rule: &str,
+        series: Option<String>,
+        secs: i64,
+        comment: String,
+        now: i64,
+    ) -> Result<Silence, String> {
         let mut g = self.lock();
         if !g.cfg.rules.iter().any(|r| r.name == rule) {
             return Err(format!("no rule named \"{rule}\""));
         }
         g.p.next_silence += 1;
-        let s = Silence { id: g.p.next_silence, rule: rule.into(), series, until: now + secs, comment };
+        let s = Silence {
+            id: g.p.next_silence,
+            rule: rule.into(),
+            series,
+            until: now + secs,
+            comment,
+        };
         g.p.silences.retain(|x| x.until > now);
         g.p.silences.push(s.clone());
         g.dirty = true;
@@ -700,7 +906,13 @@ impl Engine {
     }
 
     pub fn silences(&self, now: i64) -> Vec<Silence> {
-        self.lock().p.silences.iter().filter(|s| s.until > now).cloned().collect()
+        self.lock()
+            .p
+            .silences
+            .iter()
+            .filter(|s| s.until > now)
+            .cloned()
+            .collect()
     }
 
     /// Delivers what is due: the Alertmanager batch and the outbox. Failures are counted and
@@ -718,7 +930,11 @@ impl Engine {
                     _ => None,
                 })
                 .collect();
-            let batch = if targets.is_empty() { Vec::new() } else { g.am_batch(now) };
+            let batch = if targets.is_empty() {
+                Vec::new()
+            } else {
+                g.am_batch(now)
+            };
             (targets, batch)
         };
         if !batch.is_empty() {
@@ -726,12 +942,19 @@ impl Engine {
                 let wanted: Vec<&Value> = {
                     let g = self.lock();
                     let n = &g.cfg.notifiers[i];
-                    batch.iter().filter(|a| n.wants(a["labels"]["alertname"].as_str().unwrap_or(""))).collect()
+                    batch
+                        .iter()
+                        .filter(|a| n.wants(a["labels"]["alertname"].as_str().unwrap_or("")))
+                        .collect()
                 };
                 if wanted.is_empty() {
                     continue;
                 }
-                let res = client.post(format!("{url}/api/v2/alerts")).json(&wanted).send().await;
+                let res = client
+                    .post(format!("{url}/api/v2/alerts"))
+                    .json(&wanted)
+                    .send()
+                    .await;
                 let mut g = self.lock();
                 let st = &mut g.stats[i];
                 match res {
@@ -762,7 +985,12 @@ impl Engine {
                 .iter()
                 .enumerate()
                 .filter(|(_, o)| o.next_try <= now)
-                .filter_map(|(i, o)| g.cfg.notifiers.get(o.notifier).map(|n| (i, o.clone(), n.kind.clone())))
+                .filter_map(|(i, o)| {
+                    g.cfg
+                        .notifiers
+                        .get(o.notifier)
+                        .map(|n| (i, o.clone(), n.kind.clone()))
+                })
                 .take(50)
                 .collect()
         };
@@ -832,7 +1060,10 @@ impl Engine {
 /// Runs the engine until `shutdown` resolves: every second, evaluates the due rules, prints
 /// console notifications, delivers, and saves the state.
 pub async fn run(engine: Arc<Engine>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let client = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "no HTTP client: alerts are evaluated but not delivered");
@@ -853,8 +1084,15 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: tokio::sync::watch::Receiver
         let now = now_secs();
         let e = engine.clone();
         let _ = tokio::task::spawn_blocking(move || e.evaluate_due(now)).await;
-        for line in engine.take_console() {
-            println!("{line}");
+        // Console notifications; a closed stdout must not stop the engine.
+        let lines = engine.take_console();
+        if !lines.is_empty() {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
+            let _ = out.flush();
         }
         engine.deliver(&client, now).await;
         let e = engine.clone();
@@ -880,7 +1118,12 @@ mod tests {
             .as_array()
             .expect("list")
             .iter()
-            .map(|a| (a["series"].as_str().unwrap_or("").to_string(), a["state"].as_str().unwrap_or("").to_string()))
+            .map(|a| {
+                (
+                    a["series"].as_str().unwrap_or("").to_string(),
+                    a["state"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect()
     }
 
@@ -904,20 +1147,38 @@ crit = 100
 
     #[test]
     fn one_instance_per_series_and_state_survives_a_restart() {
-        let s = src(&[("beacons.a", vec![Some(5.0); 6]), ("beacons.b", vec![Some(1.0); 6])]);
+        let s = src(&[
+            ("beacons.a", vec![Some(5.0); 6]),
+            ("beacons.b", vec![Some(1.0); 6]),
+        ]);
         let e = engine(&s, RULES);
         assert_eq!(e.evaluate_due(T), 1);
-        assert_eq!(states(&e, T), vec![("beacons.a".into(), "firing".into()), ("beacons.b".into(), "ok".into())]);
+        assert_eq!(
+            states(&e, T),
+            vec![
+                ("beacons.a".into(), "firing".into()),
+                ("beacons.b".into(), "ok".into())
+            ]
+        );
         let console = e.take_console();
         assert_eq!(console.len(), 1, "{console:?}");
-        assert!(console[0].starts_with("ALERT FIRING Beacons beacons.a warning value=25"), "{console:?}");
+        assert!(
+            console[0].starts_with("ALERT FIRING Beacons beacons.a warning value=25"),
+            "{console:?}"
+        );
         e.persist();
         // A new engine on the same store: still firing, and no new transition to notify.
         let e2 = engine(&s, RULES);
-        assert_eq!(states(&e2, T), vec![("beacons.a".into(), "firing".into()), ("beacons.b".into(), "ok".into())]);
-        e2.evaluate_due(T + 30);
+        assert_eq!(
+            states(&e2, T),
+            vec![
+                ("beacons.a".into(), "firing".into()),
+                ("beacons.b".into(), "ok".into())
+            ]
+        );
+        e2.evaluate_due(T + 5);
         assert!(e2.take_console().is_empty());
-        assert_eq!(e2.alerts_json(T + 30)["alerts"][0]["since"], T);
+        assert_eq!(e2.alerts_json(T + 5)["alerts"][0]["since"], T);
     }
 
     #[test]
@@ -930,37 +1191,66 @@ crit = 100
         let st = states(&e, T + 3600);
         assert_eq!(st, vec![("beacons.a".into(), "nodata".into())]);
         let console = e.take_console();
-        assert!(console.iter().any(|l| l.contains("FIRING Beacons beacons.a nodata")), "{console:?}");
+        assert!(
+            console
+                .iter()
+                .any(|l| l.contains("FIRING Beacons beacons.a nodata")),
+            "{console:?}"
+        );
     }
 
     #[test]
     fn absence_fires_for_a_series_that_stopped() {
-        let s = src(&[("beacons.a", vec![Some(1.0); 6]), ("beacons.b", vec![Some(1.0), Some(1.0), None, None, None, None])]);
+        let s = src(&[
+            ("beacons.a", vec![Some(1.0); 6]),
+            (
+                "beacons.b",
+                vec![Some(1.0), Some(1.0), None, None, None, None],
+            ),
+        ]);
         let e = engine(&s, "[[rule]]\nname = \"AgentGone\"\ntarget = \"beacons.*\"\nabsent_for = \"30s\"\nlookback = \"1h\"\n");
         e.evaluate_due(T);
         let st = states(&e, T);
-        assert_eq!(st, vec![("beacons.a".into(), "ok".into()), ("beacons.b".into(), "firing".into())]);
+        assert_eq!(
+            st,
+            vec![
+                ("beacons.a".into(), "ok".into()),
+                ("beacons.b".into(), "firing".into())
+            ]
+        );
         let v = e.alerts_json(T);
-        assert_eq!(v["alerts"][1]["value"], 40.0, "seconds since beacons.b last reported");
+        assert_eq!(
+            v["alerts"][1]["value"], 40.0,
+            "seconds since beacons.b last reported"
+        );
     }
 
     #[test]
     fn silences_hold_back_notifications_not_evaluation() {
         let s = src(&[("beacons.a", vec![Some(50.0); 6])]);
-        let rules = format!("{RULES}\n[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n");
+        let rules =
+            format!("{RULES}\n[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n");
         let e = engine(&s, &rules);
-        e.silence("Beacons", Some("beacons.a".into()), 600, "deploy".into(), T).expect("silence");
+        e.silence("Beacons", Some("beacons.a".into()), 600, "deploy".into(), T)
+            .expect("silence");
         assert!(e.silence("Nope", None, 60, String::new(), T).is_err());
         e.evaluate_due(T);
         assert_eq!(states(&e, T), vec![("beacons.a".into(), "firing".into())]);
-        assert_eq!(e.notifiers_json()["notifiers"][0]["pending"], 0, "silenced: nothing queued");
+        assert_eq!(
+            e.notifiers_json()["notifiers"][0]["pending"],
+            0,
+            "silenced: nothing queued"
+        );
         assert!(e.take_console()[0].ends_with("(silenced)"));
     }
 
     #[test]
     fn query_errors_are_a_state() {
         let s = src(&[]);
-        let e = engine(&s, "[[rule]]\nname = \"Bad\"\ntarget = \"noSuchFunction(a.b)\"\ncrit = 1\n");
+        let e = engine(
+            &s,
+            "[[rule]]\nname = \"Bad\"\ntarget = \"noSuchFunction(a.b)\"\ncrit = 1\n",
+        );
         e.evaluate_due(T);
         let v = e.alerts_json(T);
         assert_eq!(v["alerts"][0]["state"], "error", "{v}");

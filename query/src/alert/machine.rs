@@ -97,7 +97,9 @@ impl Instance {
             (State::Firing, Some(Level::Error)) => "error",
             (State::Firing, _) => "firing",
             (State::Pending, _) => "pending",
-            (State::Ok, _) if self.resolved_at.is_some_and(|t| now - t <= resolved_for) => "resolved",
+            (State::Ok, _) if self.resolved_at.is_some_and(|t| now - t <= resolved_for) => {
+                "resolved"
+            }
             (State::Ok, _) => "ok",
         }
     }
@@ -113,8 +115,13 @@ impl Default for Instance {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
     /// Began firing (or fired again at another level: the old level resolved).
-    Fired { level: Level, previous: Option<Level> },
-    Resolved { level: Level },
+    Fired {
+        level: Level,
+        previous: Option<Level>,
+    },
+    Resolved {
+        level: Level,
+    },
 }
 
 /// The level of a value against the rule's thresholds (and, when firing, its recovery one).
@@ -123,7 +130,11 @@ pub fn level_of(rule: &Rule, v: f64, firing: Option<Level>) -> (Option<Level>, O
     if let Some((absent_for, _)) = rule.absent {
         // Absence: the value is the seconds since the series last reported.
         let t = absent_for as f64;
-        return if v >= t { (Some(Level::Critical), Some(t)) } else { (None, None) };
+        return if v >= t {
+            (Some(Level::Critical), Some(t))
+        } else {
+            (None, None)
+        };
     }
     if let Some(c) = rule.crit.filter(|c| op.holds(v, *c)) {
         return (Some(Level::Critical), Some(c));
@@ -143,7 +154,9 @@ pub fn level_of(rule: &Rule, v: f64, firing: Option<Level>) -> (Option<Level>, O
 /// Moves `inst` by one observation at `now`; returns what to notify.
 pub fn step(rule: &Rule, inst: &mut Instance, obs: &Obs, now: i64) -> Option<Transition> {
     inst.last_eval = now;
-    let firing_level = (inst.state == State::Firing).then_some(inst.level).flatten();
+    let firing_level = (inst.state == State::Firing)
+        .then_some(inst.level)
+        .flatten();
     let level = match obs {
         Obs::Value(v) => {
             inst.value = Some(*v);
@@ -176,7 +189,10 @@ pub fn step(rule: &Rule, inst: &mut Instance, obs: &Obs, now: i64) -> Option<Tra
             inst.since = now;
             if rule.for_ <= 0 {
                 inst.state = State::Firing;
-                return Some(Transition::Fired { level: l, previous: None });
+                return Some(Transition::Fired {
+                    level: l,
+                    previous: None,
+                });
             }
             inst.state = State::Pending;
             None
@@ -187,7 +203,10 @@ pub fn step(rule: &Rule, inst: &mut Instance, obs: &Obs, now: i64) -> Option<Tra
             if now - inst.since >= rule.for_ {
                 inst.state = State::Firing;
                 inst.since = now;
-                return Some(Transition::Fired { level: l, previous: None });
+                return Some(Transition::Fired {
+                    level: l,
+                    previous: None,
+                });
             }
             None
         }
@@ -235,13 +254,17 @@ mod tests {
     use crate::alert::config::Alerting;
 
     fn rule(extra: &str) -> Rule {
-        let text = format!("[[rule]]\nname = \"r\"\ntarget = \"a.b\"\nop = \">\"\nwarn = 10\ncrit = 20\n{extra}");
+        let text = format!(
+            "[[rule]]\nname = \"r\"\ntarget = \"a.b\"\nop = \">\"\nwarn = 10\ncrit = 20\n{extra}"
+        );
         Alerting::parse(&text).expect("valid").rules.remove(0)
     }
 
     fn run(rule: &Rule, obs: &[(i64, Obs)]) -> Vec<(i64, Transition)> {
         let mut inst = Instance::new();
-        obs.iter().filter_map(|(t, o)| step(rule, &mut inst, o, *t).map(|tr| (*t, tr))).collect()
+        obs.iter()
+            .filter_map(|(t, o)| step(rule, &mut inst, o, *t).map(|tr| (*t, tr)))
+            .collect()
     }
 
     use Obs::*;
@@ -249,33 +272,122 @@ mod tests {
     #[test]
     fn pending_for_then_firing_then_resolved() {
         let r = rule("for = \"60s\"");
-        let got = run(&r, &[(0, Value(15.0)), (30, Value(15.0)), (60, Value(25.0)), (90, Value(12.0)), (120, Value(5.0))]);
+        let got = run(
+            &r,
+            &[
+                (0, Value(15.0)),
+                (30, Value(15.0)),
+                (60, Value(25.0)),
+                (90, Value(12.0)),
+                (120, Value(5.0)),
+            ],
+        );
         assert_eq!(
             got,
             vec![
-                (60, Transition::Fired { level: Level::Critical, previous: None }),
-                (90, Transition::Fired { level: Level::Warning, previous: Some(Level::Critical) }),
-                (120, Transition::Resolved { level: Level::Warning }),
+                (
+                    60,
+                    Transition::Fired {
+                        level: Level::Critical,
+                        previous: None
+                    }
+                ),
+                (
+                    90,
+                    Transition::Fired {
+                        level: Level::Warning,
+                        previous: Some(Level::Critical)
+                    }
+                ),
+                (
+                    120,
+                    Transition::Resolved {
+                        level: Level::Warning
+                    }
+                ),
             ]
         );
         // A dip while pending restarts the clock, silently.
-        let got = run(&r, &[(0, Value(15.0)), (30, Value(1.0)), (60, Value(15.0)), (90, Value(15.0)), (120, Value(15.0))]);
-        assert_eq!(got, vec![(120, Transition::Fired { level: Level::Warning, previous: None })]);
+        let got = run(
+            &r,
+            &[
+                (0, Value(15.0)),
+                (30, Value(1.0)),
+                (60, Value(15.0)),
+                (90, Value(15.0)),
+                (120, Value(15.0)),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![(
+                120,
+                Transition::Fired {
+                    level: Level::Warning,
+                    previous: None
+                }
+            )]
+        );
     }
 
     #[test]
     fn keep_firing_for_and_recovery_threshold_stop_flapping() {
         let r = rule("keep_firing_for = \"60s\"");
-        let got = run(&r, &[(0, Value(15.0)), (30, Value(1.0)), (60, Value(15.0)), (90, Value(1.0)), (150, Value(1.0))]);
+        let got = run(
+            &r,
+            &[
+                (0, Value(15.0)),
+                (30, Value(1.0)),
+                (60, Value(15.0)),
+                (90, Value(1.0)),
+                (150, Value(1.0)),
+            ],
+        );
         assert_eq!(
             got,
-            vec![(0, Transition::Fired { level: Level::Warning, previous: None }), (150, Transition::Resolved { level: Level::Warning })]
+            vec![
+                (
+                    0,
+                    Transition::Fired {
+                        level: Level::Warning,
+                        previous: None
+                    }
+                ),
+                (
+                    150,
+                    Transition::Resolved {
+                        level: Level::Warning
+                    }
+                )
+            ]
         );
         let r = rule("recover = 5");
-        let got = run(&r, &[(0, Value(15.0)), (30, Value(8.0)), (60, Value(6.0)), (90, Value(4.0))]);
+        let got = run(
+            &r,
+            &[
+                (0, Value(15.0)),
+                (30, Value(8.0)),
+                (60, Value(6.0)),
+                (90, Value(4.0)),
+            ],
+        );
         assert_eq!(
             got,
-            vec![(0, Transition::Fired { level: Level::Warning, previous: None }), (90, Transition::Resolved { level: Level::Warning })]
+            vec![
+                (
+                    0,
+                    Transition::Fired {
+                        level: Level::Warning,
+                        previous: None
+                    }
+                ),
+                (
+                    90,
+                    Transition::Resolved {
+                        level: Level::Warning
+                    }
+                )
+            ]
         );
     }
 
@@ -284,31 +396,198 @@ mod tests {
         let got = run(&rule(""), &[(0, NoData), (30, Value(1.0))]);
         assert_eq!(
             got,
-            vec![(0, Transition::Fired { level: Level::Nodata, previous: None }), (30, Transition::Resolved { level: Level::Nodata })]
+            vec![
+                (
+                    0,
+                    Transition::Fired {
+                        level: Level::Nodata,
+                        previous: None
+                    }
+                ),
+                (
+                    30,
+                    Transition::Resolved {
+                        level: Level::Nodata
+                    }
+                )
+            ]
         );
         let keep = rule("nodata = \"keep\"");
         let got = run(&keep, &[(0, Value(15.0)), (30, NoData), (60, NoData)]);
-        assert_eq!(got, vec![(0, Transition::Fired { level: Level::Warning, previous: None })], "keep: still firing, nothing new");
-        let ok = rule("nodata = \"ok\"\non_error = \"keep\"");
-        let got = run(&ok, &[(0, Value(15.0)), (30, Error("boom".into())), (60, NoData)]);
         assert_eq!(
             got,
-            vec![(0, Transition::Fired { level: Level::Warning, previous: None }), (60, Transition::Resolved { level: Level::Warning })]
+            vec![(
+                0,
+                Transition::Fired {
+                    level: Level::Warning,
+                    previous: None
+                }
+            )],
+            "keep: still firing, nothing new"
+        );
+        let ok = rule("nodata = \"ok\"\non_error = \"keep\"");
+        let got = run(
+            &ok,
+            &[(0, Value(15.0)), (30, Error("boom".into())), (60, NoData)],
+        );
+        assert_eq!(
+            got,
+            vec![
+                (
+                    0,
+                    Transition::Fired {
+                        level: Level::Warning,
+                        previous: None
+                    }
+                ),
+                (
+                    60,
+                    Transition::Resolved {
+                        level: Level::Warning
+                    }
+                )
+            ]
         );
         let got = run(&rule(""), &[(0, Error("boom".into()))]);
-        assert_eq!(got, vec![(0, Transition::Fired { level: Level::Error, previous: None })]);
+        assert_eq!(
+            got,
+            vec![(
+                0,
+                Transition::Fired {
+                    level: Level::Error,
+                    previous: None
+                }
+            )]
+        );
     }
 
     #[test]
     fn low_is_bad_with_lt() {
-        let r = Alerting::parse("[[rule]]\nname=\"r\"\ntarget=\"a\"\nop=\"<\"\nwarn=10\ncrit=5\n").expect("valid").rules.remove(0);
+        let r = Alerting::parse("[[rule]]\nname=\"r\"\ntarget=\"a\"\nop=\"<\"\nwarn=10\ncrit=5\n")
+            .expect("valid")
+            .rules
+            .remove(0);
         let got = run(&r, &[(0, Value(7.0)), (10, Value(3.0)), (20, Value(11.0))]);
         assert_eq!(
             got,
             vec![
-                (0, Transition::Fired { level: Level::Warning, previous: None }),
-                (10, Transition::Fired { level: Level::Critical, previous: Some(Level::Warning) }),
-                (20, Transition::Resolved { level: Level::Critical }),
+                (
+                    0,
+                    Transition::Fired {
+                        level: Level::Warning,
+                        previous: None
+                    }
+                ),
+                (
+                    10,
+                    Transition::Fired {
+                        level: Level::Critical,
+                        previous: Some(Level::Warning)
+                    }
+                ),
+                (
+                    20,
+                    Transition::Resolved {
+                        level: Level::Critical
+                    }
+                ),
+            ]
+        );
+    }
+}
+
+/// A stored series as `/render` returns it: `(name, start, step, values)`.
+pub type History = (String, i64, i64, Vec<Option<f64>>);
+
+/// One state change found by [`backtest`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub at: i64,
+    pub series: String,
+    pub transition: Transition,
+    pub value: Option<f64>,
+}
+
+/// What `rule` would have done between `from` and `until`, evaluated every `rule.interval` over
+/// stored history: each series is `(name, start, step, values)` covering at least
+/// `from - window` (or `from - lookback` for absence rules) to `until`.
+pub fn backtest(
+    rule: &Rule,
+    series: &[History],
+    from: i64,
+    until: i64,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    let span = rule.absent.map_or(rule.window, |(_, lookback)| lookback);
+    for (name, start, dt, values) in series {
+        let mut inst = Instance::new();
+        let dt = (*dt).max(1);
+        let mut t = from;
+        while t <= until {
+            // Points with timestamps in (t - span, t], as a live evaluation at t fetches them.
+            let lo = ((t - span - start) as f64 / dt as f64).floor() as i64 + 1;
+            let hi = ((t - start) as f64 / dt as f64).floor() as i64;
+            let slice: Vec<Option<f64>> = (lo.max(0)..=hi.min(values.len() as i64 - 1))
+                .map(|i| values[i as usize])
+                .collect();
+            let obs = match rule.absent {
+                None => rule.reduce.apply(&slice).map_or(Obs::NoData, Obs::Value),
+                Some(_) => match slice.iter().rposition(|v| v.is_some()) {
+                    Some(i) => {
+                        let ts = start + (lo.max(0) + i as i64 + 1) * dt;
+                        Obs::Value((t - ts).max(0) as f64)
+                    }
+                    None => Obs::NoData,
+                },
+            };
+            if let Some(tr) = step(rule, &mut inst, &obs, t) {
+                out.push(Change {
+                    at: t,
+                    series: name.clone(),
+                    transition: tr,
+                    value: inst.value,
+                });
+            }
+            t += rule.interval;
+        }
+    }
+    out.sort_by(|a, b| a.at.cmp(&b.at).then(a.series.cmp(&b.series)));
+    out
+}
+
+#[cfg(test)]
+mod backtest_tests {
+    use super::*;
+    use crate::alert::config::Alerting;
+
+    #[test]
+    fn replays_history_at_the_rule_interval() {
+        let rule = Alerting::parse("[[rule]]\nname=\"r\"\ntarget=\"a\"\nwindow=\"20s\"\nreduce=\"max\"\ncrit=10\ninterval=\"10s\"\nfor=\"20s\"\n")
+            .expect("valid")
+            .rules
+            .remove(0);
+        // A spike from 100 to 150, then quiet.
+        let values: Vec<Option<f64>> = (0..30)
+            .map(|i| Some(if (10..15).contains(&i) { 50.0 } else { 1.0 }))
+            .collect();
+        let got = backtest(&rule, &[("a".into(), 0, 10, values)], 50, 250);
+        let got: Vec<(i64, Transition)> = got.into_iter().map(|c| (c.at, c.transition)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    120,
+                    Transition::Fired {
+                        level: Level::Critical,
+                        previous: None
+                    }
+                ),
+                (
+                    160,
+                    Transition::Resolved {
+                        level: Level::Critical
+                    }
+                )
             ]
         );
     }

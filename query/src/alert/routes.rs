@@ -25,15 +25,29 @@ use serde_json::json;
 use super::engine::Engine;
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 pub fn routes(engine: Arc<Engine>) -> Router {
     Router::new()
-        .route("/api/v1/alerts", get(|State(e): State<Arc<Engine>>| async move { Json(e.alerts_json(now())) }))
-        .route("/api/v1/alerts/rules", get(|State(e): State<Arc<Engine>>| async move { Json(e.rules_json()) }))
-        .route("/api/v1/alerts/notifiers", get(|State(e): State<Arc<Engine>>| async move { Json(e.notifiers_json()) }))
-        .route("/api/v1/alerts/silences", get(list_silences).post(add_silence))
+        .route(
+            "/api/v1/alerts",
+            get(|State(e): State<Arc<Engine>>| async move { Json(e.alerts_json(now())) }),
+        )
+        .route(
+            "/api/v1/alerts/rules",
+            get(|State(e): State<Arc<Engine>>| async move { Json(e.rules_json()) }),
+        )
+        .route(
+            "/api/v1/alerts/notifiers",
+            get(|State(e): State<Arc<Engine>>| async move { Json(e.notifiers_json()) }),
+        )
+        .route(
+            "/api/v1/alerts/silences",
+            get(list_silences).post(add_silence),
+        )
         .route("/api/v1/alerts/silences/:id", delete(del_silence))
         .route("/api/v1/alerts/reload", post(reload))
         .with_state(engine)
@@ -53,20 +67,34 @@ struct SilenceReq {
 }
 
 fn bad(msg: impl Into<String>) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": msg.into() }))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": msg.into() })),
+    )
+        .into_response()
 }
 
 async fn add_silence(State(e): State<Arc<Engine>>, body: axum::body::Bytes) -> Response {
     let req: SilenceReq = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(err) => return bad(format!("body: {err} (want {{\"rule\", \"series\"?, \"duration\", \"comment\"?}})")),
+        Err(err) => {
+            return bad(format!(
+                "body: {err} (want {{\"rule\", \"series\"?, \"duration\", \"comment\"?}})"
+            ))
+        }
     };
     let secs = match tally_proto::duration::parse_duration(&req.duration) {
         Ok(d) if d.as_secs() > 0 => d.as_secs() as i64,
         Ok(_) => return bad("duration: must be at least 1s"),
         Err(err) => return bad(format!("duration: {err}")),
     };
-    match e.silence(&req.rule, req.series.filter(|s| !s.is_empty()), secs, req.comment, now()) {
+    match e.silence(
+        &req.rule,
+        req.series.filter(|s| !s.is_empty()),
+        secs,
+        req.comment,
+        now(),
+    ) {
         Ok(s) => (StatusCode::OK, Json(json!(s))).into_response(),
         Err(err) => bad(err),
     }
@@ -76,14 +104,20 @@ async fn del_silence(State(e): State<Arc<Engine>>, Path(id): Path<u64>) -> Respo
     if e.unsilence(id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no silence {id}") }))).into_response()
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no silence {id}") })),
+        )
+            .into_response()
     }
 }
 
 async fn reload(State(e): State<Arc<Engine>>) -> Response {
     match tokio::task::spawn_blocking(move || e.reload()).await {
         Ok(Ok(n)) => Json(json!({ "rules": n })).into_response(),
-        Ok(Err(problems)) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": problems }))).into_response(),
+        Ok(Err(problems)) => {
+            (StatusCode::BAD_REQUEST, Json(json!({ "errors": problems }))).into_response()
+        }
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "reload failed\n").into_response(),
     }
 }

@@ -1,0 +1,390 @@
+//! Alerting end to end: the real `tally store` evaluating rules, a real Alertmanager 0.25,
+//! PagerDuty and webhook payloads at a local catcher, `tally check` as a Nagios plugin, and
+//! `tally rules test` over stored history.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::alertmanager::Alertmanager;
+use crate::catcher::Catcher;
+use crate::proc::{free_port, ingest, unix_now, StoreProc};
+
+fn write_rules(dir: &Path, text: &str) -> String {
+    let p = dir.join("alerts.toml");
+    std::fs::write(&p, text).expect("alerts file");
+    p.to_string_lossy().into_owned()
+}
+
+fn statuses(bodies: &[Value], status: &str) -> usize {
+    bodies.iter().filter(|b| b["status"] == status).count()
+}
+
+#[test]
+fn issue_6_alertmanager_pages_once_resolves_and_a_restart_does_not_page_again() {
+    let hook = Catcher::start(vec![]);
+    let am = Alertmanager::start(&hook.url("/hook"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rules = write_rules(
+        tmp.path(),
+        &format!(
+            r#"resend_interval = "2s"
+resolved_resend_for = "1m"
+[[notify]]
+kind = "alertmanager"
+url = "{}"
+[[rule]]
+name = "HighValue"
+target = "test.value"
+window = "20s"
+reduce = "last"
+crit = 50
+interval = "1s"
+nodata = "keep"
+labels = {{ team = "web" }}
+summary = "value {{{{value}}}} above {{{{threshold}}}}"
+"#,
+            am.url
+        ),
+    );
+    let http = format!("127.0.0.1:{}", free_port());
+    let data = tmp.path().join("data");
+    let mut store = StoreProc::start_on(&data, &http, &["--alerts", &rules]);
+    ingest(&http, &format!("test.value 60 {}\n", unix_now()));
+    let got = hook.wait("/hook", 30, "a firing notification", |b| {
+        statuses(b, "firing") >= 1
+    });
+    let a = &got[0]["alerts"][0];
+    assert_eq!(a["labels"]["alertname"], "HighValue");
+    assert_eq!(a["labels"]["severity"], "critical");
+    assert_eq!(a["labels"]["team"], "web");
+    assert_eq!(a["annotations"]["summary"], "value 60 above 50");
+    assert!(a["generatorURL"]
+        .as_str()
+        .unwrap_or("")
+        .contains("/render?target=test.value"));
+
+    // A restart: the store keeps sending the same alert (same labels, same startsAt), and
+    // Alertmanager must see nothing new to page about.
+    store.terminate();
+    let store = StoreProc::start_on(&data, &http, &["--alerts", &rules]);
+    std::thread::sleep(Duration::from_secs(6));
+    let alerts: Value = reqwest::blocking::get(store.url("/api/v1/alerts"))
+        .expect("api")
+        .json_or_panic();
+    assert_eq!(
+        alerts["alerts"][0]["state"], "firing",
+        "firing survives the restart: {alerts}"
+    );
+    assert_eq!(
+        statuses(&hook.bodies("/hook"), "firing"),
+        1,
+        "paged again after a restart: {:#?}",
+        hook.bodies("/hook")
+    );
+
+    std::thread::sleep(Duration::from_millis(1100));
+    ingest(&http, &format!("test.value 1 {}\n", unix_now()));
+    let got = hook.wait("/hook", 30, "a resolved notification", |b| {
+        statuses(b, "resolved") >= 1
+    });
+    assert_eq!(statuses(&got, "firing"), 1);
+    let resolved = got
+        .iter()
+        .find(|b| b["status"] == "resolved")
+        .expect("resolved");
+    assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+}
+
+trait JsonOrPanic {
+    fn json_or_panic(self) -> Value;
+}
+
+impl JsonOrPanic for reqwest::blocking::Response {
+    fn json_or_panic(self) -> Value {
+        let text = self.text().expect("body");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+}
+
+#[test]
+fn issue_6_pagerduty_and_webhook_payloads_with_retries() {
+    // PagerDuty answers 429 then 500 before accepting; the webhook fails once.
+    let c = Catcher::start(vec![("/pd", vec![429, 500]), ("/hook", vec![503])]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rules = write_rules(
+        tmp.path(),
+        &format!(
+            r#"external_url = "http://tally.example:8080"
+[[notify]]
+kind = "pagerduty"
+url = "{pd}"
+routing_key = "R0UT1NGK3Y"
+[[notify]]
+kind = "webhook"
+url = "{hook}"
+[[rule]]
+name = "Beacons"
+target = "seriesByTag('name=beacons')"
+window = "20s"
+reduce = "max"
+warn = 5
+crit = 10
+interval = "1s"
+nodata = "keep"
+runbook_url = "https://runbooks.example/beacons"
+"#,
+            pd = c.url("/pd"),
+            hook = c.url("/hook")
+        ),
+    );
+    let store = StoreProc::start_on(
+        &tmp.path().join("data"),
+        &format!("127.0.0.1:{}", free_port()),
+        &["--alerts", &rules],
+    );
+    let http = store.http.to_string();
+    ingest(
+        &http,
+        &format!("beacons;source=cdn_fastly 42 {}\n", unix_now()),
+    );
+    let pd = c.wait("/pd", 30, "a PagerDuty trigger after retries", |b| {
+        b.len() >= 3
+    });
+    assert_eq!(pd[0], pd[2], "the same event is retried");
+    let t = &pd[2];
+    assert_eq!(t["routing_key"], "R0UT1NGK3Y");
+    assert_eq!(t["event_action"], "trigger");
+    let dedup = t["dedup_key"].as_str().expect("dedup_key").to_string();
+    assert_eq!(dedup, "tally:Beacons:beacons;source=cdn_fastly");
+    assert_eq!(t["payload"]["severity"], "critical");
+    assert_eq!(t["payload"]["source"], "tally");
+    assert_eq!(t["payload"]["custom_details"]["value"], 42.0);
+    assert_eq!(t["payload"]["custom_details"]["threshold"], 10.0);
+    assert!(t["payload"]["timestamp"]
+        .as_str()
+        .is_some_and(|s| s.ends_with('Z')));
+    assert!(t["links"][0]["href"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("http://tally.example:8080/render?target="));
+    let hooks = c.wait("/hook", 30, "a webhook after a retry", |b| b.len() >= 2);
+    let h = &hooks[1];
+    assert_eq!(h["rule"], "Beacons");
+    assert_eq!(h["series"], "beacons;source=cdn_fastly");
+    assert_eq!(h["state"], "firing");
+    assert_eq!(h["previous_state"], "ok");
+    assert_eq!(h["level"], "critical");
+    assert_eq!(h["value"], 42.0);
+    assert_eq!(h["threshold"], 10.0);
+    assert_eq!(h["labels"]["source"], "cdn_fastly");
+    assert_eq!(h["labels"]["metric"], "beacons");
+    assert_eq!(
+        h["annotations"]["runbook_url"],
+        "https://runbooks.example/beacons"
+    );
+    assert!(h["graph_url"].as_str().unwrap_or("").contains("format=svg"));
+
+    std::thread::sleep(Duration::from_millis(1100));
+    ingest(
+        &http,
+        &format!("beacons;source=cdn_fastly 0 {}\n", unix_now()),
+    );
+    let pd = c.wait("/pd", 30, "a PagerDuty resolve", |b| {
+        b.iter().any(|e| e["event_action"] == "resolve")
+    });
+    let r = pd
+        .iter()
+        .find(|e| e["event_action"] == "resolve")
+        .expect("resolve");
+    assert_eq!(
+        r["dedup_key"],
+        dedup.as_str(),
+        "resolve reuses the trigger's dedup_key"
+    );
+    assert_eq!(r["routing_key"], "R0UT1NGK3Y");
+    let hooks = c.wait("/hook", 30, "a resolved webhook", |b| {
+        b.iter().any(|e| e["state"] == "resolved")
+    });
+    assert!(hooks
+        .iter()
+        .any(|e| e["state"] == "resolved" && e["previous_state"] == "firing"));
+    let n: Value = reqwest::blocking::get(store.url("/api/v1/alerts/notifiers"))
+        .expect("api")
+        .json_or_panic();
+    assert_eq!(n["notifiers"][0]["kind"], "pagerduty");
+    assert_eq!(n["notifiers"][0]["failed_attempts"], 2, "{n}");
+    assert_eq!(n["notifiers"][1]["failed_attempts"], 1, "{n}");
+    assert_eq!(n["notifiers"][0]["pending"], 0, "{n}");
+}
+
+fn check(http: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "check",
+            "--url",
+            &format!("http://{http}"),
+            "--label",
+            "beacons",
+        ])
+        .args(args)
+        .output()
+        .expect("tally check runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+#[test]
+fn issue_6_nagios_check_exit_codes_and_output_for_every_range_form() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = StoreProc::start(&tmp.path().join("data"), &[]);
+    let http = store.http.to_string();
+    let now = unix_now();
+    ingest(
+        &http,
+        &format!(
+            "cdn.fastly 40 {}\ncdn.fastly 42 {}\ncdn.old 1 {}\n",
+            now - 20,
+            now - 10,
+            now - 7200
+        ),
+    );
+    let t = [
+        "--target",
+        "cdn.fastly",
+        "--window",
+        "5m",
+        "--reduce",
+        "last",
+    ];
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["-w", "50", "-c", "100"],
+            0,
+            "BEACONS OK - cdn.fastly=42 | 'cdn.fastly'=42;50;100;;",
+        ),
+        (
+            &["-w", "10", "-c", "100"],
+            1,
+            "BEACONS WARNING - cdn.fastly=42 | 'cdn.fastly'=42;10;100;;",
+        ),
+        (
+            &["-w", "50:", "-c", "45:"],
+            2,
+            "BEACONS CRITICAL - cdn.fastly=42 | 'cdn.fastly'=42;50:;45:;;",
+        ),
+        (
+            &["-w", "~:40", "-c", "~:100"],
+            1,
+            "BEACONS WARNING - cdn.fastly=42 | 'cdn.fastly'=42;~:40;~:100;;",
+        ),
+        (
+            &["-w", "30:50", "-c", "0:60"],
+            0,
+            "BEACONS OK - cdn.fastly=42 | 'cdn.fastly'=42;30:50;0:60;;",
+        ),
+        (
+            &["-w", "@40:50", "-c", "@0:10"],
+            1,
+            "BEACONS WARNING - cdn.fastly=42 | 'cdn.fastly'=42;@40:50;@0:10;;",
+        ),
+        (
+            &["--warn", "40", "--crit", "42"],
+            2,
+            "BEACONS CRITICAL - cdn.fastly=42 | 'cdn.fastly'=42;~:40;~:42;;",
+        ),
+        // Critical below warning: low is bad.
+        (
+            &["--warn", "50", "--crit", "10"],
+            1,
+            "BEACONS WARNING - cdn.fastly=42 | 'cdn.fastly'=42;50:;10:;;",
+        ),
+    ];
+    for (args, code, line) in cases {
+        let mut all: Vec<&str> = t.to_vec();
+        all.extend_from_slice(args);
+        let got = check(&http, &all);
+        assert_eq!(got.0, *code, "{args:?}: {}", got.1);
+        assert_eq!(got.1, *line, "{args:?}");
+    }
+    // An all-null window is UNKNOWN, never 0; OK only when asked.
+    let null = ["--target", "cdn.old", "--window", "5m", "-c", "10"];
+    assert_eq!(
+        check(&http, &null),
+        (3, "BEACONS UNKNOWN - cdn.old=no data".to_string())
+    );
+    let mut ok = null.to_vec();
+    ok.push("--nodata-ok");
+    assert_eq!(check(&http, &ok).0, 0);
+    // Bad arguments and an unreachable store are UNKNOWN too.
+    assert_eq!(check(&http, &["--target", "cdn.fastly", "-c", "5:1"]).0, 3);
+    assert_eq!(
+        check(&http, &["--target", "cdn.fastly"]).0,
+        3,
+        "no thresholds"
+    );
+    assert_eq!(check(&http, &["--bogus"]).0, 3);
+    let down = format!("127.0.0.1:{}", free_port());
+    let (code, line) = check(&down, &["--target", "x", "-c", "1"]);
+    assert_eq!(code, 3, "{line}");
+    assert!(line.starts_with("BEACONS UNKNOWN - "), "{line}");
+}
+
+#[test]
+fn issue_6_rules_test_replays_stored_history() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = StoreProc::start(&tmp.path().join("data"), &[]);
+    let http = store.http.to_string();
+    let now = unix_now() / 10 * 10;
+    // 30 minutes at 10 s: quiet, a 5-minute spike 20 minutes ago, quiet again.
+    let mut text = String::new();
+    for i in 0..180 {
+        let t = now - 1800 + i * 10;
+        let v = if (now - 1200..now - 900).contains(&t) {
+            80
+        } else {
+            2
+        };
+        text.push_str(&format!("beacons;source=cdn_fastly {v} {t}\n"));
+    }
+    ingest(&http, &text);
+    let rules = write_rules(
+        tmp.path(),
+        "[[rule]]\nname = \"Spike\"\ntarget = \"seriesByTag('name=beacons')\"\nwindow = \"1m\"\nreduce = \"avg\"\ncrit = 50\nfor = \"1m\"\ninterval = \"1m\"\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "rules",
+            "test",
+            "--alerts",
+            &rules,
+            "--url",
+            &format!("http://{http}"),
+            "--from=-30min",
+        ])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("Spike: 1 series, 2 state changes"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("FIRING   critical beacons;source=cdn_fastly  value=80"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("RESOLVED critical beacons;source=cdn_fastly  value=2"),
+        "{text}"
+    );
+}
