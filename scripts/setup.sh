@@ -8,13 +8,14 @@
 #   graphite-web    the reference the compatibility tests compare /render against (`setup.sh test`)
 #   graphite-carbon the carbon-cache that feeds it the same plaintext Tally gets
 #   gunicorn        serves graphite-web on a loopback port during the tests
+#   prometheus-alertmanager  the real Alertmanager 0.25 the alerting tests page through
 #
 #   mtail, victoria-metrics  the peers benches/*_compare.py measure against (`setup.sh bench`)
 set -euo pipefail
 
 PKGS=(librocksdb-dev libclang-dev)
 # Extra packages for the test suite (peers the tests run as references); `setup.sh test`.
-TEST_PKGS=(graphite-web graphite-carbon gunicorn python3-whisper)
+TEST_PKGS=(graphite-web graphite-carbon gunicorn python3-whisper prometheus-alertmanager)
 
 # Peers for the side-by-side benchmark harnesses; `setup.sh bench`.
 BENCH_PKGS=(mtail victoria-metrics graphite-web graphite-carbon gunicorn python3-whisper)

@@ -388,3 +388,84 @@ fn issue_6_rules_test_replays_stored_history() {
         "{text}"
     );
 }
+
+/// The scenario Tally exists for: failure-beacon lines appended to an access log go through the
+/// agent and the store, a rule on `sumSeries` over the beacon series fires at Alertmanager, and
+/// when the lines stop it resolves.
+#[test]
+fn issue_6_failure_beacons_in_an_access_log_page_through_alertmanager_and_resolve() {
+    use std::io::Write;
+    let hook = Catcher::start(vec![]);
+    let am = Alertmanager::start(&hook.url("/hook"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let rules = write_rules(
+        d,
+        &format!(
+            r#"resend_interval = "5s"
+[[notify]]
+kind = "alertmanager"
+url = "{}"
+[[rule]]
+name = "BeaconFailures"
+target = "sumSeries(seriesByTag('name=beacons'))"
+window = "10s"
+reduce = "sum"
+crit = 20
+interval = "1s"
+nodata = "ok"
+summary = "{{{{value}}}} failure beacons in 10 s"
+"#,
+            am.url
+        ),
+    );
+    // Second-resolution storage and buckets keep the test short.
+    let store_cfg = d.join("store.toml");
+    std::fs::write(&store_cfg, format!("default_retentions = \"1s:1d\"\nalerts = \"{rules}\"\n")).expect("store config");
+    let store = StoreProc::start(&d.join("data"), &["--config", &store_cfg.to_string_lossy()]);
+    let log = d.join("access.log");
+    std::fs::write(&log, "").expect("log");
+    let agent_cfg = d.join("agent.toml");
+    std::fs::write(
+        &agent_cfg,
+        format!(
+            "host = \"web1\"\ndata_dir = \"{}\"\ninterval = \"1s\"\ncommit_interval = \"200ms\"\npoll_interval = \"100ms\"\n\
+             [[input]]\npaths = [\"{}\"]\n[output]\nurl = \"http://{}\"\n",
+            d.join("agent").display(),
+            log.display(),
+            store.http
+        ),
+    )
+    .expect("agent config");
+    let _agent = crate::proc::AgentProc::start(&agent_cfg);
+    // Ten seconds of an incident: 5 beacons a second from one CDN, among normal requests.
+    let line = |path: &str| {
+        let t = chrono::Utc::now().format("%d/%b/%Y:%H:%M:%S +0000");
+        format!("203.0.113.9 - - [{t}] \"GET {path} HTTP/1.1\" 200 43 \"-\" \"Mozilla/5.0\" vhost=www.example.com cdn=fastly rt=0.002\n")
+    };
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).expect("open");
+    for _ in 0..50 {
+        for _ in 0..5 {
+            f.write_all(line("/status/images/beacon.gif?source=cdn_fastly&server_identity=cache-ny57-NYC").as_bytes()).expect("write");
+        }
+        f.write_all(line("/listing/123/mug").as_bytes()).expect("write");
+        std::thread::sleep(Duration::from_millis(200));
+        if statuses(&hook.bodies("/hook"), "firing") > 0 {
+            break;
+        }
+    }
+    let got = hook.wait("/hook", 30, "the beacon alert firing", |b| statuses(b, "firing") >= 1);
+    let a = &got[0]["alerts"][0];
+    assert_eq!(a["labels"]["alertname"], "BeaconFailures");
+    assert_eq!(a["labels"]["severity"], "critical");
+    // The lines stop (only normal traffic now): the sum falls to 0 and the alert resolves.
+    for _ in 0..150 {
+        f.write_all(line("/listing/123/mug").as_bytes()).expect("write");
+        std::thread::sleep(Duration::from_millis(200));
+        if statuses(&hook.bodies("/hook"), "resolved") > 0 {
+            break;
+        }
+    }
+    let got = hook.wait("/hook", 30, "the beacon alert resolved", |b| statuses(b, "resolved") >= 1);
+    assert_eq!(statuses(&got, "firing"), 1, "one page for one incident: {got:#?}");
+}
