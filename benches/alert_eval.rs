@@ -13,7 +13,10 @@ use tally_query::Source;
 use tally_store::{Durability, PointBatch, Store, StoreOptions};
 
 fn env(key: &str, default: usize) -> usize {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -25,14 +28,27 @@ fn main() {
     let mut opts = StoreOptions::new(dir.path());
     opts.schemas.default = tally_store::retention::parse_retentions("10s:1d").expect("valid");
     let store = Store::open(opts).expect("open");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64 / 10 * 10;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+        / 10
+        * 10;
     let loaded = Instant::now();
     let mut batch = PointBatch::default();
     for p in 0..60 {
         for s in 0..series {
             // Host 7, 107, 207...: a spike, so some rules fire.
-            let v = if (s / per_host) % 100 == 7 { 500.0 } else { ((s * 31 + p * 17) % 100) as f64 };
-            batch.push(&format!("bench.host{}.metric{}", s / per_host, s % per_host), now - 600 + p as i64 * 10, v);
+            let v = if (s / per_host) % 100 == 7 {
+                500.0
+            } else {
+                ((s * 31 + p * 17) % 100) as f64
+            };
+            batch.push(
+                &format!("bench.host{}.metric{}", s / per_host, s % per_host),
+                now - 600 + p as i64 * 10,
+                v,
+            );
         }
         if batch.len() >= 500_000 {
             store.write(&batch, Durability::Buffered).expect("write");
@@ -41,7 +57,10 @@ fn main() {
     }
     store.write(&batch, Durability::Buffered).expect("write");
     store.flush().expect("flush");
-    eprintln!("loaded {series} series x 60 points in {:.1} s", loaded.elapsed().as_secs_f64());
+    eprintln!(
+        "loaded {series} series x 60 points in {:.1} s",
+        loaded.elapsed().as_secs_f64()
+    );
     let mut text = String::new();
     for r in 0..rules {
         // Half sum a host's series over the window, half watch one series' average.
@@ -64,8 +83,13 @@ fn main() {
         // Every rule is due again a minute later (the default interval is 30 s).
         let n = engine.evaluate_due(now + round * 60);
         let secs = t.elapsed().as_secs_f64();
-        let firing = engine.alerts_json(now)["alerts"].as_array().map_or(0, |a| a.iter().filter(|x| x["state"] == "firing").count());
-        eprintln!("round {round}: {n} rules in {secs:.3} s = {:.0} evaluations/s ({firing} firing)", n as f64 / secs);
+        let firing = engine.alerts_json(now)["alerts"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|x| x["state"] == "firing").count());
+        eprintln!(
+            "round {round}: {n} rules in {secs:.3} s = {:.0} evaluations/s ({firing} firing)",
+            n as f64 / secs
+        );
         rates.push(n as f64 / secs);
     }
     rates.sort_by(|a, b| a.total_cmp(b));

@@ -421,7 +421,11 @@ summary = "{{{{value}}}} failure beacons in 10 s"
     );
     // Second-resolution storage and buckets keep the test short.
     let store_cfg = d.join("store.toml");
-    std::fs::write(&store_cfg, format!("default_retentions = \"1s:1d\"\nalerts = \"{rules}\"\n")).expect("store config");
+    std::fs::write(
+        &store_cfg,
+        format!("default_retentions = \"1s:1d\"\nalerts = \"{rules}\"\n"),
+    )
+    .expect("store config");
     let store = StoreProc::start(&d.join("data"), &["--config", &store_cfg.to_string_lossy()]);
     let log = d.join("access.log");
     std::fs::write(&log, "").expect("log");
@@ -443,29 +447,129 @@ summary = "{{{{value}}}} failure beacons in 10 s"
         let t = chrono::Utc::now().format("%d/%b/%Y:%H:%M:%S +0000");
         format!("203.0.113.9 - - [{t}] \"GET {path} HTTP/1.1\" 200 43 \"-\" \"Mozilla/5.0\" vhost=www.example.com cdn=fastly rt=0.002\n")
     };
-    let mut f = std::fs::OpenOptions::new().append(true).open(&log).expect("open");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open");
     for _ in 0..50 {
         for _ in 0..5 {
-            f.write_all(line("/status/images/beacon.gif?source=cdn_fastly&server_identity=cache-ny57-NYC").as_bytes()).expect("write");
+            f.write_all(
+                line("/status/images/beacon.gif?source=cdn_fastly&server_identity=cache-ny57-NYC")
+                    .as_bytes(),
+            )
+            .expect("write");
         }
-        f.write_all(line("/listing/123/mug").as_bytes()).expect("write");
+        f.write_all(line("/listing/123/mug").as_bytes())
+            .expect("write");
         std::thread::sleep(Duration::from_millis(200));
         if statuses(&hook.bodies("/hook"), "firing") > 0 {
             break;
         }
     }
-    let got = hook.wait("/hook", 30, "the beacon alert firing", |b| statuses(b, "firing") >= 1);
+    let got = hook.wait("/hook", 30, "the beacon alert firing", |b| {
+        statuses(b, "firing") >= 1
+    });
     let a = &got[0]["alerts"][0];
     assert_eq!(a["labels"]["alertname"], "BeaconFailures");
     assert_eq!(a["labels"]["severity"], "critical");
     // The lines stop (only normal traffic now): the sum falls to 0 and the alert resolves.
     for _ in 0..150 {
-        f.write_all(line("/listing/123/mug").as_bytes()).expect("write");
+        f.write_all(line("/listing/123/mug").as_bytes())
+            .expect("write");
         std::thread::sleep(Duration::from_millis(200));
         if statuses(&hook.bodies("/hook"), "resolved") > 0 {
             break;
         }
     }
-    let got = hook.wait("/hook", 30, "the beacon alert resolved", |b| statuses(b, "resolved") >= 1);
-    assert_eq!(statuses(&got, "firing"), 1, "one page for one incident: {got:#?}");
+    let got = hook.wait("/hook", 30, "the beacon alert resolved", |b| {
+        statuses(b, "resolved") >= 1
+    });
+    assert_eq!(
+        statuses(&got, "firing"),
+        1,
+        "one page for one incident: {got:#?}"
+    );
+}
+
+#[test]
+fn issue_6_rules_reload_on_sighup_and_api_and_silences_over_http() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let one = "[[rule]]\nname = \"A\"\ntarget = \"a.b\"\ncrit = 1\ninterval = \"1s\"\n";
+    let rules = write_rules(tmp.path(), one);
+    let store = StoreProc::start(&tmp.path().join("data"), &["--alerts", &rules]);
+    let names = |store: &StoreProc| -> Vec<String> {
+        let v: Value = reqwest::blocking::get(store.url("/api/v1/alerts/rules"))
+            .expect("api")
+            .json_or_panic();
+        v["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|r| r["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(names(&store), vec!["A"]);
+    std::fs::write(
+        &rules,
+        format!("{one}[[rule]]\nname = \"B\"\ntarget = \"a.c\"\nwarn = 5\n"),
+    )
+    .expect("write");
+    #[allow(unsafe_code)]
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(store.child.id() as libc::pid_t, libc::SIGHUP);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while names(&store) != vec!["A", "B"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload: {:?}",
+            names(&store)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A broken file: the API reports every problem and the old rules stay.
+    std::fs::write(&rules, "[[rule]]\nname = \"C\"\ntarget = \"sumSeries(\"\n").expect("write");
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .post(store.url("/api/v1/alerts/reload"))
+        .send()
+        .expect("reload");
+    assert_eq!(r.status(), 400);
+    let body = r.text().expect("body");
+    assert!(
+        body.contains("target") && body.contains("needs warn, crit"),
+        "{body}"
+    );
+    assert_eq!(names(&store), vec!["A", "B"]);
+    std::fs::write(&rules, one).expect("write");
+    let r = client
+        .post(store.url("/api/v1/alerts/reload"))
+        .send()
+        .expect("reload");
+    assert_eq!(r.text().expect("body"), r#"{"rules":1}"#);
+    // Silences over HTTP.
+    let r = client
+        .post(store.url("/api/v1/alerts/silences"))
+        .body(r#"{"rule":"A","duration":"1h","comment":"maintenance"}"#)
+        .send()
+        .expect("silence");
+    assert_eq!(r.status(), 200);
+    let s: Value = r.json_or_panic();
+    let id = s["id"].as_u64().expect("id");
+    let list: Value = reqwest::blocking::get(store.url("/api/v1/alerts/silences"))
+        .expect("list")
+        .json_or_panic();
+    assert_eq!(list["silences"][0]["comment"], "maintenance");
+    let bad = client
+        .post(store.url("/api/v1/alerts/silences"))
+        .body(r#"{"rule":"Nope","duration":"1h"}"#)
+        .send()
+        .expect("silence");
+    assert_eq!(bad.status(), 400);
+    let del = client
+        .delete(store.url(&format!("/api/v1/alerts/silences/{id}")))
+        .send()
+        .expect("delete");
+    assert_eq!(del.status(), 204);
 }

@@ -1182,6 +1182,32 @@ crit = 100
     }
 
     #[test]
+    fn a_pending_clock_survives_a_restart() {
+        let s = src(&[("beacons.a", vec![Some(5.0); 12])]);
+        let rules = format!("{RULES}for = \"1m\"\n");
+        let e = engine(&s, &rules);
+        e.evaluate_due(T - 10);
+        assert_eq!(
+            states(&e, T - 10),
+            vec![("beacons.a".into(), "pending".into())]
+        );
+        e.persist();
+        let e2 = engine(&s, &rules);
+        e2.evaluate_due(T + 5);
+        assert_eq!(
+            states(&e2, T + 5),
+            vec![("beacons.a".into(), "pending".into())],
+            "45 s of the minute so far"
+        );
+        e2.evaluate_due(T + 50);
+        assert_eq!(
+            states(&e2, T + 50),
+            vec![("beacons.a".into(), "firing".into())],
+            "fires a minute after it began, not after the restart"
+        );
+    }
+
+    #[test]
     fn series_that_go_away_resolve_and_nodata_is_explicit() {
         let s = src(&[("beacons.a", vec![Some(50.0); 6])]);
         let e = engine(&s, RULES);

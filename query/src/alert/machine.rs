@@ -511,12 +511,7 @@ pub struct Change {
 /// What `rule` would have done between `from` and `until`, evaluated every `rule.interval` over
 /// stored history: each series is `(name, start, step, values)` covering at least
 /// `from - window` (or `from - lookback` for absence rules) to `until`.
-pub fn backtest(
-    rule: &Rule,
-    series: &[History],
-    from: i64,
-    until: i64,
-) -> Vec<Change> {
+pub fn backtest(rule: &Rule, series: &[History], from: i64, until: i64) -> Vec<Change> {
     let mut out = Vec::new();
     let span = rule.absent.map_or(rule.window, |(_, lookback)| lookback);
     for (name, start, dt, values) in series {
