@@ -9,13 +9,14 @@
 #   graphite-carbon the carbon-cache that feeds it the same plaintext Tally gets
 #   gunicorn        serves graphite-web on a loopback port during the tests
 #   prometheus-alertmanager  the real Alertmanager 0.25 the alerting tests page through
+#   chromium, chromium-driver  the headless browser the web page's test drives (WebDriver)
 #
 #   mtail, victoria-metrics  the peers benches/*_compare.py measure against (`setup.sh bench`)
 set -euo pipefail
 
 PKGS=(librocksdb-dev libclang-dev)
 # Extra packages for the test suite (peers the tests run as references); `setup.sh test`.
-TEST_PKGS=(graphite-web graphite-carbon gunicorn python3-whisper prometheus-alertmanager)
+TEST_PKGS=(graphite-web graphite-carbon gunicorn python3-whisper prometheus-alertmanager chromium chromium-driver)
 
 # Peers for the side-by-side benchmark harnesses; `setup.sh bench`.
 BENCH_PKGS=(mtail victoria-metrics graphite-web graphite-carbon gunicorn python3-whisper)

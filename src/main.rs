@@ -1,5 +1,7 @@
 //! `tally`: thin wiring of the libraries into one command with subcommands.
 
+mod demo;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,10 @@ struct Global {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The whole pipeline on embedded defaults, in one process: store, an agent tailing a
+    /// generated access log (with a simulated CDN incident every few minutes), default alert
+    /// rules printing to the console, and the web page. What `./x run` starts.
+    Demo(demo::DemoArgs),
     /// Run the time-series store: plaintext on :2003, HTTP on :8080 (ingest and the Graphite
     /// API that Grafana reads), data in ./data.
     Store(StoreArgs),
@@ -259,6 +265,28 @@ fn run_store(args: StoreArgs) -> Result<()> {
         println!("configuration ok");
         return Ok(());
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
+        serve_store(settings, alerting, shutdown, |bound| {
+            // One stable line on stdout: scripts and tests read the real ports from it.
+            println!("tally store: line={} http={}", bound.line, bound.http);
+        })
+        .await
+    })
+}
+
+/// Runs the store with the Graphite API, the web page and (with `alerting`) the alert engine,
+/// until `shutdown` completes. The alert engine reloads on SIGHUP and saves its state before the
+/// store closes. Must run inside a multi-threaded runtime.
+async fn serve_store(
+    settings: Settings,
+    alerting: Option<tally_query::alert::Alerting>,
+    shutdown: impl std::future::Future<Output = ()>,
+    on_bound: impl FnOnce(tally_store::server::Bound),
+) -> Result<()> {
     let mut api = tally_query::ApiOptions {
         write_token: settings.api_write_token.clone(),
         read_token: settings.api_read_token.clone(),
@@ -270,67 +298,51 @@ fn run_store(args: StoreArgs) -> Result<()> {
         alerts: None,
     };
     let alerts_file = settings.alerts_file.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let shutdown = shutdown_signal()?;
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .context("installing the SIGHUP handler")?;
-        let (alert_stop, alert_stop_rx) = tokio::sync::watch::channel(false);
-        let engine_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> =
-            Arc::default();
-        let started = engine_task.clone();
-        let extra = move |store: tally_store::Store| {
-            let source: Arc<dyn tally_query::Source> = Arc::new(store);
-            if let Some(cfg) = alerting {
-                match tally_query::alert::Engine::new(source.clone(), cfg, alerts_file) {
-                    Ok(engine) => {
-                        let engine = Arc::new(engine);
-                        api.alerts = Some(engine.clone());
-                        let runner = tally_query::alert::engine::run(engine.clone(), alert_stop_rx);
-                        let task = tokio::spawn(async move {
-                            tokio::select! {
-                                _ = runner => {}
-                                _ = async {
-                                    while hup.recv().await.is_some() {
-                                        if let Err(ps) = tokio::task::block_in_place(|| engine.reload()) {
-                                            tracing::error!(problems = ?ps, "alert rules not reloaded; the old ones stay");
-                                        }
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let (alert_stop, alert_stop_rx) = tokio::sync::watch::channel(false);
+    let engine_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
+    let started = engine_task.clone();
+    let extra = move |store: tally_store::Store| {
+        let source: Arc<dyn tally_query::Source> = Arc::new(store);
+        if let Some(cfg) = alerting {
+            match tally_query::alert::Engine::new(source.clone(), cfg, alerts_file) {
+                Ok(engine) => {
+                    let engine = Arc::new(engine);
+                    api.alerts = Some(engine.clone());
+                    let runner = tally_query::alert::engine::run(engine.clone(), alert_stop_rx);
+                    let task = tokio::spawn(async move {
+                        tokio::select! {
+                            _ = runner => {}
+                            _ = async {
+                                while hup.recv().await.is_some() {
+                                    if let Err(ps) = tokio::task::block_in_place(|| engine.reload()) {
+                                        tracing::error!(problems = ?ps, "alert rules not reloaded; the old ones stay");
                                     }
-                                } => {}
-                            }
-                        });
-                        if let Ok(mut t) = started.lock() {
-                            *t = Some(task);
+                                }
+                            } => {}
                         }
+                    });
+                    if let Ok(mut t) = started.lock() {
+                        *t = Some(task);
                     }
-                    Err(e) => tracing::error!(error = %e, "alerting is off: the engine did not start"),
                 }
+                Err(e) => tracing::error!(error = %e, "alerting is off: the engine did not start"),
             }
-            tally_query::router_with(source, api)
-        };
-        let shutdown = async move {
-            shutdown.await;
-            // The alert engine saves its state before the store closes.
-            let _ = alert_stop.send(true);
-            let task = engine_task.lock().ok().and_then(|mut t| t.take());
-            if let Some(t) = task {
-                let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-            }
-        };
-        tally_store::server::run(
-            settings,
-            Some(Box::new(extra)),
-            |bound| {
-                // One stable line on stdout: scripts and tests read the real ports from it.
-                println!("tally store: line={} http={}", bound.line, bound.http);
-            },
-            shutdown,
-        )
-        .await?;
-        Ok::<_, anyhow::Error>(())
-    })
+        }
+        tally_query::router_with(source, api)
+    };
+    let shutdown = async move {
+        shutdown.await;
+        // The alert engine saves its state before the store closes.
+        let _ = alert_stop.send(true);
+        let task = engine_task.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    };
+    tally_store::server::run(settings, Some(Box::new(extra)), on_bound, shutdown).await?;
+    Ok(())
 }
 
 fn run_agent(args: AgentArgs) -> Result<()> {
@@ -650,6 +662,7 @@ fn main() {
     init_logging(&cli.global);
     let result = match cli.command {
         Command::Store(args) => run_store(args),
+        Command::Demo(args) => demo::run(args),
         Command::Agent(args) => run_agent(args),
         Command::GenLog(args) => gen_log(args),
         Command::Check(_) => unreachable!("handled above"),

@@ -191,6 +191,8 @@ pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
         None => Router::new(),
     };
     Router::new()
+        .route("/", get(web_page))
+        .route("/index.html", get(web_page))
         .route("/events", get(events_get).post(event_post))
         .route("/events/", get(events_get).post(event_post))
         .route("/events/get_data", get(events_get).post(events_get))
@@ -226,6 +228,20 @@ pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
         .with_state(api)
         .merge(alerts)
         .layer(axum::middleware::from_fn_with_state(tokens, auth))
+}
+
+/// The web page: one self-contained file compiled into the binary (no CDN, works offline).
+const WEB_PAGE: &str = include_str!("web/index.html");
+
+async fn web_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        WEB_PAGE,
+    )
+        .into_response()
 }
 
 async fn render(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {

@@ -480,7 +480,11 @@ impl Alerting {
                         Policy::Alert
                     })
             };
-            let nodata = policy("nodata", r.nodata.as_deref(), &mut problems);
+            // An absence rule with no series at all has nothing that used to report: ok.
+            let nodata = match (&r.absent_for, &r.nodata) {
+                (Some(_), None) => Policy::Ok,
+                _ => policy("nodata", r.nodata.as_deref(), &mut problems),
+            };
             let on_error = policy("on_error", r.on_error.as_deref(), &mut problems);
             let absent = r.absent_for.as_deref().map(|a| {
                 let absent_for = secs(&format!("{place}.absent_for"), Some(a), 300, &mut problems);
