@@ -69,7 +69,9 @@ fn generate(log: PathBuf, rate: u64, incident_every: Duration, stop: Arc<AtomicB
                 let s = sources[incident_no % sources.len()];
                 incident_no += 1;
                 g.incident = Some(s);
-                println!("demo: incident: {s} failure beacons spike, 5xx rise, latency grows (90 s)");
+                println!(
+                    "demo: incident: {s} failure beacons spike, 5xx rise, latency grows (90 s)"
+                );
             } else {
                 g.incident = None;
                 println!("demo: incident over");
@@ -112,28 +114,36 @@ url = "{store_url}"
         dir.join("agent").display(),
         dir.join("logs").display(),
     );
-    let config = tally_agent::AgentConfig::parse(&text).map_err(|ps| anyhow::anyhow!(ps.join("; ")))?;
+    let config =
+        tally_agent::AgentConfig::parse(&text).map_err(|ps| anyhow::anyhow!(ps.join("; ")))?;
     tally_agent::Settings::try_from(config).map_err(|ps| anyhow::anyhow!(ps.join("; ")))
 }
 
 pub fn run(a: DemoArgs) -> Result<()> {
     let dir = a.data_dir.clone();
     for sub in ["store", "agent", "logs"] {
-        std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
     let incident_every = tally_proto::duration::parse_duration(&a.incident_every)
         .map_err(|e| anyhow::anyhow!("--incident-every: {e}"))?;
     // The rules, with the notifiers asked for, in a file the engine can reload.
     // Top-level keys first, then the rules' tables, then the notifiers'.
-    let mut rules = format!("external_url = \"http://{}\"\n{DEMO_RULES}\n[[notify]]\nkind = \"console\"\n", a.http_listen);
+    let mut rules = format!(
+        "external_url = \"http://{}\"\n{DEMO_RULES}\n[[notify]]\nkind = \"console\"\n",
+        a.http_listen
+    );
     if let Some(am) = &a.alertmanager {
-        rules.push_str(&format!("[[notify]]\nkind = \"alertmanager\"\nurl = \"{am}\"\n"));
+        rules.push_str(&format!(
+            "[[notify]]\nkind = \"alertmanager\"\nurl = \"{am}\"\n"
+        ));
     }
     if let Some(w) = &a.webhook {
         rules.push_str(&format!("[[notify]]\nkind = \"webhook\"\nurl = \"{w}\"\n"));
     }
     let alerts_path = dir.join("alerts.toml");
-    std::fs::write(&alerts_path, &rules).with_context(|| format!("writing {}", alerts_path.display()))?;
+    std::fs::write(&alerts_path, &rules)
+        .with_context(|| format!("writing {}", alerts_path.display()))?;
     let alerting = tally_query::alert::Alerting::load(&alerts_path).map_err(crate::problems)?;
     let mut config = tally_store::StoreConfig::default();
     config.data_dir = dir.join("store");
@@ -154,14 +164,20 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<std::net::SocketAddr>();
     let agent = {
         let (dir, stats) = (dir.clone(), agent_stats.clone());
-        std::thread::Builder::new().name("demo-agent".into()).spawn(move || -> Result<()> {
-            // The agent starts once the store listens, shipping to its real address.
-            let Ok(http) = bound_rx.recv() else { return Ok(()) };
-            let settings = agent_settings(&dir, &format!("http://{http}"))?;
-            tally_agent::run(settings, stats, |_| {})
-        })?
+        std::thread::Builder::new()
+            .name("demo-agent".into())
+            .spawn(move || -> Result<()> {
+                // The agent starts once the store listens, shipping to its real address.
+                let Ok(http) = bound_rx.recv() else {
+                    return Ok(());
+                };
+                let settings = agent_settings(&dir, &format!("http://{http}"))?;
+                tally_agent::run(settings, stats, |_| {})
+            })?
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(async {
         let signal = crate::shutdown_signal()?;
         let (stats, stop2) = (agent_stats.clone(), stop.clone());

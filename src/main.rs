@@ -175,8 +175,10 @@ struct RulesTestArgs {
     /// Start of the replay (graphite time syntax: -7d, -3h, epoch).
     #[arg(long, default_value = "-7d")]
     from: String,
+    /// End of the replay.
     #[arg(long, default_value = "now")]
     until: String,
+    /// Bearer token for a store with api_read_token.
     #[arg(long, env = "TALLY_TOKEN")]
     token: Option<String>,
 }
@@ -189,6 +191,7 @@ struct GenLogArgs {
     /// How many lines.
     #[arg(long, default_value_t = 1_000_000)]
     lines: u64,
+    /// The same seed writes the same lines.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Log-time lines per second.

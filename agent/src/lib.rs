@@ -357,6 +357,7 @@ fn main_loop(a: &mut Agent) -> Result<()> {
     let mut last_scan = Instant::now();
     let mut last_commit = Instant::now();
     let mut progress_at = Instant::now();
+    let mut progress_bytes = 0u64;
     loop {
         let stopping = a.stats.stopping.load(Ordering::Relaxed);
         if last_scan.elapsed() >= a.s.scan_interval {
@@ -383,9 +384,22 @@ fn main_loop(a: &mut Agent) -> Result<()> {
             a.commit(!more)?;
             last_commit = Instant::now();
             if more && progress_at.elapsed() >= Duration::from_secs(10) {
+                // Progress and an ETA while a backlog is read (after downtime, on a first start
+                // with start_at = "beginning").
+                let secs = progress_at.elapsed().as_secs_f64();
+                let bytes = a.tailer.counts.bytes;
+                let rate = (bytes - progress_bytes) as f64 / secs.max(0.001);
+                let backlog = a.tailer.backlog();
                 progress_at = Instant::now();
+                progress_bytes = bytes;
                 tracing::info!(
-                    backlog_bytes = a.tailer.backlog(),
+                    backlog_mb = backlog / 1_000_000,
+                    mb_per_s = (rate / 1e6).round() as u64,
+                    eta_secs = if rate > 0.0 {
+                        (backlog as f64 / rate).round() as u64
+                    } else {
+                        0
+                    },
                     lines = a.matcher.counts.lines,
                     "catching up"
                 );

@@ -319,12 +319,40 @@ impl Store {
         let (mut records, mut points, mut next) = (0u64, 0u64, 0u64);
         let mut batch = PointBatch::default();
         let mut keys = Vec::new();
+        // Records are numbered in order and deleted in order once flushed, so the first and last
+        // numbers bound how many remain: enough for progress and an ETA on a long recovery.
+        let seq_of = |key: &[u8]| {
+            <[u8; 8]>::try_from(key)
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::Corrupt("log key".into()))
+        };
+        let first = match self.inner.db.iterator_cf(cf, IteratorMode::Start).next() {
+            Some(item) => seq_of(&item?.0)?,
+            None => 0,
+        };
+        let last = match self.inner.db.iterator_cf(cf, IteratorMode::End).next() {
+            Some(item) => seq_of(&item?.0)?,
+            None => 0,
+        };
+        let total = (last + 1).saturating_sub(first).max(1);
+        let mut reported = Instant::now();
         for item in self.inner.db.iterator_cf(cf, IteratorMode::Start) {
             let (key, value) = item?;
-            let seq = <[u8; 8]>::try_from(&*key)
-                .map(u64::from_be_bytes)
-                .map_err(|_| Error::Corrupt("log key".into()))?;
+            let seq = seq_of(&key)?;
             next = next.max(seq + 1);
+            if reported.elapsed() >= Duration::from_secs(2) {
+                reported = Instant::now();
+                let done = (seq + 1).saturating_sub(first).min(total);
+                let secs = started.elapsed().as_secs_f64();
+                let eta = secs / done.max(1) as f64 * (total - done) as f64;
+                info!(
+                    done,
+                    total,
+                    percent = done * 100 / total,
+                    eta_secs = eta.round() as u64,
+                    "recovering: replaying unflushed log records"
+                );
+            }
             for parsed in Lines::new(&value) {
                 if let Ok(Parsed::Metric(m)) = parsed {
                     batch.push_metric(&m, 0);

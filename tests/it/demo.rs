@@ -15,10 +15,17 @@ fn issue_7_readme_run_command_from_a_fresh_clone_serves_beacons_and_stops_on_sig
     let repo = env!("CARGO_MANIFEST_DIR");
     let tmp = tempfile::tempdir().expect("tempdir");
     let clone = tmp.path().join("clone");
-    let st = Command::new("git").args(["clone", "-q", repo]).arg(&clone).status().expect("git runs");
+    let st = Command::new("git")
+        .args(["clone", "-q", repo])
+        .arg(&clone)
+        .status()
+        .expect("git runs");
     assert!(st.success(), "git clone of {repo}");
     // The same target directory as this test binary: the build is shared, not repeated.
-    let target = crate::web::artifacts_dir().parent().map(|p| p.to_path_buf()).expect("target dir");
+    let target = crate::web::artifacts_dir()
+        .parent()
+        .map(|p| p.to_path_buf())
+        .expect("target dir");
     let http = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(clone.join("x"))
         .args(["run", "--data-dir"])
@@ -53,22 +60,42 @@ fn issue_7_readme_run_command_from_a_fresh_clone_serves_beacons_and_stops_on_sig
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("./x run exited: {:?}; {seen:#?}", child.wait()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("./x run exited: {:?}; {seen:#?}", child.wait())
+            }
         }
-        assert!(Instant::now() < build_deadline, "no banner from ./x run: {seen:#?}");
+        assert!(
+            Instant::now() < build_deadline,
+            "no banner from ./x run: {seen:#?}"
+        );
     }
     let started = Instant::now();
-    let page = reqwest::blocking::get(format!("http://{http}/")).expect("page").text().expect("text");
-    assert!(page.contains("<title>Tally</title>"), "the web page is served");
-    let url = format!("http://{http}/render?target=sumSeries(seriesByTag('name=beacons'))&from=-5min&format=json");
+    let page = reqwest::blocking::get(format!("http://{http}/"))
+        .expect("page")
+        .text()
+        .expect("text");
+    assert!(
+        page.contains("<title>Tally</title>"),
+        "the web page is served"
+    );
+    let url = format!(
+        "http://{http}/render?target=sumSeries(seriesByTag('name=beacons'))&from=-5min&format=json"
+    );
     loop {
-        let body = reqwest::blocking::get(&url).and_then(|r| r.text()).unwrap_or_default();
+        let body = reqwest::blocking::get(&url)
+            .and_then(|r| r.text())
+            .unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        let points = v[0]["datapoints"].as_array().map_or(0, |d| d.iter().filter(|p| p[0].as_f64().is_some()).count());
+        let points = v[0]["datapoints"]
+            .as_array()
+            .map_or(0, |d| d.iter().filter(|p| p[0].as_f64().is_some()).count());
         if points > 0 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "no beacon series within a minute: {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no beacon series within a minute: {body}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     #[allow(unsafe_code)]
@@ -81,12 +108,18 @@ fn issue_7_readme_run_command_from_a_fresh_clone_serves_beacons_and_stops_on_sig
         if let Ok(Some(s)) = child.try_wait() {
             break s;
         }
-        assert!(Instant::now() < deadline, "./x run did not stop within 30 s of SIGINT");
+        assert!(
+            Instant::now() < deadline,
+            "./x run did not stop within 30 s of SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
         seen.push(l);
     }
     assert!(status.success(), "exit status {status:?}; {seen:#?}");
-    assert!(seen.iter().any(|l| l == "demo: stopped cleanly"), "{seen:#?}");
+    assert!(
+        seen.iter().any(|l| l == "demo: stopped cleanly"),
+        "{seen:#?}"
+    );
 }

@@ -21,7 +21,10 @@ struct Driver {
 impl Driver {
     fn start() -> Driver {
         for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
-            assert!(Path::new(bin).exists(), "{bin} is missing: run scripts/setup.sh test (./x test does)");
+            assert!(
+                Path::new(bin).exists(),
+                "{bin} is missing: run scripts/setup.sh test (./x test does)"
+            );
         }
         let port = free_port();
         let child = Command::new("/usr/bin/chromedriver")
@@ -31,9 +34,16 @@ impl Driver {
             .spawn()
             .expect("chromedriver starts");
         let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while http.get(format!("{base}/status")).send().map_or(true, |r| !r.status().is_success()) {
+        while http
+            .get(format!("{base}/status"))
+            .send()
+            .map_or(true, |r| !r.status().is_success())
+        {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -44,9 +54,23 @@ impl Driver {
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"]
             }
         }}});
-        let v: Value = http.post(format!("{base}/session")).json(&caps).send().expect("session").json().expect("json");
-        let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
-        Driver { child, base, session, http }
+        let v: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .expect("session")
+            .json()
+            .expect("json");
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_string();
+        Driver {
+            child,
+            base,
+            session,
+            http,
+        }
     }
 
     fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
@@ -67,12 +91,24 @@ impl Driver {
     }
 
     fn js(&self, script: &str) -> Value {
-        self.cmd("POST", "/execute/sync", json!({ "script": script, "args": [] }))
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
     }
 
     fn element(&self, css: &str) -> String {
-        let v = self.cmd("POST", "/element", json!({"using": "css selector", "value": css}));
-        v.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element id").to_string()
+        let v = self.cmd(
+            "POST",
+            "/element",
+            json!({"using": "css selector", "value": css}),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .expect("element id")
+            .to_string()
     }
 
     fn click(&self, css: &str) {
@@ -83,7 +119,11 @@ impl Driver {
     fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css);
         self.cmd("POST", &format!("/element/{id}/clear"), json!({}));
-        self.cmd("POST", &format!("/element/{id}/value"), json!({ "text": text }));
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            json!({ "text": text }),
+        );
     }
 
     /// Waits until `script` returns something truthy; returns it.
@@ -91,11 +131,18 @@ impl Driver {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let v = self.js(script);
-            let truthy = !(v.is_null() || v == json!(false) || v == json!(0) || v == json!("") || v == json!("0"));
+            let truthy = !(v.is_null()
+                || v == json!(false)
+                || v == json!(0)
+                || v == json!("")
+                || v == json!("0"));
             if truthy {
                 return v;
             }
-            assert!(Instant::now() < deadline, "the page never showed {what} (last: {v})");
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {what} (last: {v})"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -103,7 +150,9 @@ impl Driver {
     fn screenshot(&self, name: &str) -> PathBuf {
         use base64::Engine;
         let b64 = self.cmd("GET", "/screenshot", Value::Null);
-        let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().expect("png")).expect("base64");
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().expect("png"))
+            .expect("base64");
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         let dir = artifacts_dir();
         std::fs::create_dir_all(&dir).expect("artifacts dir");
@@ -115,7 +164,10 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.http.delete(format!("{}/session/{}", self.base, self.session)).send();
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -124,7 +176,10 @@ impl Drop for Driver {
 /// `<target dir>/artifacts`, found from this test binary's path (`<target>/debug/deps/it-...`).
 pub fn artifacts_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("exe");
-    exe.ancestors().nth(3).map_or_else(|| PathBuf::from("target"), Path::to_path_buf).join("artifacts")
+    exe.ancestors()
+        .nth(3)
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
+        .join("artifacts")
 }
 
 #[test]
@@ -136,7 +191,10 @@ fn issue_7_web_page_in_headless_chromium_draws_graphs_and_shows_alerts() {
         "[[rule]]\nname = \"BeaconFailures\"\ntarget = \"seriesByTag('name=beacons')\"\nwindow = \"5m\"\nreduce = \"sum\"\ncrit = 100\ninterval = \"1s\"\n",
     )
     .expect("rules");
-    let store = StoreProc::start(&tmp.path().join("data"), &["--alerts", &rules.to_string_lossy()]);
+    let store = StoreProc::start(
+        &tmp.path().join("data"),
+        &["--alerts", &rules.to_string_lossy()],
+    );
     let http = store.http.to_string();
     let now = unix_now() / 10 * 10;
     let mut text = String::new();
@@ -147,30 +205,65 @@ fn issue_7_web_page_in_headless_chromium_draws_graphs_and_shows_alerts() {
     }
     ingest(&http, &text);
     let d = Driver::start();
-    d.go(&format!("http://{http}/#target={}&from=-15min", "seriesByTag('name%3Dbeacons'%2C'source%3Dcdn_fastly')"));
-    let points = d.wait("return document.querySelector('#chart').dataset.points", "a drawn graph");
-    assert!(points.as_str().unwrap_or("0").parse::<u32>().unwrap_or(0) >= 55, "points drawn: {points}");
-    let legend = d.js("return document.querySelector('#legend').innerText").as_str().unwrap_or("").to_string();
+    d.go(&format!(
+        "http://{http}/#target={}&from=-15min",
+        "seriesByTag('name%3Dbeacons'%2C'source%3Dcdn_fastly')"
+    ));
+    let points = d.wait(
+        "return document.querySelector('#chart').dataset.points",
+        "a drawn graph",
+    );
+    assert!(
+        points.as_str().unwrap_or("0").parse::<u32>().unwrap_or(0) >= 55,
+        "points drawn: {points}"
+    );
+    let legend = d
+        .js("return document.querySelector('#legend').innerText")
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     assert!(legend.contains("source=cdn_fastly"), "legend: {legend}");
     // The last value in the legend is the newest point (i = 59: 10 + 59 % 7 = 13).
     assert!(legend.trim_end().ends_with("13"), "legend: {legend}");
     // The metric tree and the tag list come from the API.
-    d.wait("return document.querySelector('#tags').innerText.includes('source')", "the tag list");
+    d.wait(
+        "return document.querySelector('#tags').innerText.includes('source')",
+        "the tag list",
+    );
     // Type two targets, draw: two series on one graph.
-    d.type_into("#targets", "seriesByTag('name=beacons','source=origin')\nsumSeries(seriesByTag('name=beacons'))");
+    d.type_into(
+        "#targets",
+        "seriesByTag('name=beacons','source=origin')\nsumSeries(seriesByTag('name=beacons'))",
+    );
     d.click("#draw");
     d.wait("return document.querySelector('#chart').dataset.series === '2' && document.querySelector('#legend').innerText.includes('sumSeries')", "two targets on one graph");
     let shot = d.screenshot("web-page.png");
     // Alerts: the rule fires (the last 5 minutes sum well above 100); the page shows it.
     d.click("nav button[data-tab=alerts]");
-    d.wait("return document.querySelector('#instances tbody').innerText.includes('firing')", "a firing alert");
-    let rules_text = d.js("return document.querySelector('#rules tbody').innerText").as_str().unwrap_or("").to_string();
-    assert!(rules_text.contains("BeaconFailures") && rules_text.contains("sum over 300 s"), "rules: {rules_text}");
+    d.wait(
+        "return document.querySelector('#instances tbody').innerText.includes('firing')",
+        "a firing alert",
+    );
+    let rules_text = d
+        .js("return document.querySelector('#rules tbody').innerText")
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        rules_text.contains("BeaconFailures") && rules_text.contains("sum over 300 s"),
+        "rules: {rules_text}"
+    );
     d.click("#instances a[data-i='0']");
-    d.wait("return +document.querySelector('#alertchart').dataset.points > 0", "the alert's graph");
+    d.wait(
+        "return +document.querySelector('#alertchart').dataset.points > 0",
+        "the alert's graph",
+    );
     d.screenshot("web-alerts.png");
     // Health: the store's own series are graphed.
     d.click("nav button[data-tab=health]");
-    d.wait("return document.querySelectorAll('#healthgrid canvas').length === 6", "the health graphs");
+    d.wait(
+        "return document.querySelectorAll('#healthgrid canvas').length === 6",
+        "the health graphs",
+    );
     eprintln!("screenshot: {}", shot.display());
 }
