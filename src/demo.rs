@@ -145,11 +145,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
     std::fs::write(&alerts_path, &rules)
         .with_context(|| format!("writing {}", alerts_path.display()))?;
     let alerting = tally_query::alert::Alerting::load(&alerts_path).map_err(crate::problems)?;
-    let mut config = tally_store::StoreConfig::default();
-    config.data_dir = dir.join("store");
-    config.http_listen = a.http_listen.clone();
-    config.line_listen = a.line_listen.clone();
-    config.alerts = Some(alerts_path.clone());
+    let config = tally_store::StoreConfig {
+        data_dir: dir.join("store"),
+        http_listen: a.http_listen.clone(),
+        line_listen: a.line_listen.clone(),
+        alerts: Some(alerts_path.clone()),
+        ..Default::default()
+    };
     let settings = tally_store::Settings::try_from(config)?;
 
     let stop = Arc::new(AtomicBool::new(false));
