@@ -87,6 +87,40 @@ struct Stream {
 }
 
 impl Stream {
+    /// A stream of a file just opened (not from a checkpoint), fingerprinted at once.
+    fn opened(
+        path: PathBuf,
+        dev: u64,
+        ino: u64,
+        offset: u64,
+        gz: bool,
+        input: usize,
+        file: File,
+    ) -> Stream {
+        let mut s = Stream {
+            st: FileState {
+                path,
+                dev,
+                ino,
+                fp_len: 0,
+                fp: 0,
+                offset,
+                skipping: false,
+                gz,
+            },
+            input,
+            file: Some(file),
+            gz: None,
+            gz_done: false,
+            buf: Vec::new(),
+            in_glob: true,
+            last_size: 0,
+            last_growth: Instant::now(),
+        };
+        update_fp(&mut s);
+        s
+    }
+
     fn read_pos(&self) -> u64 {
         self.st.offset + self.buf.len() as u64
     }
@@ -344,28 +378,9 @@ impl Tailer {
             };
             tracing::info!(path = %c.path.display(), offset, "following");
             let input = c.input;
-            let mut s = Stream {
-                st: FileState {
-                    path: c.path,
-                    dev: c.dev,
-                    ino: c.ino,
-                    fp_len: 0,
-                    fp: 0,
-                    offset,
-                    skipping: false,
-                    gz: c.gz,
-                },
-                input,
-                file: Some(file),
-                gz: None,
-                gz_done: false,
-                buf: Vec::new(),
-                in_glob: true,
-                last_size: 0,
-                last_growth: Instant::now(),
-            };
-            update_fp(&mut s);
-            self.streams.push(s);
+            self.streams.push(Stream::opened(
+                c.path, c.dev, c.ino, offset, c.gz, input, file,
+            ));
             self.counts.opened += 1;
         }
         // Checkpointed streams not under the globs any more: rotated while we were down?
@@ -535,28 +550,8 @@ impl Tailer {
         {
             return;
         }
-        let mut s = Stream {
-            st: FileState {
-                path,
-                dev,
-                ino,
-                fp_len: 0,
-                fp: 0,
-                offset: 0,
-                skipping: false,
-                gz: false,
-            },
-            input,
-            file: Some(file),
-            gz: None,
-            gz_done: false,
-            buf: Vec::new(),
-            in_glob: true,
-            last_size: 0,
-            last_growth: Instant::now(),
-        };
-        update_fp(&mut s);
-        self.streams.push(s);
+        self.streams
+            .push(Stream::opened(path, dev, ino, 0, false, input, file));
     }
 
     fn read_one(&mut self, i: usize, line: &mut dyn FnMut(&[u8])) -> std::io::Result<bool> {

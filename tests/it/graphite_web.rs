@@ -1,7 +1,6 @@
 //! A real graphite-web 1.1.8 (Debian `graphite-web`, under gunicorn) on a loopback port, in a temp
 //! dir, as the reference for compatibility tests. Killed when the guard drops.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,12 +15,7 @@ pub struct GraphiteWeb {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crate::proc::free_port;
 
 impl GraphiteWeb {
     /// graphite-web alone: enough for storage-free targets.

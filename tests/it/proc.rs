@@ -21,27 +21,19 @@ impl StoreProc {
 
     /// A store whose HTTP address is `http` (to come back on the same port after a stop).
     pub fn start_on(dir: &Path, http: &str, extra: &[&str]) -> StoreProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args([
-                "-q",
-                "store",
-                "--line-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                http,
-                "--data-dir",
-            ])
-            .arg(dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("tally binary starts");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("store prints its addresses");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
+        cmd.args([
+            "-q",
+            "store",
+            "--line-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            http,
+            "--data-dir",
+        ])
+        .arg(dir)
+        .args(extra);
+        let (child, line) = spawn_first_line(&mut cmd, "store prints its addresses");
         // "tally store: line=127.0.0.1:P http=127.0.0.1:Q"
         let field = |key: &str| -> SocketAddr {
             line.split_whitespace()
@@ -96,6 +88,20 @@ impl StoreProc {
     }
 }
 
+/// Starts `cmd` with stdout piped and returns the child with the first line it prints (the
+/// `tally` commands print their addresses there once they listen).
+fn spawn_first_line(cmd: &mut Command, what: &str) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("tally binary starts");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect(what);
+    (child, line)
+}
+
 /// SIGTERM to a child, then wait (bounded) for its exit status.
 pub fn terminate(child: &mut Child, what: &str) -> ExitStatus {
     let pid = child.id() as libc::pid_t;
@@ -126,18 +132,9 @@ pub struct AgentProc {
 
 impl AgentProc {
     pub fn start(config: &Path) -> AgentProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["-q", "agent", "--config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("tally binary starts");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("agent prints its start line");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
+        cmd.args(["-q", "agent", "--config"]).arg(config);
+        let (child, line) = spawn_first_line(&mut cmd, "agent prints its start line");
         // "tally agent: files=N metrics=ADDR|off"
         assert!(
             line.starts_with("tally agent:"),
