@@ -253,6 +253,7 @@ fn issue_7_web_page_in_headless_chromium_draws_graphs_and_shows_alerts() {
         rules_text.contains("BeaconFailures") && rules_text.contains("sum over 300 s"),
         "rules: {rules_text}"
     );
+    d.wait("return [...document.querySelectorAll('#instances canvas.spark')].some((c) => +c.dataset.points > 0)", "a small graph per instance");
     d.click("#instances a[data-i='0']");
     d.wait(
         "return +document.querySelector('#alertchart').dataset.points > 0",
