@@ -751,12 +751,23 @@ impl Engine {
                 .cloned()
                 .collect()
         };
-        for rule in &due {
-            let started = std::time::Instant::now();
-            let observed = observe(&self.source, rule, now);
-            let took = started.elapsed().as_millis() as u64;
-            self.lock().apply(rule, observed, now, took);
-        }
+        // Queries run in parallel over the cores; applying a result is a short locked step.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(due.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(rule) = due.get(i) else { break };
+                    let started = std::time::Instant::now();
+                    let observed = observe(&self.source, rule, now);
+                    let took = started.elapsed().as_millis() as u64;
+                    self.lock().apply(rule, observed, now, took);
+                });
+            }
+        });
         due.len()
     }
 
