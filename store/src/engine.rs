@@ -87,6 +87,8 @@ pub struct StoreOptions {
     pub max_head_points: usize,
     /// Most points one read may return.
     pub max_points_per_read: usize,
+    /// Where opening reports its recovery progress (for the page served while it runs).
+    pub progress: Option<Arc<Recovery>>,
 }
 
 impl StoreOptions {
@@ -96,7 +98,27 @@ impl StoreOptions {
             schemas: Schemas::default(),
             max_head_points: 4_000_000,
             max_points_per_read: 10_000_000,
+            progress: None,
         }
+    }
+}
+
+/// Progress of the recovery a store does while it opens: log records replayed of the total.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub done: AtomicU64,
+    pub total: AtomicU64,
+    pub elapsed_ms: AtomicU64,
+}
+
+impl Recovery {
+    /// `(done, total, eta_secs)`; the ETA is `None` until something is done.
+    pub fn snapshot(&self) -> (u64, u64, Option<u64>) {
+        let done = self.done.load(Relaxed);
+        let total = self.total.load(Relaxed);
+        let ms = self.elapsed_ms.load(Relaxed);
+        let eta = (done > 0 && total >= done).then(|| ms * (total - done) / done / 1000);
+        (done, total, eta)
     }
 }
 
@@ -270,7 +292,7 @@ impl Store {
             }),
         };
         store.load_index()?;
-        store.replay_log()?;
+        store.replay_log(opts.progress.as_deref())?;
         let last_event = store
             .events(i64::MIN, i64::MAX)?
             .iter()
@@ -313,7 +335,7 @@ impl Store {
 
     /// Puts every log record still present back into the head: these are the points that were
     /// written but not yet flushed into chunks when the process stopped.
-    fn replay_log(&self) -> Result<()> {
+    fn replay_log(&self, progress: Option<&Recovery>) -> Result<()> {
         let started = Instant::now();
         let cf = self.cf(CF_LOG)?;
         let (mut records, mut points, mut next) = (0u64, 0u64, 0u64);
@@ -335,11 +357,20 @@ impl Store {
             None => 0,
         };
         let total = (last + 1).saturating_sub(first).max(1);
+        if let Some(p) = progress {
+            p.total.store(total, Relaxed);
+        }
         let mut reported = Instant::now();
         for item in self.inner.db.iterator_cf(cf, IteratorMode::Start) {
             let (key, value) = item?;
             let seq = seq_of(&key)?;
             next = next.max(seq + 1);
+            if let Some(p) = progress {
+                p.done
+                    .store((seq + 1).saturating_sub(first).min(total), Relaxed);
+                p.elapsed_ms
+                    .store(started.elapsed().as_millis() as u64, Relaxed);
+            }
             if reported.elapsed() >= Duration::from_secs(2) {
                 reported = Instant::now();
                 let done = (seq + 1).saturating_sub(first).min(total);

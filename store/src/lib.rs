@@ -25,7 +25,7 @@ mod tag_expr;
 
 pub use batch::PointBatch;
 pub use config::{Settings, StoreConfig};
-pub use engine::{Durability, Series, Store, StoreOptions};
+pub use engine::{Durability, Recovery, Series, Store, StoreOptions};
 pub use error::{Error, Result};
 pub use events::{Event, TagMatch};
 pub use index::{FindMatch, MemIndex};

@@ -38,10 +38,37 @@ pub async fn run(
     let mut opts = StoreOptions::new(&settings.data_dir);
     opts.schemas = settings.schemas.clone();
     opts.max_head_points = settings.max_head_points;
+    // The HTTP port answers at once: while the store opens (recovery after a crash can take a
+    // while), every request gets 503 with the progress and an ETA, so a person sees why.
+    let http_std = std::net::TcpListener::bind(settings.http_listen)?;
+    http_std.set_nonblocking(true)?;
+    let progress = Arc::new(crate::engine::Recovery::default());
+    opts.progress = Some(progress.clone());
+    let (opened_tx, opened_rx) = tokio::sync::oneshot::channel::<()>();
+    let interim = {
+        let listener = TcpListener::from_std(http_std.try_clone()?)?;
+        let app = recovering_router(progress.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = opened_rx.await;
+                })
+                .await;
+        })
+    };
     let started = Instant::now();
     let store = tokio::task::spawn_blocking(move || Store::open(opts))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
+    let _ = opened_tx.send(());
+    // A client holding a connection open must not keep the interim server alive.
+    let mut interim = interim;
+    if tokio::time::timeout(Duration::from_secs(5), &mut interim)
+        .await
+        .is_err()
+    {
+        interim.abort();
+    }
     info!(dir = %settings.data_dir.display(), series = store.series_count(), elapsed_ms = started.elapsed().as_millis() as u64, "store open");
 
     let line = TcpListener::bind(settings.line_listen).await?;
@@ -51,7 +78,7 @@ pub async fn run(
     } else {
         None
     };
-    let http = TcpListener::bind(settings.http_listen).await?;
+    let http = TcpListener::from_std(http_std)?;
     let http_addr = http.local_addr()?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -187,4 +214,86 @@ async fn self_metrics_loop(store: Store, every: Duration, stop: watch::Receiver<
         }
     })
     .await;
+}
+
+/// What the HTTP port answers while the store is still opening: 503 with the recovery's
+/// progress and ETA, as JSON on `/api/v1/status` and as a page that refreshes itself elsewhere.
+pub fn recovering_router(progress: Arc<crate::engine::Recovery>) -> Router {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let status = move |uri: axum::http::Uri| {
+        let progress = progress.clone();
+        async move {
+            let (done, total, eta) = progress.snapshot();
+            let pct = (done * 100).checked_div(total).unwrap_or(0);
+            if uri.path() == "/api/v1/status" {
+                let body = format!(
+                    "{{\"state\":\"recovering\",\"done\":{done},\"total\":{total},\"percent\":{pct},\"eta_secs\":{}}}",
+                    eta.map_or("null".to_string(), |e| e.to_string())
+                );
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response();
+            }
+            let eta = eta.map_or("estimating".to_string(), |e| format!("about {e} s left"));
+            let body = format!(
+                "<!doctype html><meta http-equiv=refresh content=2><title>Tally: recovering</title>\
+                 <body style=\"font:16px system-ui;background:#0f1419;color:#d8dee6;padding:40px\">\
+                 <h1>Tally is recovering</h1><p>Replaying writes that were not flushed before the last stop: \
+                 {done} of {total} records ({pct}%), {eta}.</p><p>This page refreshes itself.</p>"
+            );
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [
+                    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                    (header::RETRY_AFTER, "2"),
+                ],
+                body,
+            )
+                .into_response()
+        }
+    };
+    Router::new().fallback(status)
+}
+
+#[cfg(test)]
+mod recovering_tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::Ordering::Relaxed;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn while_opening_every_request_gets_progress_and_an_eta() {
+        let p = Arc::new(crate::engine::Recovery::default());
+        p.total.store(1000, Relaxed);
+        p.done.store(250, Relaxed);
+        p.elapsed_ms.store(10_000, Relaxed);
+        let app = recovering_router(p);
+        let req = axum::http::Request::get("/api/v1/status")
+            .body(axum::body::Body::empty())
+            .expect("req");
+        let resp = app.clone().oneshot(req).await.expect("resp");
+        assert_eq!(resp.status(), 503);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(
+            std::str::from_utf8(&body).expect("utf8"),
+            r#"{"state":"recovering","done":250,"total":1000,"percent":25,"eta_secs":30}"#
+        );
+        let req = axum::http::Request::get("/render?target=x")
+            .body(axum::body::Body::empty())
+            .expect("req");
+        let resp = app.oneshot(req).await.expect("resp");
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["retry-after"], "2");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("250 of 1000 records (25%), about 30 s left"),
+            "{text}"
+        );
+    }
 }

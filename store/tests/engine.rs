@@ -125,7 +125,13 @@ fn unflushed_points_survive_a_crash() {
             .expect("write");
         // Dropped without close: the second write is only in the log.
     }
-    let store = Store::open(opts(dir.path())).expect("reopen");
+    let progress = std::sync::Arc::new(tally_store::Recovery::default());
+    let mut o = opts(dir.path());
+    o.progress = Some(progress.clone());
+    let store = Store::open(o).expect("reopen");
+    // Recovery reported its progress: every remaining log record replayed.
+    let (done, total, _) = progress.snapshot();
+    assert_eq!((done, total), (1, 1));
     assert_eq!(
         values(&store, "c;host=w1", t0 - 10, t0 + 10),
         [Some(5.0), Some(6.0)]
