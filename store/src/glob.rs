@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub enum NodeMatcher {
     Literal(String),
+    /// `*` alone: every node (the commonest glob; no regex to build or run).
+    Any,
     Glob(Regex),
     /// `**`: zero or more nodes.
     AnyDepth,
@@ -19,6 +21,7 @@ impl NodeMatcher {
     pub fn matches(&self, node: &str) -> bool {
         match self {
             NodeMatcher::Literal(l) => l == node,
+            NodeMatcher::Any => true,
             NodeMatcher::Glob(re) => re.is_match(node),
             NodeMatcher::AnyDepth => true,
         }
@@ -61,6 +64,9 @@ pub fn compile(pattern: &str) -> Result<Vec<NodeMatcher>> {
             }
             if node == "**" {
                 return Ok(NodeMatcher::AnyDepth);
+            }
+            if node == "*" {
+                return Ok(NodeMatcher::Any);
             }
             if !node.contains(['*', '?', '[', '{']) {
                 return Ok(NodeMatcher::Literal(node.to_owned()));

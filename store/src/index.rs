@@ -259,7 +259,7 @@ impl Index {
                     path.pop();
                 }
             }
-            NodeMatcher::Glob(_) => {
+            NodeMatcher::Any | NodeMatcher::Glob(_) => {
                 for (name, &child) in &self.tree[node].children {
                     if first.matches(name) {
                         path.push(name);
