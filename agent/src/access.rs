@@ -187,17 +187,6 @@ pub fn number(b: &[u8]) -> Option<f64> {
 
 const POW10: [f64; 10] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 fn digits(b: &[u8]) -> Option<i64> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
@@ -241,7 +230,15 @@ pub fn parse_clf_time(t: &[u8]) -> Option<i64> {
         _ => return None,
     };
     let off = sign * (digits(&t[22..24])? * 3600 + digits(&t[24..26])? * 60);
-    Some(days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + s - off)
+    let midnight = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(year).ok()?,
+        month,
+        u32::try_from(day).ok()?,
+    )?
+    .and_hms_opt(0, 0, 0)?
+    .and_utc()
+    .timestamp();
+    Some(midnight + h * 3600 + m * 60 + s - off)
 }
 
 /// A time format of a rule's time capture.

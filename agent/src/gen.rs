@@ -124,9 +124,6 @@ const WORDS: &[&str] = &[
     "mug", "ceramic", "vintage", "ring", "silver", "print", "poster", "wool", "scarf", "leather",
     "lamp", "candle",
 ];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
 
 /// What the generator wrote: the exact totals a correct reader must find.
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
@@ -179,19 +176,8 @@ impl Gen {
 
     fn stamp(&mut self) -> &str {
         if self.stamp.0 != self.time {
-            let days = self.time.div_euclid(86400);
-            let secs = self.time.rem_euclid(86400);
-            let (y, m, d) = civil_from_days(days);
-            self.stamp = (
-                self.time,
-                format!(
-                    "{d:02}/{}/{y:04}:{:02}:{:02}:{:02} +0000",
-                    MONTHS[(m - 1) as usize],
-                    secs / 3600,
-                    secs / 60 % 60,
-                    secs % 60
-                ),
-            );
+            let t = chrono::DateTime::from_timestamp(self.time, 0).unwrap_or_default();
+            self.stamp = (self.time, t.format("%d/%b/%Y:%H:%M:%S +0000").to_string());
         }
         &self.stamp.1
     }
@@ -313,20 +299,6 @@ impl Gen {
         }
         truth.rt_sum_ms += (rt * 1000.0).round() as u64;
     }
-}
-
-/// (year, month, day) of days since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

@@ -83,7 +83,6 @@ struct Agent {
     rules: rules::RuleSet,
     matcher: rules::Matcher,
     spool: spool::Spool,
-    newest_line: i64,
     last_written: Option<(Vec<FileState>, u64)>,
     lines_at_commit: u64,
     next_self: i64,
@@ -94,10 +93,11 @@ impl Agent {
         let now = unix_now();
         // The clock completes buckets only when nothing is left to read; otherwise the log's own
         // time does (catch-up after downtime lands every line in its bucket).
+        let newest = self.agg.newest();
         let to = if caught_up {
-            self.newest_line.max(now - 1)
+            newest.max(now - 1)
         } else {
-            self.newest_line
+            newest
         };
         if to != i64::MIN {
             self.agg.advance(to);
@@ -330,7 +330,6 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
     let rules = s.rules.clone();
     let matcher = rules.matcher();
     let mut agent = Agent {
-        newest_line: agg.watermark(),
         s,
         stats: stats.clone(),
         tailer,
@@ -366,15 +365,11 @@ fn main_loop(a: &mut Agent) -> Result<()> {
         }
         let now = unix_now();
         let (rules, matcher, agg) = (&a.rules, &mut a.matcher, &mut a.agg);
-        let mut newest = a.newest_line;
         let before = matcher.counts.lines;
         let more = a.tailer.read(&mut |line| {
             rules.process(matcher, agg, line, now);
         });
         let read_any = matcher.counts.lines != before;
-        // The newest line time is what the aggregator has seen; lines without a time count now.
-        newest = newest.max(agg.newest());
-        a.newest_line = newest;
         if stopping || (a.s.once && !more) {
             a.commit(!more)?;
             a.publish_counts();

@@ -298,6 +298,8 @@ impl RuleSet {
         }
         let path = agg.path_naming();
         let mut access: Option<Option<(Access<'_>, Option<i64>)>> = None;
+        // The vhost field, looked up once per line for all the presets that tag by it.
+        let mut vhost: Option<Option<&[u8]>> = None;
         let mut any = false;
         let mut bad = false;
         let mut key = agg.take_key();
@@ -315,9 +317,9 @@ impl RuleSet {
                         })
                     });
                     match a {
-                        Some((a, Some(t))) => {
-                            self.preset(p, rule, a, &mut key, path).map(|obs| (obs, *t))
-                        }
+                        Some((a, Some(t))) => self
+                            .preset(p, rule, a, &mut vhost, &mut key, path)
+                            .map(|obs| (obs, *t)),
                         _ => None,
                     }
                 }
@@ -373,17 +375,19 @@ impl RuleSet {
     }
 
     /// A preset's observation and tags for one access line, or `None` if it does not apply.
-    fn preset(
+    fn preset<'l>(
         &self,
         p: &Preset,
         rule: &Rule,
-        a: &Access<'_>,
+        a: &Access<'l>,
+        vhost_field: &mut Option<Option<&'l [u8]>>,
         key: &mut Vec<u8>,
         path: bool,
     ) -> Option<Obs> {
         let cfg = &self.presets;
-        let vhost = || {
-            access::field(a.rest, cfg.vhost_field.as_bytes())
+        let mut vhost = || {
+            vhost_field
+                .get_or_insert_with(|| access::field(a.rest, cfg.vhost_field.as_bytes()))
                 .unwrap_or(cfg.default_vhost.as_bytes())
         };
         match p {

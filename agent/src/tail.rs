@@ -575,7 +575,8 @@ impl Tailer {
                 return Ok(true);
             }
         }
-        let input = self.inputs[self.streams[i].input.min(self.inputs.len() - 1)].clone();
+        // Disjoint fields: the input is borrowed while the stream is changed.
+        let input = &self.inputs[self.streams[i].input.min(self.inputs.len() - 1)];
         let s = &mut self.streams[i];
         if changed {
             s.last_size = size;
@@ -599,9 +600,9 @@ impl Tailer {
             }
             budget = budget.saturating_sub(n);
             self.counts.bytes += n as u64;
-            consume(s, &input, line, &mut self.counts);
+            consume(s, input, line, &mut self.counts);
         }
-        consume_partial(s, &input, line, &mut self.counts);
+        consume_partial(s, input, line, &mut self.counts);
         if s.st.fp_len < FP_MAX && s.st.offset > s.st.fp_len {
             update_fp(s);
         }
@@ -609,7 +610,8 @@ impl Tailer {
     }
 
     fn read_gz(&mut self, i: usize, line: &mut dyn FnMut(&[u8])) -> std::io::Result<bool> {
-        let input = self.inputs[self.streams[i].input.min(self.inputs.len() - 1)].clone();
+        // Disjoint fields: the input is borrowed while the stream is changed.
+        let input = &self.inputs[self.streams[i].input.min(self.inputs.len() - 1)];
         let s = &mut self.streams[i];
         if s.gz_done {
             return Ok(false);
@@ -634,7 +636,7 @@ impl Tailer {
                 // A rotated archive does not grow: its last line needs no newline.
                 if !s.buf.is_empty() {
                     let b = std::mem::take(&mut s.buf);
-                    emit_line(s, &input, &b, line, &mut self.counts);
+                    emit_line(&b, line);
                     s.st.offset += b.len() as u64;
                 }
                 return Ok(false);
@@ -642,7 +644,7 @@ impl Tailer {
             s.buf.extend_from_slice(&chunk[..n]);
             budget = budget.saturating_sub(n);
             self.counts.bytes += n as u64;
-            consume(s, &input, line, &mut self.counts);
+            consume(s, input, line, &mut self.counts);
         }
         Ok(true)
     }
@@ -657,10 +659,10 @@ fn consume(s: &mut Stream, input: &Input, line: &mut dyn FnMut(&[u8]), counts: &
         if s.st.skipping {
             s.st.skipping = false;
         } else if l.len() > input.max_line_bytes {
-            emit_line(s, input, &l[..input.max_line_bytes], line, counts);
+            emit_line(&l[..input.max_line_bytes], line);
             counts.too_long += 1;
         } else {
-            emit_line(s, input, l, line, counts);
+            emit_line(l, line);
         }
         start = nl + 1;
     }
@@ -670,7 +672,7 @@ fn consume(s: &mut Stream, input: &Input, line: &mut dyn FnMut(&[u8]), counts: &
     // An over-long line: hand on its head now, skip the rest up to its newline.
     if rest.len() > input.max_line_bytes {
         if !s.st.skipping {
-            emit_line(s, input, &rest[..input.max_line_bytes], line, counts);
+            emit_line(&rest[..input.max_line_bytes], line);
             counts.too_long += 1;
             s.st.skipping = true;
         }
@@ -695,21 +697,15 @@ fn consume_partial(
     }
     let b = std::mem::take(&mut s.buf);
     if !s.st.skipping {
-        emit_line(s, input, &b, line, counts);
+        emit_line(&b, line);
         counts.partial_timeouts += 1;
     }
     s.st.offset += b.len() as u64;
     s.st.skipping = false;
 }
 
-fn emit_line(
-    s: &Stream,
-    input: &Input,
-    l: &[u8],
-    line: &mut dyn FnMut(&[u8]),
-    counts: &mut TailCounts,
-) {
-    let _ = (s, input, counts);
+/// Hands on one line without its `\r`; empty lines are not lines.
+fn emit_line(l: &[u8], line: &mut dyn FnMut(&[u8])) {
     let l = l.strip_suffix(b"\r").unwrap_or(l);
     if !l.is_empty() {
         line(l);

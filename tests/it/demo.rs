@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::proc::free_port;
+use crate::proc::{free_port, signal_and_wait};
 
 #[test]
 fn issue_7_readme_run_command_from_a_fresh_clone_serves_beacons_and_stops_on_sigint() {
@@ -98,22 +98,9 @@ fn issue_7_readme_run_command_from_a_fresh_clone_serves_beacons_and_stops_on_sig
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    #[allow(unsafe_code)]
-    // SAFETY: signalling our own child's process group, as a terminal's Ctrl-C does.
-    unsafe {
-        libc::kill(-(child.id() as libc::pid_t), libc::SIGINT);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "./x run did not stop within 30 s of SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    // SIGINT to the process group, as a terminal's Ctrl-C does.
+    let group = -(child.id() as libc::pid_t);
+    let status = signal_and_wait(&mut child, group, libc::SIGINT, "./x run");
     while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
         seen.push(l);
     }

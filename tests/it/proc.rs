@@ -104,11 +104,21 @@ fn spawn_first_line(cmd: &mut Command, what: &str) -> (Child, String) {
 
 /// SIGTERM to a child, then wait (bounded) for its exit status.
 pub fn terminate(child: &mut Child, what: &str) -> ExitStatus {
-    let pid = child.id() as libc::pid_t;
+    signal_and_wait(child, child.id() as libc::pid_t, libc::SIGTERM, what)
+}
+
+/// Sends `sig` to `target` (a pid, or a negative process group), then waits up to 30 s for
+/// `child` to exit.
+pub fn signal_and_wait(
+    child: &mut Child,
+    target: libc::pid_t,
+    sig: libc::c_int,
+    what: &str,
+) -> ExitStatus {
     #[allow(unsafe_code)]
-    // SAFETY: sending a signal to our own child process by pid.
+    // SAFETY: signalling our own child process (or its process group).
     unsafe {
-        libc::kill(pid, libc::SIGTERM);
+        libc::kill(target, sig);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -117,7 +127,7 @@ pub fn terminate(child: &mut Child, what: &str) -> ExitStatus {
         }
         assert!(
             Instant::now() < deadline,
-            "{what} did not stop within 30 s of SIGTERM"
+            "{what} did not stop within 30 s of signal {sig}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -62,7 +62,7 @@ pub struct Outgoing {
     pub body: Value,
     pub attempts: u32,
     pub next_try: i64,
-    /// Alertmanager alert ended by a level change: labels to resolve, until when to resend.
+    /// When it was queued.
     #[serde(default)]
     pub created: i64,
 }
@@ -525,63 +525,57 @@ impl Inner {
         let ends_ahead =
             4 * resend.max(self.cfg.rules.iter().map(|r| r.interval).max().unwrap_or(0));
         let mut out = Vec::new();
-        let rules: Vec<Rule> = self.cfg.rules.clone();
-        for rule in &rules {
-            let silenced_rule =
-                |inner: &Inner, series: &str| inner.silenced(&rule.name, series, now);
+        // Read-only pass: the alerts due, built as documents; then their send times are noted.
+        let mut sent: Vec<(&str, &str)> = Vec::new();
+        for rule in &self.cfg.rules {
             let Some(run) = self.p.rules.get(&rule.name) else {
                 continue;
             };
-            let mut due: Vec<String> = Vec::new();
             for (k, e) in &run.instances {
                 let firing = e.inst.state == State::Firing;
                 let resolved = e.inst.state == State::Ok
                     && e.inst
                         .resolved_at
                         .is_some_and(|t| now - t <= self.cfg.resolved_resend_for);
-                if (firing || resolved)
-                    && now - e.am_sent >= resend
-                    && !silenced_rule(self, &e.series)
+                if !(firing || resolved)
+                    || now - e.am_sent < resend
+                    || self.silenced(&rule.name, &e.series, now)
                 {
-                    due.push(k.clone());
-                }
-            }
-            for k in due {
-                let Some(e) = self
-                    .p
-                    .rules
-                    .get(&rule.name)
-                    .and_then(|r| r.instances.get(&k))
-                    .cloned()
-                else {
                     continue;
-                };
-                let level = if e.inst.state == State::Firing {
+                }
+                let level = if firing {
                     e.inst.level
                 } else {
                     e.inst.resolved_level
                 }
                 .unwrap_or(Level::Warning);
-                let ends = if e.inst.state == State::Firing {
+                let ends = if firing {
                     now + ends_ahead
                 } else {
                     e.inst.resolved_at.unwrap_or(now)
                 };
                 out.push(json!({
-                    "labels": Self::labels(rule, &e, level),
-                    "annotations": Self::annotations(rule, &e, level),
+                    "labels": Self::labels(rule, e, level),
+                    "annotations": Self::annotations(rule, e, level),
                     "startsAt": rfc3339(e.inst.since),
                     "endsAt": rfc3339(ends),
                     "generatorURL": self.graph_url(rule, &e.series),
                 }));
-                if let Some(x) = self
-                    .p
-                    .rules
-                    .get_mut(&rule.name)
-                    .and_then(|r| r.instances.get_mut(&k))
-                {
-                    x.am_sent = now;
-                }
+                sent.push((&rule.name, k));
+            }
+        }
+        let sent: Vec<(String, String)> = sent
+            .into_iter()
+            .map(|(r, k)| (r.to_owned(), k.to_owned()))
+            .collect();
+        for (rule, k) in sent {
+            if let Some(x) = self
+                .p
+                .rules
+                .get_mut(&rule)
+                .and_then(|r| r.instances.get_mut(&k))
+            {
+                x.am_sent = now;
             }
         }
         let keep = self.cfg.resolved_resend_for;
