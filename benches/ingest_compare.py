@@ -162,7 +162,7 @@ class Tally:
         self.name = "tally-ack" if ack else "tally"
         cfg = os.path.join(workdir, "store.toml")
         with open(cfg, "w") as f:
-            f.write('self_metrics_interval_secs = 0\ndefault_retentions = "10s:2d"\n')
+            f.write('self_metrics_interval = "0s"\ndefault_retentions = "10s:2d"\n')
         self.proc = subprocess.Popen(
             [TALLY, "-q", "store", "--config", cfg, "--data-dir", self.dir,
              "--line-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],

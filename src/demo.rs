@@ -10,45 +10,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::Args;
+use tally_common::unix_now;
+
+use crate::cli::DemoArgs;
+use crate::serve::{problems, serve_store, shutdown_signal};
 
 /// The demo's alert rules (also `examples/demo/alerts.toml`).
 const DEMO_RULES: &str = include_str!("../examples/demo/alerts.toml");
 
-#[derive(Args, Debug)]
-pub struct DemoArgs {
-    /// Where the demo keeps everything: store, agent checkpoint and spool, the access log.
-    #[arg(long, default_value = "./tally-demo")]
-    pub data_dir: PathBuf,
-    /// The web page, the Graphite API and ingest.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub http_listen: String,
-    /// Graphite plaintext.
-    #[arg(long, default_value = "127.0.0.1:2003")]
-    pub line_listen: String,
-    /// Generated requests per second.
-    #[arg(long, default_value_t = 40)]
-    pub rate: u64,
-    /// A simulated CDN incident starts this often (and lasts 90 s).
-    #[arg(long, default_value = "5m")]
-    pub incident_every: String,
-    /// Also page this Alertmanager (its base URL).
-    #[arg(long)]
-    pub alertmanager: Option<String>,
-    /// Also POST alert webhooks here.
-    #[arg(long)]
-    pub webhook: Option<String>,
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Appends generated traffic to `log` until `stop`, rotating it (rename) past 64 MB.
 fn generate(log: PathBuf, rate: u64, incident_every: Duration, stop: Arc<AtomicBool>) {
-    let mut g = tally_agent::gen::Gen::new(now() as u64, now(), u64::MAX);
+    let mut g = tally_agent::gen::Gen::new(unix_now() as u64, unix_now(), u64::MAX);
     let mut truth = tally_agent::gen::Truth::default();
     let started = Instant::now();
     let sources = ["cdn_fastly", "cdn_akamai", "cdn_edgecast"];
@@ -78,7 +50,7 @@ fn generate(log: PathBuf, rate: u64, incident_every: Duration, stop: Arc<AtomicB
             }
         }
         owed += rate as f64 * tick.as_secs_f64();
-        g.time = now();
+        g.time = unix_now();
         buf.clear();
         while owed >= 1.0 {
             g.line(&mut buf, &mut truth);
@@ -125,7 +97,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         std::fs::create_dir_all(dir.join(sub))
             .with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
-    let incident_every = tally_proto::duration::parse_duration(&a.incident_every)
+    let incident_every = tally_common::config::parse_duration(&a.incident_every)
         .map_err(|e| anyhow::anyhow!("--incident-every: {e}"))?;
     // The rules, with the notifiers asked for, in a file the engine can reload.
     // Top-level keys first, then the rules' tables, then the notifiers'.
@@ -144,15 +116,18 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let alerts_path = dir.join("alerts.toml");
     std::fs::write(&alerts_path, &rules)
         .with_context(|| format!("writing {}", alerts_path.display()))?;
-    let alerting = tally_query::alert::Alerting::load(&alerts_path).map_err(crate::problems)?;
+    let alerting = tally_query::alert::Alerting::load(&alerts_path).map_err(problems)?;
     let config = tally_store::StoreConfig {
         data_dir: dir.join("store"),
         http_listen: a.http_listen.clone(),
         line_listen: a.line_listen.clone(),
-        alerts: Some(alerts_path.clone()),
         ..Default::default()
     };
     let settings = tally_store::Settings::try_from(config)?;
+    let query = tally_query::QuerySettings {
+        alerts_file: Some(alerts_path.clone()),
+        ..Default::default()
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let log = dir.join("logs").join("access.log");
@@ -181,7 +156,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
-        let signal = crate::shutdown_signal()?;
+        let signal = shutdown_signal()?;
         let (stats, stop2) = (agent_stats.clone(), stop.clone());
         let shutdown = async move {
             signal.await;
@@ -192,7 +167,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             stats.notify();
         };
         let data = dir.display().to_string();
-        crate::serve_store(settings, Some(alerting), shutdown, move |b| {
+        serve_store(settings, query, Some(alerting), shutdown, move |b| {
             let _ = bound_tx.send(b.http);
             let mut out = std::io::stdout().lock();
             let _ = writeln!(

@@ -1,11 +1,13 @@
-//! `tally agent` configuration: a TOML file (see `examples/agent.toml`), validated with every
-//! problem reported at once, each with its place.
+//! `tally agent` configuration: a TOML file (see `examples/agent.toml`), loaded with
+//! `tally_common::config` as every Tally config is: every unknown key and every bad value is
+//! reported at once, each with its place; durations and sizes carry their unit.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tally_common::config::{DurationText, Problems, SizeText};
 
 /// The file as written. Every key but `[[input]]` has a default.
 #[derive(Debug, Clone, Deserialize)]
@@ -16,15 +18,15 @@ pub struct AgentConfig {
     /// Checkpoints, bucket state and the spool live here.
     pub data_dir: PathBuf,
     /// The length of one bucket; points are per-interval totals.
-    pub interval: String,
+    pub interval: DurationText,
     /// How long after a bucket ends a late line still corrects it.
-    pub lateness: String,
+    pub lateness: DurationText,
     /// How often the checkpoint and the spool are written.
-    pub commit_interval: String,
+    pub commit_interval: DurationText,
     /// How often files are polled for new bytes.
-    pub poll_interval: String,
+    pub poll_interval: DurationText,
     /// How often the globs are expanded again to find new files.
-    pub scan_interval: String,
+    pub scan_interval: DurationText,
     /// `tags` (`requests;host=web1;status=2xx`) or `path` (`servers.web1.requests.2xx`).
     pub naming: String,
     /// The first path node(s) with `naming = "path"`.
@@ -32,7 +34,7 @@ pub struct AgentConfig {
     /// Serve the agent's own counters in Prometheus text on this address.
     pub metrics_listen: Option<String>,
     /// Counters with no line in a bucket are shipped as 0 for this long after their last line.
-    pub zero_fill_for: String,
+    pub zero_fill_for: DurationText,
     pub input: Vec<InputConfig>,
     pub presets: PresetConfig,
     pub rule: Vec<RuleConfig>,
@@ -72,14 +74,14 @@ pub struct InputConfig {
     pub start_at: String,
     /// Read `.gz` files the globs match (whole, once) instead of skipping them.
     pub read_gz: bool,
-    /// Longer lines are cut at this many bytes and counted.
-    pub max_line_bytes: usize,
+    /// Longer lines are cut at this size and counted.
+    pub max_line_size: SizeText,
     /// A last line with no newline is taken as a line after this long without growth;
     /// `0s` (default) waits for its newline forever.
-    pub partial_line_timeout: String,
+    pub partial_line_timeout: DurationText,
     /// A file that left the globs (renamed, deleted) is read to its end and closed after it
     /// has not grown for this long.
-    pub rotate_wait: String,
+    pub rotate_wait: DurationText,
 }
 
 impl Default for InputConfig {
@@ -88,7 +90,7 @@ impl Default for InputConfig {
             paths: Vec::new(),
             start_at: "end".into(),
             read_gz: false,
-            max_line_bytes: 64 * 1024,
+            max_line_size: "64KiB".into(),
             partial_line_timeout: "0s".into(),
             rotate_wait: "10s".into(),
         }
@@ -141,7 +143,7 @@ impl Default for PresetConfig {
 
 /// One `[[rule]]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RuleConfig {
     /// The metric name of the series it writes.
     pub name: String,
@@ -202,11 +204,11 @@ pub struct OutputConfig {
     /// Bearer token for the store's ingest endpoint.
     pub token: Option<String>,
     /// The spool's bound; past it the oldest data is dropped, counted and logged.
-    pub spool_max_mb: u64,
+    pub spool_max_size: SizeText,
     /// Timeout of one delivery.
-    pub timeout: String,
+    pub timeout: DurationText,
     /// Longest wait between delivery attempts while the destination is down.
-    pub max_backoff: String,
+    pub max_backoff: DurationText,
 }
 
 impl Default for OutputConfig {
@@ -216,7 +218,7 @@ impl Default for OutputConfig {
             url: "http://127.0.0.1:8080".into(),
             address: "127.0.0.1:2003".into(),
             token: None,
-            spool_max_mb: 256,
+            spool_max_size: "256MiB".into(),
             timeout: "10s".into(),
             max_backoff: "30s".into(),
         }
@@ -226,30 +228,14 @@ impl Default for OutputConfig {
 impl AgentConfig {
     /// Reads and parses a file; every problem is reported with the file's name.
     pub fn load(path: &Path) -> Result<AgentConfig, Vec<String>> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
-        Self::parse(&text).map_err(|ps| {
-            ps.into_iter()
-                .map(|p| format!("{}: {p}", path.display()))
-                .collect()
-        })
+        tally_common::config::load(path)
     }
 
     /// Parses TOML text, reporting every unknown key.
     pub fn parse(text: &str) -> Result<AgentConfig, Vec<String>> {
-        let mut unknown = Vec::new();
-        let de = toml::Deserializer::new(text);
-        let config: AgentConfig =
-            serde_ignored::deserialize(de, |path| unknown.push(format!("unknown key \"{path}\"")))
-                .map_err(|e| vec![e.to_string().trim().replace('\n', " ")])?;
-        if !unknown.is_empty() {
-            return Err(unknown);
-        }
-        Ok(config)
+        tally_common::config::parse(text)
     }
 }
-
-pub use tally_proto::duration::parse_duration;
 
 /// Where points go, validated.
 #[derive(Debug, Clone)]
@@ -307,108 +293,102 @@ impl TryFrom<AgentConfig> for Settings {
 
     /// Validates everything and reports all problems at once.
     fn try_from(c: AgentConfig) -> Result<Settings, Vec<String>> {
-        let mut problems = Vec::new();
-        let mut dur = |key: &str, v: &str| -> Duration {
-            parse_duration(v).unwrap_or_else(|e| {
-                problems.push(format!("{key}: {e}"));
-                Duration::from_secs(1)
-            })
-        };
-        let interval = dur("interval", &c.interval);
-        let lateness = dur("lateness", &c.lateness);
-        let zero_fill_for = dur("zero_fill_for", &c.zero_fill_for);
-        let commit_interval = dur("commit_interval", &c.commit_interval);
-        let poll_interval = dur("poll_interval", &c.poll_interval);
-        let scan_interval = dur("scan_interval", &c.scan_interval);
-        let ship_timeout = dur("output.timeout", &c.output.timeout);
-        let max_backoff = dur("output.max_backoff", &c.output.max_backoff);
+        let mut problems = Problems::default();
+        let interval = problems.duration("interval", &c.interval);
+        let lateness = problems.duration("lateness", &c.lateness);
+        let zero_fill_for = problems.duration("zero_fill_for", &c.zero_fill_for);
+        let commit_interval = problems.positive_duration("commit_interval", &c.commit_interval);
+        let poll_interval = problems.positive_duration("poll_interval", &c.poll_interval);
+        let scan_interval = problems.positive_duration("scan_interval", &c.scan_interval);
+        let ship_timeout = problems.positive_duration("output.timeout", &c.output.timeout);
+        let max_backoff = problems.positive_duration("output.max_backoff", &c.output.max_backoff);
         let mut inputs = Vec::new();
         for (i, input) in c.input.iter().enumerate() {
             let place = format!("input[{i}]");
-            let partial = dur(
+            let partial = problems.duration(
                 &format!("{place}.partial_line_timeout"),
                 &input.partial_line_timeout,
             );
-            let rotate_wait = dur(&format!("{place}.rotate_wait"), &input.rotate_wait);
+            let rotate_wait =
+                problems.duration(&format!("{place}.rotate_wait"), &input.rotate_wait);
+            let max_line_bytes =
+                problems.size(&format!("{place}.max_line_size"), &input.max_line_size, 64);
             inputs.push(Input {
                 paths: input.paths.clone(),
                 start_at_end: input.start_at == "end",
                 read_gz: input.read_gz,
-                max_line_bytes: input.max_line_bytes,
+                max_line_bytes: usize::try_from(max_line_bytes).unwrap_or(usize::MAX),
                 partial_line_timeout: (!partial.is_zero()).then_some(partial),
                 rotate_wait,
             });
         }
-        if interval.as_secs() == 0 || interval.subsec_nanos() != 0 {
-            problems.push(format!(
-                "interval: \"{}\" must be a whole number of seconds, at least 1s",
-                c.interval
-            ));
-        }
-        for (key, d) in [
-            ("commit_interval", commit_interval),
-            ("poll_interval", poll_interval),
-            ("scan_interval", scan_interval),
-        ] {
-            if d.is_zero() {
-                problems.push(format!("{key}: must be more than 0"));
-            }
+        if c.interval.parse().is_ok() && (interval.as_secs() == 0 || interval.subsec_nanos() != 0) {
+            problems.push(
+                "interval",
+                format!(
+                    "\"{}\" must be a whole number of seconds, at least 1s",
+                    c.interval
+                ),
+            );
         }
         if c.input.is_empty() {
-            problems.push(
-                "no [[input]]: name the log files to tail with [[input]] paths = [...]".into(),
-            );
+            problems.note("no [[input]]: name the log files to tail with [[input]] paths = [...]");
         }
         for (i, input) in c.input.iter().enumerate() {
             let place = format!("input[{i}]");
             if input.paths.is_empty() {
-                problems.push(format!("{place}.paths: name at least one file or glob"));
+                problems.push(&format!("{place}.paths"), "name at least one file or glob");
             }
             for (j, p) in input.paths.iter().enumerate() {
                 if let Err(e) = glob::Pattern::new(p) {
-                    problems.push(format!("{place}.paths[{j}]: \"{p}\" is not a glob: {e}"));
+                    problems.push(
+                        &format!("{place}.paths[{j}]"),
+                        format!("\"{p}\" is not a glob: {e}"),
+                    );
                 }
             }
             if input.start_at != "end" && input.start_at != "beginning" {
-                problems.push(format!(
-                    "{place}.start_at: \"{}\" is neither \"end\" nor \"beginning\"",
-                    input.start_at
-                ));
-            }
-            if input.max_line_bytes < 64 {
-                problems.push(format!("{place}.max_line_bytes: at least 64"));
+                problems.push(
+                    &format!("{place}.start_at"),
+                    format!(
+                        "\"{}\" is neither \"end\" nor \"beginning\"",
+                        input.start_at
+                    ),
+                );
             }
         }
         let naming_path = match c.naming.as_str() {
             "tags" => false,
             "path" => true,
             other => {
-                problems.push(format!(
-                    "naming: \"{other}\" is neither \"tags\" nor \"path\""
-                ));
+                problems.push(
+                    "naming",
+                    format!("\"{other}\" is neither \"tags\" nor \"path\""),
+                );
                 false
             }
         };
         let host = c.host.clone().unwrap_or_else(hostname);
         if host.is_empty() || host.contains([';', ' ', '~']) {
-            problems.push(format!("host: \"{host}\" cannot be a tag value"));
+            problems.push("host", format!("\"{host}\" cannot be a tag value"));
         }
         let metrics_listen = c.metrics_listen.as_ref().and_then(|a| {
             a.parse()
                 .map_err(|_| {
-                    problems.push(format!(
-                        "metrics_listen: \"{a}\" is not an address like 127.0.0.1:9102"
-                    ))
+                    problems.push(
+                        "metrics_listen",
+                        format!("\"{a}\" is not an address like 127.0.0.1:9102"),
+                    )
                 })
                 .ok()
         });
         let output = match c.output.kind.as_str() {
             "tally" => {
                 if !(c.output.url.starts_with("http://") || c.output.url.starts_with("https://")) {
-                    problems.push(format!(
-                        "output.url: \"{}\" is not an http(s) URL",
-                        c.output.url
-                    ));
+                    problems.push(
+                        "output.url",
+                        format!("\"{}\" is not an http(s) URL", c.output.url),
+                    );
                 }
                 Output::Tally {
                     url: c.output.url.trim_end_matches('/').to_string(),
@@ -417,38 +397,35 @@ impl TryFrom<AgentConfig> for Settings {
             }
             "carbon" => {
                 if !c.output.address.contains(':') {
-                    problems.push(format!(
-                        "output.address: \"{}\" is not host:port",
-                        c.output.address
-                    ));
+                    problems.push(
+                        "output.address",
+                        format!("\"{}\" is not host:port", c.output.address),
+                    );
                 }
                 Output::Carbon {
                     address: c.output.address.clone(),
                 }
             }
             other => {
-                problems.push(format!(
-                    "output.kind: \"{other}\" is neither \"tally\" nor \"carbon\""
-                ));
+                problems.push(
+                    "output.kind",
+                    format!("\"{other}\" is neither \"tally\" nor \"carbon\""),
+                );
                 Output::Carbon {
                     address: String::new(),
                 }
             }
         };
-        if c.output.spool_max_mb == 0 {
-            problems.push("output.spool_max_mb: at least 1".into());
-        }
-        let rules = crate::rules::RuleSet::compile(&c.presets, &c.rule).unwrap_or_else(|mut ps| {
-            problems.append(&mut ps);
+        let spool_max_bytes =
+            problems.size("output.spool_max_size", &c.output.spool_max_size, 64 << 10);
+        let rules = crate::rules::RuleSet::compile(&c.presets, &c.rule).unwrap_or_else(|ps| {
+            problems.extend(ps);
             crate::rules::RuleSet::default()
         });
         if rules.is_empty() && problems.is_empty() {
-            problems.push("no rules: enable presets or add a [[rule]]".into());
+            problems.note("no rules: enable presets or add a [[rule]]");
         }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        Ok(Settings {
+        problems.into_result(Settings {
             host,
             data_dir: c.data_dir,
             interval: interval.as_secs() as i64,
@@ -463,10 +440,58 @@ impl TryFrom<AgentConfig> for Settings {
             inputs,
             rules,
             output,
-            spool_max_bytes: c.output.spool_max_mb.saturating_mul(1024 * 1024),
+            spool_max_bytes,
             ship_timeout,
             max_backoff,
             once: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let text = include_str!("../../examples/agent.toml");
+        let mut config = AgentConfig::parse(text).expect("example parses");
+        config.host = Some("web1".into());
+        let s = Settings::try_from(config).expect("example is valid");
+        assert_eq!(s.interval, 10);
+        assert_eq!(s.inputs[0].max_line_bytes, 64 * 1024);
+        assert_eq!(s.spool_max_bytes, 256 << 20);
+        assert_eq!(s.poll_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_at_once_also_in_rules() {
+        let e = AgentConfig::parse(
+            "intervl = \"10s\"\n[[input]]\npath = [\"a\"]\n[[rule]]\nname = \"x\"\nregx = \"y\"\n",
+        )
+        .expect_err("unknown keys");
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e.iter().any(|p| p.contains("rule.0.regx")), "{e:?}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let c = AgentConfig::parse(
+            "interval = \"1.5s\"\ncommit_interval = \"0s\"\n[[input]]\npaths = [\"/x\"]\n\
+             max_line_size = \"lots\"\n[output]\nspool_max_size = \"1KiB\"\n",
+        )
+        .expect("parses");
+        let e = Settings::try_from(c).expect_err("bad values");
+        let keys: Vec<&str> = e.iter().filter_map(|p| p.split(':').next()).collect();
+        assert_eq!(
+            keys,
+            [
+                "commit_interval",
+                "input[0].max_line_size",
+                "interval",
+                "output.spool_max_size"
+            ],
+            "{e:?}"
+        );
     }
 }

@@ -11,7 +11,6 @@
 
 pub mod batch;
 mod decoder;
-pub mod duration;
 mod encoder;
 mod error;
 mod line;

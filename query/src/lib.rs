@@ -10,6 +10,8 @@
 
 pub mod alert;
 pub mod api;
+pub mod client;
+pub mod config;
 mod error;
 pub mod eval;
 pub mod expr;
@@ -21,6 +23,8 @@ pub mod svg;
 pub mod time;
 
 pub use api::{router, router_with, ApiOptions, GRAPHITE_VERSION};
+pub use client::{RenderClient, RenderedSeries};
+pub use config::{QueryConfig, QuerySettings};
 pub use error::{QueryError, Result};
 pub use eval::Limits;
 pub use series::TimeSeries;

@@ -1,8 +1,12 @@
 //! `tally store` configuration: a TOML file, every key optional, defaults that run with no file.
 //!
-//! Unknown keys are errors. Rather than `deny_unknown_fields`, which stops at the first one, keys
-//! are collected with `serde_ignored` so that every unknown key and every invalid value is
-//! reported at once, each with its place.
+//! Loaded with `tally_common::config`, as every Tally config is: every unknown key and every
+//! invalid value is reported at once, each with its place; durations and sizes are written with
+//! their unit (`flush_interval = "1m"`, `max_line_size = "16KiB"`).
+//!
+//! The `[query]` table belongs to the query side (limits, API tokens, alert rules), which the
+//! store knows nothing about: it is kept as written in [`StoreConfig::query`] and checked by
+//! whoever serves the query API next to the store (`tally_query::QueryConfig`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +15,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use regex::Regex;
 use serde::Deserialize;
+use tally_common::config::{DurationText, Problems, SizeText};
 
 use crate::error::{Error, Result};
 use crate::retention::{parse_retentions, Aggregate, Schema, Schemas, DEFAULT_RETENTIONS};
@@ -25,45 +30,34 @@ pub struct StoreConfig {
     pub line_listen: String,
     /// Also take plaintext datagrams on the same address over UDP.
     pub udp_enabled: bool,
-    /// HTTP: the acknowledged batch endpoint, `/metrics`, and (later) the Graphite API.
+    /// HTTP: the acknowledged batch endpoint, `/metrics`, and the Graphite API.
     pub http_listen: String,
     /// If not empty, plaintext listeners accept only these source networks (CIDR).
     pub allow_cidrs: Vec<String>,
     /// Plaintext TCP connections open at once; more are closed on accept.
     pub max_connections: usize,
     /// A plaintext connection that sends nothing for this long is closed.
-    pub idle_timeout_secs: u64,
+    pub idle_timeout: DurationText,
     /// Longest accepted line, newline excluded.
-    pub max_line_bytes: usize,
+    pub max_line_size: SizeText,
     /// Plain TCP/UDP points are in the synced WAL at most this long after they arrive.
-    pub wal_sync_interval_ms: u64,
+    pub wal_sync_interval: DurationText,
     /// The head is written into chunks this often (and when it holds `max_head_points`).
-    pub flush_interval_secs: u64,
+    pub flush_interval: DurationText,
     /// Points the head holds before a flush is started early.
     pub max_head_points: usize,
-    /// The store writes its own counters as `tally.store.*` this often; 0 turns it off.
-    pub self_metrics_interval_secs: u64,
+    /// The store writes its own counters as `tally.store.*` this often; `"0s"` turns it off.
+    pub self_metrics_interval: DurationText,
     /// Full compaction (which also expires old data in files nothing else touches) this often.
-    pub compact_interval_secs: u64,
+    pub compact_interval: DurationText,
     /// If set, `POST /api/v1/ingest` needs `Authorization: Bearer <token>`.
     pub ingest_token: Option<String>,
-    /// If set, writes to the Graphite API (`POST /events`) need `Authorization: Bearer <token>`.
-    pub api_write_token: Option<String>,
-    /// If set, every Graphite API request (render, find, tags, ...) needs this bearer token.
-    pub api_read_token: Option<String>,
-    /// Most series one `/render` request may read.
-    pub max_series_per_request: usize,
-    /// Most points one `/render` request may read.
-    pub max_points_per_request: usize,
-    /// Longest a `/render` request may run before it is refused.
-    pub max_request_secs: u64,
-    /// The alerting file (rules and notifiers; see examples/alerts.toml). Relative paths are
-    /// from the working directory.
-    pub alerts: Option<PathBuf>,
     /// Archives of series no `[[retention]]` rule matches.
     pub default_retentions: String,
     /// Rules tried in order; the first whose pattern matches a new series' name wins.
     pub retention: Vec<RetentionRule>,
+    /// The query side's table, checked by the query crate (`tally_query::QueryConfig`).
+    pub query: toml::Table,
 }
 
 /// One `[[retention]]` rule, like a section of carbon's storage-schemas.conf.
@@ -84,27 +78,22 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             data_dir: PathBuf::from("./data"),
-            alerts: None,
             line_listen: "0.0.0.0:2003".into(),
             udp_enabled: false,
             http_listen: "0.0.0.0:8080".into(),
             allow_cidrs: Vec::new(),
             max_connections: 4096,
-            idle_timeout_secs: 600,
-            max_line_bytes: tally_proto::DEFAULT_MAX_LINE_BYTES,
-            wal_sync_interval_ms: 1000,
-            flush_interval_secs: 60,
+            idle_timeout: "10m".into(),
+            max_line_size: "16KiB".into(),
+            wal_sync_interval: "1s".into(),
+            flush_interval: "1m".into(),
             max_head_points: 4_000_000,
-            self_metrics_interval_secs: 10,
-            compact_interval_secs: 86_400,
+            self_metrics_interval: "10s".into(),
+            compact_interval: "1d".into(),
             ingest_token: None,
-            api_write_token: None,
-            api_read_token: None,
-            max_series_per_request: 100_000,
-            max_points_per_request: 50_000_000,
-            max_request_secs: 30,
             default_retentions: DEFAULT_RETENTIONS.into(),
             retention: Vec::new(),
+            query: toml::Table::new(),
         }
     }
 }
@@ -112,29 +101,12 @@ impl Default for StoreConfig {
 impl StoreConfig {
     /// Reads a file, reporting every unknown key and every parse error with the file's name.
     pub fn load(path: &Path) -> Result<StoreConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(vec![format!("{}: {e}", path.display())]))?;
-        Self::parse(&text).map_err(|problems| {
-            Error::Config(
-                problems
-                    .into_iter()
-                    .map(|p| format!("{}: {p}", path.display()))
-                    .collect(),
-            )
-        })
+        tally_common::config::load(path).map_err(Error::Config)
     }
 
     /// Parses TOML text; the error lists every problem.
     pub fn parse(text: &str) -> Result<StoreConfig, Vec<String>> {
-        let mut unknown = Vec::new();
-        let de = toml::Deserializer::new(text);
-        let config: StoreConfig =
-            serde_ignored::deserialize(de, |path| unknown.push(format!("unknown key \"{path}\"")))
-                .map_err(|e| vec![e.to_string().trim().replace('\n', " ")])?;
-        if !unknown.is_empty() {
-            return Err(unknown);
-        }
-        Ok(config)
+        tally_common::config::parse(text)
     }
 }
 
@@ -142,7 +114,6 @@ impl StoreConfig {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
-    pub alerts_file: Option<PathBuf>,
     pub line_listen: SocketAddr,
     pub udp_enabled: bool,
     pub http_listen: SocketAddr,
@@ -156,11 +127,6 @@ pub struct Settings {
     pub self_metrics_interval: Option<Duration>,
     pub compact_interval: Duration,
     pub ingest_token: Option<String>,
-    pub api_write_token: Option<String>,
-    pub api_read_token: Option<String>,
-    pub max_series_per_request: usize,
-    pub max_points_per_request: usize,
-    pub max_request: Duration,
     pub schemas: Schemas,
 }
 
@@ -169,17 +135,18 @@ impl TryFrom<StoreConfig> for Settings {
 
     /// Validates everything and reports all problems at once.
     fn try_from(c: StoreConfig) -> Result<Settings> {
-        let mut problems = Vec::new();
-        let mut addr = |key: &str, v: &str| -> SocketAddr {
+        let mut problems = Problems::default();
+        let addr = |p: &mut Problems, key: &str, v: &str| -> SocketAddr {
             v.parse().unwrap_or_else(|_| {
-                problems.push(format!(
-                    "{key}: \"{v}\" is not an address like 127.0.0.1:2003"
-                ));
+                p.push(
+                    key,
+                    format!("\"{v}\" is not an address like 127.0.0.1:2003"),
+                );
                 SocketAddr::from(([0, 0, 0, 0], 0))
             })
         };
-        let line_listen = addr("line_listen", &c.line_listen);
-        let http_listen = addr("http_listen", &c.http_listen);
+        let line_listen = addr(&mut problems, "line_listen", &c.line_listen);
+        let http_listen = addr(&mut problems, "http_listen", &c.http_listen);
         let mut allow = Vec::new();
         for (i, cidr) in c.allow_cidrs.iter().enumerate() {
             match cidr
@@ -187,46 +154,48 @@ impl TryFrom<StoreConfig> for Settings {
                 .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
             {
                 Ok(net) => allow.push(net),
-                Err(_) => problems.push(format!(
-                    "allow_cidrs[{i}]: \"{cidr}\" is not a CIDR like 10.0.0.0/8"
-                )),
+                Err(_) => problems.push(
+                    &format!("allow_cidrs[{i}]"),
+                    format!("\"{cidr}\" is not a CIDR like 10.0.0.0/8"),
+                ),
             }
         }
+        let idle_timeout = problems.positive_duration("idle_timeout", &c.idle_timeout);
+        let max_line_bytes = problems.size("max_line_size", &c.max_line_size, 64) as usize;
+        let wal_sync_interval =
+            problems.positive_duration("wal_sync_interval", &c.wal_sync_interval);
+        let flush_interval = problems.positive_duration("flush_interval", &c.flush_interval);
+        let self_metrics_interval =
+            problems.duration("self_metrics_interval", &c.self_metrics_interval);
+        let compact_interval = problems.positive_duration("compact_interval", &c.compact_interval);
         for (key, value) in [
-            ("max_connections", c.max_connections as u64),
-            ("max_line_bytes", c.max_line_bytes as u64),
-            ("wal_sync_interval_ms", c.wal_sync_interval_ms),
-            ("flush_interval_secs", c.flush_interval_secs),
-            ("max_head_points", c.max_head_points as u64),
-            ("idle_timeout_secs", c.idle_timeout_secs),
-            ("compact_interval_secs", c.compact_interval_secs),
-            ("max_series_per_request", c.max_series_per_request as u64),
-            ("max_points_per_request", c.max_points_per_request as u64),
-            ("max_request_secs", c.max_request_secs),
+            ("max_connections", c.max_connections),
+            ("max_head_points", c.max_head_points),
         ] {
             if value == 0 {
-                problems.push(format!("{key}: must be greater than 0"));
+                problems.push(key, "must be more than 0");
             }
         }
         let default = parse_retentions(&c.default_retentions).unwrap_or_else(|e| {
-            problems.push(format!("default_retentions: {e}"));
+            problems.push("default_retentions", e);
             Vec::new()
         });
         let mut rules = Vec::new();
         for (i, r) in c.retention.iter().enumerate() {
             let place = format!("retention[{i}] (\"{}\")", r.name);
             let pattern = Regex::new(&r.pattern)
-                .map_err(|e| problems.push(format!("{place}.pattern: {e}")))
+                .map_err(|e| problems.push(&format!("{place}.pattern"), e))
                 .ok();
             let archives = parse_retentions(&r.retentions)
-                .map_err(|e| problems.push(format!("{place}.retentions: {e}")))
+                .map_err(|e| problems.push(&format!("{place}.retentions"), e))
                 .ok();
             let aggregate = match r.aggregation.as_deref() {
                 None => Some(Aggregate::Average),
                 Some(a) => Aggregate::parse(a).or_else(|| {
-                    problems.push(format!(
-                        "{place}.aggregation: \"{a}\" is not one of average, sum, min, max, last, count"
-                    ));
+                    problems.push(
+                        &format!("{place}.aggregation"),
+                        format!("\"{a}\" is not one of average, sum, min, max, last, count"),
+                    );
                     None
                 }),
             };
@@ -240,33 +209,26 @@ impl TryFrom<StoreConfig> for Settings {
                 });
             }
         }
-        if !problems.is_empty() {
-            return Err(Error::Config(problems));
-        }
-        Ok(Settings {
-            data_dir: c.data_dir,
-            alerts_file: c.alerts,
-            line_listen,
-            udp_enabled: c.udp_enabled,
-            http_listen,
-            allow,
-            max_connections: c.max_connections,
-            idle_timeout: Duration::from_secs(c.idle_timeout_secs),
-            max_line_bytes: c.max_line_bytes,
-            wal_sync_interval: Duration::from_millis(c.wal_sync_interval_ms),
-            flush_interval: Duration::from_secs(c.flush_interval_secs),
-            max_head_points: c.max_head_points,
-            self_metrics_interval: (c.self_metrics_interval_secs > 0)
-                .then(|| Duration::from_secs(c.self_metrics_interval_secs)),
-            compact_interval: Duration::from_secs(c.compact_interval_secs),
-            ingest_token: c.ingest_token.filter(|t| !t.is_empty()),
-            api_write_token: c.api_write_token.filter(|t| !t.is_empty()),
-            api_read_token: c.api_read_token.filter(|t| !t.is_empty()),
-            max_series_per_request: c.max_series_per_request,
-            max_points_per_request: c.max_points_per_request,
-            max_request: Duration::from_secs(c.max_request_secs),
-            schemas: Schemas { rules, default },
-        })
+        problems
+            .into_result(Settings {
+                data_dir: c.data_dir,
+                line_listen,
+                udp_enabled: c.udp_enabled,
+                http_listen,
+                allow,
+                max_connections: c.max_connections,
+                idle_timeout,
+                max_line_bytes,
+                wal_sync_interval,
+                flush_interval,
+                max_head_points: c.max_head_points,
+                self_metrics_interval: (!self_metrics_interval.is_zero())
+                    .then_some(self_metrics_interval),
+                compact_interval,
+                ingest_token: c.ingest_token.filter(|t| !t.is_empty()),
+                schemas: Schemas { rules, default },
+            })
+            .map_err(Error::Config)
     }
 }
 
@@ -303,8 +265,30 @@ mod tests {
     }
 
     #[test]
+    fn durations_and_sizes_are_written_with_units() {
+        let c = StoreConfig::parse(
+            "idle_timeout = \"90s\"\nmax_line_size = \"64KiB\"\nwal_sync_interval = \"250ms\"\n\
+             self_metrics_interval = \"0s\"\ncompact_interval = 3600\n",
+        )
+        .expect("parses");
+        let s = Settings::try_from(c).expect("valid");
+        assert_eq!(s.idle_timeout, Duration::from_secs(90));
+        assert_eq!(s.max_line_bytes, 65536);
+        assert_eq!(s.wal_sync_interval, Duration::from_millis(250));
+        assert_eq!(s.self_metrics_interval, None);
+        assert_eq!(s.compact_interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn the_query_table_is_kept_for_the_query_side() {
+        let c = StoreConfig::parse("[query]\nmax_series_per_request = 3\nanything = 1\n")
+            .expect("the store does not check the query side's keys");
+        assert_eq!(c.query.len(), 2);
+    }
+
+    #[test]
     fn every_bad_value_is_reported() {
-        let text = "line_listen = \"nope\"\nallow_cidrs = [\"10.0.0.0/8\", \"bad\"]\nflush_interval_secs = 0\n\
+        let text = "line_listen = \"nope\"\nallow_cidrs = [\"10.0.0.0/8\", \"bad\"]\nflush_interval = \"0s\"\n\
                     [[retention]]\nname = \"x\"\npattern = \"(\"\nretentions = \"10s:1d,15s:2d\"\naggregation = \"median\"\n";
         let Err(Error::Config(problems)) =
             Settings::try_from(StoreConfig::parse(text).expect("parses"))

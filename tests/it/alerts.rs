@@ -423,7 +423,7 @@ summary = "{{{{value}}}} failure beacons in 10 s"
     let store_cfg = d.join("store.toml");
     std::fs::write(
         &store_cfg,
-        format!("default_retentions = \"1s:1d\"\nalerts = \"{rules}\"\n"),
+        format!("default_retentions = \"1s:1d\"\n[query]\nalerts = \"{rules}\"\n"),
     )
     .expect("store config");
     let store = StoreProc::start(&d.join("data"), &["--config", &store_cfg.to_string_lossy()]);

@@ -61,7 +61,7 @@ impl StoreProc {
 
     /// A store that writes no `tally.store.*` series of its own (for exact comparisons).
     pub fn start_quiet(dir: &Path) -> StoreProc {
-        StoreProc::start_with_config(dir, "self_metrics_interval_secs = 0\n")
+        StoreProc::start_with_config(dir, "self_metrics_interval = \"0s\"\n")
     }
 
     /// The store's `/metrics` page, as text.

@@ -44,7 +44,7 @@ fn bad_requests_say_what_is_wrong() {
 #[test]
 fn limits_refuse_instead_of_exhausting_the_server() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = StoreProc::start_with_config(dir.path(), "self_metrics_interval_secs = 0\nmax_series_per_request = 3\nmax_points_per_request = 1000\n");
+    let store = StoreProc::start_with_config(dir.path(), "self_metrics_interval = \"0s\"\n[query]\nmax_series_per_request = 3\nmax_points_per_request = 1000\n");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -70,7 +70,7 @@ fn tokens_guard_writes_and_reads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = StoreProc::start_with_config(
         dir.path(),
-        "self_metrics_interval_secs = 0\napi_write_token = \"w\"\napi_read_token = \"r\"\n",
+        "self_metrics_interval = \"0s\"\n[query]\nwrite_token = \"w\"\nread_token = \"r\"\n",
     );
     let client = reqwest::blocking::Client::new();
     let event = r#"{"what": "deploy", "tags": ["a"]}"#;

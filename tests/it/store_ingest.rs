@@ -155,7 +155,7 @@ fn the_allowlist_refuses_other_sources() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut proc = StoreProc::start_with_config(
         dir.path(),
-        "allow_cidrs = [\"10.0.0.0/8\"]\nself_metrics_interval_secs = 0\n",
+        "allow_cidrs = [\"10.0.0.0/8\"]\nself_metrics_interval = \"0s\"\n",
     );
     let mut conn = TcpStream::connect(proc.line).expect("connect");
     let _ = conn.write_all(format!("refused.x 1 {}\n", now()).as_bytes());
@@ -176,7 +176,7 @@ fn check_config_reports_every_problem() {
     let cfg = dir.path().join("bad.toml");
     std::fs::write(
         &cfg,
-        "line_listen = \"nope\"\nflush_interval_secs = 0\ndefault_retentions = \"10s\"\n",
+        "line_listen = \"nope\"\nflush_interval = \"0s\"\ndefault_retentions = \"10s\"\n",
     )
     .expect("write");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
@@ -188,7 +188,7 @@ fn check_config_reports_every_problem() {
     let err = String::from_utf8_lossy(&out.stderr);
     for want in [
         "line_listen: \"nope\"",
-        "flush_interval_secs: must be greater than 0",
+        "flush_interval: \"0s\" must be more than 0",
         "default_retentions: \"10s\"",
     ] {
         assert!(err.contains(want), "{want} missing from {err}");
@@ -293,7 +293,7 @@ fn ingest_token_is_required_when_configured() {
 #[test]
 fn the_store_writes_its_own_metrics_as_series() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let proc = StoreProc::start_with_config(dir.path(), "self_metrics_interval_secs = 1\n");
+    let proc = StoreProc::start_with_config(dir.path(), "self_metrics_interval = \"1s\"\n");
     post_batch(&proc, format!("some.series 1 {}\n", now()));
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {

@@ -22,22 +22,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tally_proto::duration::parse_duration;
+use tally_common::config::DurationText;
 
 use crate::expr::{parse, Expr};
 
 /// The file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct AlertsFile {
     /// The base of graph links in notifications (`generatorURL`, the webhook's `graph_url`).
     pub external_url: Option<String>,
     /// Default evaluation interval of rules that name none.
-    pub interval: Option<String>,
+    pub interval: Option<DurationText>,
     /// How often firing alerts are sent to Alertmanager again (and to webhooks).
-    pub resend_interval: Option<String>,
+    pub resend_interval: Option<DurationText>,
     /// How long resolved alerts keep being sent to Alertmanager as resolved.
-    pub resolved_resend_for: Option<String>,
+    pub resolved_resend_for: Option<DurationText>,
     /// More rule files, by glob, relative to this file.
     pub include: Vec<String>,
     pub notify: Vec<NotifyConfig>,
@@ -46,7 +46,7 @@ pub struct AlertsFile {
 
 /// One `[[notify]]`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct NotifyConfig {
     /// `alertmanager`, `pagerduty`, `webhook` or `console`.
     pub kind: String,
@@ -63,13 +63,13 @@ pub struct NotifyConfig {
 
 /// One `[[rule]]`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RuleConfig {
     pub name: String,
     /// A target expression, as `/render` takes it.
     pub target: String,
     /// The look-back window each series is reduced over.
-    pub window: Option<String>,
+    pub window: Option<DurationText>,
     /// `last` (last non-null), `avg`, `max`, `min` or `sum`.
     pub reduce: Option<String>,
     /// `>`, `>=`, `<` or `<=`: the value is bad when `value op threshold`.
@@ -80,19 +80,19 @@ pub struct RuleConfig {
     pub recover: Option<f64>,
     /// How long the condition must hold before the alert fires.
     #[serde(rename = "for")]
-    pub for_: Option<String>,
+    pub for_: Option<DurationText>,
     /// How long a firing alert keeps firing after its condition stopped holding.
-    pub keep_firing_for: Option<String>,
-    pub interval: Option<String>,
+    pub keep_firing_for: Option<DurationText>,
+    pub interval: Option<DurationText>,
     /// What an all-null window (or a target with no series) means: `alert` (the `nodata`
     /// state, which notifies), `keep` (the last state) or `ok`.
     pub nodata: Option<String>,
     /// What a failing query means: `alert` (the `error` state), `keep` or `ok`.
     pub on_error: Option<String>,
     /// Absence: fire for each series that reported within `lookback` but not for this long.
-    pub absent_for: Option<String>,
+    pub absent_for: Option<DurationText>,
     /// How far back a series must have reported to be missed (absence rules; default 24h).
-    pub lookback: Option<String>,
+    pub lookback: Option<DurationText>,
     pub labels: BTreeMap<String, String>,
     /// Templates: `{{rule}}`, `{{series}}`, `{{value}}`, `{{threshold}}`, `{{level}}`,
     /// `{{state}}`, `{{tags.NAME}}`.
@@ -288,10 +288,10 @@ impl Default for Alerting {
     }
 }
 
-fn secs(place: &str, v: Option<&str>, default: i64, problems: &mut Vec<String>) -> i64 {
+fn secs(place: &str, v: Option<&DurationText>, default: i64, problems: &mut Vec<String>) -> i64 {
     match v {
         None => default,
-        Some(s) => match parse_duration(s) {
+        Some(s) => match s.parse() {
             Ok(d) => d.as_secs() as i64,
             Err(e) => {
                 problems.push(format!("{place}: {e}"));
@@ -301,16 +301,16 @@ fn secs(place: &str, v: Option<&str>, default: i64, problems: &mut Vec<String>) 
     }
 }
 
-fn parse_toml(text: &str) -> Result<AlertsFile, String> {
-    toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+/// One file, every unknown key reported at once (`tally_common::config`).
+fn parse_toml(text: &str) -> Result<AlertsFile, Vec<String>> {
+    tally_common::config::parse(text)
 }
 
 impl Alerting {
     /// Loads the alerting file and its includes; every problem, each with its file and place.
     pub fn load(path: &Path) -> Result<Alerting, Vec<String>> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
-        let main = parse_toml(&text).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+        let text = tally_common::config::read(path)?;
+        let main = parse_toml(&text).map_err(|ps| tally_common::config::in_file(path, ps))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut files: Vec<(PathBuf, AlertsFile)> = vec![(path.to_path_buf(), main.clone())];
         let mut problems = Vec::new();
@@ -319,9 +319,9 @@ impl Alerting {
             match glob::glob(&full.to_string_lossy()) {
                 Ok(paths) => {
                     for p in paths.flatten() {
-                        match std::fs::read_to_string(&p)
-                            .map_err(|e| e.to_string())
+                        match tally_common::config::read(&p)
                             .and_then(|t| parse_toml(&t))
+                            .map_err(|ps| tally_common::config::in_file(&p, ps))
                         {
                             Ok(f) if !f.notify.is_empty() || !f.include.is_empty() => problems
                                 .push(format!(
@@ -329,7 +329,7 @@ impl Alerting {
                                     p.display()
                                 )),
                             Ok(f) => files.push((p, f)),
-                            Err(e) => problems.push(format!("{}: {e}", p.display())),
+                            Err(ps) => problems.extend(ps),
                         }
                     }
                 }
@@ -354,7 +354,7 @@ impl Alerting {
 
     /// Parses one file's text (no includes), for tests and `tally rules test`.
     pub fn parse(text: &str) -> Result<Alerting, Vec<String>> {
-        let f = parse_toml(text).map_err(|e| vec![e])?;
+        let f = parse_toml(text)?;
         let rules: Vec<(String, RuleConfig)> = f
             .rule
             .iter()
@@ -365,17 +365,17 @@ impl Alerting {
 
     fn validate(f: &AlertsFile, rules: &[(String, RuleConfig)]) -> Result<Alerting, Vec<String>> {
         let mut problems = Vec::new();
-        let default_interval = secs("interval", f.interval.as_deref(), 30, &mut problems).max(1);
+        let default_interval = secs("interval", f.interval.as_ref(), 30, &mut problems).max(1);
         let resend_interval = secs(
             "resend_interval",
-            f.resend_interval.as_deref(),
+            f.resend_interval.as_ref(),
             60,
             &mut problems,
         )
         .max(1);
         let resolved_resend_for = secs(
             "resolved_resend_for",
-            f.resolved_resend_for.as_deref(),
+            f.resolved_resend_for.as_ref(),
             900,
             &mut problems,
         );
@@ -486,11 +486,11 @@ impl Alerting {
                 _ => policy("nodata", r.nodata.as_deref(), &mut problems),
             };
             let on_error = policy("on_error", r.on_error.as_deref(), &mut problems);
-            let absent = r.absent_for.as_deref().map(|a| {
+            let absent = r.absent_for.as_ref().map(|a| {
                 let absent_for = secs(&format!("{place}.absent_for"), Some(a), 300, &mut problems);
                 let lookback = secs(
                     &format!("{place}.lookback"),
-                    r.lookback.as_deref(),
+                    r.lookback.as_ref(),
                     86400,
                     &mut problems,
                 );
@@ -528,7 +528,7 @@ impl Alerting {
             }
             let window = secs(
                 &format!("{place}.window"),
-                r.window.as_deref(),
+                r.window.as_ref(),
                 300,
                 &mut problems,
             );
@@ -548,16 +548,16 @@ impl Alerting {
                 warn: r.warn,
                 crit: r.crit,
                 recover: r.recover,
-                for_: secs(&format!("{place}.for"), r.for_.as_deref(), 0, &mut problems),
+                for_: secs(&format!("{place}.for"), r.for_.as_ref(), 0, &mut problems),
                 keep_firing_for: secs(
                     &format!("{place}.keep_firing_for"),
-                    r.keep_firing_for.as_deref(),
+                    r.keep_firing_for.as_ref(),
                     0,
                     &mut problems,
                 ),
                 interval: secs(
                     &format!("{place}.interval"),
-                    r.interval.as_deref(),
+                    r.interval.as_ref(),
                     default_interval,
                     &mut problems,
                 )
@@ -676,6 +676,46 @@ crit = 5
         assert!(
             Alerting::parse("[[rule]]\nname=\"x\"\ntarget=\"a\"\ncrit=1\nbogus=2\n").is_err(),
             "unknown keys are errors"
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_at_once() {
+        let e = Alerting::parse(
+            "extrnal_url = \"x\"\n[[notify]]\nkind = \"console\"\nurll = \"y\"\n\
+             [[rule]]\nname=\"x\"\ntarget=\"a\"\ncrit=1\nbogus=2\nwindow = \"1m\"\n",
+        )
+        .expect_err("unknown keys");
+        assert_eq!(
+            e,
+            [
+                "unknown key \"extrnal_url\"",
+                "unknown key \"notify.0.urll\"",
+                "unknown key \"rule.0.bogus\""
+            ],
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let main = dir.path().join("alerts.toml");
+        std::fs::write(
+            &main,
+            "include = [\"more/*.toml\"]\nresend_intervl = \"1m\"\n",
+        )
+        .expect("write");
+        std::fs::create_dir(dir.path().join("more")).expect("mkdir");
+        let more = dir.path().join("more/a.toml");
+        std::fs::write(
+            &more,
+            "[[rule]]\nname=\"x\"\ntarget=\"a\"\ncrit=1\nfor_=\"1m\"\n",
+        )
+        .expect("write");
+        let e = Alerting::load(&main).expect_err("unknown keys");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with(&main.display().to_string()) && e[0].contains("resend_intervl"));
+        std::fs::write(&main, "include = [\"more/*.toml\"]\n").expect("write");
+        let e = Alerting::load(&main).expect_err("unknown key in an include");
+        assert_eq!(
+            e,
+            [format!("{}: unknown key \"rule.0.for_\"", more.display())]
         );
     }
 

@@ -83,7 +83,7 @@ async fn add_silence(State(e): State<Arc<Engine>>, body: axum::body::Bytes) -> R
             ))
         }
     };
-    let secs = match tally_proto::duration::parse_duration(&req.duration) {
+    let secs = match tally_common::config::parse_duration(&req.duration) {
         Ok(d) if d.as_secs() > 0 => d.as_secs() as i64,
         Ok(_) => return bad("duration: must be at least 1s"),
         Err(err) => return bad(format!("duration: {err}")),

@@ -1,0 +1,139 @@
+//! The query side's settings: the `[query]` table of `tally store`'s file (and, for a query node
+//! of its own, the same table): request limits, the Graphite API's tokens and the alert rules
+//! file. Written and checked as every Tally config is (`tally_common::config`): unknown keys
+//! and bad values are all reported at once, durations carry their unit.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use tally_common::config::{DurationText, Problems};
+
+use crate::Limits;
+
+/// The `[query]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct QueryConfig {
+    /// When set, Graphite API writes (`POST /events`, tag writes) need this bearer token.
+    pub write_token: Option<String>,
+    /// When set, every Graphite API read (render, find, tags, ...) needs this bearer token.
+    pub read_token: Option<String>,
+    /// Most series one `/render` request may read.
+    pub max_series_per_request: usize,
+    /// Most points one `/render` request may read.
+    pub max_points_per_request: usize,
+    /// Longest a `/render` request may run before it is refused.
+    pub max_request_time: DurationText,
+    /// The alerting file (rules and notifiers; see examples/alerts.toml). Relative paths are
+    /// from the working directory.
+    pub alerts: Option<PathBuf>,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        QueryConfig {
+            write_token: None,
+            read_token: None,
+            max_series_per_request: limits.max_series,
+            max_points_per_request: limits.max_points,
+            max_request_time: format!("{}s", limits.max_time.as_secs()).as_str().into(),
+            alerts: None,
+        }
+    }
+}
+
+impl QueryConfig {
+    /// Checks a `[query]` table read from another program's file; unknown keys are named
+    /// `query.<key>`.
+    pub fn from_table(table: toml::Table) -> Result<QueryConfig, Vec<String>> {
+        tally_common::config::from_table(table, "query")
+    }
+}
+
+/// The validated form.
+#[derive(Debug, Clone, Default)]
+pub struct QuerySettings {
+    pub write_token: Option<String>,
+    pub read_token: Option<String>,
+    pub limits: Limits,
+    pub alerts_file: Option<PathBuf>,
+}
+
+impl TryFrom<QueryConfig> for QuerySettings {
+    type Error = Vec<String>;
+
+    /// Validates everything and reports all problems at once, each as `query.<key>: ...`.
+    fn try_from(c: QueryConfig) -> Result<QuerySettings, Vec<String>> {
+        let mut problems = Problems::default();
+        let max_time = problems.positive_duration("query.max_request_time", &c.max_request_time);
+        for (key, value) in [
+            ("query.max_series_per_request", c.max_series_per_request),
+            ("query.max_points_per_request", c.max_points_per_request),
+        ] {
+            if value == 0 {
+                problems.push(key, "must be more than 0");
+            }
+        }
+        problems.into_result(QuerySettings {
+            write_token: c.write_token.filter(|t| !t.is_empty()),
+            read_token: c.read_token.filter(|t| !t.is_empty()),
+            limits: Limits {
+                max_series: c.max_series_per_request,
+                max_points: c.max_points_per_request,
+                max_time,
+            },
+            alerts_file: c.alerts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn table(text: &str) -> toml::Table {
+        toml::from_str(text).expect("toml")
+    }
+
+    #[test]
+    fn no_table_is_the_defaults() {
+        let s = QuerySettings::try_from(QueryConfig::from_table(table("")).expect("empty"))
+            .expect("valid");
+        assert_eq!(s.limits.max_series, Limits::default().max_series);
+        assert_eq!(s.limits.max_time, Duration::from_secs(30));
+        assert!(s.read_token.is_none() && s.alerts_file.is_none());
+    }
+
+    #[test]
+    fn keys_are_checked_and_named_under_query() {
+        let e = QueryConfig::from_table(table("max_series = 1\nread_tokn = \"x\"\n"))
+            .expect_err("unknown keys");
+        assert_eq!(
+            e,
+            vec![
+                "unknown key \"query.max_series\"".to_string(),
+                "unknown key \"query.read_tokn\"".to_string()
+            ]
+        );
+        let c = QueryConfig::from_table(table(
+            "max_series_per_request = 0\nmax_request_time = \"soon\"\nread_token = \"\"\n",
+        ))
+        .expect("parses");
+        let e = QuerySettings::try_from(c).expect_err("bad values");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("query.max_request_time: \"soon\""),
+            "{e:?}"
+        );
+        let c = QueryConfig::from_table(table(
+            "max_request_time = \"2m\"\nread_token = \"r\"\nalerts = \"a.toml\"\n",
+        ))
+        .expect("parses");
+        let s = QuerySettings::try_from(c).expect("valid");
+        assert_eq!(s.limits.max_time, Duration::from_secs(120));
+        assert_eq!(s.read_token.as_deref(), Some("r"));
+        assert_eq!(s.alerts_file, Some(PathBuf::from("a.toml")));
+    }
+}

@@ -1,0 +1,75 @@
+//! `tally rules test`: replays alert rules over a running store's history, through the typed
+//! render client and the same state machine the live engine runs, and prints the state changes
+//! they would have made.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use tally_query::alert::machine::History;
+use tally_query::RenderClient;
+
+use crate::cli::RulesTestArgs;
+use crate::serve::problems;
+
+/// Prints each rule's state changes over `--from`..`--until`.
+pub fn run(a: RulesTestArgs) -> Result<()> {
+    let cfg = tally_query::alert::Alerting::load(&a.alerts).map_err(problems)?;
+    let now = tally_common::unix_now();
+    let client = RenderClient::new(&a.url, a.token.as_deref(), Duration::from_secs(60))?;
+    let from =
+        tally_query::time::parse_time(&a.from, now).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    let until = tally_query::time::parse_time(&a.until, now)
+        .map_err(|e| anyhow::anyhow!("--until: {e}"))?;
+    let mut any = false;
+    for rule in cfg
+        .rules
+        .iter()
+        .filter(|r| a.rule.as_ref().is_none_or(|n| *n == r.name))
+    {
+        any = true;
+        let span = rule.absent.map_or(rule.window, |(_, lookback)| lookback);
+        let series: Vec<History> = client
+            .render(&rule.target, from - span, until)?
+            .into_iter()
+            .map(|s| (s.name, s.start, s.step, s.values))
+            .collect();
+        let changes = tally_query::alert::machine::backtest(rule, &series, from, until);
+        println!(
+            "{}: {} series, {} state changes from {} to {}",
+            rule.name,
+            series.len(),
+            changes.len(),
+            iso(from),
+            iso(until)
+        );
+        for c in changes {
+            let (what, level) = match c.transition {
+                tally_query::alert::machine::Transition::Fired { level, .. } => ("FIRING  ", level),
+                tally_query::alert::machine::Transition::Resolved { level } => ("RESOLVED", level),
+            };
+            println!(
+                "  {}  {what} {:<8} {}  value={}",
+                iso(c.at),
+                level.as_str(),
+                c.series,
+                c.value
+                    .map_or("none".into(), tally_query::alert::config::fmt_value)
+            );
+        }
+    }
+    if !any {
+        anyhow::bail!(
+            "no rule named {:?} in {}",
+            a.rule.unwrap_or_default(),
+            a.alerts.display()
+        );
+    }
+    Ok(())
+}
+
+fn iso(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}

@@ -1,0 +1,162 @@
+//! `tally store`: the store with the query side next to it (the Graphite API, the web page and,
+//! with alert rules, the alert engine) on one HTTP port, and their orderly shutdown: on SIGINT
+//! or SIGTERM the alert engine saves its state, then the store flushes and closes. `tally demo`
+//! serves the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tally_query::{QueryConfig, QuerySettings};
+use tally_store::{Settings, StoreConfig};
+
+use crate::cli::StoreArgs;
+
+/// The store's settings and the query side's, from the file (if any) and the flags.
+fn settings(args: &StoreArgs) -> Result<(Settings, QuerySettings)> {
+    let mut config = match &args.config {
+        Some(path) => StoreConfig::load(path)?,
+        None => StoreConfig::default(),
+    };
+    let query = QueryConfig::from_table(std::mem::take(&mut config.query))
+        .and_then(QuerySettings::try_from)
+        .map_err(|ps| match &args.config {
+            Some(path) => problems(tally_common::config::in_file(path, ps)),
+            None => problems(ps),
+        });
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(l) = &args.line_listen {
+        config.line_listen = l.clone();
+    }
+    if let Some(h) = &args.http_listen {
+        config.http_listen = h.clone();
+    }
+    config.udp_enabled |= args.udp;
+    // Every problem of both parts at once.
+    let store = Settings::try_from(config);
+    let (store, mut query) = match (store, query) {
+        (Ok(s), Ok(q)) => (s, q),
+        (Err(tally_store::Error::Config(mut a)), Err(b)) => {
+            a.push(format!("{b:#}"));
+            return Err(problems(a));
+        }
+        (Err(e), _) => return Err(e.into()),
+        (_, Err(e)) => return Err(e),
+    };
+    if let Some(a) = &args.alerts {
+        query.alerts_file = Some(a.clone());
+    }
+    Ok((store, query))
+}
+
+/// Installs the SIGINT and SIGTERM handlers now, and returns a future that completes on either.
+///
+/// Installing them before the store starts matters: a handler installed lazily (on first poll)
+/// leaves a window after "listening" in which SIGTERM kills the process without its clean flush.
+/// Must be called inside the runtime.
+pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+/// `tally store`.
+pub fn run(args: StoreArgs) -> Result<()> {
+    let (settings, query) = settings(&args).context("configuration")?;
+    let alerting = match &query.alerts_file {
+        Some(path) => Some(tally_query::alert::Alerting::load(path).map_err(problems)?),
+        None => None,
+    };
+    if args.check_config {
+        println!("configuration ok");
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
+        serve_store(settings, query, alerting, shutdown, |bound| {
+            // One stable line on stdout: scripts and tests read the real ports from it.
+            println!("tally store: line={} http={}", bound.line, bound.http);
+        })
+        .await
+    })
+}
+
+/// Runs the store with the Graphite API, the web page and (with `alerting`) the alert engine,
+/// until `shutdown` completes. The alert engine reloads on SIGHUP and saves its state before the
+/// store closes. Must run inside a multi-threaded runtime.
+pub async fn serve_store(
+    settings: Settings,
+    query: QuerySettings,
+    alerting: Option<tally_query::alert::Alerting>,
+    shutdown: impl std::future::Future<Output = ()>,
+    on_bound: impl FnOnce(tally_store::server::Bound),
+) -> Result<()> {
+    let mut api = tally_query::ApiOptions {
+        write_token: query.write_token,
+        read_token: query.read_token,
+        limits: query.limits,
+        alerts: None,
+    };
+    let alerts_file = query.alerts_file;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let (alert_stop, alert_stop_rx) = tokio::sync::watch::channel(false);
+    let engine_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
+    let started = engine_task.clone();
+    let extra = move |store: tally_store::Store| {
+        let source: Arc<dyn tally_query::Source> = Arc::new(store);
+        if let Some(cfg) = alerting {
+            match tally_query::alert::Engine::new(source.clone(), cfg, alerts_file) {
+                Ok(engine) => {
+                    let engine = Arc::new(engine);
+                    api.alerts = Some(engine.clone());
+                    let runner = tally_query::alert::engine::run(engine.clone(), alert_stop_rx);
+                    let task = tokio::spawn(async move {
+                        tokio::select! {
+                            _ = runner => {}
+                            _ = async {
+                                while hup.recv().await.is_some() {
+                                    if let Err(ps) = tokio::task::block_in_place(|| engine.reload()) {
+                                        tracing::error!(problems = ?ps, "alert rules not reloaded; the old ones stay");
+                                    }
+                                }
+                            } => {}
+                        }
+                    });
+                    if let Ok(mut t) = started.lock() {
+                        *t = Some(task);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "alerting is off: the engine did not start"),
+            }
+        }
+        tally_query::router_with(source, api)
+    };
+    let shutdown = async move {
+        shutdown.await;
+        // The alert engine saves its state before the store closes.
+        let _ = alert_stop.send(true);
+        let task = engine_task.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    };
+    tally_store::server::run(settings, Some(Box::new(extra)), on_bound, shutdown).await?;
+    Ok(())
+}
+
+/// Formats every configuration problem, one per line.
+pub fn problems(ps: Vec<String>) -> anyhow::Error {
+    anyhow::anyhow!("configuration:\n  {}", ps.join("\n  "))
+}
