@@ -5,6 +5,7 @@ mod agent_model;
 mod alertmanager;
 mod alerts;
 mod catcher;
+mod cli;
 mod compat;
 mod compat_stored;
 mod demo;
