@@ -15,6 +15,8 @@ use hdrhistogram::Histogram;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
+use crate::naming::Naming;
+
 /// What one rule does with a matching line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
@@ -35,14 +37,6 @@ pub enum Obs {
     Value(f64),
     /// Microseconds.
     Micros(u64),
-}
-
-/// The naming of emitted series.
-#[derive(Debug, Clone)]
-pub struct Naming {
-    pub host: String,
-    /// `Some(prefix)`: plain Graphite paths `prefix.host.rule.v1.v2`.
-    pub path_prefix: Option<String>,
 }
 
 /// Static description of a rule as the aggregator sees it.
@@ -155,22 +149,9 @@ pub struct Agg {
     newest: i64,
 }
 
-/// Separates tag values in a series key; sanitized values never contain it.
+/// Separates tag values in a series key; sanitized values
+/// ([`push_sanitized`](crate::naming::push_sanitized)) never contain it.
 pub const SEP: u8 = 0x1f;
-
-/// Appends `v` to a key, made safe as a tag value (and as a path node with `path`).
-pub fn push_sanitized(out: &mut Vec<u8>, v: &[u8], path: bool) {
-    let start = out.len();
-    for &b in v.iter().take(200) {
-        let ok = b > b' ' && b < 0x7f && b != b';' && !(path && (b == b'.' || b == b'/'));
-        out.push(if ok { b } else { b'_' });
-    }
-    if out.len() == start {
-        out.extend_from_slice(b"none");
-    } else if out[start] == b'~' {
-        out[start] = b'_';
-    }
-}
 
 impl Agg {
     pub fn new(
@@ -204,8 +185,9 @@ impl Agg {
         }
     }
 
-    pub fn path_naming(&self) -> bool {
-        self.naming.path_prefix.is_some()
+    /// How the emitted series are named.
+    pub fn naming(&self) -> &Naming {
+        &self.naming
     }
 
     /// The newest line time added so far.
@@ -408,7 +390,7 @@ impl Agg {
                 let rule = &self.rules[s.rule as usize];
                 match &slot.cell {
                     Cell::Count(v) | Cell::Gauge(v) => out.push(Point {
-                        name: name(&self.naming, rule, s, None),
+                        name: self.naming.rule_series(rule, &s.values, None),
                         value: *v,
                         time: t,
                     }),
@@ -417,7 +399,7 @@ impl Agg {
                             continue;
                         };
                         out.push(Point {
-                            name: name(&self.naming, rule, s, Some("count")),
+                            name: self.naming.rule_series(rule, &s.values, Some("count")),
                             value: h.h.len() as f64,
                             time: t,
                         });
@@ -425,13 +407,13 @@ impl Agg {
                             let stat = format!("p{}", fmt_percentile(*p));
                             let v = h.h.value_at_quantile(p / 100.0).min(h.max_us) as f64 / 1e6;
                             out.push(Point {
-                                name: name(&self.naming, rule, s, Some(&stat)),
+                                name: self.naming.rule_series(rule, &s.values, Some(&stat)),
                                 value: v,
                                 time: t,
                             });
                         }
                         out.push(Point {
-                            name: name(&self.naming, rule, s, Some("max")),
+                            name: self.naming.rule_series(rule, &s.values, Some("max")),
                             value: h.max_us as f64 / 1e6,
                             time: t,
                         });
@@ -575,42 +557,6 @@ fn fmt_percentile(p: f64) -> String {
     }
 }
 
-fn name(naming: &Naming, rule: &RuleShape, s: &Series, stat: Option<&str>) -> String {
-    match &naming.path_prefix {
-        Some(prefix) => {
-            let mut n = String::new();
-            if !prefix.is_empty() {
-                n.push_str(prefix);
-                n.push('.');
-            }
-            n.push_str(&naming.host.replace('.', "_"));
-            n.push('.');
-            n.push_str(&rule.name);
-            for v in &s.values {
-                n.push('.');
-                n.push_str(v);
-            }
-            if let Some(stat) = stat {
-                n.push('.');
-                n.push_str(stat);
-            }
-            n
-        }
-        None => {
-            let mut tags: Vec<(&str, &str)> = Vec::with_capacity(s.values.len() + 2);
-            tags.push(("host", &naming.host));
-            for (k, v) in rule.tags.iter().zip(&s.values) {
-                tags.push((k, v));
-            }
-            if let Some(stat) = stat {
-                tags.push(("stat", stat));
-            }
-            tally_proto::series_name::tagged_name(&rule.name, &tags)
-                .unwrap_or_else(|_| rule.name.clone())
-        }
-    }
-}
-
 /// The aggregator's part of a checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct AggState {
@@ -649,6 +595,7 @@ pub struct CellState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::naming::push_sanitized;
 
     fn agg() -> Agg {
         Agg::new(

@@ -18,6 +18,7 @@ pub mod access;
 pub mod agg;
 pub mod config;
 pub mod gen;
+pub mod naming;
 pub mod rules;
 pub mod ship;
 pub mod spool;
@@ -36,7 +37,8 @@ use serde::{Deserialize, Serialize};
 pub use config::{AgentConfig, Settings};
 pub use stats::Stats;
 
-use agg::{Agg, AggState, Naming, Point};
+use agg::{Agg, AggState, Point};
+use naming::Naming;
 use tail::{FileState, Tailer};
 
 /// The checkpoint: everything needed to continue exactly where the last commit left off.
@@ -188,28 +190,10 @@ impl Agent {
 
     /// The agent's own counters as `tally.agent.<name>;host=...` points.
     fn self_points(&self, t: i64, out: &mut Vec<Point>) {
-        let name = |metric: &str, extra: Option<(&str, &str)>| -> String {
-            if self.s.path_naming {
-                let mut n = format!(
-                    "{}.{}.tally_agent.{metric}",
-                    self.s.path_prefix,
-                    self.s.host.replace('.', "_")
-                );
-                if let Some((_, v)) = extra {
-                    n.push('.');
-                    n.push_str(v);
-                }
-                n.trim_start_matches('.').to_string()
-            } else {
-                let mut tags = vec![("host", self.s.host.as_str())];
-                tags.extend(extra);
-                tally_proto::series_name::tagged_name(&format!("tally.agent.{metric}"), &tags)
-                    .unwrap_or_default()
-            }
-        };
+        let naming = self.agg.naming();
         for (metric, _, _, v) in self.stats.scalars() {
             out.push(Point {
-                name: name(metric, None),
+                name: naming.agent_series(metric, None),
                 value: v as f64,
                 time: t,
             });
@@ -222,7 +206,7 @@ impl Agent {
             .unwrap_or_default()
         {
             out.push(Point {
-                name: name("lines_matched", Some(("rule", &rule))),
+                name: naming.agent_series("lines_matched", Some(&rule)),
                 value: v as f64,
                 time: t,
             });
