@@ -17,6 +17,7 @@
 pub mod access;
 pub mod agg;
 pub mod config;
+mod error;
 pub mod gen;
 pub mod naming;
 pub mod rules;
@@ -31,10 +32,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 pub use config::{AgentConfig, Settings};
+pub use error::{Error, Result};
 pub use stats::Stats;
 
 use agg::{Agg, AggState, Point};
@@ -56,11 +57,11 @@ const CHECKPOINT: &str = "checkpoint.json";
 pub fn load_checkpoint(data_dir: &Path) -> Result<Option<Checkpoint>> {
     let path = data_dir.join(CHECKPOINT);
     match std::fs::read(&path) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
-            format!("{}: not a checkpoint (move it away to start over, re-reading from the end of each file)", path.display())
-        })?)),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|source| Error::Checkpoint { path, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) => Err(Error::io("reading", &path, e)),
     }
 }
 
@@ -126,7 +127,7 @@ impl Agent {
             }
             self.spool
                 .write(&body, points.len() as u64)
-                .context("writing the spool")?;
+                .map_err(|e| Error::io("writing the spool", self.spool.dir(), e))?;
             self.stats
                 .points_spooled
                 .fetch_add(points.len() as u64, Ordering::Relaxed);
@@ -144,9 +145,11 @@ impl Agent {
             files: files.clone(),
             agg: self.agg.snapshot(),
         };
-        let json = serde_json::to_vec(&cp)?;
-        spool::write_atomic(&self.s.data_dir.join(CHECKPOINT), &json)
-            .context("writing the checkpoint")?;
+        let path = self.s.data_dir.join(CHECKPOINT);
+        serde_json::to_vec(&cp)
+            .map_err(std::io::Error::from)
+            .and_then(|json| spool::write_atomic(&path, &json))
+            .map_err(|e| Error::io("writing the checkpoint", &path, e))?;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.last_written = Some((files, lines));
         self.lines_at_commit = lines;
@@ -216,10 +219,10 @@ impl Agent {
 
 /// Serves `/metrics` on `addr` from a small runtime of its own; returns the bound address.
 fn serve_metrics(addr: SocketAddr, stats: Arc<Stats>) -> Result<SocketAddr> {
-    let listener =
-        std::net::TcpListener::bind(addr).with_context(|| format!("metrics_listen {addr}"))?;
-    listener.set_nonblocking(true)?;
-    let bound = listener.local_addr()?;
+    let listen_error = |source| Error::MetricsListen { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
+    listener.set_nonblocking(true).map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?;
     std::thread::Builder::new()
         .name("agent-metrics".into())
         .spawn(move || {
@@ -251,22 +254,24 @@ fn serve_metrics(addr: SocketAddr, stats: Arc<Stats>) -> Result<SocketAddr> {
                 );
                 let _ = axum::serve(listener, app).await;
             });
+        })
+        .map_err(|source| Error::Thread {
+            name: "agent-metrics",
+            source,
         })?;
     Ok(bound)
 }
 
 /// Runs the agent until `stats.stopping` is set, then commits and returns.
 pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Result<()> {
-    std::fs::create_dir_all(&s.data_dir)
-        .with_context(|| format!("creating {}", s.data_dir.display()))?;
+    std::fs::create_dir_all(&s.data_dir).map_err(|e| Error::io("creating", &s.data_dir, e))?;
     let lock_path = s.data_dir.join("lock");
-    let lock = std::fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
+    let lock =
+        std::fs::File::create(&lock_path).map_err(|e| Error::io("creating", &lock_path, e))?;
     if lock.try_lock().is_err() {
-        anyhow::bail!(
-            "{}: another agent is using this data directory",
-            s.data_dir.display()
-        );
+        return Err(Error::Locked {
+            dir: s.data_dir.clone(),
+        });
     }
     let checkpoint = load_checkpoint(&s.data_dir)?;
     let spool_dir: PathBuf = s.data_dir.join("spool");
@@ -275,7 +280,7 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
         s.spool_max_bytes,
         checkpoint.as_ref().map_or(0, |c| c.seq),
     )
-    .with_context(|| format!("opening the spool {}", spool_dir.display()))?;
+    .map_err(|e| Error::io("opening the spool", &spool_dir, e))?;
     let naming = Naming {
         host: s.host.clone(),
         path_prefix: s.path_naming.then(|| s.path_prefix.clone()),
@@ -308,7 +313,11 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
         );
         std::thread::Builder::new()
             .name("agent-ship".into())
-            .spawn(move || ship::run(output, dir, stats, timeout, backoff))?
+            .spawn(move || ship::run(output, dir, stats, timeout, backoff))
+            .map_err(|source| Error::Thread {
+                name: "agent-ship",
+                source,
+            })?
     };
     let files = tailer.open_files();
     let rules = s.rules.clone();
