@@ -8,8 +8,9 @@
 //! points lost are counted and logged as an error.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use crate::checkpoint::write_atomic;
 
 /// One spooled segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,22 +19,6 @@ pub struct Segment {
     pub points: u64,
     pub bytes: u64,
     pub path: PathBuf,
-}
-
-/// Writes `data` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()
 }
 
 /// Lists the segments in `dir`, oldest first.
