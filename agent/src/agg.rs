@@ -112,12 +112,25 @@ struct RuleSeries {
     values: Vec<FxHashSet<Box<[u8]>>>,
 }
 
-/// Counters the aggregator keeps for the agent's own metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Counters the aggregator keeps for the agent's own metrics; checkpointed, so they continue
+/// across restarts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AggCounts {
+    /// Lines for a bucket already closed (older than the lateness window), not counted.
     pub late: u64,
+    /// Lines dated too far in the future, not counted.
     pub future: u64,
+    /// New series sent to `other` by a cardinality cap.
     pub overflow: u64,
+}
+
+/// How much the aggregator holds, for the agent's own metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggSizes {
+    /// Buckets within the lateness window.
+    pub open_buckets: usize,
+    /// Distinct series known.
+    pub series: usize,
 }
 
 /// One emitted point.
@@ -209,8 +222,11 @@ impl Agg {
     }
 
     /// Open buckets and series, for the agent's own metrics.
-    pub fn sizes(&self) -> (usize, usize) {
-        (self.buckets.len(), self.series.len())
+    pub fn sizes(&self) -> AggSizes {
+        AggSizes {
+            open_buckets: self.buckets.len(),
+            series: self.series.len(),
+        }
     }
 
     /// Adds one observation for `rule` with the tag values already joined in `key` (each value
@@ -481,7 +497,7 @@ impl Agg {
                 })
                 .collect(),
             buckets,
-            counts: (self.counts.late, self.counts.future, self.counts.overflow),
+            counts: self.counts,
         }
     }
 
@@ -490,7 +506,7 @@ impl Agg {
     pub fn restore(&mut self, st: &AggState) {
         self.watermark = st.watermark;
         self.horizon = st.horizon;
-        (self.counts.late, self.counts.future, self.counts.overflow) = st.counts;
+        self.counts = st.counts;
         let mut map: Vec<Option<u32>> = Vec::with_capacity(st.series.len());
         for s in &st.series {
             let rule = self
@@ -564,7 +580,7 @@ pub struct AggState {
     pub horizon: i64,
     pub series: Vec<SeriesState>,
     pub buckets: Vec<BucketState>,
-    pub counts: (u64, u64, u64),
+    pub counts: AggCounts,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -586,6 +602,9 @@ pub struct CellState {
     pub dirty: bool,
     #[serde(default)]
     pub value: f64,
+    /// A latency cell's histogram as `[value_us, count]` pairs, lowest value first. Pairs, not
+    /// objects, on purpose: a cell holds dozens, there is a cell per series and bucket in the
+    /// lateness window, and the checkpoint is rewritten every commit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hist: Vec<(u64, u64)>,
     #[serde(default)]
@@ -697,7 +716,7 @@ mod tests {
             ]
         );
         assert_eq!(a.counts().overflow, 2);
-        assert_eq!(a.sizes().1, 3);
+        assert_eq!(a.sizes().series, 3);
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agg::{Agg, Kind, Obs, RuleShape, SEP};
+    use crate::agg::{Agg, AggCounts, Kind, Obs, RuleShape, SEP};
     use crate::naming::Naming;
 
     fn agg() -> Agg {
@@ -144,10 +144,23 @@ mod tests {
             }],
             agg: a.snapshot(),
         };
-        let (late, future, overflow) = cp.agg.counts;
-        assert_eq!((late, future, overflow), (1, 1, 1));
+        assert_eq!(
+            cp.agg.counts,
+            AggCounts {
+                late: 1,
+                future: 1,
+                overflow: 1
+            }
+        );
         assert_eq!(cp.agg.buckets.len(), 2);
         cp.save(dir.path()).expect("save");
+        // The counters are named in the file, not positional.
+        let json: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.path().join(FILE)).expect("read")).expect("json");
+        assert_eq!(
+            json["agg"]["counts"],
+            serde_json::json!({"late": 1, "future": 1, "overflow": 1})
+        );
         assert_eq!(
             Checkpoint::load(dir.path()).expect("load"),
             Some(cp.clone())

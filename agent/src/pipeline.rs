@@ -54,9 +54,16 @@ struct Pipeline {
     rules: RuleSet,
     matcher: Matcher,
     spool: Spool,
-    last_written: Option<(Vec<FileState>, u64)>,
-    lines_at_commit: u64,
+    /// What the last checkpoint written recorded, to skip writing an identical one.
+    written: Option<Written>,
     next_self: i64,
+}
+
+/// The part of a written checkpoint that tells whether the next one would differ.
+struct Written {
+    files: Vec<FileState>,
+    /// Lines read when it was written.
+    lines: u64,
 }
 
 impl Pipeline {
@@ -102,10 +109,10 @@ impl Pipeline {
             self.stats.notify();
         }
         let unchanged = self
-            .last_written
+            .written
             .as_ref()
-            .is_some_and(|(f, l)| *f == files && *l == lines);
-        if points.is_empty() && unchanged && lines == self.lines_at_commit {
+            .is_some_and(|w| w.files == files && w.lines == lines);
+        if points.is_empty() && unchanged {
             return Ok(());
         }
         let cp = Checkpoint {
@@ -115,8 +122,7 @@ impl Pipeline {
         };
         cp.save(&self.s.data_dir)?;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
-        self.last_written = Some((files, lines));
-        self.lines_at_commit = lines;
+        self.written = Some(Written { files, lines });
         Ok(())
     }
 
@@ -141,9 +147,10 @@ impl Pipeline {
             .store(self.tailer.backlog(), Ordering::Relaxed);
         st.points_dropped
             .store(self.spool.dropped_points, Ordering::Relaxed);
-        let (buckets, series) = self.agg.sizes();
-        st.open_buckets.store(buckets as u64, Ordering::Relaxed);
-        st.series.store(series as u64, Ordering::Relaxed);
+        let sizes = self.agg.sizes();
+        st.open_buckets
+            .store(sizes.open_buckets as u64, Ordering::Relaxed);
+        st.series.store(sizes.series as u64, Ordering::Relaxed);
         if let Ok(mut mt) = st.matched.lock() {
             *mt = self
                 .rules
@@ -249,8 +256,7 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
         rules,
         matcher,
         spool,
-        last_written: None,
-        lines_at_commit: 0,
+        written: None,
         next_self: 0,
     };
     // The first checkpoint at once: from now on this data directory has started, and a restart
