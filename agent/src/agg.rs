@@ -19,7 +19,7 @@ use crate::naming::Naming;
 
 /// What one rule does with a matching line.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Counts lines.
     Counter,
     /// Adds up a captured number.
@@ -32,7 +32,7 @@ pub enum Kind {
 
 /// One observation.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Obs {
+pub(crate) enum Obs {
     Count,
     Value(f64),
     /// Microseconds.
@@ -42,10 +42,10 @@ pub enum Obs {
 /// Static description of a rule as the aggregator sees it.
 #[derive(Debug, Clone)]
 pub struct RuleShape {
-    pub name: String,
-    pub kind: Kind,
-    pub tags: Vec<String>,
-    pub max_values: usize,
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) tags: Vec<String>,
+    pub(crate) max_values: usize,
 }
 
 /// Lines dated further back than this are counted late whatever the watermark.
@@ -115,30 +115,30 @@ struct RuleSeries {
 /// Counters the aggregator keeps for the agent's own metrics; checkpointed, so they continue
 /// across restarts.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AggCounts {
+pub(crate) struct AggCounts {
     /// Lines for a bucket already closed (older than the lateness window), not counted.
-    pub late: u64,
+    pub(crate) late: u64,
     /// Lines dated too far in the future, not counted.
-    pub future: u64,
+    pub(crate) future: u64,
     /// New series sent to `other` by a cardinality cap.
-    pub overflow: u64,
+    pub(crate) overflow: u64,
 }
 
 /// How much the aggregator holds, for the agent's own metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AggSizes {
+pub(crate) struct AggSizes {
     /// Buckets within the lateness window.
-    pub open_buckets: usize,
+    pub(crate) open_buckets: usize,
     /// Distinct series known.
-    pub series: usize,
+    pub(crate) series: usize,
 }
 
 /// One emitted point.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Point {
-    pub name: String,
-    pub value: f64,
-    pub time: i64,
+pub(crate) struct Point {
+    pub(crate) name: String,
+    pub(crate) value: f64,
+    pub(crate) time: i64,
 }
 
 /// The aggregator.
@@ -164,7 +164,7 @@ pub struct Agg {
 
 /// Separates tag values in a series key; sanitized values
 /// ([`push_sanitized`](crate::naming::push_sanitized)) never contain it.
-pub const SEP: u8 = 0x1f;
+pub(crate) const SEP: u8 = 0x1f;
 
 impl Agg {
     pub fn new(
@@ -199,30 +199,30 @@ impl Agg {
     }
 
     /// How the emitted series are named.
-    pub fn naming(&self) -> &Naming {
+    pub(crate) fn naming(&self) -> &Naming {
         &self.naming
     }
 
     /// The newest line time added so far.
-    pub fn newest(&self) -> i64 {
+    pub(crate) fn newest(&self) -> i64 {
         self.newest
     }
 
     /// The kind of `rule`.
-    pub fn kind(&self, rule: usize) -> &Kind {
+    pub(crate) fn kind(&self, rule: usize) -> &Kind {
         &self.rules[rule].kind
     }
 
-    pub fn counts(&self) -> AggCounts {
+    pub(crate) fn counts(&self) -> AggCounts {
         self.counts
     }
 
-    pub fn interval(&self) -> i64 {
+    pub(crate) fn interval(&self) -> i64 {
         self.interval
     }
 
     /// Open buckets and series, for the agent's own metrics.
-    pub fn sizes(&self) -> AggSizes {
+    pub(crate) fn sizes(&self) -> AggSizes {
         AggSizes {
             open_buckets: self.buckets.len(),
             series: self.series.len(),
@@ -232,7 +232,7 @@ impl Agg {
     /// Adds one observation for `rule` with the tag values already joined in `key` (each value
     /// sanitized and followed by [`SEP`]), at line time `t`. `now` bounds how far in the
     /// future a line may claim to be.
-    pub fn add(&mut self, rule: usize, key: &[u8], t: i64, now: i64, obs: Obs) {
+    pub(crate) fn add(&mut self, rule: usize, key: &[u8], t: i64, now: i64, obs: Obs) {
         if t > now + self.interval + self.lateness {
             // A line from the far future would close every open bucket: refuse it.
             self.counts.future += 1;
@@ -280,13 +280,13 @@ impl Agg {
     }
 
     /// A scratch buffer for building keys without allocating.
-    pub fn take_key(&mut self) -> Vec<u8> {
+    pub(crate) fn take_key(&mut self) -> Vec<u8> {
         let mut k = std::mem::take(&mut self.key);
         k.clear();
         k
     }
 
-    pub fn give_key(&mut self, k: Vec<u8>) {
+    pub(crate) fn give_key(&mut self, k: Vec<u8>) {
         self.key = k;
     }
 
@@ -354,7 +354,7 @@ impl Agg {
 
     /// Moves the watermark to `to` (never back) and opens the empty buckets up to it within
     /// the lateness window, so quiet intervals get their zeros.
-    pub fn advance(&mut self, to: i64) {
+    pub(crate) fn advance(&mut self, to: i64) {
         if to <= self.watermark {
             return;
         }
@@ -377,14 +377,9 @@ impl Agg {
         }
     }
 
-    /// The newest line time seen moves the watermark too.
-    pub fn watermark(&self) -> i64 {
-        self.watermark
-    }
-
     /// Emits the changed cells of every complete bucket (oldest first) and closes the buckets
     /// that left the lateness window. Call [`Agg::advance`] first.
-    pub fn emit(&mut self, out: &mut Vec<Point>) {
+    pub(crate) fn emit(&mut self, out: &mut Vec<Point>) {
         let mut ts: Vec<i64> = self.buckets.keys().copied().collect();
         ts.sort_unstable();
         for t in ts {
@@ -451,7 +446,7 @@ impl Agg {
     }
 
     /// The checkpointable state.
-    pub fn snapshot(&self) -> AggState {
+    pub(crate) fn snapshot(&self) -> AggState {
         let mut buckets: Vec<BucketState> = self
             .buckets
             .iter()
@@ -503,7 +498,7 @@ impl Agg {
 
     /// Restores a snapshot. Series of rules that no longer exist (or changed their tags) are
     /// dropped with their cells.
-    pub fn restore(&mut self, st: &AggState) {
+    pub(crate) fn restore(&mut self, st: &AggState) {
         self.watermark = st.watermark;
         self.horizon = st.horizon;
         self.counts = st.counts;
@@ -575,40 +570,40 @@ fn fmt_percentile(p: f64) -> String {
 
 /// The aggregator's part of a checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct AggState {
-    pub watermark: i64,
-    pub horizon: i64,
-    pub series: Vec<SeriesState>,
-    pub buckets: Vec<BucketState>,
-    pub counts: AggCounts,
+pub(crate) struct AggState {
+    pub(crate) watermark: i64,
+    pub(crate) horizon: i64,
+    pub(crate) series: Vec<SeriesState>,
+    pub(crate) buckets: Vec<BucketState>,
+    pub(crate) counts: AggCounts,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SeriesState {
-    pub rule: String,
-    pub values: Vec<String>,
-    pub last_seen: i64,
+pub(crate) struct SeriesState {
+    pub(crate) rule: String,
+    pub(crate) values: Vec<String>,
+    pub(crate) last_seen: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct BucketState {
-    pub t: i64,
-    pub cells: Vec<CellState>,
+pub(crate) struct BucketState {
+    pub(crate) t: i64,
+    pub(crate) cells: Vec<CellState>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CellState {
-    pub series: u32,
-    pub dirty: bool,
+pub(crate) struct CellState {
+    pub(crate) series: u32,
+    pub(crate) dirty: bool,
     #[serde(default)]
-    pub value: f64,
+    pub(crate) value: f64,
     /// A latency cell's histogram as `[value_us, count]` pairs, lowest value first. Pairs, not
     /// objects, on purpose: a cell holds dozens, there is a cell per series and bucket in the
     /// lateness window, and the checkpoint is rewritten every commit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hist: Vec<(u64, u64)>,
+    pub(crate) hist: Vec<(u64, u64)>,
     #[serde(default)]
-    pub max_us: u64,
+    pub(crate) max_us: u64,
 }
 
 #[cfg(test)]

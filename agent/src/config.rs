@@ -249,7 +249,7 @@ impl AgentConfig {
     }
 }
 
-pub use tally_proto::duration::parse_duration;
+use tally_proto::duration::parse_duration;
 
 /// Where points go, validated.
 #[derive(Debug, Clone)]
@@ -294,7 +294,7 @@ pub struct Settings {
 }
 
 /// The machine's hostname, or `localhost`.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())

@@ -14,7 +14,7 @@
 //! sent twice changes nothing. The shipper deletes a segment only after the store acknowledged
 //! it durable. It depends on `tally-proto` only, never on the store.
 
-pub mod access;
+mod access;
 pub mod agg;
 mod checkpoint;
 pub mod config;
@@ -24,9 +24,9 @@ pub mod naming;
 mod pipeline;
 pub mod rules;
 mod server;
-pub mod ship;
-pub mod spool;
-pub mod stats;
+mod ship;
+mod spool;
+mod stats;
 pub mod tail;
 
 pub use config::{AgentConfig, Settings};

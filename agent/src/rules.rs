@@ -109,7 +109,7 @@ fn transform(name: &str) -> Option<Transform> {
 }
 
 impl RuleSet {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Input;
 
 /// The fingerprint covers at most this many leading bytes.
-pub const FP_MAX: u64 = 1024;
+pub(crate) const FP_MAX: u64 = 1024;
 
 /// Bytes read from one file before the others get a turn.
 const READ_SLICE: usize = 4 << 20;
@@ -256,7 +256,7 @@ impl Tailer {
     }
 
     /// Bytes not yet read of every open file (for progress and catch-up).
-    pub fn backlog(&self) -> u64 {
+    pub(crate) fn backlog(&self) -> u64 {
         self.streams
             .iter()
             .filter(|s| s.file.is_some() && !s.st.gz)
