@@ -7,9 +7,11 @@
 //! timestamp, so the corrected total replaces the old one. Buckets older than the window are
 //! dropped and lines for them are counted as late.
 //!
-//! The whole state (open buckets, series, watermark) is part of the agent's checkpoint: after a
-//! restart the totals continue from where the checkpointed lines left them, so re-read lines are
-//! never added twice and never replace a total with a partial one.
+//! The whole state (open buckets, series, watermark, counters) is part of the agent's checkpoint
+//! (`Agg::snapshot`, `Agg::restore`): after a restart the totals continue from where the
+//! checkpointed lines left them, so re-read lines are never added twice and never replace a total
+//! with a partial one. What the emitted series are called is [`naming`](crate::naming)'s
+//! business; a series here is a rule and its tag values.
 
 use hdrhistogram::Histogram;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -571,30 +573,46 @@ fn fmt_percentile(p: f64) -> String {
 /// The aggregator's part of a checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct AggState {
+    /// Buckets ending at or before it are complete.
     pub(crate) watermark: i64,
+    /// Buckets starting before it are closed; lines for them are late.
     pub(crate) horizon: i64,
+    /// Every known series; cells refer to them by index.
     pub(crate) series: Vec<SeriesState>,
+    /// The open buckets, oldest first.
     pub(crate) buckets: Vec<BucketState>,
     pub(crate) counts: AggCounts,
 }
 
+/// One series: a rule and its tag values. A restore drops series whose rule is gone or has
+/// another number of tags, with their cells.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct SeriesState {
+    /// The rule's name.
     pub(crate) rule: String,
+    /// Sanitized tag values, in the rule's tag order.
     pub(crate) values: Vec<String>,
+    /// The newest bucket it had a line in (zero-filling stops `zero_fill_for` after it).
     pub(crate) last_seen: i64,
 }
 
+/// One open bucket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct BucketState {
+    /// Its start, in Unix seconds.
     pub(crate) t: i64,
+    /// Its cells, by series index.
     pub(crate) cells: Vec<CellState>,
 }
 
+/// One series' total in one bucket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct CellState {
+    /// Index into [`AggState::series`].
     pub(crate) series: u32,
+    /// Changed since it was last emitted.
     pub(crate) dirty: bool,
+    /// A counter's, sum's or gauge's value.
     #[serde(default)]
     pub(crate) value: f64,
     /// A latency cell's histogram as `[value_us, count]` pairs, lowest value first. Pairs, not
@@ -602,6 +620,7 @@ pub(crate) struct CellState {
     /// lateness window, and the checkpoint is rewritten every commit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) hist: Vec<(u64, u64)>,
+    /// A latency cell's exact largest value, in microseconds.
     #[serde(default)]
     pub(crate) max_us: u64,
 }

@@ -3,8 +3,8 @@
 //! Each variant names what was being done and where (the path or address); the cause, an I/O
 //! or JSON error, is its [`source`](std::error::Error::source), so `{:#}` through `anyhow`
 //! prints `writing the checkpoint /var/lib/tally-agent/checkpoint.json: No space left on
-//! device`. Problems in the configuration are not errors of this kind: `config` and `rules`
-//! collect every one of them and report them together.
+//! device (os error 28)`. Problems in the configuration are not errors of this kind: `config`
+//! and `rules` collect every one of them and report them together.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

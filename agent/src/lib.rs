@@ -1,18 +1,32 @@
-//! The agent that runs on every web host: tails access logs, matches rules, aggregates per
-//! interval and ships acknowledged batches to the store (or plaintext to carbon).
+//! The agent that runs on every web host: it tails access logs, counts what the rules match in
+//! intervals of the log's own time, and ships the totals to the store (acknowledged batches over
+//! HTTP) or to carbon (plaintext). It depends on `tally-proto` only, never on the store.
 //!
 //! ```text
-//! files --tail--> lines --rules--> Agg (buckets of the log's time) --commit--> spool --ship--> store
-//!                                          \__ checkpoint: offsets + open buckets __/
+//! tail --lines--> rules --observations--> agg --points--> spool --segments--> ship --> store | carbon
+//!   \__ file offsets __ checkpoint __ open buckets __/
 //! ```
 //!
-//! **No line lost, none counted twice.** One thread reads and aggregates. Every
-//! `commit_interval` it *commits*: the points of completed buckets go into a spool segment
-//! (written atomically), then the checkpoint (written atomically) records the file offsets
-//! together with the open buckets' totals. A crash between the two re-reads from the previous
-//! checkpoint and produces the same totals again; totals overwrite in the store, so the segment
-//! sent twice changes nothing. The shipper deletes a segment only after the store acknowledged
-//! it durable. It depends on `tally-proto` only, never on the store.
+//! **No line lost, none counted twice**, across restarts and `kill -9`: every commit writes the
+//! points of the completed buckets as a spool segment, then a checkpoint of the file offsets and
+//! the open buckets, each file atomically; the shipper deletes a segment only once the store has
+//! acknowledged it durable (carbon acknowledges nothing: there, once written to the socket).
+//! Points are per-bucket totals, which overwrite in the store, so what a crash makes the agent
+//! send twice changes nothing.
+//!
+//! The modules, in the order a line passes them:
+//! - [`tail`]: files by glob, followed through rotation, truncation and restarts.
+//! - `access`: the combined / nginx line parser and the log's time formats.
+//! - [`rules`]: what a line counts for: the presets and the `[[rule]]`s.
+//! - [`agg`]: buckets of the log's time, one cell per series, emitted as totals.
+//! - [`naming`]: what the series are called, the rules' and the agent's own alike.
+//! - `pipeline`: the reading loop and the commit ([`run`]); `checkpoint`: where a restart
+//!   continues.
+//! - `spool`: segments waiting for the destination; `ship`: sends them, then deletes them.
+//! - `stats`: the agent's own counters ([`Stats`]); `server`: `/metrics`.
+//! - [`config`]: the TOML file, validated into [`Settings`]; `error`: [`Error`].
+//! - [`gen`]: a deterministic access-log generator with exact expected totals (tests, benches,
+//!   the demo).
 
 mod access;
 pub mod agg;

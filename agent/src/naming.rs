@@ -9,7 +9,7 @@
 //!   the rule's tag order and the host's dots written as `_`:
 //!   `servers.web1_example_com.requests.www.2xx`, `servers.web1.tally_agent.lines_read`.
 //!
-//! Tag values come from log lines. [`push_sanitized`] makes a value safe before it becomes part
+//! Tag values come from log lines. `push_sanitized` makes a value safe before it becomes part
 //! of a series key (and then of a name): no bytes at or below space, no `;`, no DEL or non-ASCII,
 //! no leading `~`, never empty, and in the path form no `.` or `/` either, so one value is one
 //! path node.

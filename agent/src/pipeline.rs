@@ -1,19 +1,18 @@
-//! The pipeline: the reading loop and the commit, from files to spool segments.
-//!
-//! ```text
-//! files --tail--> lines --rules--> Agg (buckets of the log's time) --commit--> spool --ship--> store
-//!                                          \__ checkpoint: offsets + open buckets __/
-//! ```
+//! The pipeline: the reading loop and the commit, from files to spool segments and checkpoint.
 //!
 //! One thread reads every file a slice at a time, runs the rules over each line and adds to the
 //! aggregator. Every `commit_interval` it *commits*: the buckets the watermark completed become
-//! points, written as one spool segment, and then the checkpoint records the file offsets, the
-//! open buckets and the segment's number. Both writes are atomic and in that order, which is
-//! what makes a crash between them harmless (see `checkpoint`). While a backlog is read the
-//! log's own time completes buckets; once every file is read to its end, the clock does.
+//! points (with the agent's own counters once per interval), written as one spool segment, and
+//! then the checkpoint records the file offsets, the open buckets and the segment's number. Both
+//! writes are atomic and in that order, which is what makes a crash between them harmless (see
+//! `checkpoint`); a commit that would write the same checkpoint again writes nothing. While a
+//! backlog is read the log's own time completes buckets; once every file is read to its end,
+//! the clock does.
 //!
-//! [`run`] also starts the shipper and the optional `/metrics` server, and on stop commits once
-//! more and waits for the shipper's last attempt.
+//! [`run`] locks the data directory (one agent per directory), resumes from the checkpoint,
+//! starts the shipper and the optional `/metrics` server and commits at once, so that a restart
+//! knows this directory has started. On stop (or, with `once`, when every file is read) it
+//! commits once more and waits for the shipper's last attempt.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,7 +41,9 @@ fn unix_now() -> i64 {
 /// What a running agent tells its caller once it has started.
 #[derive(Debug, Clone)]
 pub struct Ready {
+    /// The address `/metrics` is served on, if `metrics_listen` is set.
     pub metrics: Option<SocketAddr>,
+    /// The files followed after the first scan.
     pub files: usize,
 }
 

@@ -1,8 +1,8 @@
 //! Tailing: files by glob, followed through rotation, truncation and restarts.
 //!
 //! A followed file is a *stream*: its identity is the device and inode it was found on together
-//! with a fingerprint (a hash of its first bytes, up to [`FP_MAX`]). The offset is the end of
-//! the last whole line handed on. What happens to a stream:
+//! with a fingerprint (a hash of its first bytes, up to 1 KiB). The offset is the end of the last
+//! whole line handed on. What happens to a stream:
 //!
 //! - **Rename** (logrotate's default): the inode moves with the name. The open descriptor keeps
 //!   reading the renamed file to its end; the new file at the old path is a new stream, read from
