@@ -57,6 +57,7 @@ struct Pipeline {
     spool: Spool,
     /// What the last checkpoint written recorded, to skip writing an identical one.
     written: Option<Written>,
+    /// When the agent's own counters are next due, in Unix seconds.
     next_self: i64,
 }
 
@@ -68,6 +69,8 @@ struct Written {
 }
 
 impl Pipeline {
+    /// Completes what the watermark passed, spools its points, then writes the checkpoint.
+    /// `caught_up`: every file is read to its end, so the clock may complete buckets too.
     fn commit(&mut self, caught_up: bool) -> Result<()> {
         let now = unix_now();
         // The clock completes buckets only when nothing is left to read; otherwise the log's own
@@ -189,7 +192,8 @@ impl Pipeline {
     }
 }
 
-/// Runs the agent until `stats.stopping` is set, then commits and returns.
+/// Runs the agent until `stats.stopping` is set (with `once`: until every file is read), then
+/// commits and returns.
 pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Result<()> {
     std::fs::create_dir_all(&s.data_dir).map_err(|e| Error::io("creating", &s.data_dir, e))?;
     let lock_path = s.data_dir.join("lock");
