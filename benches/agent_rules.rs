@@ -5,9 +5,10 @@
 //! checkpoint and spool included) is `benches/agent_compare.py`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tally_agent::agg::{Agg, Naming};
+use tally_agent::agg::Agg;
 use tally_agent::config::{PresetConfig, RuleConfig};
 use tally_agent::gen::{Gen, Truth};
+use tally_agent::naming::Naming;
 use tally_agent::rules::RuleSet;
 
 fn lines(n: usize) -> Vec<u8> {

@@ -149,7 +149,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                     return Ok(());
                 };
                 let settings = agent_settings(&dir, &format!("http://{http}"))?;
-                tally_agent::run(settings, stats, |_| {})
+                Ok(tally_agent::run(settings, stats, |_| {})?)
             })?
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -12,17 +12,17 @@ use memchr::memchr;
 
 /// The fields of one combined line, borrowed from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Access<'a> {
+pub(crate) struct Access<'a> {
     /// `22/Nov/2026:06:19:49 +0000`
-    pub time: &'a [u8],
-    pub method: &'a [u8],
+    pub(crate) time: &'a [u8],
+    pub(crate) method: &'a [u8],
     /// The request target, query string included.
-    pub path: &'a [u8],
-    pub status: u16,
+    pub(crate) path: &'a [u8],
+    pub(crate) status: u16,
     /// `None` for `-`.
-    pub bytes: Option<u64>,
+    pub(crate) bytes: Option<u64>,
     /// Everything after the user agent (or after the byte count in common log format).
-    pub rest: &'a [u8],
+    pub(crate) rest: &'a [u8],
 }
 
 /// Finds the closing quote of a quoted field whose content starts at `from`, skipping `\"`.
@@ -39,7 +39,7 @@ fn closing_quote(line: &[u8], mut from: usize) -> Option<usize> {
 }
 
 /// Parses one line; `None` if it is not in combined or common log format.
-pub fn parse(line: &[u8]) -> Option<Access<'_>> {
+pub(crate) fn parse(line: &[u8]) -> Option<Access<'_>> {
     let open = memchr(b'[', line)?;
     let close = open + 1 + memchr(b']', &line[open + 1..])?;
     let time = &line[open + 1..close];
@@ -126,7 +126,7 @@ pub fn parse(line: &[u8]) -> Option<Access<'_>> {
 }
 
 /// The value of `key=value` among the space-separated fields of `rest`.
-pub fn field<'a>(rest: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+pub(crate) fn field<'a>(rest: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let mut from = 0;
     while from < rest.len() {
         let end = memchr(b' ', &rest[from..]).map_or(rest.len(), |e| from + e);
@@ -140,7 +140,7 @@ pub fn field<'a>(rest: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
 }
 
 /// The last space-separated field of `rest` (nginx's bare `$request_time`).
-pub fn last_field(rest: &[u8]) -> Option<&[u8]> {
+pub(crate) fn last_field(rest: &[u8]) -> Option<&[u8]> {
     let trimmed = rest.strip_suffix(b" ").unwrap_or(rest);
     let start = memchr::memrchr(b' ', trimmed).map_or(0, |s| s + 1);
     let f = &trimmed[start..];
@@ -148,7 +148,7 @@ pub fn last_field(rest: &[u8]) -> Option<&[u8]> {
 }
 
 /// The value of query parameter `key` in a request target.
-pub fn query_param<'a>(target: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+pub(crate) fn query_param<'a>(target: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let q = memchr(b'?', target)?;
     target[q + 1..]
         .split(|&b| b == b'&')
@@ -157,7 +157,7 @@ pub fn query_param<'a>(target: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
 }
 
 /// Parses a decimal number (`0.042`, `12`, `-1.5e3`).
-pub fn number(b: &[u8]) -> Option<f64> {
+pub(crate) fn number(b: &[u8]) -> Option<f64> {
     // Fast path for the common `digits[.digits]` shape.
     let mut int: u64 = 0;
     let mut i = 0;
@@ -195,7 +195,7 @@ fn digits(b: &[u8]) -> Option<i64> {
 }
 
 /// Parses the access log's `22/Nov/2026:06:19:49 +0000` into Unix seconds.
-pub fn parse_clf_time(t: &[u8]) -> Option<i64> {
+pub(crate) fn parse_clf_time(t: &[u8]) -> Option<i64> {
     if t.len() != 26 || t[2] != b'/' || t[6] != b'/' || t[11] != b':' || t[20] != b' ' {
         return None;
     }
@@ -243,7 +243,7 @@ pub fn parse_clf_time(t: &[u8]) -> Option<i64> {
 
 /// A time format of a rule's time capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TimeFormat {
+pub(crate) enum TimeFormat {
     /// `22/Nov/2026:06:19:49 +0000`, parsed by hand.
     Clf,
     Unix,
@@ -257,7 +257,7 @@ pub enum TimeFormat {
 }
 
 impl TimeFormat {
-    pub fn new(format: &str) -> TimeFormat {
+    pub(crate) fn new(format: &str) -> TimeFormat {
         match format {
             "%d/%b/%Y:%H:%M:%S %z" | "clf" => TimeFormat::Clf,
             "unix" => TimeFormat::Unix,
@@ -271,7 +271,7 @@ impl TimeFormat {
     }
 
     /// Unix seconds, or `None` if `t` does not have this format.
-    pub fn parse(&self, t: &[u8]) -> Option<i64> {
+    pub(crate) fn parse(&self, t: &[u8]) -> Option<i64> {
         match self {
             TimeFormat::Clf => parse_clf_time(t),
             TimeFormat::Unix => number(t).map(|v| v.floor() as i64),
@@ -297,7 +297,7 @@ impl TimeFormat {
     }
 
     /// Checks the format itself: a strftime format must parse what it prints.
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if let TimeFormat::Strftime { format, zoned } = self {
             let sample = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
             let printed = {
@@ -324,13 +324,13 @@ impl TimeFormat {
 
 /// Remembers the last parsed time text: log lines share their second, so most lines hit.
 #[derive(Debug, Default)]
-pub struct TimeCache {
+pub(crate) struct TimeCache {
     text: Vec<u8>,
     value: Option<i64>,
 }
 
 impl TimeCache {
-    pub fn parse(&mut self, format: &TimeFormat, t: &[u8]) -> Option<i64> {
+    pub(crate) fn parse(&mut self, format: &TimeFormat, t: &[u8]) -> Option<i64> {
         if self.text != t {
             self.text.clear();
             self.text.extend_from_slice(t);

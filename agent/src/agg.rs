@@ -7,17 +7,21 @@
 //! timestamp, so the corrected total replaces the old one. Buckets older than the window are
 //! dropped and lines for them are counted as late.
 //!
-//! The whole state (open buckets, series, watermark) is part of the agent's checkpoint: after a
-//! restart the totals continue from where the checkpointed lines left them, so re-read lines are
-//! never added twice and never replace a total with a partial one.
+//! The whole state (open buckets, series, watermark, counters) is part of the agent's checkpoint
+//! (`Agg::snapshot`, `Agg::restore`): after a restart the totals continue from where the
+//! checkpointed lines left them, so re-read lines are never added twice and never replace a total
+//! with a partial one. What the emitted series are called is [`naming`](crate::naming)'s
+//! business; a series here is a rule and its tag values.
 
 use hdrhistogram::Histogram;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
+use crate::naming::Naming;
+
 /// What one rule does with a matching line.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Counts lines.
     Counter,
     /// Adds up a captured number.
@@ -30,28 +34,20 @@ pub enum Kind {
 
 /// One observation.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Obs {
+pub(crate) enum Obs {
     Count,
     Value(f64),
     /// Microseconds.
     Micros(u64),
 }
 
-/// The naming of emitted series.
-#[derive(Debug, Clone)]
-pub struct Naming {
-    pub host: String,
-    /// `Some(prefix)`: plain Graphite paths `prefix.host.rule.v1.v2`.
-    pub path_prefix: Option<String>,
-}
-
 /// Static description of a rule as the aggregator sees it.
 #[derive(Debug, Clone)]
 pub struct RuleShape {
-    pub name: String,
-    pub kind: Kind,
-    pub tags: Vec<String>,
-    pub max_values: usize,
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) tags: Vec<String>,
+    pub(crate) max_values: usize,
 }
 
 /// Lines dated further back than this are counted late whatever the watermark.
@@ -118,20 +114,33 @@ struct RuleSeries {
     values: Vec<FxHashSet<Box<[u8]>>>,
 }
 
-/// Counters the aggregator keeps for the agent's own metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct AggCounts {
-    pub late: u64,
-    pub future: u64,
-    pub overflow: u64,
+/// Counters the aggregator keeps for the agent's own metrics; checkpointed, so they continue
+/// across restarts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AggCounts {
+    /// Lines for a bucket already closed (older than the lateness window), not counted.
+    pub(crate) late: u64,
+    /// Lines dated too far in the future, not counted.
+    pub(crate) future: u64,
+    /// New series sent to `other` by a cardinality cap.
+    pub(crate) overflow: u64,
+}
+
+/// How much the aggregator holds, for the agent's own metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AggSizes {
+    /// Buckets within the lateness window.
+    pub(crate) open_buckets: usize,
+    /// Distinct series known.
+    pub(crate) series: usize,
 }
 
 /// One emitted point.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Point {
-    pub name: String,
-    pub value: f64,
-    pub time: i64,
+pub(crate) struct Point {
+    pub(crate) name: String,
+    pub(crate) value: f64,
+    pub(crate) time: i64,
 }
 
 /// The aggregator.
@@ -155,22 +164,9 @@ pub struct Agg {
     newest: i64,
 }
 
-/// Separates tag values in a series key; sanitized values never contain it.
-pub const SEP: u8 = 0x1f;
-
-/// Appends `v` to a key, made safe as a tag value (and as a path node with `path`).
-pub fn push_sanitized(out: &mut Vec<u8>, v: &[u8], path: bool) {
-    let start = out.len();
-    for &b in v.iter().take(200) {
-        let ok = b > b' ' && b < 0x7f && b != b';' && !(path && (b == b'.' || b == b'/'));
-        out.push(if ok { b } else { b'_' });
-    }
-    if out.len() == start {
-        out.extend_from_slice(b"none");
-    } else if out[start] == b'~' {
-        out[start] = b'_';
-    }
-}
+/// Separates tag values in a series key; sanitized values
+/// ([`push_sanitized`](crate::naming::push_sanitized)) never contain it.
+pub(crate) const SEP: u8 = 0x1f;
 
 impl Agg {
     pub fn new(
@@ -204,37 +200,41 @@ impl Agg {
         }
     }
 
-    pub fn path_naming(&self) -> bool {
-        self.naming.path_prefix.is_some()
+    /// How the emitted series are named.
+    pub(crate) fn naming(&self) -> &Naming {
+        &self.naming
     }
 
     /// The newest line time added so far.
-    pub fn newest(&self) -> i64 {
+    pub(crate) fn newest(&self) -> i64 {
         self.newest
     }
 
     /// The kind of `rule`.
-    pub fn kind(&self, rule: usize) -> &Kind {
+    pub(crate) fn kind(&self, rule: usize) -> &Kind {
         &self.rules[rule].kind
     }
 
-    pub fn counts(&self) -> AggCounts {
+    pub(crate) fn counts(&self) -> AggCounts {
         self.counts
     }
 
-    pub fn interval(&self) -> i64 {
+    pub(crate) fn interval(&self) -> i64 {
         self.interval
     }
 
     /// Open buckets and series, for the agent's own metrics.
-    pub fn sizes(&self) -> (usize, usize) {
-        (self.buckets.len(), self.series.len())
+    pub(crate) fn sizes(&self) -> AggSizes {
+        AggSizes {
+            open_buckets: self.buckets.len(),
+            series: self.series.len(),
+        }
     }
 
     /// Adds one observation for `rule` with the tag values already joined in `key` (each value
     /// sanitized and followed by [`SEP`]), at line time `t`. `now` bounds how far in the
     /// future a line may claim to be.
-    pub fn add(&mut self, rule: usize, key: &[u8], t: i64, now: i64, obs: Obs) {
+    pub(crate) fn add(&mut self, rule: usize, key: &[u8], t: i64, now: i64, obs: Obs) {
         if t > now + self.interval + self.lateness {
             // A line from the far future would close every open bucket: refuse it.
             self.counts.future += 1;
@@ -282,13 +282,13 @@ impl Agg {
     }
 
     /// A scratch buffer for building keys without allocating.
-    pub fn take_key(&mut self) -> Vec<u8> {
+    pub(crate) fn take_key(&mut self) -> Vec<u8> {
         let mut k = std::mem::take(&mut self.key);
         k.clear();
         k
     }
 
-    pub fn give_key(&mut self, k: Vec<u8>) {
+    pub(crate) fn give_key(&mut self, k: Vec<u8>) {
         self.key = k;
     }
 
@@ -356,7 +356,7 @@ impl Agg {
 
     /// Moves the watermark to `to` (never back) and opens the empty buckets up to it within
     /// the lateness window, so quiet intervals get their zeros.
-    pub fn advance(&mut self, to: i64) {
+    pub(crate) fn advance(&mut self, to: i64) {
         if to <= self.watermark {
             return;
         }
@@ -379,14 +379,9 @@ impl Agg {
         }
     }
 
-    /// The newest line time seen moves the watermark too.
-    pub fn watermark(&self) -> i64 {
-        self.watermark
-    }
-
     /// Emits the changed cells of every complete bucket (oldest first) and closes the buckets
     /// that left the lateness window. Call [`Agg::advance`] first.
-    pub fn emit(&mut self, out: &mut Vec<Point>) {
+    pub(crate) fn emit(&mut self, out: &mut Vec<Point>) {
         let mut ts: Vec<i64> = self.buckets.keys().copied().collect();
         ts.sort_unstable();
         for t in ts {
@@ -408,7 +403,7 @@ impl Agg {
                 let rule = &self.rules[s.rule as usize];
                 match &slot.cell {
                     Cell::Count(v) | Cell::Gauge(v) => out.push(Point {
-                        name: name(&self.naming, rule, s, None),
+                        name: self.naming.rule_series(rule, &s.values, None),
                         value: *v,
                         time: t,
                     }),
@@ -417,7 +412,7 @@ impl Agg {
                             continue;
                         };
                         out.push(Point {
-                            name: name(&self.naming, rule, s, Some("count")),
+                            name: self.naming.rule_series(rule, &s.values, Some("count")),
                             value: h.h.len() as f64,
                             time: t,
                         });
@@ -425,13 +420,13 @@ impl Agg {
                             let stat = format!("p{}", fmt_percentile(*p));
                             let v = h.h.value_at_quantile(p / 100.0).min(h.max_us) as f64 / 1e6;
                             out.push(Point {
-                                name: name(&self.naming, rule, s, Some(&stat)),
+                                name: self.naming.rule_series(rule, &s.values, Some(&stat)),
                                 value: v,
                                 time: t,
                             });
                         }
                         out.push(Point {
-                            name: name(&self.naming, rule, s, Some("max")),
+                            name: self.naming.rule_series(rule, &s.values, Some("max")),
                             value: h.max_us as f64 / 1e6,
                             time: t,
                         });
@@ -453,7 +448,7 @@ impl Agg {
     }
 
     /// The checkpointable state.
-    pub fn snapshot(&self) -> AggState {
+    pub(crate) fn snapshot(&self) -> AggState {
         let mut buckets: Vec<BucketState> = self
             .buckets
             .iter()
@@ -499,16 +494,16 @@ impl Agg {
                 })
                 .collect(),
             buckets,
-            counts: (self.counts.late, self.counts.future, self.counts.overflow),
+            counts: self.counts,
         }
     }
 
     /// Restores a snapshot. Series of rules that no longer exist (or changed their tags) are
     /// dropped with their cells.
-    pub fn restore(&mut self, st: &AggState) {
+    pub(crate) fn restore(&mut self, st: &AggState) {
         self.watermark = st.watermark;
         self.horizon = st.horizon;
-        (self.counts.late, self.counts.future, self.counts.overflow) = st.counts;
+        self.counts = st.counts;
         let mut map: Vec<Option<u32>> = Vec::with_capacity(st.series.len());
         for s in &st.series {
             let rule = self
@@ -575,80 +570,65 @@ fn fmt_percentile(p: f64) -> String {
     }
 }
 
-fn name(naming: &Naming, rule: &RuleShape, s: &Series, stat: Option<&str>) -> String {
-    match &naming.path_prefix {
-        Some(prefix) => {
-            let mut n = String::new();
-            if !prefix.is_empty() {
-                n.push_str(prefix);
-                n.push('.');
-            }
-            n.push_str(&naming.host.replace('.', "_"));
-            n.push('.');
-            n.push_str(&rule.name);
-            for v in &s.values {
-                n.push('.');
-                n.push_str(v);
-            }
-            if let Some(stat) = stat {
-                n.push('.');
-                n.push_str(stat);
-            }
-            n
-        }
-        None => {
-            let mut tags: Vec<(&str, &str)> = Vec::with_capacity(s.values.len() + 2);
-            tags.push(("host", &naming.host));
-            for (k, v) in rule.tags.iter().zip(&s.values) {
-                tags.push((k, v));
-            }
-            if let Some(stat) = stat {
-                tags.push(("stat", stat));
-            }
-            tally_proto::series_name::tagged_name(&rule.name, &tags)
-                .unwrap_or_else(|_| rule.name.clone())
-        }
-    }
-}
-
 /// The aggregator's part of a checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct AggState {
-    pub watermark: i64,
-    pub horizon: i64,
-    pub series: Vec<SeriesState>,
-    pub buckets: Vec<BucketState>,
-    pub counts: (u64, u64, u64),
+pub(crate) struct AggState {
+    /// Buckets ending at or before it are complete.
+    pub(crate) watermark: i64,
+    /// Buckets starting before it are closed; lines for them are late.
+    pub(crate) horizon: i64,
+    /// Every known series; cells refer to them by index.
+    pub(crate) series: Vec<SeriesState>,
+    /// The open buckets, oldest first.
+    pub(crate) buckets: Vec<BucketState>,
+    pub(crate) counts: AggCounts,
 }
 
+/// One series: a rule and its tag values. A restore drops series whose rule is gone or has
+/// another number of tags, with their cells.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SeriesState {
-    pub rule: String,
-    pub values: Vec<String>,
-    pub last_seen: i64,
+pub(crate) struct SeriesState {
+    /// The rule's name.
+    pub(crate) rule: String,
+    /// Sanitized tag values, in the rule's tag order.
+    pub(crate) values: Vec<String>,
+    /// The newest bucket it had a line in (zero-filling stops `zero_fill_for` after it).
+    pub(crate) last_seen: i64,
 }
 
+/// One open bucket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct BucketState {
-    pub t: i64,
-    pub cells: Vec<CellState>,
+pub(crate) struct BucketState {
+    /// Its start, in Unix seconds.
+    pub(crate) t: i64,
+    /// Its cells, by series index.
+    pub(crate) cells: Vec<CellState>,
 }
 
+/// One series' total in one bucket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CellState {
-    pub series: u32,
-    pub dirty: bool,
+pub(crate) struct CellState {
+    /// Index into [`AggState::series`].
+    pub(crate) series: u32,
+    /// Changed since it was last emitted.
+    pub(crate) dirty: bool,
+    /// A counter's, sum's or gauge's value.
     #[serde(default)]
-    pub value: f64,
+    pub(crate) value: f64,
+    /// A latency cell's histogram as `[value_us, count]` pairs, lowest value first. Pairs, not
+    /// objects, on purpose: a cell holds dozens, there is a cell per series and bucket in the
+    /// lateness window, and the checkpoint is rewritten every commit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hist: Vec<(u64, u64)>,
+    pub(crate) hist: Vec<(u64, u64)>,
+    /// A latency cell's exact largest value, in microseconds.
     #[serde(default)]
-    pub max_us: u64,
+    pub(crate) max_us: u64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::naming::push_sanitized;
 
     fn agg() -> Agg {
         Agg::new(
@@ -750,7 +730,7 @@ mod tests {
             ]
         );
         assert_eq!(a.counts().overflow, 2);
-        assert_eq!(a.sizes().1, 3);
+        assert_eq!(a.sizes().series, 3);
     }
 
     #[test]

@@ -280,7 +280,7 @@ pub struct Settings {
 }
 
 /// The machine's hostname, or `localhost`.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())

@@ -11,14 +11,14 @@ use std::io::Write;
 
 /// A small, fast, seedable PRNG (SplitMix64).
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -27,11 +27,11 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    pub fn f64(&mut self) -> f64 {
+    pub(crate) fn f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
 
@@ -55,7 +55,7 @@ impl Rng {
     }
 }
 
-pub const VHOSTS: &[(&str, u32)] = &[
+pub(crate) const VHOSTS: &[(&str, u32)] = &[
     ("www.example.com", 50),
     ("api.example.com", 20),
     ("static.example.com", 15),
@@ -87,7 +87,7 @@ const METHODS: &[(&str, u32)] = &[
     ("DELETE", 5),
     ("OPTIONS", 5),
 ];
-pub const SOURCES: &[(&str, u32)] = &[
+pub(crate) const SOURCES: &[(&str, u32)] = &[
     ("cdn_fastly", 45),
     ("cdn_akamai", 30),
     ("cdn_edgecast", 15),

@@ -1,407 +1,49 @@
-//! The agent that runs on every web host: tails access logs, matches rules, aggregates per
-//! interval and ships acknowledged batches to the store (or plaintext to carbon).
+//! The agent that runs on every web host: it tails access logs, counts what the rules match in
+//! intervals of the log's own time, and ships the totals to the store (acknowledged batches over
+//! HTTP) or to carbon (plaintext). It depends on `tally-proto` only, never on the store.
 //!
 //! ```text
-//! files --tail--> lines --rules--> Agg (buckets of the log's time) --commit--> spool --ship--> store
-//!                                          \__ checkpoint: offsets + open buckets __/
+//! tail --lines--> rules --observations--> agg --points--> spool --segments--> ship --> store | carbon
+//!   \__ file offsets __ checkpoint __ open buckets __/
 //! ```
 //!
-//! **No line lost, none counted twice.** One thread reads and aggregates. Every
-//! `commit_interval` it *commits*: the points of completed buckets go into a spool segment
-//! (written atomically), then the checkpoint (written atomically) records the file offsets
-//! together with the open buckets' totals. A crash between the two re-reads from the previous
-//! checkpoint and produces the same totals again; totals overwrite in the store, so the segment
-//! sent twice changes nothing. The shipper deletes a segment only after the store acknowledged
-//! it durable. It depends on `tally-proto` only, never on the store.
+//! **No line lost, none counted twice**, across restarts and `kill -9`: every commit writes the
+//! points of the completed buckets as a spool segment, then a checkpoint of the file offsets and
+//! the open buckets, each file atomically; the shipper deletes a segment only once the store has
+//! acknowledged it durable (carbon acknowledges nothing: there, once written to the socket).
+//! Points are per-bucket totals, which overwrite in the store, so what a crash makes the agent
+//! send twice changes nothing.
+//!
+//! The modules, in the order a line passes them:
+//! - [`tail`]: files by glob, followed through rotation, truncation and restarts.
+//! - `access`: the combined / nginx line parser and the log's time formats.
+//! - [`rules`]: what a line counts for: the presets and the `[[rule]]`s.
+//! - [`agg`]: buckets of the log's time, one cell per series, emitted as totals.
+//! - [`naming`]: what the series are called, the rules' and the agent's own alike.
+//! - `pipeline`: the reading loop and the commit ([`run`]); `checkpoint`: where a restart
+//!   continues.
+//! - `spool`: segments waiting for the destination; `ship`: sends them, then deletes them.
+//! - `stats`: the agent's own counters ([`Stats`]); `server`: `/metrics`.
+//! - [`config`]: the TOML file, validated into [`Settings`]; `error`: [`Error`].
+//! - [`gen`]: a deterministic access-log generator with exact expected totals (tests, benches,
+//!   the demo).
 
-pub mod access;
+mod access;
 pub mod agg;
+mod checkpoint;
 pub mod config;
+mod error;
 pub mod gen;
+pub mod naming;
+mod pipeline;
 pub mod rules;
-pub mod ship;
-pub mod spool;
-pub mod stats;
+mod server;
+mod ship;
+mod spool;
+mod stats;
 pub mod tail;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
-
 pub use config::{AgentConfig, Settings};
+pub use error::{Error, Result};
+pub use pipeline::{run, Ready};
 pub use stats::Stats;
-
-use agg::{Agg, AggState, Naming, Point};
-use tail::{FileState, Tailer};
-
-/// The checkpoint: everything needed to continue exactly where the last commit left off.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// The newest spool segment this checkpoint's points went into.
-    pub seq: u64,
-    pub files: Vec<FileState>,
-    pub agg: AggState,
-}
-
-const CHECKPOINT: &str = "checkpoint.json";
-
-/// Reads the checkpoint of a data directory, if there is one.
-pub fn load_checkpoint(data_dir: &Path) -> Result<Option<Checkpoint>> {
-    let path = data_dir.join(CHECKPOINT);
-    match std::fs::read(&path) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
-            format!("{}: not a checkpoint (move it away to start over, re-reading from the end of each file)", path.display())
-        })?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// What a running agent tells its caller once it has started.
-#[derive(Debug, Clone)]
-pub struct Ready {
-    pub metrics: Option<SocketAddr>,
-    pub files: usize,
-}
-
-struct Agent {
-    s: Settings,
-    stats: Arc<Stats>,
-    tailer: Tailer,
-    agg: Agg,
-    rules: rules::RuleSet,
-    matcher: rules::Matcher,
-    spool: spool::Spool,
-    last_written: Option<(Vec<FileState>, u64)>,
-    lines_at_commit: u64,
-    next_self: i64,
-}
-
-impl Agent {
-    fn commit(&mut self, caught_up: bool) -> Result<()> {
-        let now = unix_now();
-        // The clock completes buckets only when nothing is left to read; otherwise the log's own
-        // time does (catch-up after downtime lands every line in its bucket).
-        let newest = self.agg.newest();
-        let to = if caught_up {
-            newest.max(now - 1)
-        } else {
-            newest
-        };
-        if to != i64::MIN {
-            self.agg.advance(to);
-        }
-        let mut points: Vec<Point> = Vec::new();
-        self.agg.emit(&mut points);
-        self.publish_counts();
-        if now >= self.next_self {
-            let t = now - now.rem_euclid(self.agg.interval());
-            self.next_self = t + self.agg.interval();
-            self.self_points(t, &mut points);
-        }
-        let files = self.tailer.checkpoint();
-        let lines = self.matcher.counts.lines;
-        if !points.is_empty() {
-            let mut body = Vec::with_capacity(points.len() * 64);
-            for p in &points {
-                tally_proto::encode(
-                    &p.name,
-                    p.value,
-                    tally_proto::Timestamp::At(p.time),
-                    &mut body,
-                );
-            }
-            self.spool
-                .write(&body, points.len() as u64)
-                .context("writing the spool")?;
-            self.stats
-                .points_spooled
-                .fetch_add(points.len() as u64, Ordering::Relaxed);
-            self.stats.notify();
-        }
-        let unchanged = self
-            .last_written
-            .as_ref()
-            .is_some_and(|(f, l)| *f == files && *l == lines);
-        if points.is_empty() && unchanged && lines == self.lines_at_commit {
-            return Ok(());
-        }
-        let cp = Checkpoint {
-            seq: self.spool.next_seq() - 1,
-            files: files.clone(),
-            agg: self.agg.snapshot(),
-        };
-        let json = serde_json::to_vec(&cp)?;
-        spool::write_atomic(&self.s.data_dir.join(CHECKPOINT), &json)
-            .context("writing the checkpoint")?;
-        self.stats.commits.fetch_add(1, Ordering::Relaxed);
-        self.last_written = Some((files, lines));
-        self.lines_at_commit = lines;
-        Ok(())
-    }
-
-    fn publish_counts(&self) {
-        let st = &self.stats;
-        let m = &self.matcher.counts;
-        let t = &self.tailer.counts;
-        let a = self.agg.counts();
-        st.lines_read.store(m.lines, Ordering::Relaxed);
-        st.lines_unmatched.store(m.unmatched, Ordering::Relaxed);
-        st.lines_bad.store(m.bad, Ordering::Relaxed);
-        st.lines_late.store(a.late, Ordering::Relaxed);
-        st.lines_future.store(a.future, Ordering::Relaxed);
-        st.tag_overflow.store(a.overflow, Ordering::Relaxed);
-        st.lines_too_long.store(t.too_long, Ordering::Relaxed);
-        st.bytes_read.store(t.bytes, Ordering::Relaxed);
-        st.truncations.store(t.truncations, Ordering::Relaxed);
-        st.files_lost.store(t.lost, Ordering::Relaxed);
-        st.files_open
-            .store(self.tailer.open_files() as u64, Ordering::Relaxed);
-        st.backlog_bytes
-            .store(self.tailer.backlog(), Ordering::Relaxed);
-        st.points_dropped
-            .store(self.spool.dropped_points, Ordering::Relaxed);
-        let (buckets, series) = self.agg.sizes();
-        st.open_buckets.store(buckets as u64, Ordering::Relaxed);
-        st.series.store(series as u64, Ordering::Relaxed);
-        if let Ok(mut mt) = st.matched.lock() {
-            *mt = self
-                .rules
-                .shapes()
-                .iter()
-                .zip(&m.matched)
-                .map(|(s, &n)| (s.name.clone(), n))
-                .collect();
-        }
-    }
-
-    /// The agent's own counters as `tally.agent.<name>;host=...` points.
-    fn self_points(&self, t: i64, out: &mut Vec<Point>) {
-        let name = |metric: &str, extra: Option<(&str, &str)>| -> String {
-            if self.s.path_naming {
-                let mut n = format!(
-                    "{}.{}.tally_agent.{metric}",
-                    self.s.path_prefix,
-                    self.s.host.replace('.', "_")
-                );
-                if let Some((_, v)) = extra {
-                    n.push('.');
-                    n.push_str(v);
-                }
-                n.trim_start_matches('.').to_string()
-            } else {
-                let mut tags = vec![("host", self.s.host.as_str())];
-                tags.extend(extra);
-                tally_proto::series_name::tagged_name(&format!("tally.agent.{metric}"), &tags)
-                    .unwrap_or_default()
-            }
-        };
-        for (metric, _, _, v) in self.stats.scalars() {
-            out.push(Point {
-                name: name(metric, None),
-                value: v as f64,
-                time: t,
-            });
-        }
-        for (rule, v) in self
-            .stats
-            .matched
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default()
-        {
-            out.push(Point {
-                name: name("lines_matched", Some(("rule", &rule))),
-                value: v as f64,
-                time: t,
-            });
-        }
-    }
-}
-
-/// Serves `/metrics` on `addr` from a small runtime of its own; returns the bound address.
-fn serve_metrics(addr: SocketAddr, stats: Arc<Stats>) -> Result<SocketAddr> {
-    let listener =
-        std::net::TcpListener::bind(addr).with_context(|| format!("metrics_listen {addr}"))?;
-    listener.set_nonblocking(true)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("agent-metrics".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the metrics server");
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let app = axum::Router::new().route(
-                    "/metrics",
-                    axum::routing::get(move || {
-                        let stats = stats.clone();
-                        async move {
-                            (
-                                [("content-type", "text/plain; version=0.0.4")],
-                                stats.prometheus(),
-                            )
-                        }
-                    }),
-                );
-                let _ = axum::serve(listener, app).await;
-            });
-        })?;
-    Ok(bound)
-}
-
-/// Runs the agent until `stats.stopping` is set, then commits and returns.
-pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Result<()> {
-    std::fs::create_dir_all(&s.data_dir)
-        .with_context(|| format!("creating {}", s.data_dir.display()))?;
-    let lock_path = s.data_dir.join("lock");
-    let lock = std::fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
-    if lock.try_lock().is_err() {
-        anyhow::bail!(
-            "{}: another agent is using this data directory",
-            s.data_dir.display()
-        );
-    }
-    let checkpoint = load_checkpoint(&s.data_dir)?;
-    let spool_dir: PathBuf = s.data_dir.join("spool");
-    let spool = spool::Spool::open(
-        &spool_dir,
-        s.spool_max_bytes,
-        checkpoint.as_ref().map_or(0, |c| c.seq),
-    )
-    .with_context(|| format!("opening the spool {}", spool_dir.display()))?;
-    let naming = Naming {
-        host: s.host.clone(),
-        path_prefix: s.path_naming.then(|| s.path_prefix.clone()),
-    };
-    let mut agg = Agg::new(
-        s.interval,
-        s.lateness,
-        s.zero_fill_for,
-        s.rules.shapes().to_vec(),
-        naming,
-    );
-    let mut tailer = Tailer::new(s.inputs.clone());
-    if let Some(cp) = &checkpoint {
-        agg.restore(&cp.agg);
-        tailer.restore(&cp.files);
-        tracing::info!(files = cp.files.len(), "resuming from the checkpoint");
-    }
-    tailer.scan();
-    let metrics = match s.metrics_listen {
-        Some(addr) => Some(serve_metrics(addr, stats.clone())?),
-        None => None,
-    };
-    let shipper = {
-        let (output, dir, stats, timeout, backoff) = (
-            s.output.clone(),
-            spool_dir.clone(),
-            stats.clone(),
-            s.ship_timeout,
-            s.max_backoff,
-        );
-        std::thread::Builder::new()
-            .name("agent-ship".into())
-            .spawn(move || ship::run(output, dir, stats, timeout, backoff))?
-    };
-    let files = tailer.open_files();
-    let rules = s.rules.clone();
-    let matcher = rules.matcher();
-    let mut agent = Agent {
-        s,
-        stats: stats.clone(),
-        tailer,
-        agg,
-        rules,
-        matcher,
-        spool,
-        last_written: None,
-        lines_at_commit: 0,
-        next_self: 0,
-    };
-    // The first checkpoint at once: from now on this data directory has started, and a restart
-    // reads files it does not know from their beginning, not their end (`start_at`).
-    agent.commit(false)?;
-    on_ready(Ready { metrics, files });
-    let result = main_loop(&mut agent);
-    stats.stopping.store(true, Ordering::Relaxed);
-    stats.notify();
-    let _ = shipper.join();
-    result
-}
-
-fn main_loop(a: &mut Agent) -> Result<()> {
-    let mut last_scan = Instant::now();
-    let mut last_commit = Instant::now();
-    let mut progress_at = Instant::now();
-    let mut progress_bytes = 0u64;
-    loop {
-        let stopping = a.stats.stopping.load(Ordering::Relaxed);
-        if last_scan.elapsed() >= a.s.scan_interval {
-            a.tailer.scan();
-            last_scan = Instant::now();
-        }
-        let now = unix_now();
-        let (rules, matcher, agg) = (&a.rules, &mut a.matcher, &mut a.agg);
-        let before = matcher.counts.lines;
-        let more = a.tailer.read(&mut |line| {
-            rules.process(matcher, agg, line, now);
-        });
-        let read_any = matcher.counts.lines != before;
-        if stopping || (a.s.once && !more) {
-            a.commit(!more)?;
-            a.publish_counts();
-            return Ok(());
-        }
-        if last_commit.elapsed() >= a.s.commit_interval {
-            a.commit(!more)?;
-            last_commit = Instant::now();
-            if more && progress_at.elapsed() >= Duration::from_secs(10) {
-                // Progress and an ETA while a backlog is read (after downtime, on a first start
-                // with start_at = "beginning").
-                let secs = progress_at.elapsed().as_secs_f64();
-                let bytes = a.tailer.counts.bytes;
-                let rate = (bytes - progress_bytes) as f64 / secs.max(0.001);
-                let backlog = a.tailer.backlog();
-                progress_at = Instant::now();
-                progress_bytes = bytes;
-                tracing::info!(
-                    backlog_mb = backlog / 1_000_000,
-                    mb_per_s = (rate / 1e6).round() as u64,
-                    eta_secs = if rate > 0.0 {
-                        (backlog as f64 / rate).round() as u64
-                    } else {
-                        0
-                    },
-                    lines = a.matcher.counts.lines,
-                    "catching up"
-                );
-            }
-        }
-        if !more && !read_any {
-            a.stats.sleep_unless_stopping(a.s.poll_interval);
-        }
-    }
-}

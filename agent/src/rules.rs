@@ -9,8 +9,9 @@ use aho_corasick::AhoCorasick;
 use regex::bytes::{CaptureLocations, Regex};
 
 use crate::access::{self, Access, TimeCache, TimeFormat};
-use crate::agg::{push_sanitized, Agg, Kind, Obs, RuleShape, SEP};
+use crate::agg::{Agg, Kind, Obs, RuleShape, SEP};
 use crate::config::{PresetConfig, RuleConfig};
+use crate::naming::push_sanitized;
 
 /// What a preset rule reads from an access line.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +109,7 @@ fn transform(name: &str) -> Option<Transform> {
 }
 
 impl RuleSet {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
@@ -296,7 +297,7 @@ impl RuleSet {
                 m.candidates[self.pattern_rule[hit.pattern().as_usize()]] = true;
             }
         }
-        let path = agg.path_naming();
+        let path = agg.naming().is_path();
         let mut access: Option<Option<(Access<'_>, Option<i64>)>> = None;
         // The vhost field, looked up once per line for all the presets that tag by it.
         let mut vhost: Option<Option<&[u8]>> = None;
@@ -613,7 +614,8 @@ fn compile_rule(r: &RuleConfig, place: &str) -> Result<(Rule, RuleShape), Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agg::{Naming, Point};
+    use crate::agg::Point;
+    use crate::naming::Naming;
 
     fn run(
         presets: PresetConfig,

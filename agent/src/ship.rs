@@ -89,7 +89,7 @@ impl Dest {
 }
 
 /// Runs until `stats.stopping` is set (then makes a last attempt for a short while).
-pub fn run(
+pub(crate) fn run(
     output: Output,
     dir: PathBuf,
     stats: Arc<Stats>,

@@ -8,36 +8,21 @@
 //! points lost are counted and logged as an error.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use crate::checkpoint::write_atomic;
 
 /// One spooled segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Segment {
-    pub seq: u64,
-    pub points: u64,
-    pub bytes: u64,
-    pub path: PathBuf,
-}
-
-/// Writes `data` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()
+pub(crate) struct Segment {
+    pub(crate) seq: u64,
+    pub(crate) points: u64,
+    pub(crate) bytes: u64,
+    pub(crate) path: PathBuf,
 }
 
 /// Lists the segments in `dir`, oldest first.
-pub fn list(dir: &Path) -> Vec<Segment> {
+pub(crate) fn list(dir: &Path) -> Vec<Segment> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -62,19 +47,18 @@ pub fn list(dir: &Path) -> Vec<Segment> {
 
 /// The writing side of the spool.
 #[derive(Debug)]
-pub struct Spool {
+pub(crate) struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     next_seq: u64,
     /// Points deleted unsent because the spool was full.
-    pub dropped_points: u64,
-    pub dropped_segments: u64,
+    pub(crate) dropped_points: u64,
 }
 
 impl Spool {
     /// Opens (creating) the spool; sequence numbers continue after the newest segment and
     /// after `min_seq` (the checkpoint's).
-    pub fn open(dir: &Path, max_bytes: u64, min_seq: u64) -> std::io::Result<Spool> {
+    pub(crate) fn open(dir: &Path, max_bytes: u64, min_seq: u64) -> std::io::Result<Spool> {
         fs::create_dir_all(dir)?;
         // Leftover temporaries are segments that were never renamed: never acknowledged, never
         // counted by a checkpoint. Remove them.
@@ -89,21 +73,20 @@ impl Spool {
             max_bytes,
             next_seq: newest.max(min_seq) + 1,
             dropped_points: 0,
-            dropped_segments: 0,
         })
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The sequence number the next segment gets.
-    pub fn next_seq(&self) -> u64 {
+    pub(crate) fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
     /// Writes one segment durably, first making room under the bound.
-    pub fn write(&mut self, body: &[u8], points: u64) -> std::io::Result<u64> {
+    pub(crate) fn write(&mut self, body: &[u8], points: u64) -> std::io::Result<u64> {
         let mut segs = list(&self.dir);
         let mut total: u64 = segs.iter().map(|s| s.bytes).sum();
         let mut dropped = 0;
@@ -113,7 +96,6 @@ impl Spool {
                 total -= s.bytes;
                 dropped += s.points;
                 self.dropped_points += s.points;
-                self.dropped_segments += 1;
             }
         }
         if dropped > 0 {

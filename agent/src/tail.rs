@@ -1,8 +1,8 @@
 //! Tailing: files by glob, followed through rotation, truncation and restarts.
 //!
 //! A followed file is a *stream*: its identity is the device and inode it was found on together
-//! with a fingerprint (a hash of its first bytes, up to [`FP_MAX`]). The offset is the end of
-//! the last whole line handed on. What happens to a stream:
+//! with a fingerprint (a hash of its first bytes, up to 1 KiB). The offset is the end of the last
+//! whole line handed on. What happens to a stream:
 //!
 //! - **Rename** (logrotate's default): the inode moves with the name. The open descriptor keeps
 //!   reading the renamed file to its end; the new file at the old path is a new stream, read from
@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Input;
 
 /// The fingerprint covers at most this many leading bytes.
-pub const FP_MAX: u64 = 1024;
+pub(crate) const FP_MAX: u64 = 1024;
 
 /// Bytes read from one file before the others get a turn.
 const READ_SLICE: usize = 4 << 20;
@@ -256,7 +256,7 @@ impl Tailer {
     }
 
     /// Bytes not yet read of every open file (for progress and catch-up).
-    pub fn backlog(&self) -> u64 {
+    pub(crate) fn backlog(&self) -> u64 {
         self.streams
             .iter()
             .filter(|s| s.file.is_some() && !s.st.gz)
