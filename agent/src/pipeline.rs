@@ -29,7 +29,7 @@ use crate::rules::{Matcher, RuleSet};
 use crate::server::serve_metrics;
 use crate::ship;
 use crate::spool::Spool;
-use crate::stats::Stats;
+use crate::stats::{RuleMatches, Stats};
 use crate::tail::{FileState, Tailer};
 use tally_common::unix_now;
 
@@ -156,7 +156,10 @@ impl Pipeline {
                 .shapes()
                 .iter()
                 .zip(&m.matched)
-                .map(|(s, &n)| (s.name.clone(), n))
+                .map(|(s, &n)| RuleMatches {
+                    rule: s.name.clone(),
+                    lines: n,
+                })
                 .collect();
         }
     }
@@ -164,23 +167,11 @@ impl Pipeline {
     /// The agent's own counters as `tally.agent.<name>;host=...` points.
     fn self_points(&self, t: i64, out: &mut Vec<Point>) {
         let naming = self.agg.naming();
-        for (metric, _, _, v) in self.stats.scalars() {
+        for s in self.stats.all_samples() {
+            let rule = s.labels.first().map(|(_, rule)| rule.as_str());
             out.push(Point {
-                name: naming.agent_series(metric, None),
-                value: v as f64,
-                time: t,
-            });
-        }
-        for (rule, v) in self
-            .stats
-            .matched
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default()
-        {
-            out.push(Point {
-                name: naming.agent_series("lines_matched", Some(&rule)),
-                value: v as f64,
+                name: naming.agent_series(s.name, rule),
+                value: s.value as f64,
                 time: t,
             });
         }
