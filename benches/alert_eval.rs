@@ -83,9 +83,11 @@ fn main() {
         // Every rule is due again a minute later (the default interval is 30 s).
         let n = engine.evaluate_due(now + round * 60);
         let secs = t.elapsed().as_secs_f64();
-        let firing = engine.alerts_json(now)["alerts"]
-            .as_array()
-            .map_or(0, |a| a.iter().filter(|x| x["state"] == "firing").count());
+        let firing = engine
+            .alerts(now)
+            .iter()
+            .filter(|a| a.state == "firing")
+            .count();
         eprintln!(
             "round {round}: {n} rules in {secs:.3} s = {:.0} evaluations/s ({firing} firing)",
             n as f64 / secs
