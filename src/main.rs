@@ -445,7 +445,7 @@ fn gen_log(a: GenLogArgs) -> Result<()> {
     Ok(())
 }
 
-/// Fetches `target` over `[from, until]` as `(name, start, step, values)` from a store's /render.
+/// Fetches `target` over `[from, until]` from a store's /render.
 fn fetch_render(
     url: &str,
     token: Option<&str>,
@@ -453,7 +453,7 @@ fn fetch_render(
     from: i64,
     until: i64,
     timeout: Duration,
-) -> Result<Vec<tally_query::alert::machine::History>> {
+) -> Result<Vec<tally_query::alert::backtest::History>> {
     let client = reqwest::blocking::Client::builder()
         .timeout(timeout)
         .build()?;
@@ -484,12 +484,12 @@ fn fetch_render(
         let ts: Vec<i64> = pts.iter().filter_map(|p| p[1].as_i64()).collect();
         let start = ts.first().copied().unwrap_or(from);
         let step = if ts.len() > 1 { ts[1] - ts[0] } else { 60 };
-        out.push((
+        out.push(tally_query::alert::backtest::History {
             name,
             start,
             step,
-            pts.iter().map(|p| p[0].as_f64()).collect(),
-        ));
+            values: pts.iter().map(|p| p[0].as_f64()).collect(),
+        });
     }
     Ok(out)
 }
@@ -557,7 +557,7 @@ fn check(a: CheckArgs) -> i32 {
         Err(e) => return unknown(format!("{e:#}")),
     };
     let series: Vec<(String, Vec<Option<f64>>)> =
-        series.into_iter().map(|(n, _, _, v)| (n, v)).collect();
+        series.into_iter().map(|h| (h.name, h.values)).collect();
     let o = check(&a.label, &series, reduce, &thresholds, a.nodata_ok);
     println!("{}", o.line);
     o.code
@@ -586,7 +586,7 @@ fn rules_test(a: RulesTestArgs) -> Result<()> {
             until,
             Duration::from_secs(60),
         )?;
-        let changes = tally_query::alert::machine::backtest(rule, &series, from, until);
+        let changes = tally_query::alert::backtest::backtest(rule, &series, from, until);
         println!(
             "{}: {} series, {} state changes from {} to {}",
             rule.name,

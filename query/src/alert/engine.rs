@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use super::config::{Alerting, Rule};
 use super::delivery::NotifierStats;
 use super::machine::{resolve, step, Level, Obs, State, Transition};
+use super::observe::{observe, Observed, SeriesObs};
 use super::state::{AmAlert, AmResolved, Entry, Persisted, Silence, STATE_KEY};
-use crate::eval::{evaluate, Ctx};
 use crate::source::Source;
 
 /// The engine state behind the lock.
@@ -37,44 +37,6 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").field("path", &self.path).finish()
-    }
-}
-
-/// What evaluating one rule saw.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Observed {
-    Series(Vec<(String, BTreeMap<String, String>, Option<f64>)>),
-    Error(String),
-}
-
-/// Evaluates a rule's target at `now` and reduces each series over the window. For an absence
-/// rule the value is the seconds since the series last reported (series with no point in the
-/// look-back are not listed).
-pub fn observe(source: &Arc<dyn Source>, rule: &Rule, now: i64) -> Observed {
-    let from = now - rule.absent.map_or(rule.window, |(_, lookback)| lookback);
-    let ctx = Ctx::new(source.clone(), from, now, now);
-    match evaluate(&ctx, &rule.expr) {
-        Err(e) => Observed::Error(e.to_string()),
-        Ok(series) => Observed::Series(
-            series
-                .into_iter()
-                .filter_map(|s| {
-                    let values = s.values_cow();
-                    let v = match rule.absent {
-                        None => rule.reduce.apply(&values),
-                        Some(_) => {
-                            let last = values
-                                .iter()
-                                .rposition(|v| v.is_some_and(|x| !x.is_nan()))?;
-                            // A point at `start + i*step` covers until the next step.
-                            let t = s.start + (last as i64 + 1) * s.step;
-                            Some((now - t).max(0) as f64)
-                        }
-                    };
-                    Some((s.name.clone(), s.tags.clone(), v))
-                })
-                .collect(),
-        ),
     }
 }
 
@@ -111,7 +73,7 @@ impl Inner {
             Observed::Series(series) => {
                 run.last_error = None;
                 let seen: std::collections::BTreeSet<String> =
-                    series.iter().map(|s| s.0.clone()).collect();
+                    series.iter().map(|s| s.name.clone()).collect();
                 // The rule-level instance stands for "no series at all".
                 if series.is_empty() {
                     let e = run
@@ -126,13 +88,12 @@ impl Inner {
                         transitions.push((String::new(), t));
                     }
                 }
-                for (name, tags, v) in series {
+                for SeriesObs { name, tags, obs } in series {
                     let e = run
                         .instances
                         .entry(name.clone())
                         .or_insert_with(|| Entry::new(name.clone(), tags.clone()));
                     e.tags = tags;
-                    let obs = v.map_or(Obs::NoData, Obs::Value);
                     if let Some(t) = step(rule, &mut e.inst, &obs, now) {
                         transitions.push((name, t));
                     }

@@ -2,7 +2,9 @@
 //!
 //! - [`config`]: the alerting file (rules and notifiers, TOML);
 //! - [`machine`]: one alert instance's states and how an observation moves them (pure);
+//! - `observe`: what one evaluation sees of each series, the same live and in a backtest;
 //! - [`engine`]: the evaluator, which runs the rules when due and applies what they saw;
+//! - [`backtest`]: the same rules replayed over stored history (`tally rules test`);
 //! - `state`: what is saved across restarts (instances, silences, outbox);
 //! - `payload`: the labels, annotations and documents of every notifier (Alertmanager API v2,
 //!   PagerDuty Events v2, webhook, console);
@@ -10,11 +12,13 @@
 //! - `snapshot` and `routes`: typed views of the engine and the HTTP API over them;
 //! - [`nagios`]: the Nagios plugin's threshold ranges (`tally check`).
 
+pub mod backtest;
 pub mod config;
 mod delivery;
 pub mod engine;
 pub mod machine;
 pub mod nagios;
+mod observe;
 mod payload;
 pub(crate) mod routes;
 mod snapshot;
@@ -22,6 +26,6 @@ mod state;
 
 pub use config::{Alerting, Rule};
 pub use delivery::NotifierStats;
-pub use engine::{Engine, Observed};
+pub use engine::Engine;
 pub use snapshot::{AlertSnapshot, RuleSnapshot};
 pub use state::Silence;
