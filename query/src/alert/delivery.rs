@@ -62,27 +62,8 @@ impl Inner {
             return;
         };
         let n = Notice::new(&self.cfg.external_url, rule, &e, tr, now);
-        // A level change ends the Alertmanager alert of the old level (its labels differ).
-        if let (
-            Transition::Fired {
-                previous: Some(prev),
-                ..
-            },
-            true,
-        ) = (tr, e.inst.state == State::Firing)
-        {
-            self.p.am_resolved.push(AmResolved {
-                alert: AmAlert {
-                    labels: payload::labels(rule, &e, *prev),
-                    annotations: n.annotations.clone(),
-                    starts_at: e.inst.since,
-                    ends_at: now,
-                    generator_url: n.graph_url.clone(),
-                },
-                sent: 0,
-            });
-        }
-        // Any transition goes to Alertmanager at the next delivery, not at the next re-send.
+        // Any transition goes to Alertmanager at the next delivery, not at the next re-send
+        // (a level change ends the alert of the old level there: its labels differ).
         if let Some(x) = self
             .p
             .rules
@@ -117,14 +98,17 @@ impl Inner {
     }
 
     /// The Alertmanager batch due at `now`: firing instances due for a re-send, resolved ones
-    /// within the re-send window, and alerts that ended under other labels.
-    fn am_batch(&mut self, now: i64) -> Vec<Value> {
+    /// within the re-send window, and alerts that ended under other labels. A firing instance
+    /// whose labels are no longer those Alertmanager has (another level, a changed rule) ends
+    /// the old alert here; a resolved one is sent under the labels it fired with.
+    pub(super) fn am_batch(&mut self, now: i64) -> Vec<Value> {
         let resend = self.cfg.resend_interval;
         let keep = self.cfg.resolved_resend_for;
         // Prometheus: `endsAt` is 4 × max(evaluation interval, re-send delay) ahead.
         let ends_ahead =
             4 * resend.max(self.cfg.rules.iter().map(|r| r.interval).max().unwrap_or(0));
         let mut out = Vec::new();
+        let mut ended = Vec::new();
         let p = &mut self.p;
         for rule in &self.cfg.rules {
             let Some(run) = p.rules.get_mut(&rule.name) else {
@@ -146,8 +130,12 @@ impl Inner {
                     e.inst.resolved_level
                 }
                 .unwrap_or(Level::Warning);
+                let labels = match &e.am_alert {
+                    Some(sent) if !firing => sent.labels.clone(),
+                    _ => payload::labels(rule, e, level),
+                };
                 let alert = AmAlert {
-                    labels: payload::labels(rule, e, level),
+                    labels,
                     annotations: payload::annotations(rule, e, level),
                     starts_at: e.inst.since,
                     ends_at: if firing {
@@ -159,8 +147,19 @@ impl Inner {
                 };
                 out.push(payload::alertmanager(&alert));
                 e.am_sent = now;
+                if firing {
+                    if let Some(old) = e.am_alert.take().filter(|a| a.labels != alert.labels) {
+                        ended.push(AmAlert {
+                            ends_at: now,
+                            ..old
+                        });
+                    }
+                    e.am_alert = Some(alert);
+                }
             }
         }
+        p.am_resolved
+            .extend(ended.into_iter().map(|alert| AmResolved { alert, sent: 0 }));
         p.am_resolved.retain(|a| now - a.alert.ends_at <= keep);
         for a in p.am_resolved.iter_mut().filter(|a| now - a.sent >= resend) {
             a.sent = now;

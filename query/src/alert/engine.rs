@@ -177,9 +177,11 @@ impl Engine {
         &self.source
     }
 
-    /// Resolves and forgets the instances of rules that are gone.
+    /// Forgets the instances of rules that are gone. Alertmanager is told that those it was
+    /// sent as firing ended, under the labels it was sent (the rule that made them is gone).
     fn prune_removed_rules(&self, now: i64) {
         let mut g = self.lock();
+        let keep = g.cfg.resolved_resend_for;
         let names: Vec<String> = g.cfg.rules.iter().map(|r| r.name.clone()).collect();
         let gone: Vec<String> =
             g.p.rules
@@ -188,27 +190,19 @@ impl Engine {
                 .cloned()
                 .collect();
         for name in gone {
-            if let Some(run) = g.p.rules.remove(&name) {
-                for e in run
-                    .instances
-                    .values()
-                    .filter(|e| e.inst.state == State::Firing)
-                {
-                    let level = e.inst.level.unwrap_or(Level::Warning);
-                    let mut tags = e.tags.clone();
-                    tags.insert("alertname".into(), name.clone());
-                    tags.insert("severity".into(), level.as_str().into());
-                    if !e.series.is_empty() {
-                        tags.insert("series".into(), e.series.clone());
-                    }
+            let Some(run) = g.p.rules.remove(&name) else {
+                continue;
+            };
+            for e in run.instances.into_values() {
+                let ends_at = match (e.inst.state, e.inst.resolved_at) {
+                    (State::Firing, _) => now,
+                    // Resolved a moment ago: its resolve goes on being re-sent.
+                    (State::Ok, Some(t)) if now - t <= keep => t,
+                    _ => continue,
+                };
+                if let Some(alert) = e.am_alert {
                     g.p.am_resolved.push(AmResolved {
-                        alert: AmAlert {
-                            labels: tags,
-                            annotations: BTreeMap::new(),
-                            starts_at: e.inst.since,
-                            ends_at: now,
-                            generator_url: String::new(),
-                        },
+                        alert: AmAlert { ends_at, ..alert },
                         sent: 0,
                     });
                 }
@@ -239,6 +233,11 @@ impl Engine {
             g.cfg = cfg;
             for run in g.p.rules.values_mut() {
                 run.next_eval = 0;
+                // Alertmanager hears of every instance at the next delivery: if the rule's
+                // labels changed, the alert under the old ones ends then, not a re-send later.
+                for e in run.instances.values_mut() {
+                    e.am_sent = 0;
+                }
             }
         }
         self.prune_removed_rules(now_secs());
@@ -414,7 +413,10 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: tokio::sync::watch::Receiver
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
+    use crate::alert::payload::rfc3339;
     use crate::source::MemSource;
 
     const T: i64 = 1_800_000_000;
@@ -581,5 +583,121 @@ crit = 100
         let a = e.alerts(T);
         assert_eq!(a[0].state, "error", "{a:?}");
         assert!(e.rules(T)[0].last_error.is_some());
+    }
+
+    /// The Alertmanager batch as (labels, endsAt) pairs.
+    fn am_batch(e: &Engine, now: i64) -> Vec<(Value, String)> {
+        e.lock()
+            .am_batch(now)
+            .into_iter()
+            .map(|a| {
+                (
+                    a["labels"].clone(),
+                    a["endsAt"].as_str().unwrap_or("").into(),
+                )
+            })
+            .collect()
+    }
+
+    const AM_RULES: &str = r#"[[notify]]
+kind = "alertmanager"
+url = "http://127.0.0.1:9"
+[[rule]]
+name = "Beacons"
+target = "beacons.*"
+window = "60s"
+reduce = "sum"
+crit = 10
+labels = { team = "web" }
+"#;
+
+    /// An engine reading its rules from a file, and the file.
+    fn engine_on_file(src: &Arc<dyn Source>, rules: &str) -> (Engine, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("alerts.toml");
+        std::fs::write(&path, rules).expect("write");
+        let cfg = Alerting::load(&path).expect("rules");
+        let e = Engine::new(src.clone(), cfg, Some(path)).expect("engine");
+        (e, dir)
+    }
+
+    fn reload_with(e: &Engine, dir: &tempfile::TempDir, rules: &str) {
+        std::fs::write(dir.path().join("alerts.toml"), rules).expect("write");
+        e.reload().expect("reload");
+    }
+
+    #[test]
+    fn issue_11_a_removed_rule_resolves_under_the_labels_it_fired_with() {
+        let s = src(&[("beacons.a", vec![Some(5.0); 6])]);
+        let (e, dir) = engine_on_file(&s, AM_RULES);
+        e.evaluate_due(T);
+        let fired = am_batch(&e, T);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        let labels = fired[0].0.clone();
+        assert_eq!(labels["series"], "beacons.a");
+        reload_with(
+            &e,
+            &dir,
+            "[[notify]]\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:9\"\n",
+        );
+        // A reload runs on the clock.
+        let got = am_batch(&e, now_secs());
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, labels, "the same labels");
+        assert!(got[0].1 <= rfc3339(now_secs()), "ended: {got:?}");
+    }
+
+    #[test]
+    fn issue_11_a_changed_rule_ends_the_alert_under_its_old_labels() {
+        let s = src(&[("beacons.a", vec![Some(5.0); 6])]);
+        let (e, dir) = engine_on_file(&s, AM_RULES);
+        e.evaluate_due(T);
+        let old = am_batch(&e, T)[0].0.clone();
+        reload_with(
+            &e,
+            &dir,
+            &AM_RULES.replace("team = \"web\"", "team = \"ops\""),
+        );
+        e.evaluate_due(T + 1);
+        let got = am_batch(&e, T + 1);
+        let new = got
+            .iter()
+            .find(|(l, _)| l["team"] == "ops")
+            .expect("the new labels firing");
+        assert_ne!(new.1, rfc3339(T + 1), "firing: endsAt ahead");
+        assert!(got.contains(&(old.clone(), rfc3339(T + 1))), "{got:?}");
+        // Another severity: the critical alert ends, the warning one fires.
+        let critical = new.0.clone();
+        reload_with(
+            &e,
+            &dir,
+            &AM_RULES
+                .replace("team = \"web\"", "team = \"ops\"")
+                .replace("crit = 10", "warn = 10"),
+        );
+        e.evaluate_due(T + 2);
+        let got = am_batch(&e, T + 2);
+        assert!(got.contains(&(critical, rfc3339(T + 2))), "{got:?}");
+        assert!(
+            got.iter().any(|(l, _)| l["severity"] == "warning"),
+            "{got:?}"
+        );
+        assert!(!got.iter().any(|(l, _)| *l == old), "ended once: {got:?}");
+    }
+
+    #[test]
+    fn issue_11_a_rule_removed_during_a_restart_resolves_under_its_saved_labels() {
+        let s = src(&[("beacons.a", vec![Some(5.0); 6])]);
+        let e = engine(&s, AM_RULES);
+        e.evaluate_due(T);
+        let labels = am_batch(&e, T)[0].0.clone();
+        e.persist();
+        let e2 = engine(
+            &s,
+            "[[notify]]\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:9\"\n",
+        );
+        let got = am_batch(&e2, now_secs());
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, labels);
     }
 }

@@ -29,6 +29,12 @@ pub(crate) struct Entry {
     /// When Alertmanager was last sent this instance.
     #[serde(default)]
     pub am_sent: i64,
+    /// The alert Alertmanager was last sent for this instance while it fired. Its end goes out
+    /// under exactly these labels, whatever the rule says by then: it may have been changed
+    /// (other labels, another severity) or removed, and Alertmanager knows an alert only by its
+    /// labels.
+    #[serde(default)]
+    pub am_alert: Option<AmAlert>,
 }
 
 impl Entry {
@@ -38,6 +44,7 @@ impl Entry {
             tags,
             inst: Instance::new(),
             am_sent: 0,
+            am_alert: None,
         }
     }
 }
@@ -99,8 +106,8 @@ pub(crate) struct AmAlert {
     pub generator_url: String,
 }
 
-/// An Alertmanager alert that ended with a level change (its labels changed with the severity)
-/// or with its rule: sent as resolved for a while, like any resolved alert.
+/// An Alertmanager alert that ended under labels no instance has any more (the level changed,
+/// the rule was changed or removed): sent as resolved for a while, like any resolved alert.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct AmResolved {
     #[serde(flatten)]
@@ -180,5 +187,6 @@ mod tests {
         let p: Persisted = serde_json::from_slice(doc).expect("loads");
         let e = &p.rules["A"].instances["a.b"];
         assert_eq!(e.am_sent, 0);
+        assert!(e.am_alert.is_none());
     }
 }
