@@ -24,7 +24,7 @@ use super::state::{AmAlert, AmResolved, Outgoing};
 
 /// Delivery counters of one notifier.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct NotifierStats {
+pub(crate) struct NotifierStats {
     /// `alertmanager`, `pagerduty`, `webhook` or `console`.
     pub kind: &'static str,
     pub sent: u64,
@@ -175,7 +175,7 @@ impl Inner {
 impl Engine {
     /// Delivers what is due: the Alertmanager batch and the outbox. Failures are counted and
     /// retried; evaluation never waits for them.
-    pub async fn deliver(&self, client: &reqwest::Client, now: i64) {
+    pub(crate) async fn deliver(&self, client: &reqwest::Client, now: i64) {
         self.deliver_alertmanager(client, now).await;
         self.deliver_outbox(client, now).await;
     }

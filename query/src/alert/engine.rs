@@ -173,10 +173,6 @@ impl Engine {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn source(&self) -> &Arc<dyn Source> {
-        &self.source
-    }
-
     /// Forgets the instances of rules that are gone. Alertmanager is told that those it was
     /// sent as firing ended, under the labels it was sent (the rule that made them is gone).
     fn prune_removed_rules(&self, now: i64) {
@@ -281,23 +277,8 @@ impl Engine {
         due.len()
     }
 
-    /// Evaluates one rule now regardless of its schedule (tests, benchmarks).
-    pub fn evaluate_rule(&self, name: &str, now: i64) -> bool {
-        let rule = self
-            .lock()
-            .cfg
-            .rules
-            .iter()
-            .find(|r| r.name == name)
-            .cloned();
-        let Some(rule) = rule else { return false };
-        let observed = observe(&self.source, &rule, now);
-        self.lock().apply(&rule, observed, now, 0);
-        true
-    }
-
     /// Saves the state if it changed.
-    pub fn persist(&self) {
+    pub(crate) fn persist(&self) {
         let doc = {
             let mut g = self.lock();
             if !g.dirty {
@@ -318,12 +299,12 @@ impl Engine {
     }
 
     /// Lines for the console notifier since the last call.
-    pub fn take_console(&self) -> Vec<String> {
+    pub(crate) fn take_console(&self) -> Vec<String> {
         std::mem::take(&mut self.lock().console)
     }
 
     /// Silences a rule, or one of its series, for `secs`.
-    pub fn silence(
+    pub(crate) fn silence(
         &self,
         rule: &str,
         series: Option<String>,
@@ -349,7 +330,7 @@ impl Engine {
         Ok(s)
     }
 
-    pub fn unsilence(&self, id: u64) -> bool {
+    pub(crate) fn unsilence(&self, id: u64) -> bool {
         let mut g = self.lock();
         let before = g.p.silences.len();
         g.p.silences.retain(|s| s.id != id);
@@ -357,7 +338,7 @@ impl Engine {
         g.p.silences.len() != before
     }
 
-    pub fn silences(&self, now: i64) -> Vec<Silence> {
+    pub(crate) fn silences(&self, now: i64) -> Vec<Silence> {
         self.lock()
             .p
             .silences

@@ -38,7 +38,7 @@ impl Level {
 
 /// What one evaluation saw for one instance.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Obs {
+pub(crate) enum Obs {
     Value(f64),
     NoData,
     Error(String),
@@ -46,7 +46,7 @@ pub enum Obs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub(crate) enum State {
     Ok,
     Pending,
     Firing,
@@ -54,7 +54,7 @@ pub enum State {
 
 /// One instance's persisted state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Instance {
+pub(crate) struct Instance {
     pub state: State,
     /// The level while pending or firing.
     pub level: Option<Level>,
@@ -125,7 +125,7 @@ pub enum Transition {
 }
 
 /// The level of a value against the rule's thresholds (and, when firing, its recovery one).
-pub fn level_of(rule: &Rule, v: f64, firing: Option<Level>) -> (Option<Level>, Option<f64>) {
+fn level_of(rule: &Rule, v: f64, firing: Option<Level>) -> (Option<Level>, Option<f64>) {
     let op: Op = rule.op;
     if let Some((absent_for, _)) = rule.absent {
         // Absence: the value is the seconds since the series last reported.
@@ -152,7 +152,7 @@ pub fn level_of(rule: &Rule, v: f64, firing: Option<Level>) -> (Option<Level>, O
 }
 
 /// Moves `inst` by one observation at `now`; returns what to notify.
-pub fn step(rule: &Rule, inst: &mut Instance, obs: &Obs, now: i64) -> Option<Transition> {
+pub(crate) fn step(rule: &Rule, inst: &mut Instance, obs: &Obs, now: i64) -> Option<Transition> {
     inst.last_eval = now;
     let firing_level = (inst.state == State::Firing)
         .then_some(inst.level)
@@ -235,7 +235,7 @@ pub fn step(rule: &Rule, inst: &mut Instance, obs: &Obs, now: i64) -> Option<Tra
 }
 
 /// Resolves a firing instance (its series went away, or its condition did).
-pub fn resolve(inst: &mut Instance, now: i64) -> Option<Transition> {
+pub(crate) fn resolve(inst: &mut Instance, now: i64) -> Option<Transition> {
     let was = inst.level.unwrap_or(Level::Warning);
     let firing = inst.state == State::Firing;
     inst.state = State::Ok;

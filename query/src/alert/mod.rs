@@ -25,7 +25,5 @@ mod snapshot;
 mod state;
 
 pub use config::{Alerting, Rule};
-pub use delivery::NotifierStats;
 pub use engine::Engine;
-pub use snapshot::{AlertSnapshot, RuleSnapshot};
-pub use state::Silence;
+pub use snapshot::AlertSnapshot;

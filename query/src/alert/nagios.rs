@@ -67,7 +67,7 @@ impl Range {
     }
 
     /// Whether `v` is an alert for this range.
-    pub fn alerts(&self, v: f64) -> bool {
+    pub(crate) fn alerts(&self, v: f64) -> bool {
         let within = v >= self.low && v <= self.high;
         if self.inside {
             within
@@ -77,7 +77,7 @@ impl Range {
     }
 
     /// The range as perfdata writes it.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         if let Some(s) = &self.src {
             return s.clone();
         }
@@ -137,7 +137,7 @@ impl Thresholds {
     }
 
     /// 0, 1 or 2 for one value.
-    pub fn code(&self, v: f64) -> i32 {
+    pub(crate) fn code(&self, v: f64) -> i32 {
         if self.crit.as_ref().is_some_and(|r| r.alerts(v)) {
             2
         } else if self.warn.as_ref().is_some_and(|r| r.alerts(v)) {

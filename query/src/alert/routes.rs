@@ -35,7 +35,7 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-pub fn routes(engine: Arc<Engine>) -> Router {
+pub(crate) fn routes(engine: Arc<Engine>) -> Router {
     Router::new()
         .route(
             "/api/v1/alerts",

@@ -34,7 +34,7 @@ pub struct AlertSnapshot {
 
 /// One rule with its last evaluation.
 #[derive(Debug, Clone)]
-pub struct RuleSnapshot {
+pub(crate) struct RuleSnapshot {
     pub rule: Rule,
     /// `None` until the rule was evaluated once.
     pub last_eval: Option<i64>,
@@ -81,7 +81,7 @@ impl Engine {
     }
 
     /// Every rule with its settings and last evaluation.
-    pub fn rules(&self, now: i64) -> Vec<RuleSnapshot> {
+    pub(crate) fn rules(&self, now: i64) -> Vec<RuleSnapshot> {
         let g = self.lock();
         g.cfg
             .rules
@@ -106,7 +106,7 @@ impl Engine {
     }
 
     /// Delivery counters of each notifier, in the order of the configuration.
-    pub fn notifiers(&self) -> Vec<NotifierStats> {
+    pub(crate) fn notifiers(&self) -> Vec<NotifierStats> {
         let g = self.lock();
         let mut stats = g.stats.clone();
         for (i, s) in stats.iter_mut().enumerate() {

@@ -66,7 +66,7 @@ pub(crate) struct RuleRun {
 
 /// A silence: notifications of a rule (or of one of its instances) are held back until `until`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Silence {
+pub(crate) struct Silence {
     pub id: u64,
     pub rule: String,
     /// One series of the rule, or every instance.
