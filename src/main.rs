@@ -556,8 +556,6 @@ fn check(a: CheckArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return unknown(format!("{e:#}")),
     };
-    let series: Vec<(String, Vec<Option<f64>>)> =
-        series.into_iter().map(|h| (h.name, h.values)).collect();
     let o = check(&a.label, &series, reduce, &thresholds, a.nodata_ok);
     println!("{}", o.line);
     o.code

@@ -9,7 +9,8 @@ use super::config::Rule;
 use super::machine::{step, Instance, Transition};
 use super::observe::{observe_window, span};
 
-/// A stored series as `/render` returns it: `values[i]` at `start + i * step`.
+/// A stored series as `/render` returns it, `values[i]` at `start + i * step`: what a backtest
+/// replays and what `tally check` reduces.
 #[derive(Debug, Clone, PartialEq)]
 pub struct History {
     pub name: String,
