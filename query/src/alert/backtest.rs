@@ -1,7 +1,7 @@
 //! `tally rules test`: what a rule would have done over stored history ("what would this rule
 //! have done last week?", `contracts/alerting.md` §6). Each series is replayed at the rule's
 //! interval; each evaluation sees exactly the points a live one would fetch, observes them with
-//! the same function ([`observe_window`]) and steps the same state machine. Not modelled: the
+//! the same function (`observe_window`) and steps the same state machine. Not modelled: the
 //! rule-level instance (a target with no series at all, query errors), since history comes per
 //! series.
 

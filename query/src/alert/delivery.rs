@@ -8,7 +8,10 @@
 //! - Alertmanager wants state, re-sent: every `resend_interval` each firing instance goes out with
 //!   `endsAt` a few intervals ahead, each resolved one with its `endsAt` for
 //!   `resolved_resend_for`, and so do alerts that ended under other labels ([`AmResolved`]).
-//!   Nothing is queued; a failed send is simply made again a few seconds later.
+//!   Alertmanager knows an alert by its labels alone, so an instance remembers the alert it was
+//!   sent: its resolve carries the same labels, and when its labels change (another level, a
+//!   changed rule) the old alert is ended. Nothing is queued: a send that does not connect is
+//!   made again a few seconds later, one that is refused at the next re-send.
 //!
 //! Failures are counted per notifier ([`NotifierStats`]) and never reach evaluation.
 

@@ -1,9 +1,11 @@
-//! The evaluator: the [`Engine`] evaluates each rule when it is due on the query engine, keeps
-//! one instance per series the target returns, moves each through the state machine
-//! ([`machine`](super::machine)), and hands transitions to [`delivery`](super::delivery). It owns
-//! the state ([`state`](super::state)) behind one lock, shared by the loop ([`run`]) and the
-//! HTTP API, and saves it after every round, so a restart neither pages twice nor loses a
-//! resolve. A reload swaps the rules and resolves the instances of rules that are gone.
+//! The evaluator: the [`Engine`] evaluates each rule when it is due on the query engine (the
+//! queries spread over the cores), keeps one instance per series the target returns, moves each
+//! through the state machine ([`machine`](super::machine)) with what `observe` saw, and hands
+//! the transitions to `delivery`. It owns the saved state (`state`) behind one lock, shared by
+//! the loop ([`run`]) and the HTTP API, and saves it after every round, so a restart neither
+//! pages twice nor loses a resolve. A reload swaps the rules; the instances of rules that are
+//! gone are forgotten, and Alertmanager is told that their alerts ended, under the labels it was
+//! sent.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
