@@ -28,12 +28,7 @@ fn main() {
     let mut opts = StoreOptions::new(dir.path());
     opts.schemas.default = tally_store::retention::parse_retentions("10s:1d").expect("valid");
     let store = Store::open(opts).expect("open");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-        / 10
-        * 10;
+    let now = tally_common::unix_now() / 10 * 10;
     let loaded = Instant::now();
     let mut batch = PointBatch::default();
     for p in 0..60 {
@@ -83,9 +78,11 @@ fn main() {
         // Every rule is due again a minute later (the default interval is 30 s).
         let n = engine.evaluate_due(now + round * 60);
         let secs = t.elapsed().as_secs_f64();
-        let firing = engine.alerts_json(now)["alerts"]
-            .as_array()
-            .map_or(0, |a| a.iter().filter(|x| x["state"] == "firing").count());
+        let firing = engine
+            .alerts(now)
+            .iter()
+            .filter(|a| a.state == "firing")
+            .count();
         eprintln!(
             "round {round}: {n} rules in {secs:.3} s = {:.0} evaluations/s ({firing} firing)",
             n as f64 / secs

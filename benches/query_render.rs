@@ -60,9 +60,7 @@ fn read_all(store: &Store, names: &[String], from: i64, end: i64) -> usize {
 
 fn render(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = tally_common::unix_now();
     let end = now - now % 10;
     let store = store(dir.path(), end);
     let from = end - POINTS * 10;

@@ -64,8 +64,6 @@ pub fn run(a: CheckArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return unknown(e.to_string()),
     };
-    let series: Vec<(String, Vec<Option<f64>>)> =
-        series.into_iter().map(|s| (s.name, s.values)).collect();
     let o = check(&a.label, &series, reduce, &thresholds, a.nodata_ok);
     println!("{}", o.line);
     o.code

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use tally_query::alert::machine::History;
 use tally_query::RenderClient;
 
 use crate::cli::RulesTestArgs;
@@ -27,13 +26,9 @@ pub fn run(a: RulesTestArgs) -> Result<()> {
         .filter(|r| a.rule.as_ref().is_none_or(|n| *n == r.name))
     {
         any = true;
-        let span = rule.absent.map_or(rule.window, |(_, lookback)| lookback);
-        let series: Vec<History> = client
-            .render(&rule.target, from - span, until)?
-            .into_iter()
-            .map(|s| (s.name, s.start, s.step, s.values))
-            .collect();
-        let changes = tally_query::alert::machine::backtest(rule, &series, from, until);
+        let span = tally_query::alert::span(rule);
+        let series = client.render(&rule.target, from - span, until)?;
+        let changes = tally_query::alert::backtest::backtest(rule, &series, from, until);
         println!(
             "{}: {} series, {} state changes from {} to {}",
             rule.name,

@@ -57,8 +57,13 @@ impl Stats {
         let mut out = self.samples();
         for m in self.matched.lock().map(|m| m.clone()).unwrap_or_default() {
             out.push(
-                Sample::new("lines_matched", Kind::Counter, "Lines each rule counted.", m.lines)
-                    .label("rule", m.rule),
+                Sample::new(
+                    "lines_matched",
+                    Kind::Counter,
+                    "Lines each rule counted.",
+                    m.lines,
+                )
+                .label("rule", m.rule),
             );
         }
         out

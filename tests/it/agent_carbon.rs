@@ -35,10 +35,7 @@ fn issue_5_agent_ships_exact_totals_to_a_real_carbon() {
     let gw = GraphiteWeb::start_with_carbon();
     let tmp = tempfile::tempdir().expect("tempdir");
     let log = tmp.path().join("access.log");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
+    let now = tally_common::unix_now();
     // Ten minutes of traffic that ended a minute ago, at 10 lines a second.
     let mut g = tally_agent::gen::Gen::new(5, now - 660, 10);
     g.beacon_share = 0.05;

@@ -494,7 +494,10 @@ summary = "{{{{value}}}} failure beacons in 10 s"
 #[test]
 fn issue_6_rules_reload_on_sighup_and_api_and_silences_over_http() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let one = "[[rule]]\nname = \"A\"\ntarget = \"a.b\"\ncrit = 1\ninterval = \"1s\"\n";
+    // No data is ok here: a rule firing at once prints its console line, which can reach stdout
+    // before the store's address line that StoreProc reads (the engine starts first).
+    let one =
+        "[[rule]]\nname = \"A\"\ntarget = \"a.b\"\ncrit = 1\ninterval = \"1s\"\nnodata = \"ok\"\n";
     let rules = write_rules(tmp.path(), one);
     let store = StoreProc::start(&tmp.path().join("data"), &["--alerts", &rules]);
     let names = |store: &StoreProc| -> Vec<String> {
@@ -572,4 +575,147 @@ fn issue_6_rules_reload_on_sighup_and_api_and_silences_over_http() {
         .send()
         .expect("delete");
     assert_eq!(del.status(), 204);
+}
+
+/// The label sets of the alerts Alertmanager holds as active (its API leaves out alerts whose
+/// `endsAt` has passed, that is the resolved ones).
+fn am_active(am: &Alertmanager) -> Vec<Value> {
+    let v: Value = reqwest::blocking::get(format!("{}/api/v2/alerts", am.url))
+        .expect("alertmanager api")
+        .json_or_panic();
+    v.as_array()
+        .expect("a list of alerts")
+        .iter()
+        .map(|a| a["labels"].clone())
+        .collect()
+}
+
+/// Waits until `ok` holds for Alertmanager's active label sets; panics with them after `secs`.
+fn am_wait(am: &Alertmanager, secs: u64, what: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let active = am_active(am);
+        if ok(&active) {
+            return active;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {secs} s for {what}; Alertmanager holds {active:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The alerting file of the issue 11 tests: one rule on `test.value`, firing at 60. The re-send
+/// interval is long, so an alert Alertmanager is not told to resolve stays active for minutes
+/// (`endsAt` is four re-send intervals ahead) and the tests can tell the two apart.
+fn issue_11_rules(am: &Alertmanager, rule: &str) -> String {
+    format!(
+        "resend_interval = \"1m\"\n[[notify]]\nkind = \"alertmanager\"\nurl = \"{}\"\n{rule}",
+        am.url
+    )
+}
+
+const ISSUE_11_RULE: &str = r#"[[rule]]
+name = "HighValue"
+target = "test.value"
+window = "5m"
+reduce = "last"
+crit = 50
+interval = "1s"
+nodata = "keep"
+labels = { team = "web" }
+summary = "value {{value}} above {{threshold}}"
+"#;
+
+/// Starts a store with `ISSUE_11_RULE` and fires it, until Alertmanager has paged `hook`;
+/// returns the store, the alerting file and the labels Alertmanager holds the alert under.
+fn issue_11_fire(am: &Alertmanager, hook: &Catcher, dir: &Path) -> (StoreProc, String, Value) {
+    let rules = write_rules(dir, &issue_11_rules(am, ISSUE_11_RULE));
+    let store = StoreProc::start(&dir.join("data"), &["--alerts", &rules]);
+    ingest(
+        &store.http.to_string(),
+        &format!("test.value 60 {}\n", unix_now()),
+    );
+    let active = am_wait(am, 30, "the alert firing", |a| {
+        a.iter().any(|l| l["alertname"] == "HighValue")
+    });
+    let fired = active
+        .into_iter()
+        .find(|l| l["alertname"] == "HighValue")
+        .expect("firing");
+    assert_eq!(fired["severity"], "critical", "{fired}");
+    assert_eq!(fired["team"], "web", "{fired}");
+    // Paged: Alertmanager only tells its receiver of a resolve it paged for.
+    hook.wait("/hook", 30, "the page", |b| statuses(b, "firing") >= 1);
+    (store, rules, fired)
+}
+
+fn reload(store: &StoreProc) {
+    let r = reqwest::blocking::Client::new()
+        .post(store.url("/api/v1/alerts/reload"))
+        .send()
+        .expect("reload");
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+}
+
+#[test]
+fn issue_11_removing_a_firing_rule_resolves_it_in_alertmanager() {
+    let hook = Catcher::start(vec![]);
+    let am = Alertmanager::start(&hook.url("/hook"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (store, rules, fired) = issue_11_fire(&am, &hook, tmp.path());
+    std::fs::write(&rules, issue_11_rules(&am, "")).expect("write");
+    reload(&store);
+    am_wait(&am, 15, "the removed rule's alert resolved", |a| {
+        !a.contains(&fired)
+    });
+    // Alertmanager tells its receiver too, under the labels it paged with.
+    hook.wait("/hook", 15, "a resolved notification", |b| {
+        b.iter()
+            .any(|n| n["status"] == "resolved" && n["alerts"][0]["labels"] == fired)
+    });
+}
+
+#[test]
+fn issue_11_changing_a_firing_rule_resolves_the_old_alert_in_alertmanager() {
+    let hook = Catcher::start(vec![]);
+    let am = Alertmanager::start(&hook.url("/hook"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (store, rules, fired) = issue_11_fire(&am, &hook, tmp.path());
+    // Other labels and summary, same severity: no transition, only other labels.
+    let relabeled = ISSUE_11_RULE
+        .replace("team = \"web\"", "team = \"ops\"")
+        .replace("value {{value}}", "now {{value}}");
+    std::fs::write(&rules, issue_11_rules(&am, &relabeled)).expect("write");
+    reload(&store);
+    let active = am_wait(
+        &am,
+        15,
+        "the old labels resolved, the new ones firing",
+        |a| !a.contains(&fired) && a.iter().any(|l| l["team"] == "ops"),
+    );
+    let second = active
+        .into_iter()
+        .find(|l| l["team"] == "ops")
+        .expect("relabeled");
+    assert_eq!(second["severity"], "critical", "{second}");
+    // Another severity: 60 is now only a warning.
+    std::fs::write(
+        &rules,
+        issue_11_rules(&am, &relabeled.replace("crit = 50", "warn = 50")),
+    )
+    .expect("write");
+    reload(&store);
+    am_wait(
+        &am,
+        15,
+        "the critical alert resolved, a warning firing",
+        |a| {
+            !a.contains(&fired)
+                && !a.contains(&second)
+                && a.iter()
+                    .any(|l| l["team"] == "ops" && l["severity"] == "warning")
+        },
+    );
 }

@@ -2,7 +2,7 @@
 //! graphite-web 1.1.8) and to Tally; then the same `/render`, `/metrics/find`, `/metrics/expand`
 //! and tag requests go to both, and the answers must match.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -256,9 +256,7 @@ fn wait_for(gw: &GraphiteWeb, what: &str, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn stored_data_matches_carbon_and_graphite_web() {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = tally_common::unix_now();
     let now = now - now % 10;
     let text = plaintext(now);
     let dir = tempfile::tempdir().expect("tempdir");

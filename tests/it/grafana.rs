@@ -2,8 +2,6 @@
 //! wrapped in `aliasSub(..., "(^.*$)", "\1 <refId>")`, with maxDataPoints), against a store
 //! holding series named as the dashboards expect: non-empty, with data, the refId read back.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::Value;
 
 use crate::compat::enc;
@@ -56,9 +54,7 @@ fn data(now: i64) -> String {
 fn every_dashboard_target_renders() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = StoreProc::start_quiet(dir.path());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = tally_common::unix_now();
     let client = reqwest::blocking::Client::new();
     let reply = client
         .post(store.url("/api/v1/ingest"))

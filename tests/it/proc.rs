@@ -97,8 +97,18 @@ fn spawn_first_line(cmd: &mut Command, what: &str) -> (Child, String) {
         .spawn()
         .expect("tally binary starts");
     let stdout = child.stdout.take().expect("stdout piped");
+    let mut reader = BufReader::new(stdout);
+    // The address line is the first that starts with "tally "; anything before it (an alert
+    // rule that fires at once prints its console line) is skipped.
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect(what);
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).expect(what) == 0 || line.starts_with("tally ") {
+            break;
+        }
+    }
+    // Keep reading what it prints later, so that the pipe neither fills up nor closes under it.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     (child, line)
 }
 
@@ -210,8 +220,4 @@ pub fn ingest(http: &str, text: &str) {
     assert!(r.status().is_success(), "ingest: {}", r.status());
 }
 
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use tally_common::unix_now;

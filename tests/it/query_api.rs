@@ -45,9 +45,7 @@ fn bad_requests_say_what_is_wrong() {
 fn limits_refuse_instead_of_exhausting_the_server() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = StoreProc::start_with_config(dir.path(), "self_metrics_interval = \"0s\"\n[query]\nmax_series_per_request = 3\nmax_points_per_request = 1000\n");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = tally_common::unix_now();
     let body: String = (0..5).map(|i| format!("lim.s{i} 1 {now}\n")).collect();
     let r = reqwest::blocking::Client::new()
         .post(store.url("/api/v1/ingest"))

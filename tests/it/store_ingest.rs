@@ -3,18 +3,13 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+use tally_common::unix_now;
 
 use tally_proto::IngestReply;
 use tally_store::{Store, StoreOptions};
 
 use crate::proc::StoreProc;
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 fn post_batch(store: &StoreProc, body: String) -> IngestReply {
     let resp = reqwest::blocking::Client::new()
@@ -40,7 +35,7 @@ fn read_back(dir: &std::path::Path, name: &str, from: i64, until: i64) -> Vec<Op
 #[test]
 fn acknowledged_batches_survive_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let t0 = now() - now() % 10 - 3000;
+    let t0 = unix_now() - unix_now() % 10 - 3000;
     let mut proc = StoreProc::start(dir.path(), &[]);
     let (series, points) = (50, 100);
     for s in 0..series {
@@ -81,7 +76,7 @@ fn acknowledged_batches_survive_kill_9() {
 #[test]
 fn plaintext_keeps_good_lines_around_bad_ones_and_sigterm_flushes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let t0 = now() - now() % 10 - 600;
+    let t0 = unix_now() - unix_now() % 10 - 600;
     let mut proc = StoreProc::start(dir.path(), &[]);
     let mut conn = TcpStream::connect(proc.line).expect("connect");
     let text = format!(
@@ -118,7 +113,7 @@ fn plaintext_keeps_good_lines_around_bad_ones_and_sigterm_flushes() {
 #[test]
 fn an_idle_client_does_not_stall_the_others() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let t0 = now() - now() % 10 - 600;
+    let t0 = unix_now() - unix_now() % 10 - 600;
     let mut proc = StoreProc::start(dir.path(), &[]);
     // A client that sends half a line and then nothing.
     let mut idle = TcpStream::connect(proc.line).expect("connect");
@@ -158,7 +153,7 @@ fn the_allowlist_refuses_other_sources() {
         "allow_cidrs = [\"10.0.0.0/8\"]\nself_metrics_interval = \"0s\"\n",
     );
     let mut conn = TcpStream::connect(proc.line).expect("connect");
-    let _ = conn.write_all(format!("refused.x 1 {}\n", now()).as_bytes());
+    let _ = conn.write_all(format!("refused.x 1 {}\n", unix_now()).as_bytes());
     drop(conn);
     std::thread::sleep(Duration::from_millis(300));
     let metrics = proc.metrics();
@@ -212,7 +207,7 @@ fn check_config_reports_every_problem() {
 #[test]
 fn udp_datagrams_are_split_into_lines() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let t0 = now() - now() % 10 - 600;
+    let t0 = unix_now() - unix_now() % 10 - 600;
     let mut proc = StoreProc::start(dir.path(), &["--udp"]);
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let datagram = format!("udp.a 1 {t0}\nbad\nudp.a 2 {}\nudp.b 3 {t0}", t0 + 10);
@@ -241,7 +236,7 @@ fn udp_datagrams_are_split_into_lines() {
 #[test]
 fn points_are_readable_the_moment_they_are_acknowledged() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let t0 = now() - now() % 10 - 600;
+    let t0 = unix_now() - unix_now() % 10 - 600;
     let proc = StoreProc::start(dir.path(), &[]);
     let reply = post_batch(&proc, format!("fresh.series;dc=ny 42 {t0}\n"));
     assert_eq!(reply.accepted, 1);
@@ -274,7 +269,7 @@ fn ingest_token_is_required_when_configured() {
     let dir = tempfile::tempdir().expect("tempdir");
     let proc = StoreProc::start_with_config(dir.path(), "ingest_token = \"s3cret\"\n");
     let client = reqwest::blocking::Client::new();
-    let body = format!("tok.x 1 {}\n", now());
+    let body = format!("tok.x 1 {}\n", unix_now());
     let denied = client
         .post(proc.url("/api/v1/ingest"))
         .body(body.clone())
@@ -294,12 +289,12 @@ fn ingest_token_is_required_when_configured() {
 fn the_store_writes_its_own_metrics_as_series() {
     let dir = tempfile::tempdir().expect("tempdir");
     let proc = StoreProc::start_with_config(dir.path(), "self_metrics_interval = \"1s\"\n");
-    post_batch(&proc, format!("some.series 1 {}\n", now()));
+    post_batch(&proc, format!("some.series 1 {}\n", unix_now()));
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let url = proc.url(&format!(
             "/api/v1/read?name=tally.store.batches_acked&from={}",
-            now() - 60
+            unix_now() - 60
         ));
         let resp = reqwest::blocking::get(url).expect("read");
         if resp.status() == 200 {

@@ -203,6 +203,14 @@ impl Policy {
     }
 }
 
+/// What makes a rule an absence rule: it fires for each series that reported within
+/// `lookback` seconds but not in the last `absent_for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Absence {
+    pub absent_for: i64,
+    pub lookback: i64,
+}
+
 /// A validated rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -220,8 +228,8 @@ pub struct Rule {
     pub interval: i64,
     pub nodata: Policy,
     pub on_error: Policy,
-    /// `Some((absent_for, lookback))` for an absence rule.
-    pub absent: Option<(i64, i64)>,
+    /// Set for an absence rule.
+    pub absent: Option<Absence>,
     pub labels: BTreeMap<String, String>,
     pub summary: String,
     pub runbook_url: Option<String>,
@@ -497,7 +505,10 @@ impl Alerting {
                 if lookback <= absent_for {
                     problems.push(format!("{place}.lookback: must be longer than absent_for"));
                 }
-                (absent_for, lookback)
+                Absence {
+                    absent_for,
+                    lookback,
+                }
             });
             if absent.is_none() && r.warn.is_none() && r.crit.is_none() {
                 problems.push(format!(

@@ -38,7 +38,7 @@ impl Level {
 
 /// What one evaluation saw for one instance.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Obs {
+pub(crate) enum Obs {
     Value(f64),
     NoData,
     Error(String),
@@ -46,7 +46,7 @@ pub enum Obs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub(crate) enum State {
     Ok,
     Pending,
     Firing,
@@ -54,7 +54,7 @@ pub enum State {
 
 /// One instance's persisted state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Instance {
+pub(crate) struct Instance {
     pub state: State,
     /// The level while pending or firing.
     pub level: Option<Level>,
@@ -125,9 +125,9 @@ pub enum Transition {
 }
 
 /// The level of a value against the rule's thresholds (and, when firing, its recovery one).
-pub fn level_of(rule: &Rule, v: f64, firing: Option<Level>) -> (Option<Level>, Option<f64>) {
+fn level_of(rule: &Rule, v: f64, firing: Option<Level>) -> (Option<Level>, Option<f64>) {
     let op: Op = rule.op;
-    if let Some((absent_for, _)) = rule.absent {
+    if let Some(super::config::Absence { absent_for, .. }) = rule.absent {
         // Absence: the value is the seconds since the series last reported.
         let t = absent_for as f64;
         return if v >= t {
@@ -152,7 +152,7 @@ pub fn level_of(rule: &Rule, v: f64, firing: Option<Level>) -> (Option<Level>, O
 }
 
 /// Moves `inst` by one observation at `now`; returns what to notify.
-pub fn step(rule: &Rule, inst: &mut Instance, obs: &Obs, now: i64) -> Option<Transition> {
+pub(crate) fn step(rule: &Rule, inst: &mut Instance, obs: &Obs, now: i64) -> Option<Transition> {
     inst.last_eval = now;
     let firing_level = (inst.state == State::Firing)
         .then_some(inst.level)
@@ -235,7 +235,7 @@ pub fn step(rule: &Rule, inst: &mut Instance, obs: &Obs, now: i64) -> Option<Tra
 }
 
 /// Resolves a firing instance (its series went away, or its condition did).
-pub fn resolve(inst: &mut Instance, now: i64) -> Option<Transition> {
+pub(crate) fn resolve(inst: &mut Instance, now: i64) -> Option<Transition> {
     let was = inst.level.unwrap_or(Level::Warning);
     let firing = inst.state == State::Firing;
     inst.state = State::Ok;
@@ -491,98 +491,6 @@ mod tests {
                         level: Level::Critical
                     }
                 ),
-            ]
-        );
-    }
-}
-
-/// A stored series as `/render` returns it: `(name, start, step, values)`.
-pub type History = (String, i64, i64, Vec<Option<f64>>);
-
-/// One state change found by [`backtest`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub at: i64,
-    pub series: String,
-    pub transition: Transition,
-    pub value: Option<f64>,
-}
-
-/// What `rule` would have done between `from` and `until`, evaluated every `rule.interval` over
-/// stored history: each series is `(name, start, step, values)` covering at least
-/// `from - window` (or `from - lookback` for absence rules) to `until`.
-pub fn backtest(rule: &Rule, series: &[History], from: i64, until: i64) -> Vec<Change> {
-    let mut out = Vec::new();
-    let span = rule.absent.map_or(rule.window, |(_, lookback)| lookback);
-    for (name, start, dt, values) in series {
-        let mut inst = Instance::new();
-        let dt = (*dt).max(1);
-        let mut t = from;
-        while t <= until {
-            // Points with timestamps in (t - span, t], as a live evaluation at t fetches them.
-            let lo = ((t - span - start) as f64 / dt as f64).floor() as i64 + 1;
-            let hi = ((t - start) as f64 / dt as f64).floor() as i64;
-            let slice: Vec<Option<f64>> = (lo.max(0)..=hi.min(values.len() as i64 - 1))
-                .map(|i| values[i as usize])
-                .collect();
-            let obs = match rule.absent {
-                None => rule.reduce.apply(&slice).map_or(Obs::NoData, Obs::Value),
-                Some(_) => match slice.iter().rposition(|v| v.is_some()) {
-                    Some(i) => {
-                        let ts = start + (lo.max(0) + i as i64 + 1) * dt;
-                        Obs::Value((t - ts).max(0) as f64)
-                    }
-                    None => Obs::NoData,
-                },
-            };
-            if let Some(tr) = step(rule, &mut inst, &obs, t) {
-                out.push(Change {
-                    at: t,
-                    series: name.clone(),
-                    transition: tr,
-                    value: inst.value,
-                });
-            }
-            t += rule.interval;
-        }
-    }
-    out.sort_by(|a, b| a.at.cmp(&b.at).then(a.series.cmp(&b.series)));
-    out
-}
-
-#[cfg(test)]
-mod backtest_tests {
-    use super::*;
-    use crate::alert::config::Alerting;
-
-    #[test]
-    fn replays_history_at_the_rule_interval() {
-        let rule = Alerting::parse("[[rule]]\nname=\"r\"\ntarget=\"a\"\nwindow=\"20s\"\nreduce=\"max\"\ncrit=10\ninterval=\"10s\"\nfor=\"20s\"\n")
-            .expect("valid")
-            .rules
-            .remove(0);
-        // A spike from 100 to 150, then quiet.
-        let values: Vec<Option<f64>> = (0..30)
-            .map(|i| Some(if (10..15).contains(&i) { 50.0 } else { 1.0 }))
-            .collect();
-        let got = backtest(&rule, &[("a".into(), 0, 10, values)], 50, 250);
-        let got: Vec<(i64, Transition)> = got.into_iter().map(|c| (c.at, c.transition)).collect();
-        assert_eq!(
-            got,
-            vec![
-                (
-                    120,
-                    Transition::Fired {
-                        level: Level::Critical,
-                        previous: None
-                    }
-                ),
-                (
-                    160,
-                    Transition::Resolved {
-                        level: Level::Critical
-                    }
-                )
             ]
         );
     }

@@ -1,14 +1,30 @@
-//! Threshold alerting on the query engine: rules in TOML ([`config`]), one state machine per
-//! alert instance ([`machine`]), the evaluation loop with persistence and notifiers
-//! (Alertmanager API v2, PagerDuty Events v2, webhook, console) ([`engine`]), the HTTP API
-//! ([`routes`]) and the Nagios plugin's threshold ranges ([`nagios`]). The wire formats follow
-//! `contracts/alerting.md`.
+//! Threshold alerting on the query engine. The wire formats follow `contracts/alerting.md`.
+//!
+//! - [`config`]: the alerting file (rules and notifiers, TOML);
+//! - [`machine`]: one alert instance's states and how an observation moves them (pure);
+//! - `observe`: what one evaluation sees of each series, the same live and in a backtest;
+//! - [`engine`]: the evaluator, which runs the rules when due and applies what they saw;
+//! - [`backtest`]: the same rules replayed over stored history (`tally rules test`);
+//! - `state`: what is saved across restarts (instances, silences, outbox);
+//! - `payload`: the labels, annotations and documents of every notifier (Alertmanager API v2,
+//!   PagerDuty Events v2, webhook, console);
+//! - `delivery`: the outbox with its backoff, and the Alertmanager re-send loop;
+//! - `snapshot` and `routes`: typed views of the engine and the HTTP API over them;
+//! - [`nagios`]: the Nagios plugin's threshold ranges (`tally check`).
 
+pub mod backtest;
 pub mod config;
+mod delivery;
 pub mod engine;
 pub mod machine;
 pub mod nagios;
-pub mod routes;
+mod observe;
+mod payload;
+pub(crate) mod routes;
+mod snapshot;
+mod state;
 
 pub use config::{Alerting, Rule};
-pub use engine::{Engine, Observed};
+pub use engine::Engine;
+pub use observe::span;
+pub use snapshot::AlertSnapshot;

@@ -12,6 +12,7 @@
 //! Plain numbers (`--warn 10 --crit 20`) alert at or beyond the threshold; a critical below the
 //! warning means low is bad. Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
+use super::backtest::History;
 use super::config::{fmt_value, Reduce};
 
 /// A plugin-guidelines range.
@@ -67,7 +68,7 @@ impl Range {
     }
 
     /// Whether `v` is an alert for this range.
-    pub fn alerts(&self, v: f64) -> bool {
+    pub(crate) fn alerts(&self, v: f64) -> bool {
         let within = v >= self.low && v <= self.high;
         if self.inside {
             within
@@ -77,7 +78,7 @@ impl Range {
     }
 
     /// The range as perfdata writes it.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         if let Some(s) = &self.src {
             return s.clone();
         }
@@ -137,7 +138,7 @@ impl Thresholds {
     }
 
     /// 0, 1 or 2 for one value.
-    pub fn code(&self, v: f64) -> i32 {
+    pub(crate) fn code(&self, v: f64) -> i32 {
         if self.crit.as_ref().is_some_and(|r| r.alerts(v)) {
             2
         } else if self.warn.as_ref().is_some_and(|r| r.alerts(v)) {
@@ -197,11 +198,11 @@ fn perf_label(name: &str) -> String {
     name.replace('\'', "''").replace('=', "_")
 }
 
-/// Checks every series (name, values) reduced over the window. All-null is UNKNOWN unless
+/// Checks every series, its values reduced over the window. All-null is UNKNOWN unless
 /// `nodata_ok`; no series at all likewise.
 pub fn check(
     label: &str,
-    series: &[(String, Vec<Option<f64>>)],
+    series: &[History],
     reduce: Reduce,
     t: &Thresholds,
     nodata_ok: bool,
@@ -212,7 +213,7 @@ pub fn check(
     let mut nodata = Vec::new();
     let w = t.warn.as_ref().map(|r| r.text()).unwrap_or_default();
     let c = t.crit.as_ref().map(|r| r.text()).unwrap_or_default();
-    for (name, values) in series {
+    for History { name, values, .. } in series {
         match reduce.apply(values) {
             Some(v) => {
                 let code = t.code(v);
@@ -300,6 +301,15 @@ mod tests {
         );
     }
 
+    fn series(name: &str, values: Vec<Option<f64>>) -> History {
+        History {
+            name: name.into(),
+            start: 0,
+            step: 60,
+            values,
+        }
+    }
+
     #[test]
     fn status_line_with_perfdata_and_nodata_is_unknown() {
         let t = Thresholds {
@@ -307,13 +317,13 @@ mod tests {
             crit: Some(Range::parse("~:20").expect("r")),
         };
         let s = vec![
-            ("cdn_fastly".to_string(), vec![Some(40.0), Some(42.0)]),
-            ("origin".to_string(), vec![Some(1.0)]),
+            series("cdn_fastly", vec![Some(40.0), Some(42.0)]),
+            series("origin", vec![Some(1.0)]),
         ];
         let o = check("beacons", &s, Reduce::Last, &t, false);
         assert_eq!(o.code, 2);
         assert_eq!(o.line, "BEACONS CRITICAL - cdn_fastly=42, origin=1 | 'cdn_fastly'=42;~:10;~:20;; 'origin'=1;~:10;~:20;;");
-        let s = vec![("a".to_string(), vec![None, None])];
+        let s = vec![series("a", vec![None, None])];
         let o = check("beacons", &s, Reduce::Avg, &t, false);
         assert_eq!(
             (o.code, o.line.as_str()),

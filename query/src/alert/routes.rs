@@ -10,9 +10,11 @@
 //! | `DELETE /api/v1/alerts/silences/{id}` | ends a silence |
 //! | `POST /api/v1/alerts/reload` | re-reads the alerting file (as SIGHUP does) |
 //!
-//! Writes need the API write token when one is configured.
+//! Writes need the API write token when one is configured. The engine hands out typed
+//! snapshots ([`snapshot`](super::snapshot)); the JSON shapes are decided here.
 
 use std::sync::Arc;
+use tally_common::unix_now;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,29 +22,27 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
+use super::delivery::NotifierStats;
 use super::engine::Engine;
+use super::machine::Level;
+use super::snapshot::{AlertSnapshot, RuleSnapshot};
+use super::state::Silence;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-pub fn routes(engine: Arc<Engine>) -> Router {
+pub(crate) fn routes(engine: Arc<Engine>) -> Router {
     Router::new()
         .route(
             "/api/v1/alerts",
-            get(|State(e): State<Arc<Engine>>| async move { Json(e.alerts_json(now())) }),
+            get(|State(e): State<Arc<Engine>>| async move { Json(alerts_json(&e.alerts(unix_now()))) }),
         )
         .route(
             "/api/v1/alerts/rules",
-            get(|State(e): State<Arc<Engine>>| async move { Json(e.rules_json()) }),
+            get(|State(e): State<Arc<Engine>>| async move { Json(rules_json(&e.rules(unix_now()))) }),
         )
         .route(
             "/api/v1/alerts/notifiers",
-            get(|State(e): State<Arc<Engine>>| async move { Json(e.notifiers_json()) }),
+            get(|State(e): State<Arc<Engine>>| async move { Json(notifiers_json(&e.notifiers())) }),
         )
         .route(
             "/api/v1/alerts/silences",
@@ -53,8 +53,95 @@ pub fn routes(engine: Arc<Engine>) -> Router {
         .with_state(engine)
 }
 
+/// `{"alerts": [...]}`: every instance.
+pub(crate) fn alerts_json(alerts: &[AlertSnapshot]) -> Value {
+    let alerts: Vec<Value> = alerts
+        .iter()
+        .map(|a| {
+            json!({
+                "rule": a.rule,
+                "series": a.series,
+                "labels": a.labels,
+                "annotations": a.annotations,
+                "state": a.state,
+                "level": a.level.map(Level::as_str),
+                "value": a.value,
+                "threshold": a.threshold,
+                "since": a.since,
+                "last_eval": a.last_eval,
+                "resolved_at": a.resolved_at,
+                "error": a.error,
+                "silenced": a.silenced,
+                "graph_url": a.graph_url,
+            })
+        })
+        .collect();
+    json!({ "alerts": alerts })
+}
+
+/// `{"rules": [...]}`: every rule's settings (durations in seconds) and last evaluation.
+pub(crate) fn rules_json(rules: &[RuleSnapshot]) -> Value {
+    let rules: Vec<Value> = rules
+        .iter()
+        .map(|s| {
+            let r = &s.rule;
+            json!({
+                "name": r.name,
+                "target": r.target,
+                "interval": r.interval,
+                "window": r.window,
+                "reduce": r.reduce,
+                "op": r.op,
+                "warn": r.warn,
+                "crit": r.crit,
+                "recover": r.recover,
+                "for": r.for_,
+                "keep_firing_for": r.keep_firing_for,
+                "nodata": r.nodata,
+                "on_error": r.on_error,
+                "absent_for": r.absent.map(|a| a.absent_for),
+                "labels": r.labels,
+                "last_eval": s.last_eval,
+                "last_error": s.last_error,
+                "last_duration_ms": s.last_duration_ms,
+                "instances": s.instances,
+            })
+        })
+        .collect();
+    json!({ "rules": rules })
+}
+
+/// `{"notifiers": [...]}`: delivery counters, in the order of the configuration.
+pub(crate) fn notifiers_json(stats: &[NotifierStats]) -> Value {
+    let notifiers: Vec<Value> = stats
+        .iter()
+        .map(|s| {
+            json!({
+                "kind": s.kind,
+                "sent": s.sent,
+                "failed_attempts": s.failed_attempts,
+                "dropped": s.dropped,
+                "pending": s.pending,
+                "last_error": s.last_error,
+            })
+        })
+        .collect();
+    json!({ "notifiers": notifiers })
+}
+
+fn silence_json(s: &Silence) -> Value {
+    json!({
+        "id": s.id,
+        "rule": s.rule,
+        "series": s.series,
+        "until": s.until,
+        "comment": s.comment,
+    })
+}
+
 async fn list_silences(State(e): State<Arc<Engine>>) -> Response {
-    Json(json!({ "silences": e.silences(now()) })).into_response()
+    let silences: Vec<Value> = e.silences(unix_now()).iter().map(silence_json).collect();
+    Json(json!({ "silences": silences })).into_response()
 }
 
 #[derive(Deserialize)]
@@ -93,9 +180,9 @@ async fn add_silence(State(e): State<Arc<Engine>>, body: axum::body::Bytes) -> R
         req.series.filter(|s| !s.is_empty()),
         secs,
         req.comment,
-        now(),
+        unix_now(),
     ) {
-        Ok(s) => (StatusCode::OK, Json(json!(s))).into_response(),
+        Ok(s) => (StatusCode::OK, Json(silence_json(&s))).into_response(),
         Err(err) => bad(err),
     }
 }
@@ -119,5 +206,111 @@ async fn reload(State(e): State<Arc<Engine>>) -> Response {
             (StatusCode::BAD_REQUEST, Json(json!({ "errors": problems }))).into_response()
         }
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "reload failed\n").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::config::Alerting;
+    use crate::source::{MemSource, Source};
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn call(app: &Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::from(body.to_owned()))
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("answer");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    #[tokio::test]
+    async fn the_json_views() {
+        let t = unix_now() / 10 * 10;
+        let mut m = MemSource::default();
+        m.add("beacons;source=cdn", t - 60, 10, vec![Some(42.0); 7]);
+        let src: Arc<dyn Source> = Arc::new(m);
+        let cfg = Alerting::parse(
+            "[[rule]]\nname = \"B\"\ntarget = \"seriesByTag('name=beacons')\"\nwindow = \"1m\"\nwarn = 10\ncrit = 20\nlabels = { team = \"web\" }\n[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+        )
+        .expect("rules");
+        let engine = Arc::new(Engine::new(src, cfg, None).expect("engine"));
+        engine.evaluate_due(t);
+        let app = routes(engine);
+
+        let (status, v) = call(&app, "GET", "/api/v1/alerts", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let url = "http://127.0.0.1:8080/render?target=beacons%3Bsource%3Dcdn&from=-3h&format=svg";
+        assert_eq!(
+            v,
+            json!({"alerts": [{
+                "rule": "B", "series": "beacons;source=cdn",
+                "labels": {"alertname": "B", "metric": "beacons", "series": "beacons;source=cdn",
+                           "severity": "critical", "source": "cdn", "team": "web"},
+                "annotations": {"summary": "B: beacons;source=cdn is 42 (critical threshold 20)"},
+                "state": "firing", "level": "critical", "value": 42.0, "threshold": 20.0,
+                "since": t, "last_eval": t, "resolved_at": null, "error": null,
+                "silenced": false, "graph_url": url,
+            }]})
+        );
+
+        let (_, v) = call(&app, "GET", "/api/v1/alerts/rules", "").await;
+        assert_eq!(
+            v,
+            json!({"rules": [{
+                "name": "B", "target": "seriesByTag('name=beacons')", "interval": 30,
+                "window": 60, "reduce": "last", "op": ">", "warn": 10.0, "crit": 20.0,
+                "recover": null, "for": 0, "keep_firing_for": 0, "nodata": "alert",
+                "on_error": "alert", "absent_for": null, "labels": {"team": "web"},
+                "last_eval": t, "last_error": null, "last_duration_ms": v["rules"][0]["last_duration_ms"],
+                "instances": {"firing": 1},
+            }]})
+        );
+
+        let (_, v) = call(&app, "GET", "/api/v1/alerts/notifiers", "").await;
+        assert_eq!(
+            v,
+            json!({"notifiers": [{"kind": "webhook", "sent": 0, "failed_attempts": 0,
+                                  "dropped": 0, "pending": 1, "last_error": null}]})
+        );
+
+        let (status, s) = call(
+            &app,
+            "POST",
+            "/api/v1/alerts/silences",
+            r#"{"rule": "B", "duration": "1h", "comment": "deploy"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let until = s["until"].as_i64().expect("until");
+        assert!((3600..3700).contains(&(until - t)), "{s}");
+        let (_, v) = call(&app, "GET", "/api/v1/alerts/silences", "").await;
+        assert_eq!(
+            v,
+            json!({"silences": [{"id": 1, "rule": "B", "series": null, "until": until,
+                                 "comment": "deploy"}]})
+        );
+        let (status, v) = call(
+            &app,
+            "POST",
+            "/api/v1/alerts/silences",
+            r#"{"rule": "B", "duration": "0s"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(v, json!({"error": "duration: must be at least 1s"}));
+        let (status, _) = call(&app, "DELETE", "/api/v1/alerts/silences/1", "").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, v) = call(&app, "DELETE", "/api/v1/alerts/silences/1", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(v, json!({"error": "no silence 1"}));
     }
 }

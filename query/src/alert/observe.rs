@@ -1,0 +1,114 @@
+//! What one evaluation of a rule sees. [`observe_window`] turns one series' points into an
+//! observation; the live evaluation ([`observe`], over the [`Source`]) and `tally rules test`
+//! ([`backtest`](super::backtest), over stored history) both call it, so a rule tested against
+//! history does what it will do live — nulls and NaNs included.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::config::Rule;
+use super::machine::Obs;
+use crate::eval::{evaluate, Ctx};
+use crate::source::Source;
+
+/// How far back an evaluation looks: the rule's window, or an absence rule's look-back.
+pub fn span(rule: &Rule) -> i64 {
+    rule.absent.map_or(rule.window, |a| a.lookback)
+}
+
+/// What one series says to an evaluation at `now`, from its points over the [`span`] before
+/// it (`values[i]` at `start + i * step`). Neither a null nor a NaN is a value:
+///
+/// - a threshold rule sees the reduction of the other points, or no data when there are none;
+/// - an absence rule sees the seconds since the series last reported (a point at `t` covers
+///   until `t + step`), and `None` when it did not report within the look-back: such a series
+///   is not listed, and its instance keeps its state.
+pub(crate) fn observe_window(
+    rule: &Rule,
+    start: i64,
+    step: i64,
+    values: &[Option<f64>],
+    now: i64,
+) -> Option<Obs> {
+    if rule.absent.is_none() {
+        return Some(rule.reduce.apply(values).map_or(Obs::NoData, Obs::Value));
+    }
+    let last = values
+        .iter()
+        .rposition(|v| v.is_some_and(|x| !x.is_nan()))?;
+    let reported = start + (last as i64 + 1) * step;
+    Some(Obs::Value((now - reported).max(0) as f64))
+}
+
+/// One series an evaluation saw.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SeriesObs {
+    pub name: String,
+    pub tags: BTreeMap<String, String>,
+    pub obs: Obs,
+}
+
+/// What evaluating one rule saw: its series, or the query's error.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Observed {
+    Series(Vec<SeriesObs>),
+    Error(String),
+}
+
+/// Evaluates `rule`'s target over the span before `now` and observes each series it returns.
+pub(crate) fn observe(source: &Arc<dyn Source>, rule: &Rule, now: i64) -> Observed {
+    let ctx = Ctx::new(source.clone(), now - span(rule), now, now);
+    match evaluate(&ctx, &rule.expr) {
+        Err(e) => Observed::Error(e.to_string()),
+        Ok(series) => Observed::Series(
+            series
+                .into_iter()
+                .filter_map(|s| {
+                    let obs = observe_window(rule, s.start, s.step, &s.values_cow(), now)?;
+                    Some(SeriesObs {
+                        name: s.name.clone(),
+                        tags: s.tags.clone(),
+                        obs,
+                    })
+                })
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::config::Alerting;
+
+    fn rule(extra: &str) -> Rule {
+        Alerting::parse(&format!(
+            "[[rule]]\nname = \"r\"\ntarget = \"a\"\n{extra}\n"
+        ))
+        .expect("valid")
+        .rules
+        .remove(0)
+    }
+
+    #[test]
+    fn nulls_and_nans_are_not_values() {
+        let avg = rule("reduce = \"avg\"\ncrit = 1");
+        let v = [Some(2.0), None, Some(f64::NAN), Some(4.0)];
+        assert_eq!(observe_window(&avg, 0, 10, &v, 40), Some(Obs::Value(3.0)));
+        assert_eq!(
+            observe_window(&avg, 0, 10, &[None, Some(f64::NAN)], 40),
+            Some(Obs::NoData)
+        );
+        let absent = rule("absent_for = \"30s\"");
+        // Reported at 10 (covers until 20); the NaNs after it are not reports.
+        let v = [None, Some(1.0), Some(f64::NAN), None, Some(f64::NAN)];
+        assert_eq!(
+            observe_window(&absent, 0, 10, &v, 50),
+            Some(Obs::Value(30.0))
+        );
+        assert_eq!(
+            observe_window(&absent, 0, 10, &[None, Some(f64::NAN)], 50),
+            None
+        );
+    }
+}

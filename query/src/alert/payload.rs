@@ -1,0 +1,353 @@
+//! What notifications say, built in one place (`contracts/alerting.md` §2–4): the labels an
+//! instance is known by — one builder, used for Alertmanager, the webhook, PagerDuty's details
+//! and the API — its annotations, the graph link, and the document each notifier takes:
+//! Alertmanager API v2 alerts, PagerDuty Events v2, the generic webhook, the console line.
+//! Nothing here sends or keeps anything; [`delivery`](super::delivery) does.
+
+use serde_json::{json, Value};
+
+use super::config::{fmt_value, render_template, Rule};
+use super::machine::{Level, Transition};
+use super::state::{AmAlert, Entry, Labels};
+
+/// A time as Alertmanager and PagerDuty write it: `2026-11-22T02:56:35Z`.
+pub(crate) fn rfc3339(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The labels of an instance at `level`: its series' tags (graphite's `name` tag becomes
+/// `metric` unless it is the whole series), `series`, the rule's labels, `alertname` and
+/// `severity`. Alertmanager identifies an alert by exactly this set.
+pub(crate) fn labels(rule: &Rule, e: &Entry, level: Level) -> Labels {
+    let mut l = Labels::new();
+    for (k, v) in &e.tags {
+        // graphite's `name` tag is the metric name (the whole path for a plain series).
+        if k == "name" {
+            if *v != e.series {
+                l.insert("metric".into(), v.clone());
+            }
+            continue;
+        }
+        l.insert(sanitize_label(k), v.clone());
+    }
+    if !e.series.is_empty() {
+        l.insert("series".into(), e.series.clone());
+    }
+    l.extend(rule.labels.clone());
+    l.insert("alertname".into(), rule.name.clone());
+    l.insert("severity".into(), level.as_str().into());
+    l
+}
+
+/// A tag name as a Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+fn sanitize_label(k: &str) -> String {
+    let s: String = k
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("_{s}")
+    } else {
+        s
+    }
+}
+
+/// The annotations of an instance at `level`: the summary (at most 1024 characters, as PagerDuty
+/// takes it), the runbook URL and the rule's own annotations, templated.
+pub(crate) fn annotations(rule: &Rule, e: &Entry, level: Level) -> Labels {
+    let vars = |k: &str| -> Option<String> {
+        Some(match k {
+            "rule" => rule.name.clone(),
+            "series" => {
+                if e.series.is_empty() {
+                    rule.target.clone()
+                } else {
+                    e.series.clone()
+                }
+            }
+            "value" => e.inst.value.map_or("no data".into(), fmt_value),
+            "threshold" => e.inst.threshold.map_or("-".into(), fmt_value),
+            "level" => level.as_str().into(),
+            "state" => format!("{:?}", e.inst.state).to_lowercase(),
+            "error" => e.inst.error.clone().unwrap_or_default(),
+            "target" => rule.target.clone(),
+            _ => {
+                let tag = k
+                    .strip_prefix("tags.")
+                    .or_else(|| k.strip_prefix("labels."))?;
+                e.tags
+                    .get(tag)
+                    .cloned()
+                    .or_else(|| rule.labels.get(tag).cloned())?
+            }
+        })
+    };
+    let mut a = Labels::new();
+    let mut summary = render_template(&rule.summary, &vars);
+    if level == Level::Nodata {
+        summary = format!(
+            "{}: no data for {}",
+            rule.name,
+            vars("series").unwrap_or_default()
+        );
+    } else if level == Level::Error {
+        summary = format!(
+            "{}: query failed: {}",
+            rule.name,
+            e.inst.error.clone().unwrap_or_default()
+        );
+    }
+    summary.truncate(1024);
+    a.insert("summary".into(), summary);
+    if let Some(r) = &rule.runbook_url {
+        a.insert("runbook_url".into(), render_template(r, &vars));
+    }
+    for (k, v) in &rule.annotations {
+        a.insert(k.clone(), render_template(v, &vars));
+    }
+    a
+}
+
+/// The link to the graph of `series` (of the rule's target for the rule-level instance).
+pub(crate) fn graph_url(external_url: &str, rule: &Rule, series: &str) -> String {
+    let target = if series.is_empty() {
+        rule.target.as_str()
+    } else {
+        series
+    };
+    let target: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
+    format!("{external_url}/render?target={target}&from=-3h&format=svg")
+}
+
+/// The document `POST /api/v2/alerts` takes for one alert.
+pub(crate) fn alertmanager(a: &AmAlert) -> Value {
+    json!({
+        "labels": a.labels,
+        "annotations": a.annotations,
+        "startsAt": rfc3339(a.starts_at),
+        "endsAt": rfc3339(a.ends_at),
+        "generatorURL": a.generator_url,
+    })
+}
+
+/// A transition of one instance, with what every notifier says about it.
+pub(crate) struct Notice<'a> {
+    pub rule: &'a Rule,
+    pub entry: &'a Entry,
+    /// `firing` or `resolved`.
+    pub state: &'static str,
+    pub level: Level,
+    /// The level before: the old one of a level change, the resolved one of a resolve.
+    pub previous: Option<Level>,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub graph_url: String,
+    pub now: i64,
+}
+
+impl<'a> Notice<'a> {
+    pub fn new(
+        external_url: &str,
+        rule: &'a Rule,
+        entry: &'a Entry,
+        tr: &Transition,
+        now: i64,
+    ) -> Notice<'a> {
+        let (state, level, previous) = match tr {
+            Transition::Fired { level, previous } => ("firing", *level, *previous),
+            Transition::Resolved { level } => ("resolved", *level, Some(*level)),
+        };
+        Notice {
+            rule,
+            entry,
+            state,
+            level,
+            previous,
+            labels: labels(rule, entry, level),
+            annotations: annotations(rule, entry, level),
+            graph_url: graph_url(external_url, rule, &entry.series),
+            now,
+        }
+    }
+
+    fn resolved(&self) -> bool {
+        self.state == "resolved"
+    }
+
+    /// One per instance (PagerDuty keeps one incident per key), at most 255 characters.
+    pub fn dedup_key(&self) -> String {
+        let series = if self.entry.series.is_empty() {
+            "(rule)"
+        } else {
+            &self.entry.series
+        };
+        let key = format!("tally:{}:{series}", self.rule.name);
+        key.chars().take(255).collect()
+    }
+
+    /// `ALERT FIRING Beacons beacons.a warning value=25 threshold=10`.
+    pub fn console_line(&self, silenced: bool) -> String {
+        let e = self.entry;
+        format!(
+            "ALERT {} {}{} {} value={} threshold={}{}",
+            self.state.to_uppercase(),
+            self.rule.name,
+            if e.series.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", e.series)
+            },
+            self.level.as_str(),
+            e.inst.value.map_or("none".into(), fmt_value),
+            e.inst.threshold.map_or("-".into(), fmt_value),
+            if silenced { " (silenced)" } else { "" },
+        )
+    }
+
+    /// A PagerDuty Events v2 `trigger`, or the `resolve` with the same dedup key.
+    pub fn pagerduty(&self, routing_key: &str) -> Value {
+        let e = self.entry;
+        let mut b = json!({
+            "routing_key": routing_key,
+            "event_action": if self.resolved() { "resolve" } else { "trigger" },
+            "dedup_key": self.dedup_key(),
+        });
+        if !self.resolved() {
+            let severity = match self.level {
+                Level::Critical => "critical",
+                Level::Warning => "warning",
+                Level::Nodata | Level::Error => "error",
+            };
+            b["payload"] = json!({
+                "summary": self.annotations.get("summary").cloned().unwrap_or_default(),
+                "source": "tally",
+                "severity": severity,
+                "timestamp": rfc3339(self.now),
+                "component": e.series,
+                "group": self.rule.name,
+                "custom_details": {
+                    "value": e.inst.value,
+                    "threshold": e.inst.threshold,
+                    "target": self.rule.target,
+                    "labels": self.labels,
+                    "annotations": self.annotations,
+                },
+            });
+            b["links"] = json!([{"href": self.graph_url, "text": "graph"}]);
+        }
+        b
+    }
+
+    /// The generic webhook's document (version 1).
+    pub fn webhook(&self) -> Value {
+        let e = self.entry;
+        json!({
+            "version": "1",
+            "rule": self.rule.name,
+            "target": self.rule.target,
+            "series": e.series,
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "state": self.state,
+            "previous_state": if self.previous.is_some() { "firing" } else { "ok" },
+            "level": self.level.as_str(),
+            "previous_level": self.previous.map(Level::as_str),
+            "value": e.inst.value,
+            "threshold": e.inst.threshold,
+            "op": self.rule.op.as_str(),
+            "starts_at": rfc3339(e.inst.since),
+            "ends_at": if self.resolved() { Some(rfc3339(self.now)) } else { None },
+            "timestamp": rfc3339(self.now),
+            "graph_url": self.graph_url,
+            "dedup_key": self.dedup_key(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::config::Alerting;
+
+    fn rule() -> Rule {
+        Alerting::parse(
+            "[[rule]]\nname = \"B\"\ntarget = \"seriesByTag('name=beacons')\"\ncrit = 10\nlabels = { team = \"web\" }\n",
+        )
+        .expect("valid")
+        .rules
+        .remove(0)
+    }
+
+    fn entry(series: &str, tags: &[(&str, &str)]) -> Entry {
+        let tags = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut e = Entry::new(series.into(), tags);
+        e.inst.value = Some(42.0);
+        e.inst.threshold = Some(10.0);
+        e
+    }
+
+    #[test]
+    fn labels_are_tags_as_prometheus_names_then_the_rules_then_identity() {
+        let e = entry(
+            "beacons;1st-cdn=fastly;name=beacons",
+            &[("name", "beacons"), ("1st-cdn", "fastly")],
+        );
+        let got = labels(&rule(), &e, Level::Critical);
+        let want: Labels = [
+            ("_1st_cdn", "fastly"),
+            ("alertname", "B"),
+            ("metric", "beacons"),
+            ("series", "beacons;1st-cdn=fastly;name=beacons"),
+            ("severity", "critical"),
+            ("team", "web"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        // A plain series: its `name` tag is the series itself, not repeated as `metric`.
+        let got = labels(&rule(), &entry("a.b", &[("name", "a.b")]), Level::Warning);
+        assert!(!got.contains_key("metric"), "{got:?}");
+    }
+
+    #[test]
+    fn a_resolve_reuses_the_dedup_key_and_says_what_it_was() {
+        let r = rule();
+        let e = entry("beacons;source=x", &[("name", "beacons"), ("source", "x")]);
+        let fired = Transition::Fired {
+            level: Level::Critical,
+            previous: None,
+        };
+        let resolved = Transition::Resolved {
+            level: Level::Critical,
+        };
+        let f = Notice::new("http://t", &r, &e, &fired, 100);
+        let s = Notice::new("http://t", &r, &e, &resolved, 160);
+        assert_eq!(f.dedup_key(), "tally:B:beacons;source=x");
+        assert_eq!(s.pagerduty("K")["dedup_key"], f.pagerduty("K")["dedup_key"]);
+        assert_eq!(s.pagerduty("K")["event_action"], "resolve");
+        assert!(s.pagerduty("K").get("payload").is_none());
+        assert_eq!(f.webhook()["previous_state"], "ok");
+        assert_eq!(s.webhook()["previous_state"], "firing");
+        assert_eq!(s.webhook()["ends_at"], "1970-01-01T00:02:40Z");
+        assert_eq!(
+            f.console_line(true),
+            "ALERT FIRING B beacons;source=x critical value=42 threshold=10 (silenced)"
+        );
+        assert!(f
+            .graph_url
+            .starts_with("http://t/render?target=beacons%3Bsource%3Dx&"));
+    }
+}
