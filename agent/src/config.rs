@@ -368,6 +368,20 @@ impl TryFrom<AgentConfig> for Settings {
                 false
             }
         };
+        if naming_path
+            && !c.path_prefix.is_empty()
+            && c.path_prefix
+                .split('.')
+                .any(|node| node.is_empty() || node.contains([' ', ';']))
+        {
+            problems.push(
+                "path_prefix",
+                format!(
+                    "\"{}\" is not dot-separated path nodes like \"servers\" or \"prod.servers\"",
+                    c.path_prefix
+                ),
+            );
+        }
         let host = c.host.clone().unwrap_or_else(hostname);
         if host.is_empty() || host.contains([';', ' ', '~']) {
             problems.push("host", format!("\"{host}\" cannot be a tag value"));
@@ -472,6 +486,24 @@ mod tests {
         .expect_err("unknown keys");
         assert_eq!(e.len(), 3, "{e:?}");
         assert!(e.iter().any(|p| p.contains("rule.0.regx")), "{e:?}");
+    }
+
+    #[test]
+    fn a_path_prefix_must_be_path_nodes() {
+        for (prefix, ok) in [
+            ("servers", true),
+            ("prod.servers", true),
+            ("", true),
+            (".x", false),
+            ("a..b", false),
+            ("a b", false),
+        ] {
+            let c = AgentConfig::parse(&format!(
+                "host = \"web1\"\nnaming = \"path\"\npath_prefix = \"{prefix}\"\n[[input]]\npaths = [\"/x\"]\n"
+            ))
+            .expect("parses");
+            assert_eq!(Settings::try_from(c).is_ok(), ok, "{prefix:?}");
+        }
     }
 
     #[test]
