@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tally_query::eval::{evaluate, Ctx};
-use tally_query::expr::parse;
+use tally_query::graphite::{evaluate, parse};
+use tally_query::Ctx;
 use tally_store::{Durability, PointBatch, Store, StoreOptions};
 
 #[path = "corpus.rs"]

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tally_proto::duration::parse_duration;
 
-use crate::expr::{parse, Expr};
+use crate::graphite::{parse, Expr};
 
 /// The file as written.
 #[derive(Debug, Clone, Default, Deserialize)]

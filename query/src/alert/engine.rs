@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 
 use super::config::{fmt_value, render_template, Alerting, NotifyKind, Rule};
 use super::machine::{resolve, step, Instance, Level, Obs, State, Transition};
-use crate::eval::{evaluate, Ctx};
+use crate::graphite::evaluate;
 use crate::source::Source;
+use crate::Ctx;
 
 /// The key the engine's state is saved under.
 pub const STATE_KEY: &str = "alerts";

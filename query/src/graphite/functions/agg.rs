@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::Result;
-use crate::eval::{Args, Value};
+use crate::graphite::eval::{Args, Value};
 use crate::series::{normalize, TimeSeries};
 
 use super::names::{agg_key, format_path_expressions};
@@ -231,7 +231,7 @@ pub(crate) fn percentile_of_series(a: &Args) -> Result<Value> {
     let name = format!(
         "percentileOfSeries({},{})",
         list[0].path_expression,
-        crate::eval::py_g(n)
+        crate::graphite::eval::py_g(n)
     );
     let values = rows(&list)
         .iter()
@@ -333,7 +333,7 @@ pub(crate) fn as_percent(a: &Args) -> Result<Value> {
             let text = if int {
                 format!("{}", t as i64)
             } else {
-                crate::eval::py_float(t)
+                crate::graphite::eval::py_float(t)
             };
             let totals = vec![Some(t); list[0].values().len()];
             Ok(Value::Series(

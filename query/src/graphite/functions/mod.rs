@@ -11,8 +11,8 @@ mod transform;
 use serde_json::{json, Map, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::eval::{Args, Ctx, Value};
-use crate::expr::Call;
+use crate::graphite::eval::{Args, Ctx, Value};
+use crate::graphite::expr::Call;
 
 /// A function as `/functions` describes it. `params`: comma-separated `name:type`, with `!` for
 /// required, `*` for repeatable and `=x` for a default.

@@ -4,7 +4,7 @@
 use regex::Regex;
 
 use crate::error::Result;
-use crate::eval::{Args, Value};
+use crate::graphite::eval::{Args, Value};
 
 use super::agg::agg_func;
 use super::names::agg_key;
@@ -122,9 +122,9 @@ pub(crate) fn dashed(a: &Args) -> Result<Value> {
     for s in &mut list {
         s.tags.insert(
             "dashed".into(),
-            given.map_or_else(|| "5".into(), crate::eval::py_float),
+            given.map_or_else(|| "5".into(), crate::graphite::eval::py_float),
         );
-        s.name = format!("dashed({}, {})", s.name, crate::eval::py_g(len));
+        s.name = format!("dashed({}, {})", s.name, crate::graphite::eval::py_g(len));
     }
     Ok(Value::Series(list))
 }
@@ -197,7 +197,7 @@ pub(crate) fn legend_value(a: &Args) -> Result<Value> {
                 (None, Some(v)) => format!(
                     "{} ({t}: {})",
                     s.name,
-                    v.map_or_else(|| "None".to_owned(), crate::eval::py_float)
+                    v.map_or_else(|| "None".to_owned(), crate::graphite::eval::py_float)
                 ),
                 (Some(_), v) => {
                     let formatted = match v {

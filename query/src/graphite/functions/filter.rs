@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use regex::Regex;
 
 use crate::error::Result;
-use crate::eval::{Args, Value};
+use crate::graphite::eval::{Args, Value};
 use crate::series::TimeSeries;
 
 use super::agg::agg_func;

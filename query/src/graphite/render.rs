@@ -133,7 +133,7 @@ pub fn json(series: &[TimeSeries], no_null_points: bool) -> String {
 fn py_repr(v: Option<f64>) -> String {
     match v {
         None => "None".into(),
-        Some(x) => crate::eval::py_float(x),
+        Some(x) => crate::graphite::eval::py_float(x),
     }
 }
 
@@ -178,7 +178,7 @@ pub fn csv(series: &[TimeSeries]) -> String {
             s.name.clone()
         };
         for (i, v) in s.values().into_iter().enumerate() {
-            let value = v.map(crate::eval::py_float).unwrap_or_default();
+            let value = v.map(crate::graphite::eval::py_float).unwrap_or_default();
             let _ = writeln!(out, "{name},{},{value}", utc(s.start + i as i64 * step));
         }
     }

@@ -17,10 +17,10 @@ use serde_json::json;
 use tracing::error;
 
 use crate::error::QueryError;
-use crate::eval::{evaluate, Ctx, Limits};
-use crate::expr::parse;
-use crate::functions::functions_json;
-use crate::render::{consolidate_for_display, csv, json, raw};
+use crate::graphite::eval::{evaluate, Ctx, Limits};
+use crate::graphite::expr::parse;
+use crate::graphite::functions::functions_json;
+use crate::graphite::render::{consolidate_for_display, csv, json, raw};
 use crate::source::Source;
 use crate::time::parse_time;
 
@@ -231,7 +231,7 @@ pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
 }
 
 /// The web page: one self-contained file compiled into the binary (no CDN, works offline).
-const WEB_PAGE: &str = include_str!("web/index.html");
+const WEB_PAGE: &str = include_str!("../web/index.html");
 
 async fn web_page() -> Response {
     (
@@ -290,12 +290,15 @@ async fn render(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> R
             "raw" => ("text/plain", raw(&series)),
             "svg" => {
                 let dim = |k: &str, d: u32| p.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
-                let opts = crate::svg::SvgOptions {
+                let opts = crate::graphite::svg::SvgOptions {
                     width: dim("width", 800),
                     height: dim("height", 400),
                     title: p.get("title").map(str::to_owned),
                 };
-                ("image/svg+xml", crate::svg::svg(&mut series, &opts))
+                (
+                    "image/svg+xml",
+                    crate::graphite::svg::svg(&mut series, &opts),
+                )
             }
             other => {
                 return Err(QueryError::BadRequest(format!(

@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use crate::eval::py_g;
-use crate::render::{consolidate_for_display, datapoints};
+use crate::graphite::eval::py_g;
+use crate::graphite::render::{consolidate_for_display, datapoints};
 use crate::series::TimeSeries;
 use crate::time::civil_from_days;
 

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::error::{QueryError, Result};
-use crate::expr::{Call, Expr};
-use crate::functions;
+use crate::graphite::expr::{Call, Expr};
+use crate::graphite::functions;
 use crate::series::TimeSeries;
 use crate::source::Source;
 
@@ -439,14 +439,14 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let e = evaluate(
             &ctx,
-            &crate::expr::parse("sumSeries(time('a'))").expect("parses"),
+            &crate::graphite::expr::parse("sumSeries(time('a'))").expect("parses"),
         )
         .expect_err("over time");
         assert!(e.to_string().contains("took longer than 0 s"), "{e}");
         ctx.limits.max_time = std::time::Duration::from_secs(60);
         assert!(evaluate(
             &ctx,
-            &crate::expr::parse("sumSeries(time('a'))").expect("parses")
+            &crate::graphite::expr::parse("sumSeries(time('a'))").expect("parses")
         )
         .is_ok());
     }

@@ -1,0 +1,11 @@
+//! graphite-web 1.1.8's language on Tally's engine.
+pub mod eval;
+pub mod expr;
+pub mod functions;
+pub mod render;
+pub(crate) mod routes;
+pub mod svg;
+
+pub use eval::evaluate;
+pub use expr::{parse, Expr};
+pub use functions::functions_json;
