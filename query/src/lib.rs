@@ -6,13 +6,16 @@
 
 pub mod alert;
 mod error;
+mod fetch;
 pub mod graphite;
+mod limits;
 pub mod series;
 pub mod source;
 pub mod time;
 
 pub use error::{QueryError, Result};
-pub use graphite::eval::{Ctx, Limits};
+pub use fetch::Ctx;
 pub use graphite::routes::{router, router_with, ApiOptions, GRAPHITE_VERSION};
+pub use limits::Limits;
 pub use series::TimeSeries;
 pub use source::{Fetched, MemSource, Source};

@@ -502,7 +502,7 @@ mod tests {
             let mut src = crate::source::MemSource::default();
             src.add("a.x", 0, 60, vec![Some(1.0), None, Some(3.0), Some(-2.0)]);
             src.add("a.y", 0, 60, vec![None, Some(5.0), Some(0.0), None]);
-            let mut ctx = crate::graphite::eval::Ctx::new(std::sync::Arc::new(src), 0, 3600, 3600);
+            let mut ctx = crate::Ctx::new(std::sync::Arc::new(src), 0, 3600, 3600);
             ctx.limits.max_time = std::time::Duration::from_secs(2);
             ctx.limits.max_points = 200_000;
             let _ = crate::graphite::eval::evaluate(&ctx, &e.expect("checked"));

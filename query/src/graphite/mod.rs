@@ -1,7 +1,9 @@
 //! graphite-web 1.1.8's language on Tally's engine.
+mod args;
 pub mod eval;
 pub mod expr;
 pub mod functions;
+mod py_number;
 pub mod render;
 pub(crate) mod routes;
 pub mod svg;

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::graphite::py_number::{py_float, py_optional};
 use crate::series::{Consolidation, TimeSeries};
 use crate::time::civil_from_days;
 
@@ -130,13 +131,6 @@ pub fn json(series: &[TimeSeries], no_null_points: bool) -> String {
     out
 }
 
-fn py_repr(v: Option<f64>) -> String {
-    match v {
-        None => "None".into(),
-        Some(x) => crate::graphite::eval::py_float(x),
-    }
-}
-
 /// `format=raw`: `name,start,end,step|v1,v2,...`, one line per series.
 pub fn raw(series: &[TimeSeries]) -> String {
     let mut out = String::new();
@@ -149,7 +143,7 @@ pub fn raw(series: &[TimeSeries]) -> String {
             s.end,
             s.effective_step()
         );
-        let vals: Vec<String> = s.values().into_iter().map(py_repr).collect();
+        let vals: Vec<String> = s.values().into_iter().map(py_optional).collect();
         out.push_str(&vals.join(","));
         out.push('\n');
     }
@@ -178,7 +172,7 @@ pub fn csv(series: &[TimeSeries]) -> String {
             s.name.clone()
         };
         for (i, v) in s.values().into_iter().enumerate() {
-            let value = v.map(crate::graphite::eval::py_float).unwrap_or_default();
+            let value = v.map(py_float).unwrap_or_default();
             let _ = writeln!(out, "{name},{},{value}", utc(s.start + i as i64 * step));
         }
     }

@@ -17,10 +17,12 @@ use serde_json::json;
 use tracing::error;
 
 use crate::error::QueryError;
-use crate::graphite::eval::{evaluate, Ctx, Limits};
+use crate::fetch::Ctx;
+use crate::graphite::eval::evaluate;
 use crate::graphite::expr::parse;
 use crate::graphite::functions::functions_json;
 use crate::graphite::render::{consolidate_for_display, csv, json, raw};
+use crate::limits::Limits;
 use crate::source::Source;
 use crate::time::parse_time;
 

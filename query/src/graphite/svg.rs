@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::graphite::eval::py_g;
+use crate::graphite::py_number::py_g;
 use crate::graphite::render::{consolidate_for_display, datapoints};
 use crate::series::TimeSeries;
 use crate::time::civil_from_days;

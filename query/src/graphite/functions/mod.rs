@@ -11,7 +11,9 @@ mod transform;
 use serde_json::{json, Map, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::graphite::eval::{Args, Ctx, Value};
+use crate::fetch::Ctx;
+use crate::graphite::args::Args;
+use crate::graphite::eval::Value;
 use crate::graphite::expr::Call;
 
 /// A function as `/functions` describes it. `params`: comma-separated `name:type`, with `!` for
@@ -118,7 +120,7 @@ const AGG_FUNCS: &[&str] = &[
 ];
 
 /// Dispatches a call by name.
-pub fn call(ctx: &Ctx, call: &Call) -> Result<Value> {
+pub(crate) fn call(ctx: &Ctx, call: &Call) -> Result<Value> {
     let a = Args { ctx, call };
     match call.name.as_str() {
         "sumSeries" | "sum" => agg::series_agg(&a, "sum"),
