@@ -9,13 +9,15 @@ mod error;
 mod fetch;
 pub mod graphite;
 mod limits;
+mod router;
 pub mod series;
 pub mod source;
 pub mod time;
 
 pub use error::{QueryError, Result};
 pub use fetch::Ctx;
-pub use graphite::routes::{router, router_with, ApiOptions, GRAPHITE_VERSION};
+pub use graphite::GRAPHITE_VERSION;
 pub use limits::Limits;
+pub use router::{router, router_with, ApiOptions};
 pub use series::TimeSeries;
 pub use source::{Fetched, MemSource, Source};

@@ -11,3 +11,4 @@ pub mod svg;
 pub use eval::evaluate;
 pub use expr::{parse, Expr};
 pub use functions::functions_json;
+pub use routes::GRAPHITE_VERSION;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -33,18 +33,6 @@ pub const GRAPHITE_VERSION: &str = "1.1.8";
 struct Api {
     source: Arc<dyn Source>,
     limits: Limits,
-}
-
-/// How the API is served.
-#[derive(Debug, Clone, Default)]
-pub struct ApiOptions {
-    /// When set, writes (`POST /events`) need `Authorization: Bearer <token>`.
-    pub write_token: Option<String>,
-    /// When set, every other request needs `Authorization: Bearer <token>` too.
-    pub read_token: Option<String>,
-    pub limits: Limits,
-    /// The alert engine whose API (`/api/v1/alerts/...`) is served too.
-    pub alerts: Option<Arc<crate::alert::Engine>>,
 }
 
 /// Request parameters: query string and form body together, in order, repeatable.
@@ -136,65 +124,18 @@ where
     }
 }
 
-/// The routes, over any [`Source`], with no tokens and default limits.
-pub fn router(source: Arc<dyn Source>) -> Router {
-    router_with(source, ApiOptions::default())
-}
-
-fn bearer_ok(headers: &axum::http::HeaderMap, token: &str) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| given.as_bytes() == token.as_bytes())
-}
-
-/// Write and read tokens, checked before any handler runs.
-type Tokens = Arc<(Option<String>, Option<String>)>;
-
-async fn auth(
-    State(tokens): State<Tokens>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let path = req.uri().path();
-    let write = (req.method() == axum::http::Method::POST
+/// Whether a request writes (and so needs the write token when one is set).
+pub(crate) fn is_write(method: &Method, path: &str) -> bool {
+    method == Method::POST
         && matches!(
             path,
             "/events" | "/events/" | "/tags/tagSeries" | "/tags/tagMultiSeries" | "/tags/delSeries"
-        ))
-        || (path.starts_with("/api/v1/alerts") && req.method() != axum::http::Method::GET);
-    let (write_token, read_token) = &*tokens;
-    let needed = if write {
-        write_token.as_ref().or(read_token.as_ref())
-    } else {
-        read_token.as_ref()
-    };
-    if let Some(token) = needed {
-        if !bearer_ok(req.headers(), token) {
-            return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
-        }
-    }
-    next.run(req).await
+        )
 }
 
-/// The routes, over any [`Source`].
-pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
-    let api = Api {
-        source,
-        limits: opts.limits,
-    };
-    let tokens: Tokens = Arc::new((
-        opts.write_token.filter(|t| !t.is_empty()),
-        opts.read_token.filter(|t| !t.is_empty()),
-    ));
-    let alerts = match opts.alerts {
-        Some(engine) => crate::alert::routes::routes(engine),
-        None => Router::new(),
-    };
+/// graphite-web's routes, over any [`Source`].
+pub(crate) fn routes(source: Arc<dyn Source>, limits: Limits) -> Router {
     Router::new()
-        .route("/", get(web_page))
-        .route("/index.html", get(web_page))
         .route("/events", get(events_get).post(event_post))
         .route("/events/", get(events_get).post(event_post))
         .route("/events/get_data", get(events_get).post(events_get))
@@ -227,23 +168,7 @@ pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
         .route("/functions/:name", get(function))
         .route("/version", get(version))
         .route("/version/", get(version))
-        .with_state(api)
-        .merge(alerts)
-        .layer(axum::middleware::from_fn_with_state(tokens, auth))
-}
-
-/// The web page: one self-contained file compiled into the binary (no CDN, works offline).
-const WEB_PAGE: &str = include_str!("../web/index.html");
-
-async fn web_page() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        WEB_PAGE,
-    )
-        .into_response()
+        .with_state(Api { source, limits })
 }
 
 async fn render(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
