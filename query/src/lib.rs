@@ -5,6 +5,7 @@
 //! - [`time`]: the `from`/`until` grammar.
 
 pub mod alert;
+mod api_error;
 mod error;
 mod fetch;
 pub mod graphite;

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::api_error::{ApiError, ErrorBody};
 use crate::limits::Limits;
 use crate::source::Source;
 
@@ -91,8 +92,71 @@ async fn auth(
     };
     if let Some(token) = needed {
         if !bearer_ok(req.headers(), token) {
-            return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
+            return unauthorized(path).into_response();
         }
     }
     next.run(req).await
+}
+
+/// The answer without the right token: JSON on Tally's own `/api/` routes, text on graphite-web's
+/// (graphite-web has no tokens; its clients show a text body as it is).
+fn unauthorized(path: &str) -> ApiError {
+    let body = if path.starts_with("/api/") {
+        ErrorBody::Json
+    } else {
+        ErrorBody::Text
+    };
+    ApiError::client(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").with_body(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::source::MemSource;
+
+    async fn answer(r: Response) -> (u16, String, String) {
+        let status = r.status().as_u16();
+        let ctype = r
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, ctype, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_missing_token_answers_in_the_routes_shape_issue_11() {
+        let opts = ApiOptions {
+            write_token: Some("w".into()),
+            ..ApiOptions::default()
+        };
+        let app = router_with(Arc::new(MemSource::default()), opts);
+        let req = |auth: Option<&str>| {
+            let mut b = Request::builder().method("POST").uri("/events/");
+            if let Some(a) = auth {
+                b = b.header(header::AUTHORIZATION, a);
+            }
+            b.body(Body::from(r#"{"what": "deploy"}"#))
+                .expect("request")
+        };
+        let r = app.clone().oneshot(req(None)).await.expect("answer");
+        let (status, ctype, body) = answer(r).await;
+        assert_eq!(status, 401);
+        assert!(ctype.starts_with("text/plain"), "{ctype}");
+        assert_eq!(body, "missing or wrong bearer token\n");
+        let r = app.oneshot(req(Some("Bearer w"))).await.expect("answer");
+        assert_eq!(r.status(), StatusCode::OK);
+        let (status, ctype, body) =
+            answer(unauthorized("/api/v1/alerts/silences").into_response()).await;
+        assert_eq!((status, ctype.as_str()), (401, "application/json"));
+        assert_eq!(body, r#"{"error":"missing or wrong bearer token"}"#);
+    }
 }
