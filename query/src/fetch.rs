@@ -19,11 +19,11 @@ const PARALLEL_FROM: usize = 64;
 /// what has been read so far.
 #[derive(Clone)]
 pub struct Ctx {
-    pub source: Arc<dyn Source>,
-    pub from: i64,
-    pub until: i64,
+    pub(crate) source: Arc<dyn Source>,
+    pub(crate) from: i64,
+    pub(crate) until: i64,
     pub now: i64,
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// Series and points read so far, shared by every evaluation of one request (and by the
     /// copies [`Ctx::with_range`] makes for look-back).
     read: Arc<Read>,

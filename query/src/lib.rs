@@ -1,8 +1,17 @@
-//! The query side of Tally: graphite-web 1.1.8's target language, function library and HTTP API,
-//! over any [`Source`] of series (the RocksDB store in production, memory in tests).
+//! The query side of Tally: query languages over any [`Source`] of series (the RocksDB store in
+//! production, memory in tests), their HTTP API, and alerting on top.
 //!
-//! - [`graphite`]: the target language, its functions, render formats and routes;
-//! - [`time`]: the `from`/`until` grammar.
+//! What every language shares sits at the crate root:
+//! - `series`: the series model ([`TimeSeries`], with graphite-web's pending consolidation);
+//! - `source`: the [`Source`] trait the engine reads through, and [`MemSource`];
+//! - `fetch`: reading a glob or a tag selection for a request ([`Ctx`]), wide matches in
+//!   parallel, counted against the request's [`Limits`] (`limits`);
+//! - [`time`]: the `from`/`until` grammar;
+//! - `error` and `api_error`: [`QueryError`], and the HTTP error answer;
+//! - `router`: everything served, behind the bearer tokens ([`router_with`]).
+//!
+//! Each language is a module of its own: [`graphite`] is graphite-web 1.1.8's target language,
+//! function library, render formats and routes. [`alert`] evaluates threshold rules on it.
 
 pub mod alert;
 mod api_error;
@@ -11,8 +20,8 @@ mod fetch;
 pub mod graphite;
 mod limits;
 mod router;
-pub mod series;
-pub mod source;
+mod series;
+mod source;
 pub mod time;
 
 pub use error::{QueryError, Result};
@@ -20,5 +29,5 @@ pub use fetch::Ctx;
 pub use graphite::GRAPHITE_VERSION;
 pub use limits::Limits;
 pub use router::{router, router_with, ApiOptions};
-pub use series::TimeSeries;
+pub use series::{Consolidation, TimeSeries};
 pub use source::{Fetched, MemSource, Source};

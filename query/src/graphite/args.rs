@@ -11,17 +11,17 @@ use crate::graphite::py_number::py_number;
 use crate::series::TimeSeries;
 
 /// A function's arguments, evaluated on demand.
-pub struct Args<'a> {
-    pub ctx: &'a Ctx,
-    pub call: &'a Call,
+pub(crate) struct Args<'a> {
+    pub(crate) ctx: &'a Ctx,
+    pub(crate) call: &'a Call,
 }
 
 impl<'a> Args<'a> {
-    pub fn func(&self) -> &str {
+    pub(crate) fn func(&self) -> &str {
         &self.call.name
     }
 
-    pub fn err(&self, reason: impl Into<String>) -> QueryError {
+    pub(crate) fn err(&self, reason: impl Into<String>) -> QueryError {
         QueryError::Argument {
             func: self.call.name.clone(),
             reason: reason.into(),
@@ -29,7 +29,7 @@ impl<'a> Args<'a> {
     }
 
     /// The expression for positional `i` or keyword `name`.
-    pub fn expr(&self, i: usize, name: &str) -> Option<&'a Expr> {
+    pub(crate) fn expr(&self, i: usize, name: &str) -> Option<&'a Expr> {
         self.call.args.get(i).or_else(|| {
             self.call
                 .kwargs
@@ -39,7 +39,7 @@ impl<'a> Args<'a> {
         })
     }
 
-    pub fn value(&self, i: usize, name: &str) -> Result<Option<Value>> {
+    pub(crate) fn value(&self, i: usize, name: &str) -> Result<Option<Value>> {
         match self.expr(i, name) {
             None => Ok(None),
             Some(e) => eval_value(self.ctx, e).map(Some),
@@ -47,12 +47,12 @@ impl<'a> Args<'a> {
     }
 
     /// A required series-list argument.
-    pub fn series(&self, i: usize, name: &str) -> Result<Vec<TimeSeries>> {
+    pub(crate) fn series(&self, i: usize, name: &str) -> Result<Vec<TimeSeries>> {
         self.series_in(self.ctx, i, name)
     }
 
     /// A series-list argument evaluated over another range.
-    pub fn series_in(&self, ctx: &Ctx, i: usize, name: &str) -> Result<Vec<TimeSeries>> {
+    pub(crate) fn series_in(&self, ctx: &Ctx, i: usize, name: &str) -> Result<Vec<TimeSeries>> {
         let e = self
             .expr(i, name)
             .ok_or_else(|| self.err(format!("missing argument \"{name}\"")))?;
@@ -65,7 +65,7 @@ impl<'a> Args<'a> {
     }
 
     /// Every positional argument from `i` on, as series lists, concatenated.
-    pub fn series_rest(&self, i: usize) -> Result<Vec<TimeSeries>> {
+    pub(crate) fn series_rest(&self, i: usize) -> Result<Vec<TimeSeries>> {
         let mut out = Vec::new();
         for (n, e) in self.call.args.iter().enumerate().skip(i) {
             match eval_value(self.ctx, e)? {
@@ -81,7 +81,7 @@ impl<'a> Args<'a> {
         Ok(out)
     }
 
-    pub fn opt_num(&self, i: usize, name: &str) -> Result<Option<f64>> {
+    pub(crate) fn opt_num(&self, i: usize, name: &str) -> Result<Option<f64>> {
         match self.value(i, name)? {
             None | Some(Value::None) => Ok(None),
             Some(Value::Number(v, _)) => Ok(Some(v)),
@@ -95,12 +95,12 @@ impl<'a> Args<'a> {
         }
     }
 
-    pub fn num(&self, i: usize, name: &str) -> Result<f64> {
+    pub(crate) fn num(&self, i: usize, name: &str) -> Result<f64> {
         self.opt_num(i, name)?
             .ok_or_else(|| self.err(format!("missing argument \"{name}\"")))
     }
 
-    pub fn opt_str(&self, i: usize, name: &str) -> Result<Option<String>> {
+    pub(crate) fn opt_str(&self, i: usize, name: &str) -> Result<Option<String>> {
         match self.value(i, name)? {
             None | Some(Value::None) => Ok(None),
             Some(Value::Str(s)) => Ok(Some(s)),
@@ -112,12 +112,12 @@ impl<'a> Args<'a> {
         }
     }
 
-    pub fn str(&self, i: usize, name: &str) -> Result<String> {
+    pub(crate) fn str(&self, i: usize, name: &str) -> Result<String> {
         self.opt_str(i, name)?
             .ok_or_else(|| self.err(format!("missing argument \"{name}\"")))
     }
 
-    pub fn opt_bool(&self, i: usize, name: &str) -> Result<Option<bool>> {
+    pub(crate) fn opt_bool(&self, i: usize, name: &str) -> Result<Option<bool>> {
         match self.value(i, name)? {
             None | Some(Value::None) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(b)),
@@ -133,7 +133,7 @@ impl<'a> Args<'a> {
     }
 
     /// All positional values from `i` on (for variadic node lists and the like).
-    pub fn values_from(&self, i: usize) -> Result<Vec<Value>> {
+    pub(crate) fn values_from(&self, i: usize) -> Result<Vec<Value>> {
         self.call
             .args
             .iter()
