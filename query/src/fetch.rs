@@ -148,9 +148,11 @@ fn read_all(ctx: &Ctx, names: Vec<String>, path_expression: &str) -> Result<Vec<
                 .chunks(chunk)
                 .map(|part| scope.spawn(move || part.iter().map(read).collect::<Vec<_>>()))
                 .collect();
+            // A reader that panicked passes its panic on, as a sequential read would, rather
+            // than leaving its series silently out of the answer.
             handles
                 .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         })
     } else {
@@ -198,6 +200,62 @@ mod tests {
         let tagged = fetch_tagged(&ctx, &["name=req"], "seriesByTag('name=req')").expect("fetches");
         assert_eq!(tagged[0].name, "req;dc=x;host=a");
         assert_eq!(tagged[0].path_expression, "seriesByTag('name=req')");
+    }
+
+    /// Reads like its inner source, but one series' read panics.
+    struct PanicsOn(MemSource, &'static str);
+
+    impl Source for PanicsOn {
+        fn find(&self, p: &str) -> Result<Vec<tally_store::FindMatch>> {
+            self.0.find(p)
+        }
+        fn expand(&self, p: &str) -> Result<Vec<String>> {
+            self.0.expand(p)
+        }
+        fn select_by_tags(&self, e: &[&str]) -> Result<Vec<String>> {
+            self.0.select_by_tags(e)
+        }
+        fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<crate::Fetched>> {
+            assert_ne!(name, self.1, "a reader fails");
+            self.0.fetch(name, from, until)
+        }
+        fn tag_names(&self) -> Vec<String> {
+            self.0.tag_names()
+        }
+        fn tag_values(&self, t: &str) -> Vec<(String, usize)> {
+            self.0.tag_values(t)
+        }
+        fn register(&self, n: &str) -> Result<String> {
+            self.0.register(n)
+        }
+        fn delete(&self, n: &str) -> Result<bool> {
+            self.0.delete(n)
+        }
+        fn add_event(&self, w: i64, what: &str, d: &str, t: Vec<String>) -> Result<u64> {
+            self.0.add_event(w, what, d, t)
+        }
+        fn events(&self, f: i64, u: i64) -> Result<Vec<tally_store::Event>> {
+            self.0.events(f, u)
+        }
+        fn load_state(&self, k: &str) -> Result<Option<Vec<u8>>> {
+            self.0.load_state(k)
+        }
+        fn save_state(&self, k: &str, v: &[u8]) -> Result<()> {
+            self.0.save_state(k, v)
+        }
+    }
+
+    #[test]
+    fn a_reader_that_panics_is_not_a_missing_series_issue_11() {
+        let mut src = MemSource::default();
+        for i in 0..100 {
+            src.add(&format!("w.s{i:03}"), 60, 60, vec![Some(1.0); 10]);
+        }
+        let ctx = Ctx::new(Arc::new(PanicsOn(src, "w.s042")), 0, 600, 600);
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fetch_path(&ctx, "w.*").map(|v| v.len())
+        }));
+        assert!(read.is_err(), "answered {read:?} instead of failing");
     }
 
     #[test]
