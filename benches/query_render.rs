@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tally_query::eval::{evaluate, Ctx};
-use tally_query::expr::parse;
+use tally_query::graphite::{evaluate, parse};
+use tally_query::Ctx;
 use tally_store::{Durability, PointBatch, Store, StoreOptions};
 
 #[path = "corpus.rs"]
@@ -83,7 +83,7 @@ fn render(c: &mut Criterion) {
         let expr = parse(target).expect("parses");
         group.bench_function(label, |b| {
             b.iter(|| {
-                let ctx = Ctx::new(source.clone(), from, end, now);
+                let ctx = Ctx::new(source.clone(), from, end);
                 evaluate(&ctx, &expr).expect("evaluates").len()
             })
         });

@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn it_reads_what_the_render_writer_writes() {
         let s = crate::TimeSeries::new("a.b", 60, 60, vec![Some(1.0), None, Some(0.5)]);
-        let got = parse_raw(&crate::render::raw(&[s])).expect("parses");
+        let got = parse_raw(&crate::graphite::render::raw(&[s])).expect("parses");
         assert_eq!(got[0].values, vec![Some(1.0), None, Some(0.5)]);
         assert_eq!((got[0].start, got[0].step), (60, 60));
     }

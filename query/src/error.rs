@@ -1,4 +1,6 @@
 //! The query crate's one error type. Messages quote the input and say where it went wrong.
+//! [`QueryError::is_client_error`] tells the caller's mistakes from the server's failures, which
+//! is all the HTTP side needs ([`crate::api_error`]).
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -18,8 +20,58 @@ pub enum QueryError {
     Limit(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The store refused what the caller asked for: a bad glob, tag expression or series name.
     #[error(transparent)]
-    Store(#[from] tally_store::Error),
+    Refused(tally_store::Error),
+    /// The store failed (RocksDB, I/O, corrupt data): not the caller's doing.
+    #[error(transparent)]
+    Store(tally_store::Error),
+}
+
+/// Store errors are classified here, once: what quotes the caller's input is the caller's
+/// mistake, anything else is the store's failure.
+impl From<tally_store::Error> for QueryError {
+    fn from(e: tally_store::Error) -> Self {
+        use tally_store::Error as E;
+        match e {
+            E::Pattern { .. } | E::TagExpr { .. } | E::UnknownSeries(_) => QueryError::Refused(e),
+            E::Rocks(_) | E::Io(_) | E::Corrupt(_) | E::Config(_) => QueryError::Store(e),
+        }
+    }
+}
+
+impl QueryError {
+    /// Whether the request was at fault (answered 4xx with this message) rather than the server
+    /// (answered 5xx generically, the detail logged).
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, QueryError::Store(_))
+    }
 }
 
 pub type Result<T, E = QueryError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_are_classified_once_issue_11() {
+        let refused: QueryError = tally_store::Error::Pattern {
+            pattern: "a.[".into(),
+            reason: "unclosed [".into(),
+        }
+        .into();
+        assert!(refused.is_client_error());
+        assert_eq!(refused.to_string(), "bad pattern \"a.[\": unclosed [");
+        let tag: QueryError = tally_store::Error::TagExpr {
+            expr: "a!=b".into(),
+            reason: "matches the empty string".into(),
+        }
+        .into();
+        assert!(tag.is_client_error());
+        let failed: QueryError = tally_store::Error::Corrupt("chunk 7".into()).into();
+        assert!(!failed.is_client_error());
+        let io: QueryError = tally_store::Error::Io(std::io::Error::other("disk")).into();
+        assert!(!io.is_client_error());
+    }
+}

@@ -1,31 +1,37 @@
-//! The query side of Tally: graphite-web 1.1.8's target language, function library and HTTP API,
-//! over any [`Source`] of series (the RocksDB store in production, memory in tests).
+//! The query side of Tally: query languages over any [`Source`] of series (the RocksDB store in
+//! production, memory in tests), their HTTP API, and alerting on top.
 //!
-//! - [`expr`]: the target grammar (nom), with positions in syntax errors;
+//! What every language shares sits at the crate root:
+//! - `series`: the series model ([`TimeSeries`], with graphite-web's pending consolidation);
+//! - `source`: the [`Source`] trait the engine reads through, and [`MemSource`];
+//! - `fetch`: reading a glob or a tag selection for a request ([`Ctx`]), wide matches in
+//!   parallel, counted against the request's [`Limits`] (`limits`);
 //! - [`time`]: the `from`/`until` grammar;
-//! - [`eval`] and [`functions`]: evaluation with graphite's semantics for nulls, steps (lcm),
-//!   names and tags;
-//! - [`render`]: `maxDataPoints` consolidation and the json/csv/raw formats;
-//! - [`api`]: the routes Grafana's Graphite data source calls.
+//! - `error` and `api_error`: [`QueryError`], and the HTTP error answer;
+//! - `router`: everything served, behind the bearer tokens ([`router_with`]).
+//!
+//! Each language is a module of its own: [`graphite`] is graphite-web 1.1.8's target language,
+//! function library, render formats and routes. [`alert`] evaluates threshold rules on it.
 
 pub mod alert;
-pub mod api;
+mod api_error;
 pub mod client;
 pub mod config;
 mod error;
-pub mod eval;
-pub mod expr;
-pub mod functions;
-pub mod render;
-pub mod series;
-pub mod source;
-pub mod svg;
+mod fetch;
+pub mod graphite;
+mod limits;
+mod router;
+mod series;
+mod source;
 pub mod time;
 
-pub use api::{router, router_with, ApiOptions, GRAPHITE_VERSION};
 pub use client::{RenderClient, RenderedSeries};
 pub use config::{QueryConfig, QuerySettings};
 pub use error::{QueryError, Result};
-pub use eval::Limits;
-pub use series::TimeSeries;
+pub use fetch::Ctx;
+pub use graphite::GRAPHITE_VERSION;
+pub use limits::Limits;
+pub use router::{router, router_with, ApiOptions};
+pub use series::{Consolidation, TimeSeries};
 pub use source::{Fetched, MemSource, Source};

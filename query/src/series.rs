@@ -30,18 +30,6 @@ impl Consolidation {
         })
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Consolidation::Average => "average",
-            Consolidation::AvgZero => "avg_zero",
-            Consolidation::Sum => "sum",
-            Consolidation::Min => "min",
-            Consolidation::Max => "max",
-            Consolidation::First => "first",
-            Consolidation::Last => "last",
-        }
-    }
-
     fn apply(self, buf: &[f64]) -> f64 {
         match self {
             Consolidation::Average | Consolidation::AvgZero => {
@@ -71,7 +59,7 @@ pub struct TimeSeries {
 }
 
 /// Tags of a name as graphite-web derives them: a tagged name's tags, else `{name: <name>}`.
-pub fn tags_of(name: &str) -> BTreeMap<String, String> {
+pub(crate) fn tags_of(name: &str) -> BTreeMap<String, String> {
     let mut tags = BTreeMap::new();
     let wrapped = {
         let b = name.as_bytes();
@@ -192,7 +180,7 @@ impl TimeSeries {
 }
 
 /// Greatest common divisor, for least common multiples of steps.
-pub fn gcd(a: i64, b: i64) -> i64 {
+fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 {
         a.abs()
     } else {
@@ -200,7 +188,7 @@ pub fn gcd(a: i64, b: i64) -> i64 {
     }
 }
 
-pub fn lcm(a: i64, b: i64) -> i64 {
+pub(crate) fn lcm(a: i64, b: i64) -> i64 {
     if a == 0 || b == 0 {
         return a.max(b);
     }
@@ -209,7 +197,7 @@ pub fn lcm(a: i64, b: i64) -> i64 {
 
 /// graphite's `normalize`: every series consolidated to the lcm of the steps; returns the common
 /// start, end and step. Rows are then read by position.
-pub fn normalize(series: &mut [TimeSeries]) -> Option<(i64, i64, i64)> {
+pub(crate) fn normalize(series: &mut [TimeSeries]) -> Option<(i64, i64, i64)> {
     let step = series.iter().map(|s| s.step).reduce(lcm)?;
     for s in series.iter_mut() {
         s.values_per_point = (step / s.step).max(1) as usize;

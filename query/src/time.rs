@@ -149,7 +149,7 @@ fn parse_offset(offset: &str, input: &str) -> Result<i64> {
 }
 
 /// Seconds in a graphite offset unit; `None` for unknown units and for the ambiguous bare `m`.
-pub fn unit_secs(unit: &str) -> Option<i64> {
+pub(crate) fn unit_secs(unit: &str) -> Option<i64> {
     Some(if unit.starts_with('s') {
         1
     } else if unit.starts_with("min") {
@@ -181,7 +181,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// The date of a day number since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

@@ -123,7 +123,7 @@ fn compat_targets_use_every_function() {
         .chain(crate::compat::TARGETS)
         .copied()
         .collect();
-    let json = tally_query::functions::functions_json();
+    let json = tally_query::graphite::functions_json();
     let names: Vec<&String> = json
         .as_object()
         .map(|m| m.keys().collect())

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tally_common::config::DurationText;
 
-use crate::expr::{parse, Expr};
+use crate::graphite::{parse, Expr};
 
 /// The file as written.
 #[derive(Debug, Clone, Default, Deserialize)]

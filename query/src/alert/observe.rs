@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use super::config::Rule;
 use super::machine::Obs;
-use crate::eval::{evaluate, Ctx};
+use crate::graphite::evaluate;
 use crate::source::Source;
+use crate::Ctx;
 
 /// How far back an evaluation looks: the rule's window, or an absence rule's look-back.
 pub fn span(rule: &Rule) -> i64 {
@@ -57,7 +58,7 @@ pub(crate) enum Observed {
 
 /// Evaluates `rule`'s target over the span before `now` and observes each series it returns.
 pub(crate) fn observe(source: &Arc<dyn Source>, rule: &Rule, now: i64) -> Observed {
-    let ctx = Ctx::new(source.clone(), now - span(rule), now, now);
+    let ctx = Ctx::new(source.clone(), now - span(rule), now);
     match evaluate(&ctx, &rule.expr) {
         Err(e) => Observed::Error(e.to_string()),
         Ok(series) => Observed::Series(

@@ -2,7 +2,9 @@
 //! summarize, hitcount, timeShift, timeStack, consolidateBy.
 
 use crate::error::Result;
-use crate::eval::{py_float, py_g, Args, Value};
+use crate::graphite::args::Args;
+use crate::graphite::eval::Value;
+use crate::graphite::py_number::{py_float, py_g};
 use crate::series::{Consolidation, TimeSeries};
 use crate::time::unit_secs;
 
@@ -300,7 +302,7 @@ pub(crate) fn moving(a: &Args, func: &str) -> Result<Value> {
             if !(1.0..=1e6).contains(n) {
                 return Err(a.err(format!(
                     "windowSize must be 1 to 1000000 points, got {}",
-                    crate::eval::py_g(*n)
+                    py_g(*n)
                 )));
             }
             let step = probe.iter().map(|s| s.step).max().unwrap_or(1);
@@ -372,7 +374,7 @@ fn check_generated(a: &Args, span: i64, step: i64) -> Result<()> {
 }
 
 /// A request range moved by `delta` seconds, or an error when that leaves the calendar.
-fn shifted(a: &Args, delta: i64) -> Result<crate::eval::Ctx> {
+fn shifted(a: &Args, delta: i64) -> Result<crate::fetch::Ctx> {
     match (
         a.ctx.from.checked_add(delta),
         a.ctx.until.checked_add(delta),

@@ -488,7 +488,7 @@ mod tests {
         #[test]
         fn arbitrary_targets_never_panic(
             raw in "\\PC{0,40}",
-            func in proptest::sample::select(crate::functions::SPECS.iter().map(|s| s.name).collect::<Vec<_>>()),
+            func in proptest::sample::select(crate::graphite::functions::SPECS.iter().map(|s| s.name).collect::<Vec<_>>()),
             args in proptest::collection::vec(arg(), 0..5),
             wrap in proptest::bool::ANY,
         ) {
@@ -502,10 +502,10 @@ mod tests {
             let mut src = crate::source::MemSource::default();
             src.add("a.x", 0, 60, vec![Some(1.0), None, Some(3.0), Some(-2.0)]);
             src.add("a.y", 0, 60, vec![None, Some(5.0), Some(0.0), None]);
-            let mut ctx = crate::eval::Ctx::new(std::sync::Arc::new(src), 0, 3600, 3600);
+            let mut ctx = crate::Ctx::new(std::sync::Arc::new(src), 0, 3600);
             ctx.limits.max_time = std::time::Duration::from_secs(2);
             ctx.limits.max_points = 200_000;
-            let _ = crate::eval::evaluate(&ctx, &e.expect("checked"));
+            let _ = crate::graphite::eval::evaluate(&ctx, &e.expect("checked"));
         }
     }
 }

@@ -4,7 +4,9 @@
 use regex::Regex;
 
 use crate::error::Result;
-use crate::eval::{Args, Value};
+use crate::graphite::args::Args;
+use crate::graphite::eval::Value;
+use crate::graphite::py_number::{py_float, py_g, py_optional};
 
 use super::agg::agg_func;
 use super::names::agg_key;
@@ -120,11 +122,9 @@ pub(crate) fn dashed(a: &Args) -> Result<Value> {
     let given = a.opt_num(1, "dashLength")?;
     let len = given.unwrap_or(5.0);
     for s in &mut list {
-        s.tags.insert(
-            "dashed".into(),
-            given.map_or_else(|| "5".into(), crate::eval::py_float),
-        );
-        s.name = format!("dashed({}, {})", s.name, crate::eval::py_g(len));
+        s.tags
+            .insert("dashed".into(), given.map_or_else(|| "5".into(), py_float));
+        s.name = format!("dashed({}, {})", s.name, py_g(len));
     }
     Ok(Value::Series(list))
 }
@@ -194,11 +194,7 @@ pub(crate) fn legend_value(a: &Args) -> Result<Value> {
             let value = f.map(|f| f(&s.values()));
             s.name = match (&system, value) {
                 (None, None) => format!("{} ({t}: (?))", s.name),
-                (None, Some(v)) => format!(
-                    "{} ({t}: {})",
-                    s.name,
-                    v.map_or_else(|| "None".to_owned(), crate::eval::py_float)
-                ),
+                (None, Some(v)) => format!("{} ({t}: {})", s.name, py_optional(v)),
                 (Some(_), v) => {
                     let formatted = match v {
                         None => "(?)".to_owned(),

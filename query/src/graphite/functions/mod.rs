@@ -11,8 +11,10 @@ mod transform;
 use serde_json::{json, Map, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::eval::{Args, Ctx, Value};
-use crate::expr::Call;
+use crate::fetch::Ctx;
+use crate::graphite::args::Args;
+use crate::graphite::eval::Value;
+use crate::graphite::expr::Call;
 
 /// A function as `/functions` describes it. `params`: comma-separated `name:type`, with `!` for
 /// required, `*` for repeatable and `=x` for a default.
@@ -118,7 +120,7 @@ const AGG_FUNCS: &[&str] = &[
 ];
 
 /// Dispatches a call by name.
-pub fn call(ctx: &Ctx, call: &Call) -> Result<Value> {
+pub(crate) fn call(ctx: &Ctx, call: &Call) -> Result<Value> {
     let a = Args { ctx, call };
     match call.name.as_str() {
         "sumSeries" | "sum" => agg::series_agg(&a, "sum"),
@@ -260,7 +262,7 @@ mod tests {
 
     #[test]
     fn every_listed_function_dispatches() {
-        let ctx = Ctx::new(Arc::new(crate::source::MemSource::default()), 0, 600, 600);
+        let ctx = Ctx::new(Arc::new(crate::source::MemSource::default()), 0, 600);
         for spec in SPECS {
             if spec.name == "seriesByTag" {
                 continue;
@@ -277,11 +279,60 @@ mod tests {
         }
     }
 
+    /// graphite-web 1.1.8 lists `keepLastValue(seriesList, limit=INF)` with the default
+    /// `float('inf')` and writes it as a bare `Infinity`, which is not JSON (Grafana patches the
+    /// text before parsing). We list `"inf"`: valid JSON, and the word graphite's grammar reads
+    /// as that infinity, so the default Grafana's editor copies into a target means what
+    /// graphite-web's does.
+    #[test]
+    fn an_infinite_default_is_listed_as_inf_issue_11() {
+        let j = functions_json();
+        let limit = &j["keepLastValue"]["params"][1];
+        assert_eq!(limit["name"], "limit");
+        assert_eq!(limit["type"], "intOrInf");
+        assert_eq!(limit["default"], "inf");
+        let target = format!(
+            "keepLastValue(a.b, {})",
+            limit["default"].as_str().unwrap_or("")
+        );
+        let Ok(crate::graphite::Expr::Call(c)) = crate::graphite::parse(&target) else {
+            panic!("{target} does not parse");
+        };
+        assert_eq!(
+            c.args[1],
+            crate::graphite::Expr::Number {
+                value: f64::INFINITY,
+                int: false
+            }
+        );
+        // Every parameter that may be infinite and has a default lists it the same way.
+        for (name, f) in j.as_object().into_iter().flatten() {
+            for p in f["params"].as_array().into_iter().flatten() {
+                if p["type"] == "intOrInf" && !p["default"].is_null() {
+                    assert_eq!(p["default"], "inf", "{name}.{}", p["name"]);
+                }
+            }
+        }
+    }
+
+    /// Defaults as graphite-web 1.1.8 lists them (its `Param(..., default=...)`), typed as JSON.
+    #[test]
+    fn defaults_are_graphite_webs() {
+        let j = functions_json();
+        let default = |f: &str, i: usize| j[f]["params"][i]["default"].clone();
+        assert_eq!(default("transformNull", 1), json!(0));
+        assert_eq!(default("sinFunction", 1), json!(1));
+        assert_eq!(default("sinFunction", 2), json!(60));
+        assert_eq!(default("timeStack", 1), json!("1d"));
+        assert_eq!(default("timeStack", 3), json!(7));
+        assert_eq!(default("summarize", 2), json!("sum"));
+        assert_eq!(default("summarize", 3), json!(false));
+        assert_eq!(default("timeShift", 2), json!(true));
+    }
+
     #[test]
     fn functions_json_is_what_grafana_parses() {
         let j = functions_json();
-        let text = serde_json::to_string(&j).unwrap_or_default();
-        assert!(!text.contains("Infinity"));
         let p = &j["movingAverage"]["params"];
         assert_eq!(p[0]["name"], "seriesList");
         assert_eq!(p[0]["required"], true);

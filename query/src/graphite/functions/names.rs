@@ -1,8 +1,9 @@
 //! How functions name series and pick nodes: `aggKey`, `formatPathExpressions`, and the first
 //! path expression inside a wrapped name (`aliasByNode(sumSeries(a.b.*), 1)` reads `a.b.*`).
 
-use crate::eval::Value;
-use crate::expr::{parse, Expr};
+use crate::graphite::eval::Value;
+use crate::graphite::expr::{parse, Expr};
+use crate::graphite::py_number::py_number;
 use crate::series::TimeSeries;
 
 /// The unique path expressions of a list, in order, joined by commas.
@@ -44,8 +45,7 @@ pub(crate) fn node_or_tag(s: &TimeSeries, n: &Value, path: Option<&str>) -> Stri
     }
     let key = match n {
         Value::Str(t) => t.clone(),
-        Value::Number(v, true) => format!("{}", *v as i64),
-        Value::Number(v, false) => crate::eval::py_float(*v),
+        Value::Number(v, int) => py_number(*v, *int),
         _ => String::new(),
     };
     s.tags.get(&key).cloned().unwrap_or_default()

@@ -1,26 +1,31 @@
 //! The graphite-web 1.1.8 HTTP API that Grafana's Graphite data source calls: `/render`,
 //! `/metrics/find`, `/metrics/expand`, `/metrics/index.json`, `/tags/*`, `/functions`,
 //! `/version`. GET and POST parameters are merged, as in graphite-web. Client mistakes answer
-//! 400 with what is wrong; internal failures answer 500 generically and are logged.
+//! 400 with what is wrong, in graphite-web's shape for the route (text from `/render` and
+//! `/metrics/*`, `{"error": ...}` from the JSON views); internal failures answer 500 generically
+//! and are logged ([`crate::api_error`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use tally_common::unix_now;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use regex::Regex;
 use serde_json::json;
-use tracing::error;
 
+use crate::api_error::{ApiError, ErrorBody};
 use crate::error::QueryError;
-use crate::eval::{evaluate, Ctx, Limits};
-use crate::expr::parse;
-use crate::functions::functions_json;
-use crate::render::{consolidate_for_display, csv, json, raw};
+use crate::fetch::Ctx;
+use crate::graphite::eval::evaluate;
+use crate::graphite::expr::parse;
+use crate::graphite::functions::functions_json;
+use crate::graphite::render::{consolidate_for_display, csv, json, raw};
+use crate::limits::Limits;
 use crate::source::Source;
 use crate::time::parse_time;
 
@@ -31,18 +36,6 @@ pub const GRAPHITE_VERSION: &str = "1.1.8";
 struct Api {
     source: Arc<dyn Source>,
     limits: Limits,
-}
-
-/// How the API is served.
-#[derive(Debug, Clone, Default)]
-pub struct ApiOptions {
-    /// When set, writes (`POST /events`) need `Authorization: Bearer <token>`.
-    pub write_token: Option<String>,
-    /// When set, every other request needs `Authorization: Bearer <token>` too.
-    pub read_token: Option<String>,
-    pub limits: Limits,
-    /// The alert engine whose API (`/api/v1/alerts/...`) is served too.
-    pub alerts: Option<Arc<crate::alert::Engine>>,
 }
 
 /// Request parameters: query string and form body together, in order, repeatable.
@@ -86,113 +79,34 @@ impl Params {
     }
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Maps errors to answers: the caller's mistakes are 400 with the message.
-fn error_response(e: QueryError) -> Response {
-    match e {
-        QueryError::Store(
-            tally_store::Error::Pattern { .. } | tally_store::Error::TagExpr { .. },
-        )
-        | QueryError::Syntax { .. }
-        | QueryError::Time { .. }
-        | QueryError::UnknownFunction(_)
-        | QueryError::Argument { .. }
-        | QueryError::Limit(_)
-        | QueryError::BadRequest(_) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
-        other => {
-            error!(error = %other, "query failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error; see the server log\n",
-            )
-                .into_response()
-        }
-    }
-}
-
 fn json_response(v: &serde_json::Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
 
-/// Runs blocking work (reads) off the async executor.
-async fn blocking<F>(f: F) -> Response
+/// Runs blocking work (reads) off the async executor; an error answers with `body`, the shape
+/// graphite-web gives that route's errors.
+async fn blocking<F>(body: ErrorBody, f: F) -> Result<Response, ApiError>
 where
     F: FnOnce() -> Result<Response, QueryError> + Send + 'static,
 {
     match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => error_response(e),
-        Err(e) => {
-            error!(error = %e, "query task failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
-        }
+        Ok(r) => r.map_err(|e| ApiError::from(e).with_body(body)),
+        Err(e) => Err(ApiError::internal(format!("query task failed: {e}")).with_body(body)),
     }
 }
 
-/// The routes, over any [`Source`], with no tokens and default limits.
-pub fn router(source: Arc<dyn Source>) -> Router {
-    router_with(source, ApiOptions::default())
-}
-
-fn bearer_ok(headers: &axum::http::HeaderMap, token: &str) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| given.as_bytes() == token.as_bytes())
-}
-
-/// Write and read tokens, checked before any handler runs.
-type Tokens = Arc<(Option<String>, Option<String>)>;
-
-async fn auth(
-    State(tokens): State<Tokens>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let path = req.uri().path();
-    let write = (req.method() == axum::http::Method::POST
+/// Whether a request writes (and so needs the write token when one is set).
+pub(crate) fn is_write(method: &Method, path: &str) -> bool {
+    method == Method::POST
         && matches!(
             path,
             "/events" | "/events/" | "/tags/tagSeries" | "/tags/tagMultiSeries" | "/tags/delSeries"
-        ))
-        || (path.starts_with("/api/v1/alerts") && req.method() != axum::http::Method::GET);
-    let (write_token, read_token) = &*tokens;
-    let needed = if write {
-        write_token.as_ref().or(read_token.as_ref())
-    } else {
-        read_token.as_ref()
-    };
-    if let Some(token) = needed {
-        if !bearer_ok(req.headers(), token) {
-            return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
-        }
-    }
-    next.run(req).await
+        )
 }
 
-/// The routes, over any [`Source`].
-pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
-    let api = Api {
-        source,
-        limits: opts.limits,
-    };
-    let tokens: Tokens = Arc::new((
-        opts.write_token.filter(|t| !t.is_empty()),
-        opts.read_token.filter(|t| !t.is_empty()),
-    ));
-    let alerts = match opts.alerts {
-        Some(engine) => crate::alert::routes::routes(engine),
-        None => Router::new(),
-    };
+/// graphite-web's routes, over any [`Source`].
+pub(crate) fn routes(source: Arc<dyn Source>, limits: Limits) -> Router {
     Router::new()
-        .route("/", get(web_page))
-        .route("/index.html", get(web_page))
         .route("/events", get(events_get).post(event_post))
         .route("/events/", get(events_get).post(event_post))
         .route("/events/get_data", get(events_get).post(events_get))
@@ -225,29 +139,17 @@ pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
         .route("/functions/:name", get(function))
         .route("/version", get(version))
         .route("/version/", get(version))
-        .with_state(api)
-        .merge(alerts)
-        .layer(axum::middleware::from_fn_with_state(tokens, auth))
+        .with_state(Api { source, limits })
 }
 
-/// The web page: one self-contained file compiled into the binary (no CDN, works offline).
-const WEB_PAGE: &str = include_str!("web/index.html");
-
-async fn web_page() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        WEB_PAGE,
-    )
-        .into_response()
-}
-
-async fn render(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    blocking(move || {
+async fn render(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Text, move || {
         let p = Params::new(q, &body);
-        let now = now_secs();
+        let now = unix_now();
         let mut from = parse_time(
             p.get("from").filter(|s| !s.is_empty()).unwrap_or("-1d"),
             now,
@@ -264,7 +166,7 @@ async fn render(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> R
                 "empty time range: from and until are both {from}"
             )));
         }
-        let mut ctx = Ctx::new(api.source.clone(), from, until, now);
+        let mut ctx = Ctx::new(api.source.clone(), from, until);
         ctx.limits = api.limits;
         let mut series = Vec::new();
         for target in p.all(&["target", "target[]"]) {
@@ -290,12 +192,15 @@ async fn render(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> R
             "raw" => ("text/plain", raw(&series)),
             "svg" => {
                 let dim = |k: &str, d: u32| p.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
-                let opts = crate::svg::SvgOptions {
+                let opts = crate::graphite::svg::SvgOptions {
                     width: dim("width", 800),
                     height: dim("height", 400),
                     title: p.get("title").map(str::to_owned),
                 };
-                ("image/svg+xml", crate::svg::svg(&mut series, &opts))
+                (
+                    "image/svg+xml",
+                    crate::graphite::svg::svg(&mut series, &opts),
+                )
             }
             other => {
                 return Err(QueryError::BadRequest(format!(
@@ -308,8 +213,12 @@ async fn render(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> R
     .await
 }
 
-async fn find(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    blocking(move || {
+async fn find(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Text, move || {
         let p = Params::new(q, &body);
         let query = p.get("query").filter(|s| !s.is_empty()).ok_or_else(|| QueryError::BadRequest("parameter \"query\" is required".into()))?;
         let leaves_only = p.flag("leavesOnly");
@@ -364,8 +273,12 @@ async fn find(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Res
     .await
 }
 
-async fn expand(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    blocking(move || {
+async fn expand(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Text, move || {
         let p = Params::new(q, &body);
         let leaves_only = p.flag("leavesOnly");
         let group = p.flag("groupByExpr");
@@ -391,8 +304,11 @@ async fn expand(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> R
     .await
 }
 
-async fn index_json(State(api): State<Api>) -> Response {
-    blocking(move || Ok(json_response(&json!(api.source.expand("**")?)))).await
+async fn index_json(State(api): State<Api>) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Text, move || {
+        Ok(json_response(&json!(api.source.expand("**")?)))
+    })
+    .await
 }
 
 fn limit_and_filter(
@@ -416,8 +332,8 @@ fn limit_and_filter(
     Ok(v)
 }
 
-async fn tag_list(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
-    blocking(move || {
+async fn tag_list(State(api): State<Api>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Json, move || {
         let p = Params::new(q, &[]);
         let tags = limit_and_filter(api.source.tag_names(), p.get("filter"), p.usize("limit")?)?;
         Ok(json_response(&json!(tags
@@ -432,8 +348,8 @@ async fn tag_details(
     State(api): State<Api>,
     Path(tag): Path<String>,
     RawQuery(q): RawQuery,
-) -> Response {
-    blocking(move || {
+) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Json, move || {
         let p = Params::new(q, &[]);
         let values = api.source.tag_values(&tag);
         let keep = limit_and_filter(
@@ -451,8 +367,12 @@ async fn tag_details(
     .await
 }
 
-async fn find_series(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    blocking(move || {
+async fn find_series(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Json, move || {
         let p = Params::new(q, &body);
         let exprs = p.all(&["expr", "expr[]"]);
         if exprs.is_empty() {
@@ -466,8 +386,12 @@ async fn find_series(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes)
 }
 
 /// `POST /tags/tagSeries path=<name>`: registers a series; answers its canonical name.
-async fn tag_series(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    blocking(move || {
+async fn tag_series(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Json, move || {
         let p = Params::new(q, &body);
         let path = p
             .get("path")
@@ -479,8 +403,12 @@ async fn tag_series(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) 
 }
 
 /// `POST /tags/tagMultiSeries path=..&path=..`: canonical names, in order.
-async fn tag_multi_series(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    blocking(move || {
+async fn tag_multi_series(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Json, move || {
         let p = Params::new(q, &body);
         let paths = p.all(&["path", "path[]"]);
         let names = paths
@@ -493,8 +421,12 @@ async fn tag_multi_series(State(api): State<Api>, RawQuery(q): RawQuery, body: B
 }
 
 /// `POST /tags/delSeries path=..`: deletes series and their points; answers `true`.
-async fn del_series(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    blocking(move || {
+async fn del_series(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Json, move || {
         let p = Params::new(q, &body);
         let paths = p.all(&["path", "path[]"]);
         if paths.is_empty() {
@@ -511,8 +443,12 @@ async fn del_series(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) 
 }
 
 /// Tags of the series matching `expr` (or all tags), minus the tags `expr` names.
-async fn autocomplete_tags(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    blocking(move || {
+async fn autocomplete_tags(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Json, move || {
         let p = Params::new(q, &body);
         let prefix = p.get("tagPrefix").unwrap_or("").to_owned();
         let limit = p.usize("limit")?.unwrap_or(100);
@@ -548,8 +484,8 @@ async fn autocomplete_values(
     State(api): State<Api>,
     RawQuery(q): RawQuery,
     body: Bytes,
-) -> Response {
-    blocking(move || {
+) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Json, move || {
         let p = Params::new(q, &body);
         let tag = p
             .get("tag")
@@ -580,8 +516,8 @@ async fn autocomplete_values(
 }
 
 /// `POST /events`: `{"what", "tags" (array or space-separated), "when" (epoch, default now), "data"}`.
-async fn event_post(State(api): State<Api>, body: Bytes) -> Response {
-    blocking(move || {
+async fn event_post(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Json, move || {
         let bad = |m: &str| QueryError::BadRequest(m.to_owned());
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| QueryError::BadRequest(format!("event is not JSON: {e}")))?;
@@ -603,7 +539,7 @@ async fn event_post(State(api): State<Api>, body: Bytes) -> Response {
             Some(_) => return Err(bad("\"tags\" must be an array or space-separated string")),
         };
         let when = match obj.get("when") {
-            None | Some(serde_json::Value::Null) => now_secs(),
+            None | Some(serde_json::Value::Null) => unix_now(),
             Some(w) => {
                 w.as_f64()
                     .ok_or_else(|| bad("\"when\" must be epoch seconds"))? as i64
@@ -618,10 +554,14 @@ async fn event_post(State(api): State<Api>, body: Bytes) -> Response {
 
 /// `/events/get_data?from=&until=&tags=a b&set=union|intersection`: events by time, for Grafana
 /// annotations.
-async fn events_get(State(api): State<Api>, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    blocking(move || {
+async fn events_get(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    blocking(ErrorBody::Text, move || {
         let p = Params::new(q, &body);
-        let now = now_secs();
+        let now = unix_now();
         let from = p.get("from").filter(|s| !s.is_empty()).map(|s| parse_time(s, now)).transpose()?.unwrap_or(0);
         let until = p.get("until").filter(|s| !s.is_empty()).map(|s| parse_time(s, now)).transpose()?.unwrap_or(now);
         let tags: Option<Vec<String>> = p.get("tags").map(|t| t.split(' ').map(str::to_owned).collect());
@@ -646,17 +586,159 @@ async fn functions() -> Response {
     json_response(&functions_json())
 }
 
-async fn function(Path(name): Path<String>) -> Response {
+async fn function(Path(name): Path<String>) -> Result<Response, ApiError> {
     match functions_json().get(&name) {
-        Some(f) => json_response(f),
-        None => (
+        Some(f) => Ok(json_response(f)),
+        None => Err(ApiError::client(
             StatusCode::NOT_FOUND,
-            format!("unknown function \"{name}\"\n"),
-        )
-            .into_response(),
+            format!("unknown function \"{name}\""),
+        )),
     }
 }
 
 async fn version() -> &'static str {
     GRAPHITE_VERSION
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tally_store::{Event, FindMatch};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::error::Result;
+    use crate::source::{Fetched, MemSource};
+
+    /// A store whose disk has failed: every read is an internal error.
+    struct Broken;
+
+    impl Broken {
+        fn fail<T>() -> Result<T> {
+            Err(tally_store::Error::Io(std::io::Error::other("sector 9 unreadable")).into())
+        }
+    }
+
+    impl Source for Broken {
+        fn find(&self, _: &str) -> Result<Vec<FindMatch>> {
+            Self::fail()
+        }
+        fn expand(&self, _: &str) -> Result<Vec<String>> {
+            Self::fail()
+        }
+        fn select_by_tags(&self, _: &[&str]) -> Result<Vec<String>> {
+            Self::fail()
+        }
+        fn fetch(&self, _: &str, _: i64, _: i64) -> Result<Option<Fetched>> {
+            Self::fail()
+        }
+        fn tag_names(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn tag_values(&self, _: &str) -> Vec<(String, usize)> {
+            Vec::new()
+        }
+        fn register(&self, _: &str) -> Result<String> {
+            Self::fail()
+        }
+        fn delete(&self, _: &str) -> Result<bool> {
+            Self::fail()
+        }
+        fn add_event(&self, _: i64, _: &str, _: &str, _: Vec<String>) -> Result<u64> {
+            Self::fail()
+        }
+        fn events(&self, _: i64, _: i64) -> Result<Vec<Event>> {
+            Self::fail()
+        }
+        fn load_state(&self, _: &str) -> Result<Option<Vec<u8>>> {
+            Self::fail()
+        }
+        fn save_state(&self, _: &str, _: &[u8]) -> Result<()> {
+            Self::fail()
+        }
+    }
+
+    /// The status, content type and body of one request.
+    async fn call(source: Arc<dyn Source>, method: &str, uri: &str) -> (u16, String, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .expect("request");
+        let r = routes(source, Limits::default())
+            .oneshot(req)
+            .await
+            .expect("answer");
+        let status = r.status().as_u16();
+        let ctype = r
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, ctype, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn mem() -> Arc<dyn Source> {
+        Arc::new(MemSource::default())
+    }
+
+    /// graphite-web 1.1.8 answers a bad `/render` or `/metrics/find` with the message as text, and
+    /// a bad request to its JSON views (`/tags/*`, `/functions/<name>`) with `{"error": ...}`.
+    #[tokio::test]
+    async fn client_mistakes_answer_in_graphite_webs_shape_issue_11() {
+        let (status, ctype, body) = call(mem(), "GET", "/render?target=nosuch(a.b)").await;
+        assert_eq!(status, 400);
+        assert!(ctype.starts_with("text/plain"), "{ctype}");
+        assert_eq!(body, "unknown function \"nosuch\"\n");
+        let (status, ctype, body) = call(mem(), "GET", "/metrics/find").await;
+        assert_eq!((status, ctype.starts_with("text/plain")), (400, true));
+        assert!(body.contains("parameter \"query\" is required"), "{body}");
+        // A pattern the store refuses is the caller's mistake too.
+        let (status, _, body) = call(mem(), "GET", "/metrics/find?query=a..b").await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body, "bad pattern \"a..b\": empty node\n");
+        let (status, ctype, body) = call(mem(), "GET", "/tags/autoComplete/values").await;
+        assert_eq!((status, ctype.as_str()), (400, "application/json"));
+        assert_eq!(body, r#"{"error":"parameter \"tag\" is required"}"#);
+        let (status, ctype, body) = call(mem(), "GET", "/tags/findSeries?expr=a%21%3Db").await;
+        assert_eq!((status, ctype.as_str()), (400, "application/json"));
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert!(v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("must not match the empty string")));
+        let (status, ctype, body) = call(mem(), "GET", "/functions/nosuch").await;
+        assert_eq!((status, ctype.as_str()), (404, "application/json"));
+        assert_eq!(body, r#"{"error":"unknown function \"nosuch\""}"#);
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_answers_500_without_its_detail_issue_11() {
+        for (method, uri) in [
+            ("GET", "/render?target=a.*"),
+            ("GET", "/metrics/find?query=a.*"),
+            ("GET", "/metrics/index.json"),
+            ("GET", "/tags/findSeries?expr=name%3Da"),
+            ("GET", "/events/get_data"),
+            ("POST", "/tags/tagSeries?path=a.b"),
+        ] {
+            let (status, _, body) = call(Arc::new(Broken), method, uri).await;
+            assert_eq!(status, 500, "{uri}: {body}");
+            assert!(
+                body.contains("internal error; see the server log"),
+                "{uri}: {body}"
+            );
+            assert!(
+                !body.contains("sector 9"),
+                "{uri}: the detail stays in the log"
+            );
+            assert!(!body.contains("write"), "{uri}: {body}");
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::graphite::py_number::{py_float, py_optional};
 use crate::series::{Consolidation, TimeSeries};
 use crate::time::civil_from_days;
 
@@ -14,7 +15,7 @@ use crate::time::civil_from_days;
 /// under `consolidateBy(sum)`, loses counts: the contract lists that as a bug not to copy. We keep
 /// graphite's alignment and timestamps for every function, and for `sum` we keep every value:
 /// the buckets are aligned to multiples of `vpp * step` and the first may be partial.
-pub fn consolidate_for_display(series: &mut [TimeSeries], max_points: usize) {
+pub(crate) fn consolidate_for_display(series: &mut [TimeSeries], max_points: usize) {
     if series.is_empty() || max_points == 0 {
         return;
     }
@@ -54,7 +55,7 @@ pub fn consolidate_for_display(series: &mut [TimeSeries], max_points: usize) {
 }
 
 /// Timestamps a reader sees: `range(start, end + 1, step * vpp)`, zipped with the values.
-pub fn datapoints(s: &TimeSeries) -> Vec<(Option<f64>, i64)> {
+pub(crate) fn datapoints(s: &TimeSeries) -> Vec<(Option<f64>, i64)> {
     let step = s.effective_step().max(1);
     let values = s.values_cow();
     let mut out = Vec::with_capacity(values.len());
@@ -85,7 +86,7 @@ fn json_string(out: &mut String, s: &str) {
 }
 
 /// `format=json`: `[{"target", "tags", "datapoints": [[v, ts], ...]}]`.
-pub fn json(series: &[TimeSeries], no_null_points: bool) -> String {
+pub(crate) fn json(series: &[TimeSeries], no_null_points: bool) -> String {
     let mut out = String::from("[");
     let mut first = true;
     for s in series {
@@ -130,15 +131,8 @@ pub fn json(series: &[TimeSeries], no_null_points: bool) -> String {
     out
 }
 
-fn py_repr(v: Option<f64>) -> String {
-    match v {
-        None => "None".into(),
-        Some(x) => crate::eval::py_float(x),
-    }
-}
-
 /// `format=raw`: `name,start,end,step|v1,v2,...`, one line per series.
-pub fn raw(series: &[TimeSeries]) -> String {
+pub(crate) fn raw(series: &[TimeSeries]) -> String {
     let mut out = String::new();
     for s in series {
         let _ = write!(
@@ -149,7 +143,7 @@ pub fn raw(series: &[TimeSeries]) -> String {
             s.end,
             s.effective_step()
         );
-        let vals: Vec<String> = s.values().into_iter().map(py_repr).collect();
+        let vals: Vec<String> = s.values().into_iter().map(py_optional).collect();
         out.push_str(&vals.join(","));
         out.push('\n');
     }
@@ -168,7 +162,7 @@ fn utc(ts: i64) -> String {
 }
 
 /// `format=csv`: `name,YYYY-MM-DD HH:MM:SS,value` per point, an empty value for a gap (UTC).
-pub fn csv(series: &[TimeSeries]) -> String {
+pub(crate) fn csv(series: &[TimeSeries]) -> String {
     let mut out = String::new();
     for s in series {
         let step = s.effective_step();
@@ -178,7 +172,7 @@ pub fn csv(series: &[TimeSeries]) -> String {
             s.name.clone()
         };
         for (i, v) in s.values().into_iter().enumerate() {
-            let value = v.map(crate::eval::py_float).unwrap_or_default();
+            let value = v.map(py_float).unwrap_or_default();
             let _ = writeln!(out, "{name},{},{value}", utc(s.start + i as i64 * step));
         }
     }

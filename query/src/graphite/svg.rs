@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use crate::eval::py_g;
-use crate::render::{consolidate_for_display, datapoints};
+use crate::graphite::py_number::py_g;
+use crate::graphite::render::{consolidate_for_display, datapoints};
 use crate::series::TimeSeries;
 use crate::time::civil_from_days;
 
@@ -17,7 +17,7 @@ const COLORS: &[&str] = &[
 
 /// Chart options from the request.
 #[derive(Debug, Clone)]
-pub struct SvgOptions {
+pub(crate) struct SvgOptions {
     pub width: u32,
     pub height: u32,
     pub title: Option<String>,
@@ -50,7 +50,7 @@ fn time_label(ts: i64, span: i64) -> String {
     }
 }
 
-pub fn svg(series: &mut [TimeSeries], opts: &SvgOptions) -> String {
+pub(crate) fn svg(series: &mut [TimeSeries], opts: &SvgOptions) -> String {
     let (w, h) = (
         f64::from(opts.width.clamp(100, 8000)),
         f64::from(opts.height.clamp(80, 8000)),

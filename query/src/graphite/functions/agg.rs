@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use crate::error::Result;
-use crate::eval::{Args, Value};
+use crate::graphite::args::Args;
+use crate::graphite::eval::Value;
+use crate::graphite::py_number::{py_g, py_number};
 use crate::series::{normalize, TimeSeries};
 
 use super::names::{agg_key, format_path_expressions};
@@ -231,7 +233,7 @@ pub(crate) fn percentile_of_series(a: &Args) -> Result<Value> {
     let name = format!(
         "percentileOfSeries({},{})",
         list[0].path_expression,
-        crate::eval::py_g(n)
+        py_g(n)
     );
     let values = rows(&list)
         .iter()
@@ -330,11 +332,7 @@ pub(crate) fn as_percent(a: &Args) -> Result<Value> {
             ))
         }
         Some(Value::Number(t, int)) => {
-            let text = if int {
-                format!("{}", t as i64)
-            } else {
-                crate::eval::py_float(t)
-            };
+            let text = py_number(t, int);
             let totals = vec![Some(t); list[0].values().len()];
             Ok(Value::Series(
                 list.iter().map(|s| percent_of(s, &totals, &text)).collect(),

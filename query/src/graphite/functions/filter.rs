@@ -6,7 +6,8 @@ use std::cmp::Ordering;
 use regex::Regex;
 
 use crate::error::Result;
-use crate::eval::{Args, Value};
+use crate::graphite::args::Args;
+use crate::graphite::eval::Value;
 use crate::series::TimeSeries;
 
 use super::agg::agg_func;
