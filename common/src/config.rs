@@ -234,6 +234,13 @@ impl Problems {
         }
     }
 
+    /// A count at `key` that must be more than zero.
+    pub fn positive(&mut self, key: &str, value: usize) {
+        if value == 0 {
+            self.push(key, "must be more than 0");
+        }
+    }
+
     /// The size in bytes at `key`, at least `min`; a bad one is recorded and read as `min`.
     pub fn size(&mut self, key: &str, v: &SizeText, min: u64) -> u64 {
         match v.parse() {

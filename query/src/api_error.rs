@@ -91,23 +91,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A response's status, content type and body, for the crate's route tests.
+#[cfg(test)]
+pub(crate) async fn read_response(r: axum::response::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    let ctype = r
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (status, ctype, String::from_utf8_lossy(&body).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     async fn answer(e: ApiError) -> (StatusCode, String, String) {
-        let r = e.into_response();
-        let status = r.status();
-        let ctype = r
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body = axum::body::to_bytes(r.into_body(), 1 << 20)
-            .await
-            .expect("body");
-        (status, ctype, String::from_utf8_lossy(&body).into_owned())
+        let (status, ctype, body) = read_response(e.into_response()).await;
+        (StatusCode::from_u16(status).expect("status"), ctype, body)
     }
 
     #[tokio::test]

@@ -67,14 +67,8 @@ impl TryFrom<QueryConfig> for QuerySettings {
     fn try_from(c: QueryConfig) -> Result<QuerySettings, Vec<String>> {
         let mut problems = Problems::default();
         let max_time = problems.positive_duration("query.max_request_time", &c.max_request_time);
-        for (key, value) in [
-            ("query.max_series_per_request", c.max_series_per_request),
-            ("query.max_points_per_request", c.max_points_per_request),
-        ] {
-            if value == 0 {
-                problems.push(key, "must be more than 0");
-            }
-        }
+        problems.positive("query.max_series_per_request", c.max_series_per_request);
+        problems.positive("query.max_points_per_request", c.max_points_per_request);
         problems.into_result(QuerySettings {
             write_token: c.write_token.filter(|t| !t.is_empty()),
             read_token: c.read_token.filter(|t| !t.is_empty()),

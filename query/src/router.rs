@@ -111,17 +111,7 @@ mod tests {
     use crate::source::MemSource;
 
     async fn answer(r: Response) -> (u16, String, String) {
-        let status = r.status().as_u16();
-        let ctype = r
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body = axum::body::to_bytes(r.into_body(), 1 << 20)
-            .await
-            .expect("body");
-        (status, ctype, String::from_utf8_lossy(&body).into_owned())
+        crate::api_error::read_response(r).await
     }
 
     #[tokio::test]

@@ -168,14 +168,8 @@ impl TryFrom<StoreConfig> for Settings {
         let self_metrics_interval =
             problems.duration("self_metrics_interval", &c.self_metrics_interval);
         let compact_interval = problems.positive_duration("compact_interval", &c.compact_interval);
-        for (key, value) in [
-            ("max_connections", c.max_connections),
-            ("max_head_points", c.max_head_points),
-        ] {
-            if value == 0 {
-                problems.push(key, "must be more than 0");
-            }
-        }
+        problems.positive("max_connections", c.max_connections);
+        problems.positive("max_head_points", c.max_head_points);
         let default = parse_retentions(&c.default_retentions).unwrap_or_else(|e| {
             problems.push("default_retentions", e);
             Vec::new()

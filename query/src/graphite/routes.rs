@@ -672,17 +672,7 @@ mod tests {
             .oneshot(req)
             .await
             .expect("answer");
-        let status = r.status().as_u16();
-        let ctype = r
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body = axum::body::to_bytes(r.into_body(), 1 << 20)
-            .await
-            .expect("body");
-        (status, ctype, String::from_utf8_lossy(&body).into_owned())
+        crate::api_error::read_response(r).await
     }
 
     fn mem() -> Arc<dyn Source> {
