@@ -19,8 +19,7 @@
 //! and the result is put back. Read-modify-write at flush, not a merge operand: RocksDB re-runs a
 //! merge operator on every read of a key that still holds operands, and a live bucket is read by
 //! every dashboard refresh but flushed once a minute (measured: reading 8.6 M fresh points took
-//! 241 ms with operands, 76 ms without). The merge operator stays registered for chunks written
-//! that way earlier. Rollup slots that the new points touch are then recomputed *from the finest
+//! 241 ms with operands, 76 ms without). Rollup slots that the new points touch are then recomputed *from the finest
 //! archive* and written, in the same atomic write that deletes the flushed log records.
 //! Recomputing from raw points (instead of adding deltas) is what keeps re-sent points idempotent
 //! at every resolution.
@@ -40,7 +39,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, IteratorMode,
-    MergeOperands, Options, WriteBatch, WriteOptions, DB,
+    Options, WriteBatch, WriteOptions, DB,
 };
 use tally_proto::{Lines, Parsed, Timestamp};
 use tracing::{debug, info, warn};
@@ -65,9 +64,6 @@ const COUNT: usize = 1;
 const MIN: usize = 2;
 const MAX: usize = 3;
 const LAST: usize = 4;
-
-/// Merge operands or chunks that failed to decode (reported in stats; the rest of a chunk is kept).
-static CORRUPT: AtomicU64 = AtomicU64::new(0);
 
 /// How a write must be made durable before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,27 +190,8 @@ fn floor(ts: i64, step: i64) -> i64 {
     ts - ts.rem_euclid(step)
 }
 
-/// The merge operator of archive families: fold chunks in write order, last write wins.
-fn merge_chunks(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
-    let mut runs = Vec::new();
-    let mut ncols = 0;
-    for bytes in existing.into_iter().chain(ops) {
-        match chunk::decode(bytes) {
-            Ok(p) if ncols == 0 || p.cols.len() == ncols => {
-                ncols = p.cols.len();
-                runs.push(p);
-            }
-            _ => {
-                CORRUPT.fetch_add(1, Relaxed);
-            }
-        }
-    }
-    Some(chunk::encode(&chunk::merge_sorted(ncols.max(1), runs)))
-}
-
 fn archive_cf_options(a: Archive) -> Options {
     let mut o = Options::default();
-    o.set_merge_operator("tally.chunk.v1", merge_chunks, merge_chunks);
     let keep = a.retention_secs as i64 + i64::from(a.bucket_secs());
     o.set_compaction_filter(
         "tally.retention",
@@ -950,12 +927,6 @@ impl Store {
     pub fn metrics(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
         let mut m = self.inner.stats.snapshot();
         m.push((
-            "corrupt_merge_operands",
-            "counter",
-            "Merge operands that failed to decode.",
-            CORRUPT.load(Relaxed),
-        ));
-        m.push((
             "series",
             "gauge",
             "Series in the index.",
@@ -1160,20 +1131,14 @@ impl Store {
         Ok(n)
     }
 
-    /// Compacts every family: used by benchmarks to measure bytes on disk after compaction.
-    ///
-    /// Archive families are compacted twice: RocksDB's compaction filter (as the C API exposes it)
-    /// sees only plain values, and a chunk that is still a stack of merge operands becomes one
-    /// during the first pass; the second pass then drops it if it is past retention.
+    /// Compacts every family, which is also what drops archive buckets past their retention
+    /// (the compaction filter): the server runs it daily, benchmarks to measure bytes on disk.
     pub fn compact(&self) -> Result<()> {
         for name in self.cf_names() {
             let cf = self.cf(&name)?;
-            let passes = if parse_cf_name(&name).is_some() { 2 } else { 1 };
-            for _ in 0..passes {
-                self.inner
-                    .db
-                    .compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
-            }
+            self.inner
+                .db
+                .compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
     }

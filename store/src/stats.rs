@@ -32,7 +32,7 @@ counters! {
     writes: "counter", "Log writes.";
     flushes: "counter", "Head flushes into chunks.";
     flush_micros: "counter", "Time spent flushing, microseconds.";
-    corrupt_chunks: "counter", "Chunks or merge operands that failed to decode and were skipped.";
+    corrupt_chunks: "counter", "Chunks that failed to decode and were skipped.";
     connections_total: "counter", "Plaintext TCP connections accepted.";
     connections_refused: "counter", "Connections refused by the allowlist or the connection limit.";
     connections_open: "gauge", "Plaintext TCP connections open now.";
