@@ -1,0 +1,142 @@
+//! Opening a store: the index loaded from the `series` family, then every log record still
+//! present replayed into the head and flushed, with progress for the page served meanwhile.
+//!
+//! A log record is deleted only by the flush that moved its points into chunks, so the records
+//! present at open are exactly the points that may be missing from the chunks: the tail written
+//! since the last flush, and those of a flush that was interrupted. Replaying them is always safe
+//! because a flush is idempotent (see `flush.rs`).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use rocksdb::IteratorMode;
+use tracing::info;
+
+use super::Store;
+use crate::batch::PointBatch;
+use crate::error::{Error, Result};
+use crate::layout;
+
+/// Progress of the recovery a store does while it opens: log records replayed of the total.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub done: AtomicU64,
+    pub total: AtomicU64,
+    pub elapsed_ms: AtomicU64,
+}
+
+impl Recovery {
+    /// `(done, total, eta_secs)`; the ETA is `None` until something is done.
+    pub fn snapshot(&self) -> (u64, u64, Option<u64>) {
+        let done = self.done.load(Relaxed);
+        let total = self.total.load(Relaxed);
+        let ms = self.elapsed_ms.load(Relaxed);
+        let eta = (done > 0 && total >= done).then(|| ms * (total - done) / done / 1000);
+        (done, total, eta)
+    }
+}
+
+impl Store {
+    /// Rebuilds the in-memory index from the `series` family.
+    pub(super) fn load_index(&self) -> Result<()> {
+        let started = Instant::now();
+        let cf = self.cf(layout::CF_SERIES)?;
+        let mut ix = self.inner.index.write();
+        for item in self.inner.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item?;
+            let Some(name) = layout::series_key_name(&key) else {
+                continue;
+            };
+            let name = name?;
+            let (id, set) = layout::decode_series_value(&value)
+                .ok_or_else(|| Error::Corrupt(format!("index entry of \"{name}\"")))?;
+            ix.restore(id, name, set)?;
+        }
+        info!(
+            series = ix.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "index loaded"
+        );
+        Ok(())
+    }
+
+    /// Puts every log record still present back into the head, then flushes: these are the
+    /// points that were written but not yet flushed into chunks when the process stopped.
+    pub(super) fn replay_log(&self, progress: Option<&Recovery>) -> Result<()> {
+        let started = Instant::now();
+        let cf = self.cf(layout::CF_LOG)?;
+        let (mut records, mut points, mut next) = (0u64, 0u64, 0u64);
+        let mut batch = PointBatch::default();
+        let mut keys = Vec::new();
+        // Records are numbered in order and deleted in order once flushed, so the first and last
+        // numbers bound how many remain: enough for progress and an ETA on a long recovery.
+        let first = match self.inner.db.iterator_cf(cf, IteratorMode::Start).next() {
+            Some(item) => layout::parse_log_key(&item?.0)?,
+            None => 0,
+        };
+        let last = match self.inner.db.iterator_cf(cf, IteratorMode::End).next() {
+            Some(item) => layout::parse_log_key(&item?.0)?,
+            None => 0,
+        };
+        let total = (last + 1).saturating_sub(first).max(1);
+        if let Some(p) = progress {
+            p.total.store(total, Relaxed);
+        }
+        let mut reported = Instant::now();
+        for item in self.inner.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item?;
+            let seq = layout::parse_log_key(&key)?;
+            next = next.max(seq + 1);
+            if let Some(p) = progress {
+                p.done
+                    .store((seq + 1).saturating_sub(first).min(total), Relaxed);
+                p.elapsed_ms
+                    .store(started.elapsed().as_millis() as u64, Relaxed);
+            }
+            if reported.elapsed() >= Duration::from_secs(2) {
+                reported = Instant::now();
+                let done = (seq + 1).saturating_sub(first).min(total);
+                let secs = started.elapsed().as_secs_f64();
+                let eta = secs / done.max(1) as f64 * (total - done) as f64;
+                info!(
+                    done,
+                    total,
+                    percent = done * 100 / total,
+                    eta_secs = eta.round() as u64,
+                    "recovering: replaying unflushed log records"
+                );
+            }
+            layout::decode_log_record(&value, &mut batch);
+            keys.push(seq);
+            records += 1;
+            if batch.len() >= 1_000_000 {
+                points += batch.len() as u64;
+                self.apply_to_head(&batch, std::mem::take(&mut keys));
+                batch.clear();
+            }
+        }
+        points += batch.len() as u64;
+        self.apply_to_head(&batch, keys);
+        self.inner.next_log.store(next, Relaxed);
+        if records > 0 {
+            info!(
+                records,
+                points,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "replayed unflushed log records"
+            );
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Replay: points go to the head under their existing log keys (no new log record).
+    fn apply_to_head(&self, batch: &PointBatch, keys: Vec<u64>) {
+        let ids = self.resolve(batch);
+        let mut head = self.inner.head.lock();
+        for (&id, (_, ts, value)) in ids.iter().zip(batch.iter()) {
+            head.append(id, ts, value);
+        }
+        head.log_keys.extend(keys);
+    }
+}
