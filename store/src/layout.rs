@@ -23,8 +23,7 @@ use tally_proto::{Lines, Parsed, Timestamp};
 
 use crate::batch::PointBatch;
 use crate::error::{Error, Result};
-use crate::index::ArchiveSet;
-use crate::retention::{Aggregate, Archive};
+use crate::retention::{Aggregate, Archive, ArchiveSet};
 
 pub(crate) const CF_SERIES: &str = "series";
 pub(crate) const CF_LOG: &str = "log";
@@ -131,42 +130,55 @@ pub(crate) fn series_key_name(key: &[u8]) -> Option<Result<&str>> {
     Some(std::str::from_utf8(name).map_err(|_| Error::Corrupt("series name is not UTF-8".into())))
 }
 
-/// Value of a series key: id:32, aggregate:8, archive count:8, then per archive step:32 and
-/// retention:64, all big-endian.
-pub(crate) fn encode_series_value(id: u32, set: &ArchiveSet) -> Vec<u8> {
-    let mut v = Vec::with_capacity(6 + set.0.len() * 12);
-    v.extend_from_slice(&id.to_be_bytes());
-    v.push(set.1 as u8);
-    v.push(set.0.len() as u8);
-    for a in &set.0 {
-        v.extend_from_slice(&a.step_secs.to_be_bytes());
-        v.extend_from_slice(&a.retention_secs.to_be_bytes());
-    }
-    v
+/// What the `series` family holds for a series, and what a lookup by name answers: its id and
+/// what it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SeriesEntry {
+    pub(crate) id: u32,
+    pub(crate) set: ArchiveSet,
 }
 
-/// Decodes [`encode_series_value`]; `None` if the bytes are not one.
-pub(crate) fn decode_series_value(v: &[u8]) -> Option<(u32, ArchiveSet)> {
-    let id = u32::from_be_bytes(v.get(..4)?.try_into().ok()?);
-    let agg = match v.get(4)? {
-        0 => Aggregate::Average,
-        1 => Aggregate::Sum,
-        2 => Aggregate::Min,
-        3 => Aggregate::Max,
-        4 => Aggregate::Last,
-        5 => Aggregate::Count,
-        _ => return None,
-    };
-    let n = *v.get(5)? as usize;
-    let mut archives = Vec::with_capacity(n);
-    for i in 0..n {
-        let at = 6 + i * 12;
-        archives.push(Archive {
-            step_secs: u32::from_be_bytes(v.get(at..at + 4)?.try_into().ok()?),
-            retention_secs: u64::from_be_bytes(v.get(at + 4..at + 12)?.try_into().ok()?),
-        });
+impl SeriesEntry {
+    /// The value of a series key: id:32, aggregate code:8, archive count:8, then per archive
+    /// step:32 and retention:64, all big-endian.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let archives = &self.set.archives;
+        let mut v = Vec::with_capacity(6 + archives.len() * 12);
+        v.extend_from_slice(&self.id.to_be_bytes());
+        v.push(self.set.aggregate.code());
+        v.push(archives.len() as u8);
+        for a in archives {
+            v.extend_from_slice(&a.step_secs.to_be_bytes());
+            v.extend_from_slice(&a.retention_secs.to_be_bytes());
+        }
+        v
     }
-    (!archives.is_empty()).then_some((id, (archives, agg)))
+
+    /// Decodes [`SeriesEntry::encode`]; `None` if the bytes are not an entry (or one without
+    /// archives, which no series has).
+    pub(crate) fn decode(v: &[u8]) -> Option<SeriesEntry> {
+        let id = u32::from_be_bytes(v.get(..4)?.try_into().ok()?);
+        let aggregate = Aggregate::from_code(*v.get(4)?)?;
+        let n = *v.get(5)? as usize;
+        let mut archives = Vec::with_capacity(n);
+        for i in 0..n {
+            let at = 6 + i * 12;
+            archives.push(Archive {
+                step_secs: u32::from_be_bytes(v.get(at..at + 4)?.try_into().ok()?),
+                retention_secs: u64::from_be_bytes(v.get(at + 4..at + 12)?.try_into().ok()?),
+            });
+        }
+        if archives.is_empty() {
+            return None;
+        }
+        Some(SeriesEntry {
+            id,
+            set: ArchiveSet {
+                archives,
+                aggregate,
+            },
+        })
+    }
 }
 
 /// Key of a log record: its sequence number, big-endian, so records iterate in write order.
@@ -253,6 +265,46 @@ mod tests {
         assert!(event_key(-5, 9) < event_key(0, 0));
         assert!(event_key(0, 9) < event_key(1, 0));
         assert!(event_key(100, 1) < event_key(100, 2));
+    }
+
+    /// The bytes of an index entry are the format: this one must keep decoding to the same entry.
+    #[test]
+    fn series_entries_have_a_fixed_encoding() {
+        let entry = SeriesEntry {
+            id: 7,
+            set: ArchiveSet {
+                archives: vec![
+                    Archive {
+                        step_secs: 10,
+                        retention_secs: 86_400,
+                    },
+                    Archive {
+                        step_secs: 60,
+                        retention_secs: 604_800,
+                    },
+                ],
+                aggregate: Aggregate::Sum,
+            },
+        };
+        let bytes: &[u8] = &[
+            0, 0, 0, 7, // id
+            1, // aggregate: sum
+            2, // archives
+            0, 0, 0, 10, 0, 0, 0, 0, 0, 1, 0x51, 0x80, // 10 s for 86,400 s
+            0, 0, 0, 60, 0, 0, 0, 0, 0, 9, 0x3a, 0x80, // 60 s for 604,800 s
+        ];
+        assert_eq!(entry.encode(), bytes);
+        assert_eq!(SeriesEntry::decode(bytes), Some(entry));
+        for bad in [
+            &bytes[..5],
+            &bytes[..bytes.len() - 1],
+            &[0, 0, 0, 7, 9, 0][..],
+        ] {
+            assert_eq!(SeriesEntry::decode(bad), None, "{bad:?}");
+        }
+        let mut unknown_aggregate = bytes.to_vec();
+        unknown_aggregate[4] = 6;
+        assert_eq!(SeriesEntry::decode(&unknown_aggregate), None);
     }
 
     #[test]

@@ -25,8 +25,7 @@ use super::Store;
 use crate::chunk::{self, Points};
 use crate::error::Result;
 use crate::head::Head;
-use crate::index::ArchiveSet;
-use crate::layout;
+use crate::layout::{self, SeriesEntry};
 use crate::rollup::{floor, rollup, split_buckets};
 use crate::stats::Stats;
 
@@ -93,15 +92,18 @@ impl Store {
         // Phase 1: new points into the finest archive (and any index entries not yet written).
         let mut wb = WriteBatch::default();
         let pending = self.take_unpersisted(&mut wb)?;
-        let sets: Vec<(u32, ArchiveSet)> = {
+        let entries: Vec<SeriesEntry> = {
             let ix = self.inner.index.read();
             head.touched()
                 .iter()
-                .map(|&id| (id, ix.archive_set(id).clone()))
+                .map(|&id| SeriesEntry {
+                    id,
+                    set: ix.archive_set(id).clone(),
+                })
                 .collect()
         };
-        for (id, (archives, _)) in &sets {
-            let Some(finest) = archives.first() else {
+        for SeriesEntry { id, set } in &entries {
+            let Some(finest) = set.archives.first() else {
                 continue;
             };
             let cf = self.cf(&layout::archive_cf(finest))?;
@@ -127,8 +129,8 @@ impl Store {
         // Phase 2: rollup slots the new points touch, recomputed from the finest archive, with
         // the deletion of the flushed log records, in one synced write.
         let mut wb = WriteBatch::default();
-        for (id, (archives, _)) in &sets {
-            let Some((finest, coarser)) = archives.split_first() else {
+        for SeriesEntry { id, set } in &entries {
+            let Some((finest, coarser)) = set.archives.split_first() else {
                 continue;
             };
             if coarser.is_empty() {
@@ -168,7 +170,7 @@ impl Store {
         Stats::add(&s.flush_micros, started.elapsed().as_micros() as u64);
         debug!(
             points = head.points(),
-            series = sets.len(),
+            series = entries.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "flushed head"
         );

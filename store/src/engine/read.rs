@@ -15,8 +15,8 @@ use tracing::warn;
 use super::Store;
 use crate::chunk::{self, Points};
 use crate::error::{Error, Result};
-use crate::index::{ArchiveSet, FindMatch};
-use crate::layout;
+use crate::index::FindMatch;
+use crate::layout::{self, SeriesEntry};
 use crate::retention::{Aggregate, Archive};
 use crate::rollup::{floor, reduce, rollup, ROLLUP_COLS};
 use crate::stats::Stats;
@@ -85,11 +85,6 @@ impl Store {
         out
     }
 
-    /// The archives and default aggregate of a series.
-    pub fn archives(&self, name: &str) -> Option<(Vec<Archive>, Aggregate)> {
-        self.lookup(name).map(|(_, set)| set)
-    }
-
     /// Reads a series over `(from, until]` from the finest archive that still covers `from`
     /// (as whisper does), reduced with `aggregate` (default: the series' own) when coarser.
     pub fn read(
@@ -100,23 +95,27 @@ impl Store {
         aggregate: Option<Aggregate>,
     ) -> Result<Option<Series>> {
         let now = unix_now();
-        let Some((id, (archives, default_agg))) = self.lookup(name) else {
+        let Some(SeriesEntry { id, set }) = self.lookup(name) else {
             return Ok(None);
         };
+        let archives = set.archives;
         let age = now - from;
         let i = archives
             .iter()
             .position(|a| a.retention_secs as i64 >= age)
             .unwrap_or(archives.len().saturating_sub(1));
-        let agg = aggregate.unwrap_or(default_agg);
+        let agg = aggregate.unwrap_or(set.aggregate);
         self.read_series(id, name, &archives, i, from, until, agg, now)
             .map(Some)
     }
 
     /// A series' id and archive set, looked up once per read.
-    fn lookup(&self, name: &str) -> Option<(u32, ArchiveSet)> {
+    fn lookup(&self, name: &str) -> Option<SeriesEntry> {
         let ix = self.inner.index.read();
-        ix.get(name).map(|id| (id, ix.archive_set(id).clone()))
+        ix.get(name).map(|id| SeriesEntry {
+            id,
+            set: ix.archive_set(id).clone(),
+        })
     }
 
     /// Reads one archive of a series over `(from, until]`.
@@ -129,10 +128,19 @@ impl Store {
         aggregate: Aggregate,
         now: i64,
     ) -> Result<Series> {
-        let (id, (archives, _)) = self
+        let SeriesEntry { id, set } = self
             .lookup(name)
             .ok_or_else(|| Error::UnknownSeries(name.to_owned()))?;
-        self.read_series(id, name, &archives, archive, from, until, aggregate, now)
+        self.read_series(
+            id,
+            name,
+            &set.archives,
+            archive,
+            from,
+            until,
+            aggregate,
+            now,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]

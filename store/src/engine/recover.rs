@@ -48,9 +48,9 @@ impl Store {
                 continue;
             };
             let name = name?;
-            let (id, set) = layout::decode_series_value(&value)
+            let entry = layout::SeriesEntry::decode(&value)
                 .ok_or_else(|| Error::Corrupt(format!("index entry of \"{name}\"")))?;
-            ix.restore(id, name, set)?;
+            ix.restore(entry.id, name, entry.set)?;
         }
         info!(
             series = ix.len(),

@@ -98,8 +98,7 @@ impl Store {
                 *slot = match ix.get(name) {
                     Some(id) => id,
                     None => {
-                        let (archives, agg) = self.inner.schemas.for_name(name);
-                        let id = ix.insert(name, (archives.to_vec(), agg));
+                        let id = ix.insert(name, self.inner.schemas.for_name(name));
                         created.push(id);
                         id
                     }
@@ -121,11 +120,11 @@ impl Store {
         let ix = self.inner.index.read();
         for &id in &pending {
             let name = ix.name(id);
-            wb.put_cf(
-                cf,
-                layout::series_key(name),
-                layout::encode_series_value(id, ix.archive_set(id)),
-            );
+            let entry = layout::SeriesEntry {
+                id,
+                set: ix.archive_set(id).clone(),
+            };
+            wb.put_cf(cf, layout::series_key(name), entry.encode());
         }
         Ok(pending)
     }
