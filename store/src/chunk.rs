@@ -51,10 +51,6 @@ impl Points {
         self.ts.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ts.is_empty()
-    }
-
     pub fn push(&mut self, ts: i64, row: &[f64]) {
         self.ts.push(ts);
         for (col, v) in self.cols.iter_mut().zip(row) {

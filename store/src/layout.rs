@@ -28,6 +28,8 @@ use crate::retention::{Aggregate, Archive, ArchiveSet};
 pub(crate) const CF_SERIES: &str = "series";
 pub(crate) const CF_LOG: &str = "log";
 pub(crate) const CF_EVENTS: &str = "events";
+/// The families every store has, besides one per archive.
+pub(crate) const FIXED_CFS: [&str; 3] = [CF_SERIES, CF_LOG, CF_EVENTS];
 
 /// The family of an archive: `a10s_604800s`.
 pub(crate) fn archive_cf(a: &Archive) -> String {
@@ -44,7 +46,7 @@ pub(crate) fn parse_archive_cf(name: &str) -> Option<Archive> {
     })
 }
 
-/// The families every store has, besides one per archive.
+/// The descriptors of [`FIXED_CFS`].
 pub(crate) fn fixed_cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
     let mut log_opts = Options::default();
     log_opts.set_write_buffer_size(128 << 20);

@@ -141,7 +141,7 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     flusher_stop.store(true, Ordering::Relaxed);
-    store.request_flush_public();
+    store.request_flush();
     let _ = flusher.join();
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.close())
@@ -218,7 +218,7 @@ async fn self_metrics_loop(store: Store, every: Duration, stop: watch::Receiver<
 
 /// What the HTTP port answers while the store is still opening: 503 with the recovery's
 /// progress and ETA, as JSON on `/api/v1/status` and as a page that refreshes itself elsewhere.
-pub fn recovering_router(progress: Arc<crate::engine::Recovery>) -> Router {
+fn recovering_router(progress: Arc<crate::engine::Recovery>) -> Router {
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
     let status = move |uri: axum::http::Uri| {

@@ -1,10 +1,9 @@
 //! Everything around the data path: creating and deleting series, events, small documents kept
 //! for other parts (alert state), compaction, and what the store reports about itself.
 
-use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
-use rocksdb::{IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 
 use super::Store;
 use crate::batch::PointBatch;
@@ -58,8 +57,8 @@ impl Store {
             ),
         ] {
             let mut total = 0;
-            for cf in self.cf_names() {
-                if let Ok(handle) = self.cf(&cf) {
+            for cf in self.all_cfs() {
+                if let Ok(handle) = self.cf(cf) {
                     total += db
                         .property_int_value_cf(handle, prop)
                         .ok()
@@ -70,22 +69,6 @@ impl Store {
             m.push((name, "gauge", help, total));
         }
         m
-    }
-
-    fn cf_names(&self) -> Vec<String> {
-        let mut names = vec![
-            layout::CF_SERIES.to_owned(),
-            layout::CF_LOG.to_owned(),
-            layout::CF_EVENTS.to_owned(),
-        ];
-        let path = self.inner.dir.join("db");
-        if let Ok(all) = DB::list_cf(&Options::default(), &path) {
-            names.extend(
-                all.into_iter()
-                    .filter(|n| layout::parse_archive_cf(n).is_some()),
-            );
-        }
-        names
     }
 
     /// Creates a series with no points yet (graphite's `/tags/tagSeries`); returns its canonical
@@ -125,13 +108,9 @@ impl Store {
         };
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.cf(layout::CF_SERIES)?, layout::series_key(&name));
-        for cf_name in self
-            .cf_names()
-            .iter()
-            .filter(|n| layout::parse_archive_cf(n).is_some())
-        {
-            let (start, end) = layout::series_chunk_range(id);
-            wb.delete_range_cf(self.cf(cf_name)?, start, end);
+        let (start, end) = layout::series_chunk_range(id);
+        for cf in self.archive_cfs() {
+            wb.delete_range_cf(self.cf(cf)?, &start, &end);
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
@@ -205,12 +184,8 @@ impl Store {
             return Ok(0);
         };
         let mut n = 0;
-        for cf_name in self
-            .cf_names()
-            .iter()
-            .filter(|n| layout::parse_archive_cf(n).is_some())
-        {
-            let cf = self.cf(cf_name)?;
+        for cf in self.archive_cfs() {
+            let cf = self.cf(cf)?;
             let start = layout::chunk_key(id, 0);
             for item in self
                 .inner
@@ -230,17 +205,12 @@ impl Store {
     /// Compacts every family, which is also what drops archive buckets past their retention
     /// (the compaction filter): the server runs it daily, benchmarks to measure bytes on disk.
     pub fn compact(&self) -> Result<()> {
-        for name in self.cf_names() {
-            let cf = self.cf(&name)?;
+        for name in self.all_cfs() {
+            let cf = self.cf(name)?;
             self.inner
                 .db
                 .compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
-    }
-
-    /// The data directory.
-    pub fn dir(&self) -> &Path {
-        &self.inner.dir
     }
 }

@@ -30,19 +30,15 @@ use crate::rollup::{floor, rollup, split_buckets};
 use crate::stats::Stats;
 
 impl Store {
-    /// Wakes the flusher (used at shutdown so it notices the stop at once).
-    pub fn request_flush_public(&self) {
-        self.request_flush();
-    }
-
-    pub(super) fn request_flush(&self) {
+    /// Wakes the flusher: when the head is full, and at shutdown so it notices the stop at once.
+    pub(crate) fn request_flush(&self) {
         let (lock, cv) = &self.inner.flush_wanted;
         *lock.lock() = true;
         cv.notify_one();
     }
 
     /// Waits up to `timeout` for a flush request; true if one came.
-    pub fn wait_flush_request(&self, timeout: Duration) -> bool {
+    pub(crate) fn wait_flush_request(&self, timeout: Duration) -> bool {
         let (lock, cv) = &self.inner.flush_wanted;
         let mut wanted = lock.lock();
         if !*wanted {

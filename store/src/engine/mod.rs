@@ -86,6 +86,10 @@ impl std::fmt::Debug for Store {
 struct Inner {
     db: DB,
     dir: PathBuf,
+    /// Every archive family, as opened. The set is known at open (the configured archives and
+    /// any family on disk) and nothing creates one later: a series only ever gets archives of
+    /// the configured schemas. Kept here so that `/metrics` and deletes do not ask the disk.
+    archive_cfs: Vec<String>,
     index: RwLock<Index>,
     /// Series created but whose index entry is not yet known to be written.
     unpersisted: Mutex<Vec<u32>>,
@@ -123,11 +127,13 @@ impl Store {
         archives.dedup();
         let mut cfs = layout::fixed_cf_descriptors();
         cfs.extend(archives.iter().map(|a| layout::archive_cf_descriptor(*a)));
+        let archive_cfs = archives.iter().map(layout::archive_cf).collect();
         let db = DB::open_cf_descriptors(&db_opts, &path, cfs)?;
         let store = Store {
             inner: Arc::new(Inner {
                 db,
                 dir: opts.data_dir.clone(),
+                archive_cfs,
                 index: RwLock::new(Index::default()),
                 unpersisted: Mutex::new(Vec::new()),
                 head: Mutex::new(Head::default()),
@@ -160,6 +166,16 @@ impl Store {
             .db
             .cf_handle(name)
             .ok_or_else(|| Error::Corrupt(format!("column family {name} missing")))
+    }
+
+    /// The archive families' names.
+    fn archive_cfs(&self) -> impl Iterator<Item = &str> {
+        self.inner.archive_cfs.iter().map(String::as_str)
+    }
+
+    /// Every family's name: the fixed ones, then the archives'.
+    fn all_cfs(&self) -> impl Iterator<Item = &str> {
+        layout::FIXED_CFS.into_iter().chain(self.archive_cfs())
     }
 
     /// Flushes the head and syncs the WAL: the clean-shutdown path.

@@ -20,9 +20,9 @@ use crate::layout;
 /// Progress of the recovery a store does while it opens: log records replayed of the total.
 #[derive(Debug, Default)]
 pub struct Recovery {
-    pub done: AtomicU64,
-    pub total: AtomicU64,
-    pub elapsed_ms: AtomicU64,
+    pub(crate) done: AtomicU64,
+    pub(crate) total: AtomicU64,
+    pub(crate) elapsed_ms: AtomicU64,
 }
 
 impl Recovery {

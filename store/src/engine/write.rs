@@ -70,7 +70,7 @@ impl Store {
     }
 
     /// Syncs the WAL: bounds what buffered (plain TCP) writes can lose.
-    pub fn sync_wal(&self) -> Result<()> {
+    pub(crate) fn sync_wal(&self) -> Result<()> {
         self.inner.db.flush_wal(true)?;
         Ok(())
     }
