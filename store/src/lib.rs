@@ -28,9 +28,9 @@ mod tag_expr;
 
 pub use batch::PointBatch;
 pub use config::{Settings, StoreConfig};
-pub use engine::{Durability, Recovery, Series, Store, StoreOptions};
+pub use engine::{Durability, Recovery, RecoveryProgress, Series, Store, StoreOptions};
 pub use error::{Error, Result};
 pub use events::{Event, TagMatch};
 pub use index::{FindMatch, MemIndex};
 pub use retention::{Aggregate, Archive, Schema, Schemas};
-pub use stats::Stats;
+pub use stats::{Metric, MetricKind, Stats};

@@ -10,7 +10,7 @@ use crate::batch::PointBatch;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::layout;
-use crate::stats::Stats;
+use crate::stats::{Metric, MetricKind, Stats};
 
 impl Store {
     /// The store's counters.
@@ -19,17 +19,21 @@ impl Store {
     }
 
     /// Counters plus engine gauges, for `/metrics` and `tally.store.*`.
-    pub fn metrics(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
+    pub fn metrics(&self) -> Vec<Metric> {
+        let gauge = |name, help, value| Metric {
+            name,
+            help,
+            kind: MetricKind::Gauge,
+            value,
+        };
         let mut m = self.inner.stats.snapshot();
-        m.push((
+        m.push(gauge(
             "series",
-            "gauge",
             "Series in the index.",
             self.series_count() as u64,
         ));
-        m.push((
+        m.push(gauge(
             "head_points",
-            "gauge",
             "Points not yet flushed into chunks.",
             self.head_points() as u64,
         ));
@@ -66,7 +70,7 @@ impl Store {
                         .unwrap_or(0);
                 }
             }
-            m.push((name, "gauge", help, total));
+            m.push(gauge(name, help, total));
         }
         m
     }

@@ -41,7 +41,7 @@ use crate::retention::Schemas;
 use crate::stats::Stats;
 
 pub use read::Series;
-pub use recover::Recovery;
+pub use recover::{Recovery, RecoveryProgress};
 pub use write::Durability;
 
 /// How to open a store.

@@ -25,14 +25,29 @@ pub struct Recovery {
     pub(crate) elapsed_ms: AtomicU64,
 }
 
+/// Where a recovery stands, read once from a [`Recovery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryProgress {
+    /// Log records replayed.
+    pub done: u64,
+    /// Log records to replay.
+    pub total: u64,
+    /// Seconds left at the pace so far; `None` until something is done.
+    pub eta_secs: Option<u64>,
+}
+
 impl Recovery {
-    /// `(done, total, eta_secs)`; the ETA is `None` until something is done.
-    pub fn snapshot(&self) -> (u64, u64, Option<u64>) {
+    /// The progress so far.
+    pub fn snapshot(&self) -> RecoveryProgress {
         let done = self.done.load(Relaxed);
         let total = self.total.load(Relaxed);
         let ms = self.elapsed_ms.load(Relaxed);
-        let eta = (done > 0 && total >= done).then(|| ms * (total - done) / done / 1000);
-        (done, total, eta)
+        let eta_secs = (done > 0 && total >= done).then(|| ms * (total - done) / done / 1000);
+        RecoveryProgress {
+            done,
+            total,
+            eta_secs,
+        }
     }
 }
 
