@@ -17,8 +17,9 @@
 //! A write returns only once its points are in a `log` record in RocksDB (in the synced WAL for
 //! [`Durability::Sync`]), and from then on they are readable, survive a crash, and are counted
 //! once at every resolution. The head (in memory) and the log (on disk) hold the same points
-//! until a flush moves them into chunks; see `flush.rs` for why a flush may be interrupted at any
-//! point and replayed.
+//! until a flush moves them into chunks. A flush is two RocksDB writes (the finest archive, then
+//! the rollups with the deletion of the log records); it may stop anywhere, because replaying
+//! the log over what it already wrote is idempotent (see `flush.rs`).
 
 mod admin;
 mod flush;
@@ -104,6 +105,9 @@ struct Inner {
     max_head_points: usize,
     max_points_per_read: usize,
     stats: Stats,
+    /// Makes the next flushes fail after their first write, as a crash there would.
+    #[cfg(test)]
+    fail_before_second_flush_write: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -146,6 +150,8 @@ impl Store {
                 max_head_points: opts.max_head_points,
                 max_points_per_read: opts.max_points_per_read,
                 stats: Stats::default(),
+                #[cfg(test)]
+                fail_before_second_flush_write: Default::default(),
             }),
         };
         store.load_index()?;

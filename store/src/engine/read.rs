@@ -110,7 +110,7 @@ impl Store {
     }
 
     /// A series' id and archive set, looked up once per read.
-    fn lookup(&self, name: &str) -> Option<SeriesEntry> {
+    pub(super) fn lookup(&self, name: &str) -> Option<SeriesEntry> {
         let ix = self.inner.index.read();
         ix.get(name).map(|id| SeriesEntry {
             id,
