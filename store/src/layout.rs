@@ -5,16 +5,14 @@
 //! file and its tests. Column families:
 //!
 //! - `series`, the index: `n<name>` -> [`SeriesEntry`] (id, aggregate, archives);
-//! - `log`, points written but not yet flushed: an 8-byte big-endian sequence number -> the
-//!   points as Graphite plaintext with absolute timestamps;
-//! - `events`: [`event_key`] (time, then id) -> the event as JSON;
+//! - `log`, points written but not yet flushed: [`log_key`] (a sequence number) -> the points
+//!   as Graphite plaintext with absolute timestamps ([`encode_log_record`]);
+//! - `events`: [`event_key`] (time, then id) -> the event as JSON ([`encode_event`]);
 //! - one per archive, named `a<step>s_<retention>s`: [`chunk_key`] (series id, then bucket start,
 //!   both big-endian, so a series' buckets are contiguous and in time order) -> a chunk. Each has a
 //!   compaction filter that drops buckets past the archive's retention: expiry costs nothing on
 //!   the write path and never scans;
 //! - the default family holds small documents other parts keep in the store, under `meta/`.
-
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, Options};
@@ -22,7 +20,9 @@ use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, Opti
 use tally_proto::{Lines, Parsed, Timestamp};
 
 use crate::batch::PointBatch;
+use crate::engine::unix_now;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::retention::{Aggregate, Archive, ArchiveSet};
 
 pub(crate) const CF_SERIES: &str = "series";
@@ -62,19 +62,13 @@ pub(crate) fn archive_cf_descriptor(a: Archive) -> ColumnFamilyDescriptor {
     ColumnFamilyDescriptor::new(archive_cf(&a), archive_cf_options(a))
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn archive_cf_options(a: Archive) -> Options {
     let mut o = Options::default();
     let keep = a.retention_secs as i64 + i64::from(a.bucket_secs());
     o.set_compaction_filter(
         "tally.retention",
         move |_level, key: &[u8], _value: &[u8]| match chunk_key_bucket(key) {
-            Some(bucket) if bucket.saturating_add(keep) < now_secs() => Decision::Remove,
+            Some(bucket) if bucket.saturating_add(keep) < unix_now() => Decision::Remove,
             _ => Decision::Keep,
         },
     );
@@ -222,6 +216,16 @@ pub(crate) fn event_key(when: i64, id: u64) -> [u8; 16] {
     k
 }
 
+/// Value of an event: the event as JSON.
+pub(crate) fn encode_event(event: &Event) -> Result<Vec<u8>> {
+    serde_json::to_vec(event).map_err(|e| Error::Corrupt(format!("event {}: {e}", event.id)))
+}
+
+/// Decodes [`encode_event`].
+pub(crate) fn decode_event(value: &[u8]) -> Result<Event> {
+    serde_json::from_slice(value).map_err(|e| Error::Corrupt(format!("event: {e}")))
+}
+
 /// Key of a document kept with [`crate::Store::put_meta`], in the default family.
 pub(crate) fn meta_key(key: &str) -> String {
     format!("meta/{key}")
@@ -307,6 +311,24 @@ mod tests {
         let mut unknown_aggregate = bytes.to_vec();
         unknown_aggregate[4] = 6;
         assert_eq!(SeriesEntry::decode(&unknown_aggregate), None);
+    }
+
+    #[test]
+    fn events_are_stored_as_json() {
+        let event = Event {
+            id: 3,
+            when: 1_700_000_000,
+            what: "deploy".into(),
+            data: "v2".into(),
+            tags: vec!["web".into()],
+        };
+        let bytes = encode_event(&event).expect("encodes");
+        assert_eq!(
+            std::str::from_utf8(&bytes).expect("UTF-8"),
+            r#"{"id":3,"when":1700000000,"what":"deploy","data":"v2","tags":["web"]}"#
+        );
+        assert_eq!(decode_event(&bytes).expect("decodes"), event);
+        assert!(decode_event(b"{").is_err());
     }
 
     #[test]

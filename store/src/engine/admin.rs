@@ -132,7 +132,7 @@ impl Store {
             data: data.to_owned(),
             tags,
         };
-        let value = serde_json::to_vec(&event).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let value = layout::encode_event(&event)?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         let mut wb = WriteBatch::default();
@@ -172,8 +172,7 @@ impl Store {
             .iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward))
         {
             let (_, value) = item?;
-            let e: Event = serde_json::from_slice(&value)
-                .map_err(|e| Error::Corrupt(format!("event: {e}")))?;
+            let e = layout::decode_event(&value)?;
             if e.when > until {
                 break;
             }

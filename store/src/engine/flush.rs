@@ -228,15 +228,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering::Relaxed;
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    use regex::Regex;
-    use rocksdb::IteratorMode;
 
     use super::*;
     use crate::batch::PointBatch;
-    use crate::engine::{Durability, StoreOptions};
-    use crate::retention::{parse_retentions, Aggregate, Schema, Schemas};
+    use crate::engine::testing::{log_records, open};
+    use crate::engine::Durability;
+    use crate::retention::Aggregate;
 
     const AGGREGATES: [Aggregate; 6] = [
         Aggregate::Average,
@@ -248,23 +245,7 @@ mod tests {
     ];
 
     fn now() -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64)
-    }
-
-    fn open(dir: &std::path::Path) -> Store {
-        let mut o = StoreOptions::new(dir);
-        o.schemas = Schemas {
-            rules: vec![Schema {
-                name: "rolled".into(),
-                pattern: Regex::new(r"^rolled\.").expect("regex"),
-                archives: parse_retentions("10s:1d,60s:7d").expect("valid"),
-                aggregate: Aggregate::Average,
-            }],
-            default: parse_retentions("10s:1d").expect("valid"),
-        };
-        Store::open(o).expect("open")
+        crate::engine::unix_now()
     }
 
     /// A first batch, and a second that overwrites two of its points, repeats one unchanged and
@@ -301,11 +282,6 @@ mod tests {
         ];
         out.extend(AGGREGATES.map(|agg| read("rolled.x", 1, agg)));
         out
-    }
-
-    fn log_records(store: &Store) -> usize {
-        let cf = store.cf(layout::CF_LOG).expect("log family");
-        store.inner.db.iterator_cf(cf, IteratorMode::Start).count()
     }
 
     /// What a store that never failed shows after the same two batches.

@@ -30,6 +30,7 @@ mod write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use rocksdb::{ColumnFamily, Options, DB};
@@ -44,6 +45,13 @@ use crate::stats::Stats;
 pub use read::Series;
 pub use recover::{Recovery, RecoveryProgress};
 pub use write::Durability;
+
+/// Seconds since the Unix epoch (0 before it).
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// How to open a store.
 #[derive(Debug, Clone)]
@@ -188,5 +196,43 @@ impl Store {
     pub fn close(&self) -> Result<()> {
         self.flush()?;
         self.sync_wal()
+    }
+}
+
+/// What the engine's unit tests share: a store in a temp dir, with one rolled-up schema.
+#[cfg(test)]
+pub(crate) mod testing {
+    use regex::Regex;
+
+    use super::{Store, StoreOptions};
+    use crate::retention::{parse_retentions, Aggregate, Schema, Schemas};
+
+    /// Series under `rolled.` keep 10 s for a day and 60 s rollups for a week; others 10 s.
+    pub(crate) fn options(dir: &std::path::Path) -> StoreOptions {
+        let mut o = StoreOptions::new(dir);
+        o.schemas = Schemas {
+            rules: vec![Schema {
+                name: "rolled".into(),
+                pattern: Regex::new(r"^rolled\.").expect("regex"),
+                archives: parse_retentions("10s:1d,60s:7d").expect("valid"),
+                aggregate: Aggregate::Average,
+            }],
+            default: parse_retentions("10s:1d").expect("valid"),
+        };
+        o
+    }
+
+    pub(crate) fn open(dir: &std::path::Path) -> Store {
+        Store::open(options(dir)).expect("open")
+    }
+
+    /// How many records the `log` family holds.
+    pub(crate) fn log_records(store: &Store) -> usize {
+        let cf = store.cf(crate::layout::CF_LOG).expect("log family");
+        store
+            .inner
+            .db
+            .iterator_cf(cf, rocksdb::IteratorMode::Start)
+            .count()
     }
 }

@@ -7,12 +7,10 @@
 //! override stored ones; on a coarser one the slots head points touch are rolled up from the
 //! finest archive on the fly, exactly as the next flush will store them.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use rocksdb::IteratorMode;
 use tracing::warn;
 
-use super::Store;
+use super::{unix_now, Store};
 use crate::chunk::{self, Points};
 use crate::error::{Error, Result};
 use crate::index::FindMatch;
@@ -29,12 +27,6 @@ pub struct Series {
     pub start: i64,
     pub step: u32,
     pub values: Vec<Option<f64>>,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Store {

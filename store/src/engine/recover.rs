@@ -155,3 +155,82 @@ impl Store {
         head.log_keys.extend(keys);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::{log_records, open, options};
+    use crate::engine::Durability;
+
+    fn write(store: &Store, name: &str, ts: i64, value: f64) {
+        let mut b = PointBatch::default();
+        b.push(name, ts, value);
+        store.write(&b, Durability::Sync).expect("write");
+    }
+
+    #[test]
+    fn progress_has_an_eta_once_something_is_done() {
+        let p = Recovery::default();
+        p.total.store(1000, Relaxed);
+        assert_eq!(p.snapshot().eta_secs, None);
+        p.done.store(250, Relaxed);
+        p.elapsed_ms.store(10_000, Relaxed);
+        assert_eq!(
+            p.snapshot(),
+            RecoveryProgress {
+                done: 250,
+                total: 1000,
+                eta_secs: Some(30)
+            }
+        );
+    }
+
+    /// Every record left is replayed and flushed at open, progress says so, and the log
+    /// numbering continues after the last record (a reused number would overwrite a record).
+    #[test]
+    fn replay_reports_its_progress_and_the_log_numbering_continues() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t0 = crate::engine::unix_now() - 600;
+        {
+            let store = open(dir.path());
+            for i in 0..3 {
+                write(&store, "replayed", t0 + i * 10, i as f64);
+            }
+            // Dropped without a flush: three records to replay.
+        }
+        let progress = std::sync::Arc::new(Recovery::default());
+        let mut opts = options(dir.path());
+        opts.progress = Some(progress.clone());
+        let store = Store::open(opts).expect("reopen");
+        let p = progress.snapshot();
+        assert_eq!((p.done, p.total), (3, 3));
+        assert_eq!((store.head_points(), log_records(&store)), (0, 0));
+        assert_eq!(store.inner.next_log.load(Relaxed), 3);
+        let read = store
+            .read("replayed", t0 - 10, t0 + 20, None)
+            .expect("read")
+            .expect("exists");
+        assert_eq!(read.values.iter().flatten().count(), 3);
+    }
+
+    /// An index entry that does not decode stops the open, naming the series: a store that
+    /// cannot trust its index must not assign ids.
+    #[test]
+    fn a_corrupt_index_entry_stops_the_open_and_names_the_series() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = open(dir.path());
+            let cf = store.cf(layout::CF_SERIES).expect("series");
+            store
+                .inner
+                .db
+                .put_cf(cf, layout::series_key("bad.entry"), [0, 0, 0, 1, 77, 1])
+                .expect("put");
+        }
+        let err = Store::open(options(dir.path())).expect_err("refuses to open");
+        assert_eq!(
+            err.to_string(),
+            "corrupt data: index entry of \"bad.entry\""
+        );
+    }
+}

@@ -129,3 +129,101 @@ impl Store {
         Ok(pending)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rocksdb::IteratorMode;
+
+    use super::*;
+    use crate::engine::testing::{log_records, open, options};
+    use crate::layout::SeriesEntry;
+
+    fn batch(points: &[(&str, i64, f64)]) -> PointBatch {
+        let mut b = PointBatch::default();
+        for &(name, ts, value) in points {
+            b.push(name, ts, value);
+        }
+        b
+    }
+
+    /// One RocksDB write per batch: one log record holding every point, and the index entries
+    /// of the series it created; the points are in the head at once.
+    #[test]
+    fn a_batch_is_one_log_record_with_the_entries_of_its_new_series() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let points = [
+            ("rolled.a", 1_700_000_000, 1.0),
+            ("plain.b", 1_700_000_000, 2.0),
+            ("rolled.a", 1_700_000_010, 3.0),
+        ];
+        assert_eq!(
+            store
+                .write(&batch(&points), Durability::Sync)
+                .expect("write"),
+            3
+        );
+        assert_eq!(store.head_points(), 3);
+        assert_eq!(log_records(&store), 1);
+
+        let db = &store.inner.db;
+        let log = store.cf(layout::CF_LOG).expect("log");
+        let (key, record) = db
+            .iterator_cf(log, IteratorMode::Start)
+            .next()
+            .expect("a record")
+            .expect("readable");
+        assert_eq!(layout::parse_log_key(&key).expect("a log key"), 0);
+        let mut back = PointBatch::default();
+        layout::decode_log_record(&record, &mut back);
+        assert_eq!(back.iter().collect::<Vec<_>>(), points);
+
+        let series = store.cf(layout::CF_SERIES).expect("series");
+        let entry = |name: &str| {
+            let value = db
+                .get_cf(series, layout::series_key(name))
+                .expect("readable")
+                .expect("an entry");
+            SeriesEntry::decode(&value).expect("decodes")
+        };
+        let schemas = options(dir.path()).schemas;
+        assert_eq!(entry("rolled.a").id, 0);
+        assert_eq!(entry("rolled.a").set, schemas.for_name("rolled.a"));
+        assert_eq!(entry("plain.b").id, 1);
+        assert_eq!(entry("plain.b").set.archives.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_batch_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        assert_eq!(
+            store
+                .write(&PointBatch::default(), Durability::Sync)
+                .expect("write"),
+            0
+        );
+        assert_eq!((log_records(&store), store.series_count()), (0, 0));
+    }
+
+    /// A head past `max_head_points` asks the flusher for a flush rather than waiting for the
+    /// timer.
+    #[test]
+    fn a_full_head_asks_for_a_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = options(dir.path());
+        opts.max_head_points = 3;
+        let store = Store::open(opts).expect("open");
+        let b = batch(&[("x", 1_700_000_000, 1.0), ("x", 1_700_000_010, 1.0)]);
+        store.write(&b, Durability::Buffered).expect("write");
+        assert!(!store.wait_flush_request(Duration::ZERO), "2 of 3 points");
+        store.write(&b, Durability::Buffered).expect("write");
+        assert!(store.wait_flush_request(Duration::ZERO), "4 of 3 points");
+        assert!(
+            !store.wait_flush_request(Duration::ZERO),
+            "a request is taken once"
+        );
+    }
+}
