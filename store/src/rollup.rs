@@ -87,6 +87,10 @@ pub(crate) fn reduce(row: &[f64], aggregate: Aggregate) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
     use super::*;
 
     fn raw(points: &[(i64, f64)]) -> Points {
@@ -132,5 +136,41 @@ mod tests {
         }
         assert_eq!(reduce(&row(1), Aggregate::Average), Some(7.0));
         assert_eq!(reduce(&[1.0], Aggregate::Sum), None, "not a rollup row");
+    }
+
+    proptest! {
+        /// Every row equals the aggregates computed naively from the points of its slot, and
+        /// splitting into buckets loses and reorders nothing.
+        #[test]
+        fn rollup_matches_a_naive_model(
+            points in proptest::collection::btree_map(-500i64..5000, -1000i32..1000, 0..80),
+            step in prop::sample::select(vec![10i64, 60, 300]),
+        ) {
+            let p = raw(&points.iter().map(|(&t, &v)| (t, f64::from(v))).collect::<Vec<_>>());
+            let mut model: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+            for (&t, &v) in &points {
+                model.entry(floor(t, step)).or_default().push(f64::from(v));
+            }
+            let mut slots: Vec<i64> = model.keys().copied().collect();
+            slots.push(floor(-1000, step)); // a slot without points
+            slots.sort_unstable();
+            let rows = rollup(&p, &slots, step);
+            prop_assert_eq!(&rows.ts, &model.keys().copied().collect::<Vec<_>>());
+            for (i, values) in model.values().enumerate() {
+                let row: Vec<f64> = rows.cols.iter().map(|c| c[i]).collect();
+                let sum: f64 = values.iter().sum();
+                let count = values.len() as f64;
+                prop_assert_eq!(reduce(&row, Aggregate::Sum), Some(sum));
+                prop_assert_eq!(reduce(&row, Aggregate::Count), Some(count));
+                prop_assert_eq!(reduce(&row, Aggregate::Average), Some(sum / count));
+                prop_assert_eq!(reduce(&row, Aggregate::Min), values.iter().copied().reduce(f64::min));
+                prop_assert_eq!(reduce(&row, Aggregate::Max), values.iter().copied().reduce(f64::max));
+                prop_assert_eq!(reduce(&row, Aggregate::Last), values.last().copied());
+            }
+            let parts = split_buckets(&p, step * 12);
+            prop_assert!(parts.iter().all(|(b, part)| part.ts.iter().all(|&t| floor(t, step * 12) == *b)));
+            let ts: Vec<i64> = parts.into_iter().flat_map(|(_, part)| part.ts).collect();
+            prop_assert_eq!(ts, p.ts);
+        }
     }
 }
