@@ -14,9 +14,10 @@
 //! chunks, [`crate::rollup`] computes rollup rows and [`crate::head`] holds unflushed points.
 //!
 //! ## What the engine promises
-//! A write returns only once its points are in a `log` record in RocksDB (in the synced WAL for
-//! [`Durability::Sync`]), and from then on they are readable, survive a crash, and are counted
-//! once at every resolution. The head (in memory) and the log (on disk) hold the same points
+//! A write returns only once its points are in a `log` record in RocksDB's WAL, and from then
+//! on they are readable, survive the process crashing, and are counted once at every
+//! resolution. They survive a power loss too once the WAL is synced: before the write returns
+//! for [`Durability::Sync`], on the server's timer ([`Store::sync_wal`]) for buffered writes. The head (in memory) and the log (on disk) hold the same points
 //! until a flush moves them into chunks. A flush is two RocksDB writes (the finest archive, then
 //! the rollups with the deletion of the log records); it may stop anywhere, because replaying
 //! the log over what it already wrote is idempotent (see `flush.rs`).
