@@ -1,6 +1,6 @@
 //! Render path on one machine: reading 1000 series x 24 h at 10 s from a RocksDB store, and
-//! evaluating `sumSeries` and `highestCurrent` over them. Seeded data, flushed twice so chunks
-//! carry merge operands as they do on a live store.
+//! evaluating `sumSeries` and `highestCurrent` over them. Seeded data, flushed twice so a bucket
+//! is rewritten by a second flush as on a live store.
 //!
 //! `cargo bench --bench query_render`
 
@@ -88,7 +88,7 @@ fn render(c: &mut Criterion) {
             })
         });
     }
-    // The same read once compaction has folded every chunk's merge operands.
+    // The same read once compaction has rewritten the SST files.
     store.compact().expect("compact");
     group.bench_function("read_1000x8640_compacted", |b| {
         b.iter(|| read_all(&store, &names, from, end))

@@ -13,7 +13,7 @@ pub fn run(a: &CompactArgs) -> Result<()> {
     store.close()?;
     store.compact()?;
     let m = store.metrics();
-    let get = |k: &str| m.iter().find(|e| e.0 == k).map_or(0, |e| e.3);
+    let get = |k: &str| m.iter().find(|e| e.name == k).map_or(0, |e| e.value);
     println!(
         "series={} sst_bytes={} live_data_bytes={}",
         get("series"),

@@ -51,10 +51,6 @@ impl Points {
         self.ts.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ts.is_empty()
-    }
-
     pub fn push(&mut self, ts: i64, row: &[f64]) {
         self.ts.push(ts);
         for (col, v) in self.cols.iter_mut().zip(row) {
@@ -369,7 +365,7 @@ pub fn decode(bytes: &[u8]) -> Result<Points> {
 fn decode_inner(bytes: &[u8]) -> Result<Points, Truncated> {
     let mut r = BitReader::new(bytes);
     let version = r.read(8)?;
-    if version != 1 && version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err(Truncated);
     }
     let ncols = r.read(8)? as usize;
@@ -526,6 +522,22 @@ mod tests {
         let p = decode(v1).expect("a version 1 chunk decodes");
         assert_eq!(p.ts, [10, 20, 35]);
         assert_eq!(p.cols[0], [1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn version_2_chunks_still_decode() {
+        // Version 2 differs from 3 only in decimal columns (no per-column alignment bit): a chunk
+        // of XOR-coded floats is the same bits under either version.
+        let p = pts(
+            &[10, 20, 30, 45],
+            &[0.1, std::f64::consts::PI, -2.5e-7, 1e300],
+        );
+        let mut v2 = encode(&p);
+        assert_eq!(v2[0], 3);
+        v2[0] = 2;
+        assert_eq!(decode(&v2).expect("a version 2 chunk decodes"), p);
+        v2[0] = 4;
+        assert!(decode(&v2).is_err(), "a version from the future is refused");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Events (graphite-web's `/events`): annotations Grafana draws on graphs, such as deploys or
 //! the CDN incident a beacon spike belongs to. Kept in the `events` column family, keyed by time
-//! then id, so a range read is one seek.
+//! then id ([`crate::layout`]), so a range read is one seek.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,24 +33,9 @@ impl Event {
     }
 }
 
-/// Key: `when` (offset so negative times sort first) then id, big-endian.
-pub(crate) fn key(when: i64, id: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&((when as u64) ^ (1 << 63)).to_be_bytes());
-    k[8..].copy_from_slice(&id.to_be_bytes());
-    k
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_sort_by_time() {
-        assert!(key(-5, 9) < key(0, 0));
-        assert!(key(0, 9) < key(1, 0));
-        assert!(key(100, 1) < key(100, 2));
-    }
 
     #[test]
     fn tag_matching() {

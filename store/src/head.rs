@@ -2,8 +2,8 @@
 //!
 //! Every point in the head is also in a `log` record in RocksDB (written, and synced for
 //! acknowledged batches, before the point reaches the head). A flush turns the head into chunks
-//! and deletes exactly the log records whose points it held, in one atomic write; after a crash
-//! the log records still present are replayed into a new head.
+//! and rollups and, in its second and last write, deletes exactly the log records whose points
+//! it held; after a crash the log records still present are replayed into a new head.
 
 /// Points not yet in chunks.
 #[derive(Debug, Default)]

@@ -1,7 +1,13 @@
-//! The store's HTTP side: the acknowledged batch (`POST /api/v1/ingest`) and `/metrics`.
-//! The query crate adds the Graphite API to the same router.
+//! The store's HTTP side: the acknowledged batch (`POST /api/v1/ingest`), one series as stored
+//! (`GET /api/v1/read`) and `/metrics`. The query crate adds the Graphite API to the same router.
+//!
+//! Every error of these routes is an [`ApiError`], answered as JSON, `{"error": "..."}`, with
+//! the status that tells a client what to do: a 4xx says what was wrong with the request and
+//! quotes it; a 5xx is generic (the detail goes to the log, not to the client), and only a
+//! failed write says "retry" (see `tally_proto::batch` for what the agent does with each).
 
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +19,7 @@ use tracing::error;
 
 use crate::batch::PointBatch;
 use crate::engine::{Durability, Store};
+use crate::error::Error;
 use crate::stats::{prometheus, Stats};
 
 #[derive(Debug, Clone)]
@@ -21,24 +28,71 @@ struct AppState {
     token: Option<String>,
 }
 
-/// An error answer: client mistakes say what is wrong; internal failures are logged and answered
-/// with a generic message.
+/// How a request to the store's routes failed.
 #[derive(Debug)]
-pub enum ApiError {
+pub(crate) enum ApiError {
+    /// The request was wrong: the status and what was wrong, quoting the input.
     Client(StatusCode, String),
+    /// The store could not take a write (the detail is logged): 503, retry later.
+    WriteFailed(String),
+    /// Anything else that failed inside (the detail is logged): 500.
     Internal(String),
+}
+
+impl ApiError {
+    fn bad_request(message: String) -> ApiError {
+        ApiError::Client(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Client(status, _) => *status,
+            ApiError::WriteFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// A store error met while serving a request: the caller's mistake when it is about what the
+/// request asked for, an internal failure otherwise.
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        match e {
+            Error::Pattern { .. } | Error::TagExpr { .. } => ApiError::bad_request(e.to_string()),
+            Error::UnknownSeries(_) => ApiError::Client(StatusCode::NOT_FOUND, e.to_string()),
+            Error::Rocks(_) | Error::Io(_) | Error::Corrupt(_) | Error::Config(_) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+/// An extractor's rejection (a body over the limit, a query string that does not parse): the
+/// client's mistake, with axum's status and message.
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> ApiError {
+        ApiError::Client(r.status(), r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> ApiError {
+        ApiError::Client(r.status(), r.body_text())
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, message) = match self {
-            ApiError::Client(status, message) => (status, message),
+        let status = self.status();
+        let message = match self {
+            ApiError::Client(_, message) => message,
+            ApiError::WriteFailed(detail) => {
+                error!(error = %detail, "write failed; the client was told to retry");
+                "the store could not complete the write; retry later".to_owned()
+            }
             ApiError::Internal(detail) => {
                 error!(error = %detail, "request failed");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the store could not complete the write; retry later".to_owned(),
-                )
+                "internal error; the store's log has the details".to_owned()
             }
         };
         (status, Json(serde_json::json!({ "error": message }))).into_response()
@@ -56,19 +110,14 @@ pub fn router(store: Store, token: Option<String>) -> Router {
 }
 
 fn authorized(headers: &HeaderMap, token: &Option<String>) -> bool {
-    let Some(token) = token else { return true };
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| given.as_bytes() == token.as_bytes())
+    tally_common::auth::allowed(headers, token.as_deref())
 }
 
 /// Decodes the batch and answers only once every good point is in the synced WAL.
 async fn ingest(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IngestReply>, ApiError> {
     if !authorized(&headers, &app.token) {
         return Err(ApiError::Client(
@@ -81,17 +130,15 @@ async fn ingest(
         .and_then(|v| v.to_str().ok())
     {
         if !enc.eq_ignore_ascii_case("identity") {
-            return Err(ApiError::Client(
-                StatusCode::BAD_REQUEST,
-                format!("content encoding \"{enc}\" is not supported; send plain text"),
-            ));
+            return Err(ApiError::bad_request(format!(
+                "content encoding \"{enc}\" is not supported; send plain text"
+            )));
         }
     }
+    let body = body?;
     let store = app.store.clone();
-    let joined = tokio::task::spawn_blocking(move || {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+    let written = tokio::task::spawn_blocking(move || {
+        let now = tally_common::unix_now();
         let mut batch = PointBatch::default();
         let reply = decode_batch(&body, |m| batch.push_metric(&m, now));
         let stats = store.stats();
@@ -100,15 +147,11 @@ async fn ingest(
         Stats::add(&stats.points_skipped, reply.skipped);
         store.write(&batch, Durability::Sync).map(|_| reply)
     })
-    .await;
-    match joined {
-        Ok(Ok(reply)) => {
-            Stats::add(&app.store.stats().batches_acked, 1);
-            Ok(Json(reply))
-        }
-        Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
-        Err(e) => Err(ApiError::Internal(e.to_string())),
-    }
+    .await
+    .map_err(|e| ApiError::WriteFailed(format!("ingest task: {e}")))?;
+    let reply = written.map_err(|e| ApiError::WriteFailed(format!("ingest: {e}")))?;
+    Stats::add(&app.store.stats().batches_acked, 1);
+    Ok(Json(reply))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -122,45 +165,254 @@ struct ReadParams {
 /// stored (the finest archive covering `from`). For debugging and tests; Grafana uses `/render`.
 async fn read(
     State(app): State<AppState>,
-    Query(p): Query<ReadParams>,
+    params: Result<Query<ReadParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let bad = |m: String| ApiError::Client(StatusCode::BAD_REQUEST, m);
+    let Query(p) = params?;
     let name = p
         .name
-        .ok_or_else(|| bad("parameter \"name\" is required".into()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+        .ok_or_else(|| ApiError::bad_request("parameter \"name\" is required".into()))?;
+    let now = tally_common::unix_now();
     let epoch = |key: &str, v: Option<String>, default: i64| -> Result<i64, ApiError> {
         v.map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| bad(format!("parameter \"{key}\": \"{v}\" is not epoch seconds")))
+            v.parse().map_err(|_| {
+                ApiError::bad_request(format!("parameter \"{key}\": \"{v}\" is not epoch seconds"))
+            })
         })
     };
     let until = epoch("until", p.until, now)?;
     let from = epoch("from", p.from, until - 3600)?;
     let store = app.store.clone();
-    let series = tokio::task::spawn_blocking(move || {
-        store.read(&name, from, until, None).map(|s| (name, s))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let series = {
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || store.read(&name, from, until, None))
+            .await
+            .map_err(|e| ApiError::Internal(format!("read task: {e}")))?
+    };
     match series {
-        Ok((_, Some(s))) => Ok(Json(serde_json::json!({
+        Ok(Some(s)) => Ok(Json(serde_json::json!({
             "name": s.name, "start": s.start, "step": s.step, "values": s.values,
         }))),
-        Ok((name, None)) => Err(ApiError::Client(
+        Ok(None) => Err(ApiError::Client(
             StatusCode::NOT_FOUND,
             format!("no series \"{name}\""),
         )),
-        Err(e) => Err(bad(e.to_string())),
+        Err(e) => Err(match ApiError::from(e) {
+            ApiError::Internal(detail) => ApiError::Internal(format!(
+                "reading \"{name}\" over ({from}, {until}]: {detail}"
+            )),
+            client => client,
+        }),
     }
 }
 
-async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let store = app.store.clone();
     let text = tokio::task::spawn_blocking(move || prometheus(&store.metrics()))
         .await
-        .unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+        .map_err(|e| ApiError::Internal(format!("metrics task: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::engine::StoreOptions;
+
+    use tally_common::unix_now as now;
+
+    /// A store in a temp dir (kept alive by the returned guard) and its router.
+    fn app(token: Option<&str>, max_points_per_read: usize) -> (tempfile::TempDir, Router) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = StoreOptions::new(dir.path());
+        opts.max_points_per_read = max_points_per_read;
+        let store = Store::open(opts).expect("open");
+        (dir, router(store, token.map(str::to_owned)))
+    }
+
+    /// Sends `req`; returns the status, the content type and the body.
+    async fn send(app: &Router, req: Request<Body>) -> (StatusCode, String, String) {
+        let resp = app.clone().oneshot(req).await.expect("a response");
+        let status = resp.status();
+        let kind = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, kind, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn get(uri: &str) -> Request<Body> {
+        Request::get(uri).body(Body::empty()).expect("request")
+    }
+
+    fn post() -> axum::http::request::Builder {
+        Request::post(INGEST_PATH).header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+    }
+
+    fn error_of(body: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        v["error"].as_str().expect("an error message").to_owned()
+    }
+
+    #[tokio::test]
+    async fn ingest_answers_the_reply_once_written_and_the_points_read_back() {
+        let (_dir, app) = app(None, 1000);
+        let t = now() - now() % 10 - 60;
+        let body = format!("http.a 1.5 {t}\nnot a point\n");
+        let req = post().body(Body::from(body.clone())).expect("request");
+        let (status, kind, text) = send(&app, req).await;
+        assert_eq!(
+            (status, kind.as_str()),
+            (StatusCode::OK, "application/json")
+        );
+        let reply: IngestReply = serde_json::from_str(&text).expect("an ingest reply");
+        assert_eq!((reply.accepted, reply.rejected), (1, 1));
+
+        let uri = format!("/api/v1/read?name=http.a&from={}&until={t}", t - 10);
+        let (status, _, text) = send(&app, get(&uri)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["values"], serde_json::json!([1.5]));
+
+        let (status, kind, text) = send(&app, get("/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(kind.starts_with("text/plain"), "{kind}");
+        assert!(text.contains("tally_store_lines_bad 1\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn ingest_mistakes_are_json_4xx_that_say_what_was_wrong() {
+        let (_dir, app) = app(Some("s3cret"), 1000);
+        let line = format!("http.a 1 {}\n", now());
+        for (auth, encoding, want_status, want) in [
+            (
+                None,
+                None,
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token",
+            ),
+            (
+                Some("Bearer wrong"),
+                None,
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token",
+            ),
+            (
+                Some("Bearer s3cret"),
+                Some("gzip"),
+                StatusCode::BAD_REQUEST,
+                "content encoding \"gzip\" is not supported; send plain text",
+            ),
+        ] {
+            let mut req = post();
+            if let Some(auth) = auth {
+                req = req.header(header::AUTHORIZATION, auth);
+            }
+            if let Some(enc) = encoding {
+                req = req.header(header::CONTENT_ENCODING, enc);
+            }
+            let req = req.body(Body::from(line.clone())).expect("request");
+            let (status, kind, text) = send(&app, req).await;
+            assert_eq!(status, want_status, "{auth:?} {encoding:?}: {text}");
+            assert_eq!(kind, "application/json");
+            assert_eq!(error_of(&text), want);
+        }
+        let big = "x".repeat(MAX_BATCH_BYTES + 1);
+        let req = post()
+            .header(header::AUTHORIZATION, "Bearer s3cret")
+            .body(Body::from(big))
+            .expect("request");
+        let (status, kind, text) = send(&app, req).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+        assert_eq!(kind, "application/json");
+        assert!(!error_of(&text).is_empty());
+    }
+
+    #[tokio::test]
+    async fn read_mistakes_are_json_4xx_that_quote_the_input() {
+        let (_dir, app) = app(None, 100);
+        let t = now();
+        let line = format!("known.series 1 {t}\n");
+        let req = post().body(Body::from(line.clone())).expect("request");
+        assert_eq!(send(&app, req).await.0, StatusCode::OK);
+        for (uri, want_status, want) in [
+            (
+                "/api/v1/read".to_owned(),
+                StatusCode::BAD_REQUEST,
+                "parameter \"name\" is required".to_owned(),
+            ),
+            (
+                "/api/v1/read?name=known.series&from=yesterday".to_owned(),
+                StatusCode::BAD_REQUEST,
+                "parameter \"from\": \"yesterday\" is not epoch seconds".to_owned(),
+            ),
+            (
+                "/api/v1/read?name=no.such".to_owned(),
+                StatusCode::NOT_FOUND,
+                "no series \"no.such\"".to_owned(),
+            ),
+            (
+                // 101 points at 10 s, over the limit of 100.
+                format!("/api/v1/read?name=known.series&from={}&until={t}", t - 1010),
+                StatusCode::BAD_REQUEST,
+                "bad pattern \"known.series\": 101 points at 10s exceeds the limit of 100 per series"
+                    .to_owned(),
+            ),
+        ] {
+            let (status, kind, text) = send(&app, get(&uri)).await;
+            assert_eq!(status, want_status, "{uri}: {text}");
+            assert_eq!(kind, "application/json", "{uri}");
+            assert_eq!(error_of(&text), want, "{uri}");
+        }
+    }
+
+    /// Issue 11: an internal failure on a read answered "the store could not complete the write".
+    /// Internal errors are now a generic 500 (the detail only in the log), and only a failed
+    /// write says to retry it.
+    #[tokio::test]
+    async fn issue_11_internal_errors_are_generic_and_only_a_write_says_write() {
+        let internal = ApiError::from(Error::Corrupt("chunk of 3 bytes".into())).into_response();
+        assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = internal
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let message = error_of(&String::from_utf8_lossy(&body));
+        assert_eq!(message, "internal error; the store's log has the details");
+        assert!(!message.contains("write") && !message.contains("chunk"));
+
+        let write = ApiError::WriteFailed("rocksdb: IO error".into()).into_response();
+        assert_eq!(write.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = write.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(
+            error_of(&String::from_utf8_lossy(&body)),
+            "the store could not complete the write; retry later"
+        );
+
+        for (e, want) in [
+            (Error::UnknownSeries("a.b".into()), StatusCode::NOT_FOUND),
+            (
+                Error::TagExpr {
+                    expr: "x".into(),
+                    reason: "no operator".into(),
+                },
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Error::Io(std::io::Error::other("disk")),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ] {
+            assert_eq!(ApiError::from(e).status(), want);
+        }
+    }
 }

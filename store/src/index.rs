@@ -14,11 +14,8 @@ use tally_proto::series_name;
 
 use crate::error::{Error, Result};
 use crate::glob::{compile, NodeMatcher};
-use crate::retention::{Aggregate, Archive};
+use crate::retention::ArchiveSet;
 use crate::tag_expr::TagExpr;
-
-/// One archive set (a schema's archives and aggregate), shared by many series.
-pub(crate) type ArchiveSet = (Vec<Archive>, Aggregate);
 
 #[derive(Debug, Default)]
 struct Node {
@@ -350,7 +347,7 @@ impl MemIndex {
     /// Adds a series (canonical name); a name already present is ignored.
     pub fn insert(&mut self, name: &str) {
         if self.0.get(name).is_none() {
-            self.0.insert(name, (Vec::new(), Aggregate::Average));
+            self.0.insert(name, ArchiveSet::default());
         }
     }
     pub fn find(&self, pattern: &str) -> Result<Vec<FindMatch>> {
@@ -377,13 +374,13 @@ impl MemIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retention::parse_retentions;
+    use crate::retention::{parse_retentions, Aggregate};
 
     fn set() -> ArchiveSet {
-        (
-            parse_retentions("10s:1d").expect("valid"),
-            Aggregate::Average,
-        )
+        ArchiveSet {
+            archives: parse_retentions("10s:1d").expect("valid"),
+            aggregate: Aggregate::Average,
+        }
     }
 
     fn index(names: &[&str]) -> Index {

@@ -4,31 +4,33 @@
 //!
 //! The promise is that nothing acknowledged is lost: an acknowledged batch is in the synced WAL
 //! before the answer goes out, and a crash at any moment is recovered by replaying the log
-//! records that were not yet flushed into chunks. See [`engine`] for the write path.
+//! records that were not yet flushed into chunks. [`Store`] is the engine (its methods are spread
+//! over `engine/`, one file per concern); `layout.rs` says what lives where in RocksDB.
 
 mod batch;
 mod bits;
-pub mod chunk;
+mod chunk;
 pub mod config;
-pub mod engine;
+mod engine;
 mod error;
-pub mod events;
+mod events;
 mod glob;
 mod head;
-pub mod http;
+mod http;
 mod index;
+mod layout;
 mod listener;
 pub mod retention;
+mod rollup;
 pub mod server;
 mod stats;
 mod tag_expr;
 
 pub use batch::PointBatch;
 pub use config::{Settings, StoreConfig};
-pub use engine::{Durability, Recovery, Series, Store, StoreOptions};
+pub use engine::{Durability, Recovery, RecoveryProgress, Series, Store, StoreOptions};
 pub use error::{Error, Result};
 pub use events::{Event, TagMatch};
 pub use index::{FindMatch, MemIndex};
 pub use retention::{Aggregate, Archive, Schema, Schemas};
-pub use stats::{prometheus, Stats};
-pub use tag_expr::{TagExpr, TagOp};
+pub use stats::{Kind, Sample, Stats};

@@ -71,12 +71,6 @@ impl RateLimited {
     }
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Adds a decoded line to `batch`, counting what is not a point.
 fn collect(
     ctx: &ListenCtx,
@@ -179,7 +173,7 @@ async fn handle_tcp(
             r = tokio::time::timeout(ctx.idle_timeout, sock.read(&mut buf)) => r,
             _ = shutdown.changed() => break,
         };
-        let now = now_secs();
+        let now = tally_common::unix_now();
         let eof = match read {
             Ok(Ok(0)) => true,
             Ok(Ok(n)) => {
@@ -230,7 +224,7 @@ pub(crate) async fn serve_udp(
             continue;
         }
         let peer_s = peer.to_string();
-        let now = now_secs();
+        let now = tally_common::unix_now();
         let mut batch = PointBatch::default();
         for r in Lines::starting_at(&buf[..n], 1, ctx.max_line_bytes) {
             collect(&ctx, &peer_s, &mut batch, now, r);

@@ -43,6 +43,32 @@ pub enum Aggregate {
 }
 
 impl Aggregate {
+    /// The byte that stands for this aggregate on disk (in a series' index entry). Written out,
+    /// never the declaration order: reordering the enum must not change what stored bytes mean.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Aggregate::Average => 0,
+            Aggregate::Sum => 1,
+            Aggregate::Min => 2,
+            Aggregate::Max => 3,
+            Aggregate::Last => 4,
+            Aggregate::Count => 5,
+        }
+    }
+
+    /// The aggregate [`Aggregate::code`] wrote; `None` for a byte no aggregate has.
+    pub(crate) fn from_code(code: u8) -> Option<Aggregate> {
+        Some(match code {
+            0 => Aggregate::Average,
+            1 => Aggregate::Sum,
+            2 => Aggregate::Min,
+            3 => Aggregate::Max,
+            4 => Aggregate::Last,
+            5 => Aggregate::Count,
+            _ => return None,
+        })
+    }
+
     pub fn parse(name: &str) -> Option<Aggregate> {
         Some(match name {
             "average" | "avg" => Aggregate::Average,
@@ -54,6 +80,15 @@ impl Aggregate {
             _ => return None,
         })
     }
+}
+
+/// What a series keeps: its archives, finest first, and the aggregate coarse reads default to.
+/// Fixed when the series is created (as a whisper file's), and shared by the many series created
+/// under the same rule.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct ArchiveSet {
+    pub(crate) archives: Vec<Archive>,
+    pub(crate) aggregate: Aggregate,
 }
 
 /// The default for series no rule matches.
@@ -155,17 +190,22 @@ impl Default for Schemas {
 
 impl Schemas {
     /// The archives and aggregate for a new series: the first matching rule, else the default.
-    pub fn for_name(&self, name: &str) -> (&[Archive], Aggregate) {
-        self.rules
+    pub(crate) fn for_name(&self, name: &str) -> ArchiveSet {
+        let (archives, aggregate) = self
+            .rules
             .iter()
             .find(|s| s.pattern.is_match(name))
             .map_or((&self.default[..], Aggregate::Average), |s| {
                 (&s.archives[..], s.aggregate)
-            })
+            });
+        ArchiveSet {
+            archives: archives.to_vec(),
+            aggregate,
+        }
     }
 
     /// Every archive any rule can give, for opening column families.
-    pub fn all_archives(&self) -> Vec<Archive> {
+    pub(crate) fn all_archives(&self) -> Vec<Archive> {
         let mut all: Vec<Archive> = self
             .rules
             .iter()
@@ -228,6 +268,25 @@ mod tests {
         }
     }
 
+    /// The on-disk codes are part of the format: this table may only grow.
+    #[test]
+    fn aggregate_codes_are_fixed() {
+        let table = [
+            (Aggregate::Average, 0),
+            (Aggregate::Sum, 1),
+            (Aggregate::Min, 2),
+            (Aggregate::Max, 3),
+            (Aggregate::Last, 4),
+            (Aggregate::Count, 5),
+        ];
+        for (agg, code) in table {
+            assert_eq!(agg.code(), code, "{agg:?}");
+            assert_eq!(Aggregate::from_code(code), Some(agg));
+        }
+        assert_eq!(Aggregate::from_code(6), None);
+        assert_eq!(Aggregate::from_code(255), None);
+    }
+
     #[test]
     fn first_match_wins() {
         let s = Schemas {
@@ -247,9 +306,10 @@ mod tests {
             ],
             default: parse_retentions(DEFAULT_RETENTIONS).expect("valid"),
         };
-        assert_eq!(s.for_name("tally.x").0[0].step_secs, 60);
-        assert_eq!(s.for_name("tally.x").1, Aggregate::Sum);
-        assert_eq!(s.for_name("web.x").0[0].step_secs, 1);
+        assert_eq!(s.for_name("tally.x").archives[0].step_secs, 60);
+        assert_eq!(s.for_name("tally.x").aggregate, Aggregate::Sum);
+        assert_eq!(s.for_name("web.x").archives[0].step_secs, 1);
+        assert_eq!(s.for_name("web.x").aggregate, Aggregate::Max);
         assert_eq!(s.all_archives().len(), 5);
     }
 }

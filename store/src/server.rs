@@ -16,7 +16,7 @@ use tracing::{error, info};
 
 use crate::batch::PointBatch;
 use crate::config::Settings;
-use crate::engine::{Durability, Store, StoreOptions};
+use crate::engine::{Durability, Recovery, RecoveryProgress, Store, StoreOptions};
 use crate::error::Result;
 use crate::listener::{serve_tcp, serve_udp, ListenCtx, RateLimited};
 
@@ -42,7 +42,7 @@ pub async fn run(
     // while), every request gets 503 with the progress and an ETA, so a person sees why.
     let http_std = std::net::TcpListener::bind(settings.http_listen)?;
     http_std.set_nonblocking(true)?;
-    let progress = Arc::new(crate::engine::Recovery::default());
+    let progress = Arc::new(Recovery::default());
     opts.progress = Some(progress.clone());
     let (opened_tx, opened_rx) = tokio::sync::oneshot::channel::<()>();
     let interim = {
@@ -141,7 +141,7 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     flusher_stop.store(true, Ordering::Relaxed);
-    store.request_flush_public();
+    store.request_flush();
     let _ = flusher.join();
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.close())
@@ -202,12 +202,10 @@ async fn sync_wal_loop(store: Store, every: Duration, stop: watch::Receiver<bool
 /// Writes the store's own counters as `tally.store.<name>` series.
 async fn self_metrics_loop(store: Store, every: Duration, stop: watch::Receiver<bool>) {
     periodically(every, stop, move || {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = tally_common::unix_now();
         let mut batch = PointBatch::default();
-        for (name, _, _, value) in store.metrics() {
-            batch.push(&format!("tally.store.{name}"), now, value as f64);
+        for m in store.metrics() {
+            batch.push(&format!("tally.store.{}", m.name), now, m.value as f64);
         }
         if let Err(e) = store.write(&batch, Durability::Buffered) {
             error!(error = %e, "writing self-metrics failed");
@@ -218,13 +216,17 @@ async fn self_metrics_loop(store: Store, every: Duration, stop: watch::Receiver<
 
 /// What the HTTP port answers while the store is still opening: 503 with the recovery's
 /// progress and ETA, as JSON on `/api/v1/status` and as a page that refreshes itself elsewhere.
-pub fn recovering_router(progress: Arc<crate::engine::Recovery>) -> Router {
+fn recovering_router(progress: Arc<Recovery>) -> Router {
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
     let status = move |uri: axum::http::Uri| {
         let progress = progress.clone();
         async move {
-            let (done, total, eta) = progress.snapshot();
+            let RecoveryProgress {
+                done,
+                total,
+                eta_secs: eta,
+            } = progress.snapshot();
             let pct = (done * 100).checked_div(total).unwrap_or(0);
             if uri.path() == "/api/v1/status" {
                 let body = format!(
@@ -268,7 +270,7 @@ mod recovering_tests {
 
     #[tokio::test]
     async fn while_opening_every_request_gets_progress_and_an_eta() {
-        let p = Arc::new(crate::engine::Recovery::default());
+        let p = Arc::new(Recovery::default());
         p.total.store(1000, Relaxed);
         p.done.store(250, Relaxed);
         p.elapsed_ms.store(10_000, Relaxed);

@@ -1,41 +1,30 @@
-//! What the store counts about itself, for `/metrics` (Prometheus text) and `tally.store.*`.
+//! What the store counts about itself, for `/metrics` (Prometheus text) and `tally.store.*`:
+//! counters declared with the shared `tally_common::counters!` and written by the shared
+//! Prometheus writer, so the store and the agent expose theirs the same way.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-macro_rules! counters {
-    ($($name:ident: $kind:literal, $help:literal;)*) => {
-        /// Counters, updated with relaxed atomics on the ingest path.
-        #[derive(Debug, Default)]
-        pub struct Stats {
-            $(pub $name: AtomicU64,)*
-        }
+pub use tally_common::metrics::{Kind, Sample};
 
-        impl Stats {
-            /// `(name, kind, help, value)` of every counter.
-            pub fn snapshot(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
-                vec![$((stringify!($name), $kind, $help, self.$name.load(Relaxed)),)*]
-            }
-        }
-    };
-}
-
-counters! {
-    points_received: "counter", "Good points decoded from any listener.";
-    points_written: "counter", "Points written to the log (durable or buffered).";
-    points_skipped: "counter", "Lines without a point: blank or NaN value.";
-    lines_bad: "counter", "Bad lines, skipped.";
-    series_created: "counter", "New series.";
-    batches_acked: "counter", "Acknowledged batches answered after a durable write.";
-    write_errors: "counter", "Writes that failed (nothing was acknowledged).";
-    write_seconds_micros: "counter", "Time spent in log writes, microseconds.";
-    writes: "counter", "Log writes.";
-    flushes: "counter", "Head flushes into chunks.";
-    flush_micros: "counter", "Time spent flushing, microseconds.";
-    corrupt_chunks: "counter", "Chunks or merge operands that failed to decode and were skipped.";
-    connections_total: "counter", "Plaintext TCP connections accepted.";
-    connections_refused: "counter", "Connections refused by the allowlist or the connection limit.";
-    connections_open: "gauge", "Plaintext TCP connections open now.";
+tally_common::counters! {
+    /// Counters, updated with relaxed atomics on the ingest path.
+    pub struct Stats {
+        points_received: Counter = "Good points decoded from any listener.",
+        points_written: Counter = "Points written to the log (durable or buffered).",
+        points_skipped: Counter = "Lines without a point: blank or NaN value.",
+        lines_bad: Counter = "Bad lines, skipped.",
+        series_created: Counter = "New series.",
+        batches_acked: Counter = "Acknowledged batches answered after a durable write.",
+        write_errors: Counter = "Writes that failed (nothing was acknowledged).",
+        write_seconds_micros: Counter = "Time spent in log writes, microseconds.",
+        writes: Counter = "Log writes.",
+        flushes: Counter = "Head flushes into chunks.",
+        flush_micros: Counter = "Time spent flushing, microseconds.",
+        corrupt_chunks: Counter = "Chunks that failed to decode and were skipped.",
+        connections_total: Counter = "Plaintext TCP connections accepted.",
+        connections_refused: Counter = "Connections refused by the allowlist or the connection limit.",
+        connections_open: Gauge = "Plaintext TCP connections open now.",
+    }
 }
 
 impl Stats {
@@ -45,12 +34,36 @@ impl Stats {
 }
 
 /// Prometheus text exposition of `values`, each `tally_store_<name>`.
-pub fn prometheus(values: &[(&str, &str, &str, u64)]) -> String {
+pub fn prometheus(values: &[Sample]) -> String {
     let mut out = String::new();
-    for (name, kind, help, value) in values {
-        let _ = writeln!(out, "# HELP tally_store_{name} {help}");
-        let _ = writeln!(out, "# TYPE tally_store_{name} {kind}");
-        let _ = writeln!(out, "tally_store_{name} {value}");
-    }
+    tally_common::metrics::write_text(&mut out, "tally_store", values);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_types_and_values() {
+        let stats = Stats::default();
+        Stats::add(&stats.lines_bad, 2);
+        let mut values = stats.samples();
+        values.retain(|m| m.name == "lines_bad");
+        values.push(Sample::new(
+            "series",
+            Kind::Gauge,
+            "Series in the index.",
+            7,
+        ));
+        assert_eq!(
+            prometheus(&values),
+            "# HELP tally_store_lines_bad Bad lines, skipped.\n\
+             # TYPE tally_store_lines_bad counter\n\
+             tally_store_lines_bad 2\n\
+             # HELP tally_store_series Series in the index.\n\
+             # TYPE tally_store_series gauge\n\
+             tally_store_series 7\n"
+        );
+    }
 }

@@ -130,8 +130,8 @@ fn unflushed_points_survive_a_crash() {
     o.progress = Some(progress.clone());
     let store = Store::open(o).expect("reopen");
     // Recovery reported its progress: every remaining log record replayed.
-    let (done, total, _) = progress.snapshot();
-    assert_eq!((done, total), (1, 1));
+    let p = progress.snapshot();
+    assert_eq!((p.done, p.total), (1, 1));
     assert_eq!(
         values(&store, "c;host=w1", t0 - 10, t0 + 10),
         [Some(5.0), Some(6.0)]

@@ -1,0 +1,374 @@
+//! The flush: the head moved into chunks and rollups, and the log records it covered deleted.
+//!
+//! Every `flush_interval` (or when the head grows past a bound) the head is swapped out (frozen:
+//! still readable, and kept for a retry if the flush fails) and written in **two** RocksDB writes:
+//!
+//! 1. the head's points into the finest archive: per series and time bucket the stored chunk is
+//!    read, the new points are merged in (last write wins for a timestamp, so out-of-order and
+//!    duplicate points are fine) and the result is put back; with it go any index entries not
+//!    written yet. Not synced.
+//! 2. the rollup slots those points touch, recomputed *from the finest archive* as write 1 left
+//!    it, for every coarser archive; and the deletion of exactly the log records whose points
+//!    the head held. Synced, which also makes write 1 durable (the WAL is one ordered file).
+//!
+//! It takes two writes because write 2 reads what write 1 wrote: RocksDB does not read a batch
+//! that is not yet written.
+//!
+//! ## Why an interrupted flush is safe: the flush is idempotent
+//! A crash (or an error) between or during the writes leaves the log records in place, so the
+//! points are replayed at the next open (or the frozen head is flushed again first) and the whole
+//! flush runs again over data it may already have written. That repeats nothing: write 1 merges
+//! with last write wins, so merging the same points into a chunk that holds them gives the same
+//! chunk; write 2 recomputes each slot from the raw points instead of adding to it, so a point
+//! is never counted twice. Records are replayed in write order, so a later overwrite still wins.
+//! The same property makes re-sent points harmless. The test
+//! `issue_11_crash_between_the_two_writes_of_a_flush_loses_and_doubles_nothing` proves it.
+//!
+//! Read-modify-write, not a merge operand: RocksDB re-runs a merge operator on every read of a
+//! key that still holds operands, and a live bucket is read by every dashboard refresh but
+//! flushed once a minute (measured: reading 8.6 M fresh points took 241 ms with operands, 76 ms
+//! without).
+
+#[cfg(test)]
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rocksdb::{ColumnFamily, WriteBatch, WriteOptions};
+use tracing::{debug, warn};
+
+use super::Store;
+use crate::chunk::{self, Points};
+use crate::error::Result;
+use crate::head::Head;
+use crate::layout::{self, SeriesEntry};
+use crate::rollup::{floor, rollup, split_buckets};
+use crate::stats::Stats;
+
+impl Store {
+    /// Wakes the flusher: when the head is full, and at shutdown so it notices the stop at once.
+    pub(crate) fn request_flush(&self) {
+        let (lock, cv) = &self.inner.flush_wanted;
+        *lock.lock() = true;
+        cv.notify_one();
+    }
+
+    /// Waits up to `timeout` for a flush request; true if one came.
+    pub(crate) fn wait_flush_request(&self, timeout: Duration) -> bool {
+        let (lock, cv) = &self.inner.flush_wanted;
+        let mut wanted = lock.lock();
+        if !*wanted {
+            cv.wait_for(&mut wanted, timeout);
+        }
+        std::mem::replace(&mut *wanted, false)
+    }
+
+    /// Points in the head (not yet in chunks).
+    pub fn head_points(&self) -> usize {
+        self.inner.head.lock().points()
+    }
+
+    /// Writes the head into chunks and rollups, then deletes its log records (two writes; see
+    /// the module doc for why that is safe at any point).
+    pub fn flush(&self) -> Result<()> {
+        let _guard = self.inner.flush_lock.lock();
+        self.flush_locked()
+    }
+
+    /// [`Store::flush`], with `flush_lock` already held.
+    pub(super) fn flush_locked(&self) -> Result<()> {
+        // A head whose earlier flush failed goes first. (The read guard must be gone before the
+        // write below: held across the `if let`, it deadlocked every retry.)
+        let failed = self.inner.frozen.read().clone();
+        if let Some(old) = failed {
+            self.flush_head(&old)?;
+            *self.inner.frozen.write() = None;
+        }
+        let head = Arc::new(std::mem::take(&mut *self.inner.head.lock()));
+        if head.points() == 0 && head.log_keys.is_empty() {
+            let mut wb = WriteBatch::default();
+            let pending = self.take_unpersisted(&mut wb)?;
+            if !pending.is_empty() {
+                if let Err(e) = self.inner.db.write(wb) {
+                    self.inner.unpersisted.lock().extend(pending);
+                    return Err(e.into());
+                }
+            }
+            return Ok(());
+        }
+        *self.inner.frozen.write() = Some(head.clone());
+        self.flush_head(&head)?;
+        *self.inner.frozen.write() = None;
+        Ok(())
+    }
+
+    fn flush_head(&self, head: &Head) -> Result<()> {
+        let started = Instant::now();
+        // Write 1: new points into the finest archive (and any index entries not yet written).
+        let mut wb = WriteBatch::default();
+        let pending = self.take_unpersisted(&mut wb)?;
+        let entries: Vec<SeriesEntry> = {
+            let ix = self.inner.index.read();
+            head.touched()
+                .iter()
+                .map(|&id| SeriesEntry {
+                    id,
+                    set: ix.archive_set(id).clone(),
+                })
+                .collect()
+        };
+        for SeriesEntry { id, set } in &entries {
+            let Some(finest) = set.archives.first() else {
+                continue;
+            };
+            let cf = self.cf(&layout::archive_cf(finest))?;
+            let step = i64::from(finest.step_secs);
+            let points: Vec<(i64, f64)> = head
+                .of(*id)
+                .iter()
+                .map(|&(t, v)| (floor(t, step), v))
+                .collect();
+            let run = Points {
+                ts: points.iter().map(|p| p.0).collect(),
+                cols: vec![points.iter().map(|p| p.1).collect()],
+            };
+            let merged = chunk::merge_sorted(1, [run]);
+            for (bucket, part) in split_buckets(&merged, i64::from(finest.bucket_secs())) {
+                self.put_merged(&mut wb, cf, layout::chunk_key(*id, bucket), part)?;
+            }
+        }
+        if let Err(e) = self.inner.db.write(wb) {
+            self.inner.unpersisted.lock().extend(pending);
+            return Err(e.into());
+        }
+        // Write 2: rollup slots the new points touch, recomputed from the finest archive as
+        // write 1 left it, with the deletion of the flushed log records, synced.
+        #[cfg(test)]
+        if self.inner.fail_before_second_flush_write.load(Relaxed) {
+            return Err(crate::Error::Corrupt(
+                "test: the process stops between the two writes of a flush".into(),
+            ));
+        }
+        let mut wb = WriteBatch::default();
+        for SeriesEntry { id, set } in &entries {
+            let Some((finest, coarser)) = set.archives.split_first() else {
+                continue;
+            };
+            if coarser.is_empty() {
+                continue;
+            }
+            let pts = head.of(*id);
+            let lo = pts.iter().map(|p| p.0).min().unwrap_or(0);
+            let hi = pts.iter().map(|p| p.0).max().unwrap_or(0);
+            let coarsest = i64::from(coarser.last().map_or(1, |a| a.step_secs));
+            let raw = self.read_chunks(
+                *id,
+                finest,
+                floor(lo, coarsest),
+                floor(hi, coarsest) + coarsest,
+            )?;
+            for a in coarser {
+                let step = i64::from(a.step_secs);
+                let mut slots: Vec<i64> = pts.iter().map(|p| floor(p.0, step)).collect();
+                slots.sort_unstable();
+                slots.dedup();
+                let rows = rollup(&raw, &slots, step);
+                let cf = self.cf(&layout::archive_cf(a))?;
+                for (bucket, part) in split_buckets(&rows, i64::from(a.bucket_secs())) {
+                    self.put_merged(&mut wb, cf, layout::chunk_key(*id, bucket), part)?;
+                }
+            }
+        }
+        let log = self.cf(layout::CF_LOG)?;
+        for &seq in &head.log_keys {
+            wb.delete_cf(log, layout::log_key(seq));
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.inner.db.write_opt(wb, &wo)?;
+        let s = &self.inner.stats;
+        Stats::add(&s.flushes, 1);
+        Stats::add(&s.flush_micros, started.elapsed().as_micros() as u64);
+        debug!(
+            points = head.points(),
+            series = entries.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "flushed head"
+        );
+        Ok(())
+    }
+
+    /// Folds `part` into the chunk stored at `key` (last write wins) and puts the result.
+    ///
+    /// Flushes are serialised by `flush_lock`, so nothing else writes these keys meanwhile.
+    fn put_merged(
+        &self,
+        wb: &mut WriteBatch,
+        cf: &ColumnFamily,
+        key: [u8; 12],
+        part: Points,
+    ) -> Result<()> {
+        let ncols = part.cols.len();
+        let combined = match self.inner.db.get_pinned_cf(cf, key)? {
+            None => part,
+            Some(bytes) => match chunk::decode(&bytes) {
+                Ok(old) if old.cols.len() == ncols => chunk::merge_sorted(ncols, [old, part]),
+                _ => {
+                    Stats::add(&self.inner.stats.corrupt_chunks, 1);
+                    warn!(key = ?key, "replacing a chunk that does not decode");
+                    part
+                }
+            },
+        };
+        wb.put_cf(cf, key, chunk::encode(&combined));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+    use crate::batch::PointBatch;
+    use crate::engine::testing::{log_records, open};
+    use crate::engine::Durability;
+    use crate::retention::Aggregate;
+
+    const AGGREGATES: [Aggregate; 6] = [
+        Aggregate::Average,
+        Aggregate::Sum,
+        Aggregate::Min,
+        Aggregate::Max,
+        Aggregate::Last,
+        Aggregate::Count,
+    ];
+
+    fn now() -> i64 {
+        crate::engine::unix_now()
+    }
+
+    /// A first batch, and a second that overwrites two of its points, repeats one unchanged and
+    /// adds a slot: what the second flush writes lands in chunks and slots that already exist.
+    fn batches(t0: i64) -> [PointBatch; 2] {
+        let mut first = PointBatch::default();
+        for i in 0..12 {
+            first.push("rolled.x", t0 + i * 10, i as f64);
+            first.push("plain.y", t0 + i * 10, -(i as f64));
+        }
+        let mut second = PointBatch::default();
+        second.push("rolled.x", t0 + 20, 100.0);
+        second.push("rolled.x", t0 + 30, 200.0);
+        second.push("rolled.x", t0 + 40, 4.0);
+        for i in 12..18 {
+            second.push("rolled.x", t0 + i * 10, 1.0);
+        }
+        second.push("plain.y", t0, 7.0);
+        [first, second]
+    }
+
+    /// Everything reads can see: both series raw, and every aggregate of the rollup.
+    fn seen(store: &Store, t0: i64) -> Vec<Vec<Option<f64>>> {
+        let now = now();
+        let read = |name, archive, agg| {
+            store
+                .read_archive(name, archive, t0 - 60, t0 + 180, agg, now)
+                .expect("read")
+                .values
+        };
+        let mut out = vec![
+            read("rolled.x", 0, Aggregate::Last),
+            read("plain.y", 0, Aggregate::Last),
+        ];
+        out.extend(AGGREGATES.map(|agg| read("rolled.x", 1, agg)));
+        out
+    }
+
+    /// What a store that never failed shows after the same two batches.
+    fn reference(t0: i64) -> Vec<Vec<Option<f64>>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        for batch in batches(t0) {
+            store.write(&batch, Durability::Sync).expect("write");
+            store.flush().expect("flush");
+        }
+        seen(&store, t0)
+    }
+
+    /// Issue 11: the flush is two writes; a crash between them leaves the finest archive written
+    /// and the log records in place. Reopening replays them over what was written: the data must
+    /// be the same as without the crash, no point counted twice in a rollup.
+    #[test]
+    fn issue_11_crash_between_the_two_writes_of_a_flush_loses_and_doubles_nothing() {
+        let t0 = now() - now() % 60 - 3600;
+        let want = reference(t0);
+        // Each rollup slot counts its distinct timestamps once: 6, 6, then the 6 added.
+        assert_eq!(want[7], [Some(6.0), Some(6.0), Some(6.0), None]);
+        assert_eq!(want[3][0], Some(0.0 + 1.0 + 100.0 + 200.0 + 4.0 + 5.0));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = open(dir.path());
+            let [first, second] = batches(t0);
+            store.write(&first, Durability::Sync).expect("write");
+            store.flush().expect("flush");
+            store.write(&second, Durability::Sync).expect("write");
+            store
+                .inner
+                .fail_before_second_flush_write
+                .store(true, Relaxed);
+            assert!(store.flush().is_err());
+            assert_eq!(
+                log_records(&store),
+                1,
+                "the second batch is still in the log"
+            );
+            let entry = store.lookup("rolled.x").expect("exists");
+            let stored = store
+                .read_chunks(entry.id, &entry.set.archives[0], t0 + 20, t0 + 30)
+                .expect("read");
+            assert_eq!(stored.cols[0], [100.0, 200.0], "the first write is in");
+            // Dropped without close or a further flush: the crash.
+        }
+        let store = open(dir.path());
+        assert_eq!((store.head_points(), log_records(&store)), (0, 0));
+        assert_eq!(seen(&store, t0), want);
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(seen(&store, t0), want, "and again after a clean reopen");
+    }
+
+    /// The same failure without a crash: the frozen head stays readable and is flushed again
+    /// first by the next flush, with the same result; re-sending a batch changes nothing either.
+    #[test]
+    fn issue_11_a_flush_that_failed_after_its_first_write_is_retried_exactly() {
+        let t0 = now() - now() % 60 - 3600;
+        let want = reference(t0);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let [first, second] = batches(t0);
+        store.write(&first, Durability::Sync).expect("write");
+        store.flush().expect("flush");
+        store.write(&second, Durability::Sync).expect("write");
+        store
+            .inner
+            .fail_before_second_flush_write
+            .store(true, Relaxed);
+        assert!(store.flush().is_err());
+        assert_eq!(
+            seen(&store, t0),
+            want,
+            "readable while the flush is pending"
+        );
+        store
+            .inner
+            .fail_before_second_flush_write
+            .store(false, Relaxed);
+        store.flush().expect("the retry succeeds");
+        assert_eq!((store.head_points(), log_records(&store)), (0, 0));
+        assert_eq!(seen(&store, t0), want);
+        store.write(&second, Durability::Sync).expect("write");
+        store.flush().expect("flush");
+        assert_eq!(seen(&store, t0), want, "a re-sent batch is counted once");
+    }
+}

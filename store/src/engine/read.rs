@@ -1,0 +1,276 @@
+//! Reads: one series over a range, at the resolution the range needs, with the head's points
+//! that are not flushed yet; and lookups in the index (globs, tags).
+//!
+//! A read picks the finest archive that still covers `from` (as whisper does) and answers on
+//! that archive's grid, `(from, until]`. Stored chunks and head points are combined so that a
+//! point is readable from the moment its write returns: on the finest archive head points
+//! override stored ones; on a coarser one the slots head points touch are rolled up from the
+//! finest archive on the fly, exactly as the next flush will store them.
+
+use rocksdb::IteratorMode;
+use tracing::warn;
+
+use super::{unix_now, Store};
+use crate::chunk::{self, Points};
+use crate::error::{Error, Result};
+use crate::index::FindMatch;
+use crate::layout::{self, SeriesEntry};
+use crate::retention::{Aggregate, Archive};
+use crate::rollup::{floor, reduce, rollup, ROLLUP_COLS};
+use crate::stats::Stats;
+use crate::tag_expr::TagExpr;
+
+/// One series read over a range at one step: `values[i]` is at `start + i * step`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub start: i64,
+    pub step: u32,
+    pub values: Vec<Option<f64>>,
+}
+
+impl Store {
+    /// Stored points of one series and archive with `lo <= ts <= hi`, merged and sorted.
+    pub(super) fn read_chunks(&self, id: u32, a: &Archive, lo: i64, hi: i64) -> Result<Points> {
+        let cf = self.cf(&layout::archive_cf(a))?;
+        let bucket = i64::from(a.bucket_secs());
+        let start = layout::chunk_key(id, floor(lo, bucket));
+        let end = layout::chunk_key(id, floor(hi, bucket));
+        let mut out: Option<Points> = None;
+        for item in self
+            .inner
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward))
+        {
+            let (key, value) = item?;
+            if *key > end[..] {
+                break;
+            }
+            let p = match chunk::decode(&value) {
+                Ok(p) => p,
+                Err(e) => {
+                    Stats::add(&self.inner.stats.corrupt_chunks, 1);
+                    warn!(series = id, error = %e, "skipping a chunk that does not decode");
+                    continue;
+                }
+            };
+            let acc = out.get_or_insert_with(|| Points::new(p.cols.len()));
+            for (i, &t) in p.ts.iter().enumerate() {
+                if (lo..=hi).contains(&t) && p.cols.len() == acc.cols.len() {
+                    acc.ts.push(t);
+                    for (c, col) in acc.cols.iter_mut().enumerate() {
+                        col.push(p.cols[c][i]);
+                    }
+                }
+            }
+        }
+        Ok(out.unwrap_or_else(|| Points::new(1)))
+    }
+
+    /// Head points of a series (frozen first, then active), in write order.
+    fn head_points_of(&self, id: u32) -> Vec<(i64, f64)> {
+        let mut out = Vec::new();
+        if let Some(frozen) = self.inner.frozen.read().as_ref() {
+            out.extend_from_slice(frozen.of(id));
+        }
+        out.extend_from_slice(self.inner.head.lock().of(id));
+        out
+    }
+
+    /// Reads a series over `(from, until]` from the finest archive that still covers `from`
+    /// (as whisper does), reduced with `aggregate` (default: the series' own) when coarser.
+    pub fn read(
+        &self,
+        name: &str,
+        from: i64,
+        until: i64,
+        aggregate: Option<Aggregate>,
+    ) -> Result<Option<Series>> {
+        let now = unix_now();
+        let Some(SeriesEntry { id, set }) = self.lookup(name) else {
+            return Ok(None);
+        };
+        let archives = set.archives;
+        let age = now - from;
+        let i = archives
+            .iter()
+            .position(|a| a.retention_secs as i64 >= age)
+            .unwrap_or(archives.len().saturating_sub(1));
+        let agg = aggregate.unwrap_or(set.aggregate);
+        self.read_series(id, name, &archives, i, from, until, agg, now)
+            .map(Some)
+    }
+
+    /// A series' id and archive set, looked up once per read.
+    pub(super) fn lookup(&self, name: &str) -> Option<SeriesEntry> {
+        let ix = self.inner.index.read();
+        ix.get(name).map(|id| SeriesEntry {
+            id,
+            set: ix.archive_set(id).clone(),
+        })
+    }
+
+    /// Reads one archive of a series over `(from, until]`.
+    pub fn read_archive(
+        &self,
+        name: &str,
+        archive: usize,
+        from: i64,
+        until: i64,
+        aggregate: Aggregate,
+        now: i64,
+    ) -> Result<Series> {
+        let SeriesEntry { id, set } = self
+            .lookup(name)
+            .ok_or_else(|| Error::UnknownSeries(name.to_owned()))?;
+        self.read_series(
+            id,
+            name,
+            &set.archives,
+            archive,
+            from,
+            until,
+            aggregate,
+            now,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read_series(
+        &self,
+        id: u32,
+        name: &str,
+        archives: &[Archive],
+        archive: usize,
+        from: i64,
+        until: i64,
+        aggregate: Aggregate,
+        now: i64,
+    ) -> Result<Series> {
+        let a = *archives
+            .get(archive)
+            .ok_or_else(|| Error::UnknownSeries(name.to_owned()))?;
+        let step = i64::from(a.step_secs);
+        let (from, until) = (from.min(until), from.max(until));
+        let first = floor(from, step) + step;
+        let last = floor(until, step);
+        let n = if last >= first {
+            ((last - first) / step + 1) as usize
+        } else {
+            0
+        };
+        if n > self.inner.max_points_per_read {
+            return Err(Error::Pattern {
+                pattern: name.to_owned(),
+                reason: format!(
+                    "{n} points at {step}s exceeds the limit of {} per series",
+                    self.inner.max_points_per_read
+                ),
+            });
+        }
+        let mut values = vec![None; n];
+        let mut series = Series {
+            name: name.to_owned(),
+            start: first,
+            step: a.step_secs,
+            values: Vec::new(),
+        };
+        if n == 0 {
+            return Ok(series);
+        }
+        let slot = |t: i64| -> Option<usize> {
+            (t >= first && t <= last).then(|| ((t - first) / step) as usize)
+        };
+        let head = self.head_points_of(id);
+        let finest = archives[0];
+        let fstep = i64::from(finest.step_secs);
+        if archive == 0 {
+            let stored = self.read_chunks(id, &a, first, last)?;
+            for (i, &t) in stored.ts.iter().enumerate() {
+                if let Some(s) = slot(t) {
+                    values[s] = Some(stored.cols[0][i]);
+                }
+            }
+            for &(t, v) in &head {
+                if let Some(s) = slot(floor(t, step)) {
+                    values[s] = Some(v);
+                }
+            }
+        } else {
+            let stored = self.read_chunks(id, &a, first, last)?;
+            for (i, &t) in stored.ts.iter().enumerate() {
+                if let (Some(s), true) = (slot(t), stored.cols.len() == ROLLUP_COLS) {
+                    let row: Vec<f64> = stored.cols.iter().map(|c| c[i]).collect();
+                    values[s] = reduce(&row, aggregate);
+                }
+            }
+            // Slots that head points touch are not rolled up yet: compute them from raw.
+            if let Some(lo) = head.iter().map(|p| floor(p.0, step)).min() {
+                let lo = lo.max(first);
+                if lo <= last {
+                    let mut raw = self.read_chunks(id, &finest, lo, last + step - 1)?;
+                    let extra = Points {
+                        ts: head.iter().map(|p| floor(p.0, fstep)).collect(),
+                        cols: vec![head.iter().map(|p| p.1).collect()],
+                    };
+                    raw = chunk::merge_sorted(1, [raw, extra]);
+                    let slots: Vec<i64> = (0..)
+                        .map(|k| lo + k * step)
+                        .take_while(|&t| t <= last)
+                        .collect();
+                    let rows = rollup(&raw, &slots, step);
+                    for s in slots.iter().filter_map(|&t| slot(t)) {
+                        values[s] = None;
+                    }
+                    for (i, &t) in rows.ts.iter().enumerate() {
+                        if let Some(s) = slot(t) {
+                            let row: Vec<f64> = rows.cols.iter().map(|c| c[i]).collect();
+                            values[s] = reduce(&row, aggregate);
+                        }
+                    }
+                }
+            }
+        }
+        // Past the archive's retention nothing is promised: do not show what compaction has not
+        // dropped yet.
+        let oldest = now - a.retention_secs as i64;
+        for (i, v) in values.iter_mut().enumerate() {
+            if first + i as i64 * step <= oldest {
+                *v = None;
+            }
+        }
+        series.values = values;
+        Ok(series)
+    }
+
+    /// `/metrics/find`: nodes matching a glob.
+    pub fn find(&self, pattern: &str) -> Result<Vec<FindMatch>> {
+        self.inner.index.read().find(pattern)
+    }
+
+    /// Series paths matching a glob, sorted.
+    pub fn expand(&self, pattern: &str) -> Result<Vec<String>> {
+        self.inner.index.read().expand(pattern)
+    }
+
+    /// Tagged series matching `seriesByTag` expressions, sorted.
+    pub fn select_by_tags(&self, exprs: &[&str]) -> Result<Vec<String>> {
+        let parsed: Vec<TagExpr> = exprs
+            .iter()
+            .map(|e| TagExpr::parse(e))
+            .collect::<Result<_>>()?;
+        self.inner.index.read().select(&parsed)
+    }
+
+    pub fn tag_names(&self) -> Vec<String> {
+        self.inner.index.read().tag_names()
+    }
+
+    pub fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
+        self.inner.index.read().tag_values(tag)
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.inner.index.read().len()
+    }
+}

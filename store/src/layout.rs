@@ -1,0 +1,362 @@
+//! Where the store keeps what in RocksDB: the column families, their keys, and the codecs of the
+//! values that are not chunks (chunks have their own module, [`crate::chunk`]).
+//!
+//! Everything that decides a byte on disk is here, so that a format change is a change to this
+//! file and its tests. Column families:
+//!
+//! - `series`, the index: `n<name>` -> [`SeriesEntry`] (id, aggregate, archives);
+//! - `log`, points written but not yet flushed: [`log_key`] (a sequence number) -> the points
+//!   as Graphite plaintext with absolute timestamps ([`encode_log_record`]);
+//! - `events`: [`event_key`] (time, then id) -> the event as JSON ([`encode_event`]);
+//! - one per archive, named `a<step>s_<retention>s`: [`chunk_key`] (series id, then bucket start,
+//!   both big-endian, so a series' buckets are contiguous and in time order) -> a chunk. Each has a
+//!   compaction filter that drops buckets past the archive's retention: expiry costs nothing on
+//!   the write path and never scans;
+//! - the default family holds small documents other parts keep in the store, under `meta/`.
+
+use rocksdb::compaction_filter::Decision;
+use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, Options};
+
+use tally_proto::{Lines, Parsed, Timestamp};
+
+use crate::batch::PointBatch;
+use crate::engine::unix_now;
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::retention::{Aggregate, Archive, ArchiveSet};
+
+pub(crate) const CF_SERIES: &str = "series";
+pub(crate) const CF_LOG: &str = "log";
+pub(crate) const CF_EVENTS: &str = "events";
+/// The families every store has, besides one per archive.
+pub(crate) const FIXED_CFS: [&str; 3] = [CF_SERIES, CF_LOG, CF_EVENTS];
+
+/// The family of an archive: `a10s_604800s`.
+pub(crate) fn archive_cf(a: &Archive) -> String {
+    format!("a{}s_{}s", a.step_secs, a.retention_secs)
+}
+
+/// The archive an archive family holds; `None` for any other family.
+pub(crate) fn parse_archive_cf(name: &str) -> Option<Archive> {
+    let rest = name.strip_prefix('a')?;
+    let (step, ret) = rest.split_once("s_")?;
+    Some(Archive {
+        step_secs: step.parse().ok()?,
+        retention_secs: ret.strip_suffix('s')?.parse().ok()?,
+    })
+}
+
+/// The descriptors of [`FIXED_CFS`].
+pub(crate) fn fixed_cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
+    let mut log_opts = Options::default();
+    log_opts.set_write_buffer_size(128 << 20);
+    vec![
+        ColumnFamilyDescriptor::new(CF_SERIES, Options::default()),
+        ColumnFamilyDescriptor::new(CF_LOG, log_opts),
+        ColumnFamilyDescriptor::new(CF_EVENTS, Options::default()),
+    ]
+}
+
+/// The family of an archive, with the compaction filter that expires its buckets.
+pub(crate) fn archive_cf_descriptor(a: Archive) -> ColumnFamilyDescriptor {
+    ColumnFamilyDescriptor::new(archive_cf(&a), archive_cf_options(a))
+}
+
+fn archive_cf_options(a: Archive) -> Options {
+    let mut o = Options::default();
+    let keep = a.retention_secs as i64 + i64::from(a.bucket_secs());
+    o.set_compaction_filter(
+        "tally.retention",
+        move |_level, key: &[u8], _value: &[u8]| match chunk_key_bucket(key) {
+            Some(bucket) if bucket.saturating_add(keep) < unix_now() => Decision::Remove,
+            _ => Decision::Keep,
+        },
+    );
+    // Files that nothing new lands on are not compacted by RocksDB on its own: the server runs
+    // `Store::compact` daily so that they expire too (the 0.20 bindings lack periodic compaction).
+    o.set_compression_type(DBCompressionType::Lz4);
+    o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    let mut block = BlockBasedOptions::default();
+    block.set_bloom_filter(10.0, false);
+    // Larger blocks give zstd more of the byte-aligned offsets to entropy-code at once.
+    block.set_block_size(16 * 1024);
+    o.set_block_based_table_factory(&block);
+    o
+}
+
+/// Key of a chunk: series id, then bucket start (negative times clamp to 0), big-endian.
+pub(crate) fn chunk_key(id: u32, bucket: i64) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..4].copy_from_slice(&id.to_be_bytes());
+    k[4..].copy_from_slice(&(bucket.max(0) as u64).to_be_bytes());
+    k
+}
+
+/// The series id of a chunk key.
+pub(crate) fn chunk_key_series(key: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(key.get(..4)?.try_into().ok()?))
+}
+
+/// The bucket start of a chunk key.
+pub(crate) fn chunk_key_bucket(key: &[u8]) -> Option<i64> {
+    Some(u64::from_be_bytes(key.get(4..12)?.try_into().ok()?) as i64)
+}
+
+/// `[start, end)` covering every chunk of a series, for a range delete.
+pub(crate) fn series_chunk_range(id: u32) -> (Vec<u8>, Vec<u8>) {
+    let start = chunk_key(id, 0).to_vec();
+    let end = match id.checked_add(1) {
+        Some(next) => chunk_key(next, 0).to_vec(),
+        None => vec![0xff; 13],
+    };
+    (start, end)
+}
+
+/// Key of a series in the `series` family: `n<name>`.
+pub(crate) fn series_key(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 1);
+    key.push(b'n');
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// The name in a `series` family key; `None` for keys that are not a series.
+pub(crate) fn series_key_name(key: &[u8]) -> Option<Result<&str>> {
+    let name = key.strip_prefix(b"n")?;
+    Some(std::str::from_utf8(name).map_err(|_| Error::Corrupt("series name is not UTF-8".into())))
+}
+
+/// What the `series` family holds for a series, and what a lookup by name answers: its id and
+/// what it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SeriesEntry {
+    pub(crate) id: u32,
+    pub(crate) set: ArchiveSet,
+}
+
+impl SeriesEntry {
+    /// The value of a series key: id:32, aggregate code:8, archive count:8, then per archive
+    /// step:32 and retention:64, all big-endian.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let archives = &self.set.archives;
+        let mut v = Vec::with_capacity(6 + archives.len() * 12);
+        v.extend_from_slice(&self.id.to_be_bytes());
+        v.push(self.set.aggregate.code());
+        v.push(archives.len() as u8);
+        for a in archives {
+            v.extend_from_slice(&a.step_secs.to_be_bytes());
+            v.extend_from_slice(&a.retention_secs.to_be_bytes());
+        }
+        v
+    }
+
+    /// Decodes [`SeriesEntry::encode`]; `None` if the bytes are not an entry (or one without
+    /// archives, which no series has).
+    pub(crate) fn decode(v: &[u8]) -> Option<SeriesEntry> {
+        let id = u32::from_be_bytes(v.get(..4)?.try_into().ok()?);
+        let aggregate = Aggregate::from_code(*v.get(4)?)?;
+        let n = *v.get(5)? as usize;
+        let mut archives = Vec::with_capacity(n);
+        for i in 0..n {
+            let at = 6 + i * 12;
+            archives.push(Archive {
+                step_secs: u32::from_be_bytes(v.get(at..at + 4)?.try_into().ok()?),
+                retention_secs: u64::from_be_bytes(v.get(at + 4..at + 12)?.try_into().ok()?),
+            });
+        }
+        if archives.is_empty() {
+            return None;
+        }
+        Some(SeriesEntry {
+            id,
+            set: ArchiveSet {
+                archives,
+                aggregate,
+            },
+        })
+    }
+}
+
+/// Key of a log record: its sequence number, big-endian, so records iterate in write order.
+pub(crate) fn log_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// The sequence number of a log key.
+pub(crate) fn parse_log_key(key: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| Error::Corrupt("log key".into()))
+}
+
+/// Value of a log record: the batch as Graphite plaintext, one line per point, with absolute
+/// timestamps.
+pub(crate) fn encode_log_record(batch: &PointBatch) -> Vec<u8> {
+    let mut record = Vec::with_capacity(batch.name_bytes() + batch.len() * 24);
+    for (name, ts, value) in batch.iter() {
+        tally_proto::encode(name, value, Timestamp::At(ts), &mut record);
+    }
+    record
+}
+
+/// Appends the points of a log record to `batch`, in the order they were written.
+pub(crate) fn decode_log_record(record: &[u8], batch: &mut PointBatch) {
+    for parsed in Lines::new(record) {
+        if let Ok(Parsed::Metric(m)) = parsed {
+            batch.push_metric(&m, 0);
+        }
+    }
+}
+
+/// Key of an event: `when` (offset so negative times sort first) then id, big-endian.
+pub(crate) fn event_key(when: i64, id: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&((when as u64) ^ (1 << 63)).to_be_bytes());
+    k[8..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Value of an event: the event as JSON.
+pub(crate) fn encode_event(event: &Event) -> Result<Vec<u8>> {
+    serde_json::to_vec(event).map_err(|e| Error::Corrupt(format!("event {}: {e}", event.id)))
+}
+
+/// Decodes [`encode_event`].
+pub(crate) fn decode_event(value: &[u8]) -> Result<Event> {
+    serde_json::from_slice(value).map_err(|e| Error::Corrupt(format!("event: {e}")))
+}
+
+/// Key of a document kept with [`crate::Store::put_meta`], in the default family.
+pub(crate) fn meta_key(key: &str) -> String {
+    format!("meta/{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_families_are_named_by_step_and_retention() {
+        let a = Archive {
+            step_secs: 10,
+            retention_secs: 604_800,
+        };
+        assert_eq!(archive_cf(&a), "a10s_604800s");
+        assert_eq!(parse_archive_cf("a10s_604800s"), Some(a));
+        for other in [CF_SERIES, CF_LOG, CF_EVENTS, "default", "a10s_", "a10s_5"] {
+            assert_eq!(parse_archive_cf(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn chunk_keys_sort_by_series_then_time() {
+        assert!(chunk_key(1, 7200) < chunk_key(1, 14_400));
+        assert!(chunk_key(1, i64::MAX) < chunk_key(2, 0));
+        assert_eq!(chunk_key(3, -5), chunk_key(3, 0), "negative times clamp");
+        let k = chunk_key(7, 7200);
+        assert_eq!(
+            (chunk_key_series(&k), chunk_key_bucket(&k)),
+            (Some(7), Some(7200))
+        );
+        assert_eq!(chunk_key_bucket(&k[..11]), None);
+        let (start, end) = series_chunk_range(7);
+        assert!(start[..] <= k[..] && k[..] < end[..]);
+        assert!(chunk_key(8, 0)[..] >= end[..]);
+        let (_, end) = series_chunk_range(u32::MAX);
+        assert!(chunk_key(u32::MAX, i64::MAX)[..] < end[..]);
+    }
+
+    #[test]
+    fn event_keys_sort_by_time() {
+        assert!(event_key(-5, 9) < event_key(0, 0));
+        assert!(event_key(0, 9) < event_key(1, 0));
+        assert!(event_key(100, 1) < event_key(100, 2));
+    }
+
+    /// The bytes of an index entry are the format: this one must keep decoding to the same entry.
+    #[test]
+    fn series_entries_have_a_fixed_encoding() {
+        let entry = SeriesEntry {
+            id: 7,
+            set: ArchiveSet {
+                archives: vec![
+                    Archive {
+                        step_secs: 10,
+                        retention_secs: 86_400,
+                    },
+                    Archive {
+                        step_secs: 60,
+                        retention_secs: 604_800,
+                    },
+                ],
+                aggregate: Aggregate::Sum,
+            },
+        };
+        let bytes: &[u8] = &[
+            0, 0, 0, 7, // id
+            1, // aggregate: sum
+            2, // archives
+            0, 0, 0, 10, 0, 0, 0, 0, 0, 1, 0x51, 0x80, // 10 s for 86,400 s
+            0, 0, 0, 60, 0, 0, 0, 0, 0, 9, 0x3a, 0x80, // 60 s for 604,800 s
+        ];
+        assert_eq!(entry.encode(), bytes);
+        assert_eq!(SeriesEntry::decode(bytes), Some(entry));
+        for bad in [
+            &bytes[..5],
+            &bytes[..bytes.len() - 1],
+            &[0, 0, 0, 7, 9, 0][..],
+        ] {
+            assert_eq!(SeriesEntry::decode(bad), None, "{bad:?}");
+        }
+        let mut unknown_aggregate = bytes.to_vec();
+        unknown_aggregate[4] = 6;
+        assert_eq!(SeriesEntry::decode(&unknown_aggregate), None);
+    }
+
+    #[test]
+    fn events_are_stored_as_json() {
+        let event = Event {
+            id: 3,
+            when: 1_700_000_000,
+            what: "deploy".into(),
+            data: "v2".into(),
+            tags: vec!["web".into()],
+        };
+        let bytes = encode_event(&event).expect("encodes");
+        assert_eq!(
+            std::str::from_utf8(&bytes).expect("UTF-8"),
+            r#"{"id":3,"when":1700000000,"what":"deploy","data":"v2","tags":["web"]}"#
+        );
+        assert_eq!(decode_event(&bytes).expect("decodes"), event);
+        assert!(decode_event(b"{").is_err());
+    }
+
+    #[test]
+    fn log_keys_sort_in_write_order() {
+        assert!(log_key(255) < log_key(256));
+        assert_eq!(parse_log_key(&log_key(42)).expect("a log key"), 42);
+        assert!(parse_log_key(b"short").is_err());
+    }
+
+    #[test]
+    fn log_records_replay_the_points_written() {
+        let mut batch = PointBatch::default();
+        batch.push("a.b", 1_700_000_000, 1.5);
+        batch.push("c;host=w1", 1_700_000_010, -2.0);
+        let mut back = PointBatch::default();
+        decode_log_record(&encode_log_record(&batch), &mut back);
+        assert_eq!(
+            back.iter().collect::<Vec<_>>(),
+            batch.iter().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn series_keys_hold_the_name() {
+        let key = series_key("a.b;x=1");
+        assert_eq!(key, b"na.b;x=1");
+        assert_eq!(series_key_name(&key).map(|n| n.ok()), Some(Some("a.b;x=1")));
+        assert!(series_key_name(b"xother").is_none());
+        assert!(matches!(series_key_name(b"n\xff"), Some(Err(_))));
+    }
+}
