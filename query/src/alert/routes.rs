@@ -29,6 +29,7 @@ use super::engine::Engine;
 use super::machine::Level;
 use super::snapshot::{AlertSnapshot, RuleSnapshot};
 use super::state::Silence;
+use crate::api_error::ApiError;
 
 pub(crate) fn routes(engine: Arc<Engine>) -> Router {
     Router::new()
@@ -154,11 +155,7 @@ struct SilenceReq {
 }
 
 fn bad(msg: impl Into<String>) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({ "error": msg.into() })),
-    )
-        .into_response()
+    ApiError::client(StatusCode::BAD_REQUEST, msg).into_response()
 }
 
 async fn add_silence(State(e): State<Arc<Engine>>, body: axum::body::Bytes) -> Response {
@@ -191,11 +188,7 @@ async fn del_silence(State(e): State<Arc<Engine>>, Path(id): Path<u64>) -> Respo
     if e.unsilence(id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("no silence {id}") })),
-        )
-            .into_response()
+        ApiError::client(StatusCode::NOT_FOUND, format!("no silence {id}")).into_response()
     }
 }
 
@@ -205,7 +198,8 @@ async fn reload(State(e): State<Arc<Engine>>) -> Response {
         Ok(Err(problems)) => {
             (StatusCode::BAD_REQUEST, Json(json!({ "errors": problems }))).into_response()
         }
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "reload failed\n").into_response(),
+        Err(err) => ApiError::internal(format!("the alert rules' reload task failed: {err}"))
+            .into_response(),
     }
 }
 
