@@ -114,6 +114,13 @@ pub async fn serve_store(
     let (alert_stop, alert_stop_rx) = tokio::sync::watch::channel(false);
     let engine_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
     let started = engine_task.clone();
+    // The engine's first evaluation waits for the address line: a rule that fires at once must
+    // not print its console line before the line scripts read the ports from.
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel::<()>();
+    let on_bound = move |bound: tally_store::server::Bound| {
+        on_bound(bound);
+        let _ = bound_tx.send(());
+    };
     let extra = move |store: tally_store::Store| {
         let source: Arc<dyn tally_query::Source> = Arc::new(store);
         if let Some(cfg) = alerting {
@@ -123,6 +130,7 @@ pub async fn serve_store(
                     api.alerts = Some(engine.clone());
                     let runner = tally_query::alert::engine::run(engine.clone(), alert_stop_rx);
                     let task = tokio::spawn(async move {
+                        let _ = bound_rx.await;
                         tokio::select! {
                             _ = runner => {}
                             _ = async {

@@ -1,16 +1,10 @@
 //! The engine on a real RocksDB in a temp dir: writes, flushes, crash recovery, rollups.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use regex::Regex;
 use tally_store::retention::parse_retentions;
 use tally_store::{Aggregate, Durability, PointBatch, Schema, Schemas, Store, StoreOptions};
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use tally_common::unix_now as now;
 
 fn opts(dir: &std::path::Path) -> StoreOptions {
     let mut o = StoreOptions::new(dir);
