@@ -220,7 +220,7 @@ mod tests {
         fn tag_names(&self) -> Vec<String> {
             self.0.tag_names()
         }
-        fn tag_values(&self, t: &str) -> Vec<(String, usize)> {
+        fn tag_values(&self, t: &str) -> Vec<tally_store::TagValue> {
             self.0.tag_values(t)
         }
         fn register(&self, n: &str) -> Result<String> {

@@ -27,7 +27,7 @@ pub trait Source: Send + Sync {
     /// A series over `(from, until]` at the resolution the range needs.
     fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<Fetched>>;
     fn tag_names(&self) -> Vec<String>;
-    fn tag_values(&self, tag: &str) -> Vec<(String, usize)>;
+    fn tag_values(&self, tag: &str) -> Vec<tally_store::TagValue>;
     /// Creates a series without points; returns its canonical name.
     fn register(&self, name: &str) -> Result<String>;
     /// Deletes a series and its points; false if there was none.
@@ -62,7 +62,7 @@ impl Source for Store {
     fn tag_names(&self) -> Vec<String> {
         Store::tag_names(self)
     }
-    fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
+    fn tag_values(&self, tag: &str) -> Vec<tally_store::TagValue> {
         Store::tag_values(self, tag)
     }
     fn register(&self, name: &str) -> Result<String> {
@@ -152,7 +152,7 @@ impl Source for MemSource {
     fn tag_names(&self) -> Vec<String> {
         self.index().tag_names()
     }
-    fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
+    fn tag_values(&self, tag: &str) -> Vec<tally_store::TagValue> {
         self.index().tag_values(tag)
     }
     fn register(&self, _name: &str) -> Result<String> {

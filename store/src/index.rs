@@ -17,6 +17,13 @@ use crate::glob::{compile, NodeMatcher};
 use crate::retention::ArchiveSet;
 use crate::tag_expr::TagExpr;
 
+/// One value of a tag and how many series carry it (`/tags/<tag>`, autocomplete).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagValue {
+    pub value: String,
+    pub series: usize,
+}
+
 #[derive(Debug, Default)]
 struct Node {
     children: BTreeMap<Box<str>, u32>,
@@ -327,12 +334,15 @@ impl Index {
     }
 
     /// Values of a tag with how many series carry each, sorted by value.
-    pub(crate) fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
+    pub(crate) fn tag_values(&self, tag: &str) -> Vec<TagValue> {
         self.tags
             .get(tag)
             .map(|vals| {
                 vals.iter()
-                    .map(|(v, ids)| (v.to_string(), ids.len()))
+                    .map(|(v, ids)| TagValue {
+                        value: v.to_string(),
+                        series: ids.len(),
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -366,7 +376,7 @@ impl MemIndex {
     pub fn tag_names(&self) -> Vec<String> {
         self.0.tag_names()
     }
-    pub fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
+    pub fn tag_values(&self, tag: &str) -> Vec<TagValue> {
         self.0.tag_values(tag)
     }
 }
@@ -445,7 +455,13 @@ mod tests {
         );
         assert_eq!(ix.find("*").expect("valid").len(), 1);
         ix.remove("r;h=1");
-        assert_eq!(ix.tag_values("h"), [("2".to_owned(), 1)]);
+        assert_eq!(
+            ix.tag_values("h"),
+            [TagValue {
+                value: "2".to_owned(),
+                series: 1
+            }]
+        );
         assert_eq!(ix.len(), 2);
         // A new series never gets a deleted id.
         assert_eq!(ix.insert("a.b.c", set()), 5);

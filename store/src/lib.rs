@@ -31,6 +31,6 @@ pub use config::{Settings, StoreConfig};
 pub use engine::{Durability, Recovery, RecoveryProgress, Series, Store, StoreOptions};
 pub use error::{Error, Result};
 pub use events::{Event, TagMatch};
-pub use index::{FindMatch, MemIndex};
+pub use index::{FindMatch, MemIndex, TagValue};
 pub use retention::{Aggregate, Archive, Schema, Schemas};
 pub use stats::{Kind, Sample, Stats};

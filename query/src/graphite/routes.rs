@@ -353,14 +353,14 @@ async fn tag_details(
         let p = Params::new(q, &[]);
         let values = api.source.tag_values(&tag);
         let keep = limit_and_filter(
-            values.iter().map(|v| v.0.clone()).collect(),
+            values.iter().map(|v| v.value.clone()).collect(),
             p.get("filter"),
             p.usize("limit")?,
         )?;
         let out: Vec<serde_json::Value> = values
             .into_iter()
-            .filter(|(v, _)| keep.contains(v))
-            .map(|(v, c)| json!({"count": c, "value": v}))
+            .filter(|v| keep.contains(&v.value))
+            .map(|v| json!({"count": v.series, "value": v.value}))
             .collect();
         Ok(json_response(&json!({"tag": tag, "values": out})))
     })
@@ -497,7 +497,7 @@ async fn autocomplete_values(
         let exprs = p.all(&["expr", "expr[]"]);
         let mut values: BTreeSet<String> = BTreeSet::new();
         if exprs.is_empty() {
-            values.extend(api.source.tag_values(&tag).into_iter().map(|(v, _)| v));
+            values.extend(api.source.tag_values(&tag).into_iter().map(|v| v.value));
         } else {
             for name in api.source.select_by_tags(&exprs)? {
                 if let Some(v) = crate::series::tags_of(&name).get(&tag) {
@@ -638,7 +638,7 @@ mod tests {
         fn tag_names(&self) -> Vec<String> {
             Vec::new()
         }
-        fn tag_values(&self, _: &str) -> Vec<(String, usize)> {
+        fn tag_values(&self, _: &str) -> Vec<tally_store::TagValue> {
             Vec::new()
         }
         fn register(&self, _: &str) -> Result<String> {

@@ -266,7 +266,7 @@ impl Store {
         self.inner.index.read().tag_names()
     }
 
-    pub fn tag_values(&self, tag: &str) -> Vec<(String, usize)> {
+    pub fn tag_values(&self, tag: &str) -> Vec<crate::TagValue> {
         self.inner.index.read().tag_values(tag)
     }
 
