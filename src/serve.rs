@@ -12,18 +12,27 @@ use tally_store::{Settings, StoreConfig};
 
 use crate::cli::StoreArgs;
 
-/// The store's settings and the query side's, from the file (if any) and the flags.
+/// The store's settings and the query side's, from the file (if any) and the flags; every
+/// problem of both parts is reported at once, each with the file it is in.
 fn settings(args: &StoreArgs) -> Result<(Settings, QuerySettings)> {
+    let in_file = |ps: Vec<String>| match &args.config {
+        Some(path) => tally_common::config::in_file(path, ps),
+        None => ps,
+    };
+    let config_problems = |e: tally_store::Error| match e {
+        tally_store::Error::Config(ps) => Ok(ps),
+        other => Err(other),
+    };
     let mut config = match &args.config {
-        Some(path) => StoreConfig::load(path)?,
+        Some(path) => match StoreConfig::load(path) {
+            Ok(c) => c,
+            Err(e) => return Err(problems(config_problems(e)?)),
+        },
         None => StoreConfig::default(),
     };
     let query = QueryConfig::from_table(std::mem::take(&mut config.query))
         .and_then(QuerySettings::try_from)
-        .map_err(|ps| match &args.config {
-            Some(path) => problems(tally_common::config::in_file(path, ps)),
-            None => problems(ps),
-        });
+        .map_err(in_file);
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
     }
@@ -34,16 +43,17 @@ fn settings(args: &StoreArgs) -> Result<(Settings, QuerySettings)> {
         config.http_listen = h.clone();
     }
     config.udp_enabled |= args.udp;
-    // Every problem of both parts at once.
-    let store = Settings::try_from(config);
+    let store = match Settings::try_from(config) {
+        Ok(s) => Ok(s),
+        Err(e) => Err(in_file(config_problems(e)?)),
+    };
     let (store, mut query) = match (store, query) {
         (Ok(s), Ok(q)) => (s, q),
-        (Err(tally_store::Error::Config(mut a)), Err(b)) => {
-            a.push(format!("{b:#}"));
+        (Err(mut a), Err(b)) => {
+            a.extend(b);
             return Err(problems(a));
         }
-        (Err(e), _) => return Err(e.into()),
-        (_, Err(e)) => return Err(e),
+        (Err(a), _) | (_, Err(a)) => return Err(problems(a)),
     };
     if let Some(a) = &args.alerts {
         query.alerts_file = Some(a.clone());
@@ -70,7 +80,7 @@ pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 
 /// `tally store`.
 pub fn run(args: StoreArgs) -> Result<()> {
-    let (settings, query) = settings(&args).context("configuration")?;
+    let (settings, query) = settings(&args)?;
     let alerting = match &query.alerts_file {
         Some(path) => Some(tally_query::alert::Alerting::load(path).map_err(problems)?),
         None => None,

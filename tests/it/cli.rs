@@ -78,3 +78,29 @@ fn a_store_config_reports_the_store_and_query_parts_at_once() {
     );
     assert!(err.contains(&cfg.display().to_string()), "{err}");
 }
+
+#[test]
+fn every_alert_rule_problem_names_its_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("alerts.toml");
+    std::fs::write(
+        &rules,
+        "resend_interval = \"x\"\n[[rule]]\nname = \"a\"\ntarget = \"b\"\ncrit = 1\nwindow = \"zz\"\n",
+    )
+    .expect("write");
+    let (code, _, err) = tally(&[
+        "store",
+        "--check-config",
+        "--alerts",
+        rules.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    let file = rules.display().to_string();
+    for want in ["resend_interval: \"x\"", "rule[0] (\"a\").window: \"zz\""] {
+        let line = err
+            .lines()
+            .find(|l| l.contains(want))
+            .unwrap_or_else(|| panic!("{want} missing from {err}"));
+        assert!(line.trim_start().starts_with(&file), "{line}");
+    }
+}

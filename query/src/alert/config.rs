@@ -353,8 +353,19 @@ impl Alerting {
         match Self::validate(&main, &rules) {
             Ok(a) if problems.is_empty() => Ok(a),
             Ok(_) => Err(problems),
-            Err(mut ps) => {
-                problems.append(&mut ps);
+            Err(ps) => {
+                // A rule's problems name its file already; the rest are the main file's.
+                let files: Vec<String> = files
+                    .iter()
+                    .map(|(p, _)| format!("{}: ", p.display()))
+                    .collect();
+                for p in ps {
+                    if files.iter().any(|f| p.starts_with(f.as_str())) {
+                        problems.push(p);
+                    } else {
+                        problems.push(format!("{}: {p}", path.display()));
+                    }
+                }
                 Err(problems)
             }
         }
