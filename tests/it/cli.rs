@@ -41,21 +41,28 @@ fn issue_11_every_subcommand_has_its_own_help() {
     }
 }
 
+/// `tally store --check-config <flag> <path>` after writing `text` to `path`: the exit code and
+/// what it printed on stderr.
+fn check_config(flag: &str, path: &std::path::Path, text: &str) -> (Option<i32>, String) {
+    std::fs::write(path, text).expect("write");
+    let (code, _, err) = tally(&[
+        "store",
+        "--check-config",
+        flag,
+        path.to_str().unwrap_or_default(),
+    ]);
+    (code, err)
+}
+
 #[test]
 fn a_store_config_reports_the_store_and_query_parts_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("store.toml");
-    std::fs::write(
+    let (code, err) = check_config(
+        "--config",
         &cfg,
         "flush_interval = \"soon\"\nmax_line_size = \"big\"\n[query]\nmax_request_time = 0\nread_tokn = \"x\"\n",
-    )
-    .expect("write");
-    let (code, _, err) = tally(&[
-        "store",
-        "--check-config",
-        "--config",
-        cfg.to_str().unwrap_or_default(),
-    ]);
+    );
     assert_eq!(code, Some(1), "{err}");
     for want in [
         "flush_interval: \"soon\"",
@@ -64,13 +71,7 @@ fn a_store_config_reports_the_store_and_query_parts_at_once() {
     ] {
         assert!(err.contains(want), "{want} missing from {err}");
     }
-    std::fs::write(&cfg, "[query]\nmax_request_time = 0\n").expect("write");
-    let (code, _, err) = tally(&[
-        "store",
-        "--check-config",
-        "--config",
-        cfg.to_str().unwrap_or_default(),
-    ]);
+    let (code, err) = check_config("--config", &cfg, "[query]\nmax_request_time = 0\n");
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("query.max_request_time: \"0\" must be more than 0"),
@@ -83,17 +84,11 @@ fn a_store_config_reports_the_store_and_query_parts_at_once() {
 fn every_alert_rule_problem_names_its_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = dir.path().join("alerts.toml");
-    std::fs::write(
+    let (code, err) = check_config(
+        "--alerts",
         &rules,
         "resend_interval = \"x\"\n[[rule]]\nname = \"a\"\ntarget = \"b\"\ncrit = 1\nwindow = \"zz\"\n",
-    )
-    .expect("write");
-    let (code, _, err) = tally(&[
-        "store",
-        "--check-config",
-        "--alerts",
-        rules.to_str().unwrap_or_default(),
-    ]);
+    );
     assert_eq!(code, Some(1), "{err}");
     let file = rules.display().to_string();
     for want in ["resend_interval: \"x\"", "rule[0] (\"a\").window: \"zz\""] {

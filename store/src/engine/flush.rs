@@ -295,6 +295,21 @@ mod tests {
         seen(&store, t0)
     }
 
+    /// Writes and flushes the first batch, writes the second, and makes its flush stop after
+    /// the first of its two writes; returns the second batch.
+    fn fail_a_flush_after_its_first_write(store: &Store, t0: i64) -> PointBatch {
+        let [first, second] = batches(t0);
+        store.write(&first, Durability::Sync).expect("write");
+        store.flush().expect("flush");
+        store.write(&second, Durability::Sync).expect("write");
+        store
+            .inner
+            .fail_before_second_flush_write
+            .store(true, Relaxed);
+        assert!(store.flush().is_err());
+        second
+    }
+
     /// Issue 11: the flush is two writes; a crash between them leaves the finest archive written
     /// and the log records in place. Reopening replays them over what was written: the data must
     /// be the same as without the crash, no point counted twice in a rollup.
@@ -309,15 +324,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = open(dir.path());
-            let [first, second] = batches(t0);
-            store.write(&first, Durability::Sync).expect("write");
-            store.flush().expect("flush");
-            store.write(&second, Durability::Sync).expect("write");
-            store
-                .inner
-                .fail_before_second_flush_write
-                .store(true, Relaxed);
-            assert!(store.flush().is_err());
+            fail_a_flush_after_its_first_write(&store, t0);
             assert_eq!(
                 log_records(&store),
                 1,
@@ -346,15 +353,7 @@ mod tests {
         let want = reference(t0);
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path());
-        let [first, second] = batches(t0);
-        store.write(&first, Durability::Sync).expect("write");
-        store.flush().expect("flush");
-        store.write(&second, Durability::Sync).expect("write");
-        store
-            .inner
-            .fail_before_second_flush_write
-            .store(true, Relaxed);
-        assert!(store.flush().is_err());
+        let second = fail_a_flush_after_its_first_write(&store, t0);
         assert_eq!(
             seen(&store, t0),
             want,
