@@ -28,14 +28,14 @@ pub enum QueryError {
     Store(tally_store::Error),
 }
 
-/// Store errors are classified here, once: what quotes the caller's input is the caller's
-/// mistake, anything else is the store's failure.
+/// Store errors convert here, once, by the store's own classification
+/// ([`tally_store::Error::is_caller_mistake`]).
 impl From<tally_store::Error> for QueryError {
     fn from(e: tally_store::Error) -> Self {
-        use tally_store::Error as E;
-        match e {
-            E::Pattern { .. } | E::TagExpr { .. } | E::UnknownSeries(_) => QueryError::Refused(e),
-            E::Rocks(_) | E::Io(_) | E::Corrupt(_) | E::Config(_) => QueryError::Store(e),
+        if e.is_caller_mistake() {
+            QueryError::Refused(e)
+        } else {
+            QueryError::Store(e)
         }
     }
 }

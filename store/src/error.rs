@@ -20,5 +20,17 @@ pub enum Error {
     UnknownSeries(String),
 }
 
+impl Error {
+    /// Whether the error is about what the caller asked for (a bad glob or tag expression, a
+    /// series that does not exist) rather than a failure of the store. This is the one place
+    /// store errors are classified; the store's routes and the query crate both ask it.
+    pub fn is_caller_mistake(&self) -> bool {
+        match self {
+            Error::Pattern { .. } | Error::TagExpr { .. } | Error::UnknownSeries(_) => true,
+            Error::Rocks(_) | Error::Io(_) | Error::Corrupt(_) | Error::Config(_) => false,
+        }
+    }
+}
+
 /// The store's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -58,11 +58,9 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         match e {
-            Error::Pattern { .. } | Error::TagExpr { .. } => ApiError::bad_request(e.to_string()),
             Error::UnknownSeries(_) => ApiError::Client(StatusCode::NOT_FOUND, e.to_string()),
-            Error::Rocks(_) | Error::Io(_) | Error::Corrupt(_) | Error::Config(_) => {
-                ApiError::Internal(e.to_string())
-            }
+            _ if e.is_caller_mistake() => ApiError::bad_request(e.to_string()),
+            _ => ApiError::Internal(e.to_string()),
         }
     }
 }
