@@ -81,11 +81,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t.is_empty() {
         return Err(bad());
     }
-    if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    let d = if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         let secs: f64 = t.parse().map_err(|_| bad())?;
-        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
-    }
-    let d = humantime::parse_duration(t).map_err(|e| format!("{}: {e}", bad()))?;
+        Duration::try_from_secs_f64(secs).map_err(|_| bad())?
+    } else {
+        humantime::parse_duration(t).map_err(|e| format!("{}: {e}", bad()))?
+    };
+    // Bounded so that `Instant::now() + d` can never overflow (and panic) wherever it is used.
     if d > Duration::from_secs(100 * 365 * 86_400) {
         return Err(format!("\"{s}\" is longer than a century"));
     }
@@ -287,7 +289,15 @@ mod tests {
         assert_eq!(ok("7"), Duration::from_secs(7));
         assert_eq!(ok("0.5"), Duration::from_millis(500));
         assert_eq!(ok("0s"), Duration::ZERO);
-        for bad in ["", "5 parsecs", "-1s", "s", "1e999", "1000000000y"] {
+        for bad in [
+            "",
+            "5 parsecs",
+            "-1s",
+            "s",
+            "1e999",
+            "1000000000y",
+            "99999999999999999999",
+        ] {
             let e = parse_duration(bad).expect_err(bad);
             assert!(e.contains(&format!("\"{bad}\"")), "{e}");
         }
