@@ -118,13 +118,6 @@ pub struct SizeText(String);
 
 macro_rules! text_value {
     ($t:ident, $expecting:literal) => {
-        impl $t {
-            /// The value as written.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
         impl From<&str> for $t {
             fn from(s: &str) -> Self {
                 $t(s.to_string())
