@@ -28,6 +28,10 @@ impl NodeMatcher {
     }
 }
 
+/// How deeply `{a,{b,c}}` alternatives may nest (graphite-web has no limit; real patterns use
+/// one or two levels, and each level is a recursion in [`to_regex`]).
+pub const MAX_BRACE_DEPTH: i32 = 16;
+
 /// Splits a pattern into nodes at dots outside `{}` and `[]`, and compiles each.
 pub fn compile(pattern: &str) -> Result<Vec<NodeMatcher>> {
     let bad = |reason: &str| Error::Pattern {
@@ -41,6 +45,12 @@ pub fn compile(pattern: &str) -> Result<Vec<NodeMatcher>> {
     let (mut depth_brace, mut depth_bracket, mut start) = (0i32, 0i32, 0usize);
     for (i, c) in pattern.char_indices() {
         match c {
+            // Alternatives compile recursively: bound the nesting before it can exhaust the stack.
+            '{' if depth_brace >= MAX_BRACE_DEPTH => {
+                return Err(bad(&format!(
+                    "braces nested deeper than {MAX_BRACE_DEPTH} levels at byte {i}"
+                )))
+            }
             '{' => depth_brace += 1,
             '}' => depth_brace -= 1,
             '[' => depth_bracket += 1,
@@ -178,6 +188,20 @@ mod tests {
         assert!(m("{web*,db?}", "web123") && m("{web*,db?}", "db1"));
         assert!(m("a+b(c)", "a+b(c)"));
         assert!(m("x[", "x["));
+    }
+
+    #[test]
+    fn deep_braces_are_refused_not_a_stack_overflow() {
+        let deep = format!("a.{}x{}", "{".repeat(100_000), "}".repeat(100_000));
+        let e = compile(&deep).expect_err("too deep");
+        assert!(
+            e.to_string()
+                .contains("nested deeper than 16 levels at byte 18"),
+            "{e}"
+        );
+        let ok = format!("a.{}x{}", "{".repeat(16), "}".repeat(16));
+        assert!(compile(&ok).expect("16 levels").len() == 2);
+        assert!(compile(&format!("{}", "{".repeat(100_000))).is_err());
     }
 
     #[test]

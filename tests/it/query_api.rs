@@ -46,6 +46,41 @@ fn bad_requests_say_what_is_wrong() {
     assert!(body.contains("must not match the empty string"), "{body}");
 }
 
+/// A deeply nested target used to overflow a worker's stack and abort the whole store (ingest,
+/// alerts, reads); now it is a 400 that says where, and the store keeps answering.
+#[test]
+fn no_target_or_pattern_can_overflow_the_stack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = StoreProc::start_quiet(dir.path());
+    let client = reqwest::blocking::Client::new();
+    let nested = format!("{}a.b{}", "absolute(".repeat(3000), ")".repeat(3000));
+    let r = client
+        .post(store.url("/render"))
+        .form(&[("target", nested.as_str()), ("format", "json")])
+        .send()
+        .expect("render");
+    assert_eq!(r.status(), 400);
+    let text = r.text().expect("body");
+    assert!(text.contains("at most 64 levels"), "{text}");
+    for path in [
+        format!("/render?target={}", enc(&"(".repeat(10_000))),
+        format!(
+            "/render?target={}",
+            enc(&format!("a.b{}", "|absolute()".repeat(3000)))
+        ),
+        format!("/metrics/find?query={}", enc(&"{".repeat(10_000))),
+        format!(
+            "/metrics/find?query={}",
+            enc(&format!("{}a{}", "{".repeat(5000), "}".repeat(5000)))
+        ),
+    ] {
+        let (status, body) = get(&store.url(&path));
+        assert_eq!(status, 400, "{}: {body}", &path[..40]);
+    }
+    let (status, body) = get(&store.url("/render?target=absolute(a.b)&format=json"));
+    assert_eq!((status, body.as_str()), (200, "[]"));
+}
+
 #[test]
 fn limits_refuse_instead_of_exhausting_the_server() {
     let dir = tempfile::tempdir().expect("tempdir");

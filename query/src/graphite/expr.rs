@@ -306,8 +306,61 @@ fn expression(i: &str) -> Res<'_, Expr> {
     Ok((i, e))
 }
 
+/// How deeply calls may nest, counting each pipe as one more level (`a|f()|g()` is `g(f(a))`).
+/// The parser and the evaluator recurse once per level, so without a bound a 30 KB target of
+/// nested calls overflows a worker's stack and takes the process down. graphite-web's own bound is
+/// Python's recursion limit; real dashboards nest a handful of levels.
+pub const MAX_DEPTH: usize = 64;
+
+/// Refuses a target nested deeper than [`MAX_DEPTH`], before any recursion: a plain scan that
+/// skips quoted strings and `\x` escapes the way the grammar does.
+fn check_depth(target: &str) -> Result<()> {
+    // Pipes seen at each open parenthesis level; the nesting is the levels plus their pipes.
+    let mut pipes: Vec<usize> = vec![0];
+    let mut depth = 1;
+    let mut quote = None;
+    let mut escaped = false;
+    for (pos, c) in target.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match (quote, c) {
+            (_, '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => {
+                pipes.push(0);
+                depth += 1;
+            }
+            (None, ')') => {
+                if pipes.len() > 1 {
+                    depth -= 1 + pipes.pop().unwrap_or(0);
+                }
+            }
+            (None, '|') => {
+                if let Some(n) = pipes.last_mut() {
+                    *n += 1;
+                }
+                depth += 1;
+            }
+            _ => {}
+        }
+        if depth > MAX_DEPTH {
+            return Err(QueryError::Syntax {
+                target: target.to_owned(),
+                pos,
+                expected: format!("at most {MAX_DEPTH} levels of nested calls and pipes"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Parses one target.
 pub fn parse(target: &str) -> Result<Expr> {
+    check_depth(target)?;
     match tuple((multispace0, expression, multispace0, eof))(target) {
         Ok((_, (_, e, _, _))) => Ok(e),
         Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
@@ -459,6 +512,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn deep_nesting_is_refused_with_its_position() {
+        let deep = format!("{}a.b{}", "absolute(".repeat(3000), ")".repeat(3000));
+        let Err(QueryError::Syntax { pos, expected, .. }) = parse(&deep) else {
+            panic!("3000 levels parsed")
+        };
+        assert_eq!(pos, 64 * 9 - 1, "{expected}");
+        assert!(expected.contains("at most 64 levels"), "{expected}");
+        assert!(parse(&"(".repeat(10_000)).is_err());
+        let pipes = format!("a.b{}", "|absolute()".repeat(100));
+        assert!(parse(&pipes).is_err());
+        // Up to the bound it parses; quoted and escaped parentheses do not count.
+        let fine = format!("{}a.b{}", "absolute(".repeat(63), ")".repeat(63));
+        assert!(parse(&fine).is_ok());
+        let quoted = format!("alias(a.b, '{}')", "(".repeat(500));
+        assert!(parse(&quoted).is_ok(), "{:?}", parse(&quoted));
+        let escaped = format!("a.b{}", "\\(".repeat(500));
+        assert!(check_depth(&escaped).is_ok());
+    }
+
     fn arg() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         prop_oneof![
@@ -478,6 +551,59 @@ mod tests {
             Just("'sum'".to_owned()),
             Just("'(^.*$)'".to_owned()),
         ]
+    }
+
+    /// Parses and evaluates on a thread with a tokio worker's stack (2 MiB), where a stack overflow
+    /// would abort the whole process.
+    fn on_worker_stack(target: String) -> bool {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let Ok(e) = parse(&target) else { return false };
+                let mut src = crate::source::MemSource::default();
+                src.add("a.b", 0, 60, vec![Some(1.0), None, Some(-3.0)]);
+                let ctx = crate::Ctx::new(std::sync::Arc::new(src), 0, 3600);
+                let _ = crate::graphite::eval::evaluate(&ctx, &e);
+                true
+            })
+            .expect("spawns")
+            .join()
+            .expect("no panic")
+    }
+
+    #[test]
+    fn the_deepest_allowed_target_evaluates_on_a_worker_stack() {
+        for f in [
+            "absolute(",
+            "sumSeries(",
+            "movingAverage(",
+            "alias(",
+            "timeShift(",
+        ] {
+            let close = match f {
+                "movingAverage(" => ", 2)",
+                "alias(" => ", 'x')",
+                "timeShift(" => ", '1min')",
+                _ => ")",
+            };
+            let t = format!("{}a.b{}", f.repeat(63), close.repeat(63));
+            assert!(on_worker_stack(t), "{f} x63 parses");
+        }
+        assert!(on_worker_stack(format!("a.b{}", "|absolute()".repeat(62))));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Deep and unbalanced inputs, far past the bound: refused or parsed, never a stack overflow.
+        #[test]
+        fn deep_targets_never_overflow(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec!["absolute(", "sumSeries(", ")", "|absolute()", "a.b", ",", "'('", "(", "x=", "{a,b}"]),
+                0..6000,
+            ),
+        ) {
+            let _ = on_worker_stack(parts.concat());
+        }
     }
 
     proptest::proptest! {
