@@ -334,11 +334,7 @@ fn check_depth(target: &str) -> Result<()> {
                 pipes.push(0);
                 depth += 1;
             }
-            (None, ')') => {
-                if pipes.len() > 1 {
-                    depth -= 1 + pipes.pop().unwrap_or(0);
-                }
-            }
+            (None, ')') if pipes.len() > 1 => depth -= 1 + pipes.pop().unwrap_or(0),
             (None, '|') => {
                 if let Some(n) = pipes.last_mut() {
                     *n += 1;
