@@ -166,11 +166,17 @@ impl Inner {
         let mut ended = Vec::new();
         let mut firing_labels: Vec<Labels> = Vec::new();
         let p = &mut self.p;
-        let check_ended = !p.am_resolved.is_empty();
+        // The rules with ended alerts still being sent: only their firing labels can match.
+        let ended_rules: HashSet<String> = p
+            .am_resolved
+            .iter()
+            .filter_map(|a| a.alert.labels.get("alertname").cloned())
+            .collect();
         for rule in &self.cfg.rules {
             let Some(run) = p.rules.get_mut(&rule.name) else {
                 continue;
             };
+            let check_ended = ended_rules.contains(&rule.name);
             for e in run.instances.values_mut() {
                 let firing = e.inst.state == State::Firing;
                 let resolved = e.inst.state == State::Ok
