@@ -488,7 +488,7 @@ labels = {{ team = "{team}" }}
             T,
             values(&[60., 30., 60., 60., 60., 60., 60., 1., 1., 1., 1., 1., 1.]),
         )]);
-        let (e, _dir) = engine_on_file(&s, &rules(AM, "web"));
+        let (e, _dir) = engine_on_file(&s, &rules(&format!("{AM}{PD_HOOK}"), "web"));
         let mut am = AmModel::default();
         for t in (T..=T + 120).step_by(10) {
             e.evaluate_due(t);
@@ -505,6 +505,24 @@ labels = {{ team = "{team}" }}
                 ("warning/web", "resolved"),
                 ("critical/web", "resolved"),
             ])
+        );
+        // PagerDuty: one incident throughout (a level change is a trigger of the same key).
+        let pd = pd_events(&queued(&e, "pagerduty"));
+        let actions: Vec<&str> = pd.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(actions, ["trigger", "trigger", "trigger", "resolve"]);
+        assert!(pd.iter().all(|(_, k)| *k == pd[0].1), "{pd:?}");
+        let hooks: Vec<String> = queued(&e, "webhook")
+            .iter()
+            .map(|h| format!("{} {} {}", h["state"], h["level"], h["previous_level"]))
+            .collect();
+        assert_eq!(
+            hooks,
+            [
+                r#""firing" "critical" null"#,
+                r#""firing" "warning" "critical""#,
+                r#""firing" "critical" "warning""#,
+                r#""resolved" "critical" "critical""#,
+            ]
         );
     }
 
