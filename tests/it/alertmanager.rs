@@ -13,7 +13,14 @@ pub struct Alertmanager {
 }
 
 impl Alertmanager {
+    /// Grouped by `alertname`.
     pub fn start(webhook: &str) -> Alertmanager {
+        Alertmanager::start_grouped(webhook, "['alertname']")
+    }
+
+    /// Grouped by `group_by` (YAML: `['...']` makes each alert its own group, so that each
+    /// notification is about one alert).
+    pub fn start_grouped(webhook: &str, group_by: &str) -> Alertmanager {
         let bin = "/usr/bin/prometheus-alertmanager";
         assert!(
             Path::new(bin).exists(),
@@ -28,7 +35,7 @@ impl Alertmanager {
         std::fs::write(
             &cfg,
             format!(
-                "route:\n  receiver: hook\n  group_by: ['alertname']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+                "route:\n  receiver: hook\n  group_by: {group_by}\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
                  receivers:\n  - name: hook\n    webhook_configs:\n      - url: {webhook}\n        send_resolved: true\n"
             ),
         )

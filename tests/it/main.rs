@@ -2,6 +2,7 @@
 
 mod agent_carbon;
 mod agent_model;
+mod alert_incidents;
 mod alertmanager;
 mod alerts;
 mod catcher;

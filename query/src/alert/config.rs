@@ -257,6 +257,10 @@ pub enum NotifyKind {
 pub struct Notifier {
     pub kind: NotifyKind,
     pub rules: Vec<String>,
+    /// What the engine knows this notifier by across reloads: its kind, URL and PagerDuty key
+    /// (with `#2`, `#3` … for repeats), not its place in the file. Its counters, its queued
+    /// notifications and the incidents it was told of follow it when the file is reordered.
+    pub id: String,
 }
 
 impl Notifier {
@@ -282,6 +286,13 @@ pub struct Alerting {
     pub resolved_resend_for: i64,
     pub notifiers: Vec<Notifier>,
     pub rules: Vec<Rule>,
+}
+
+impl Alerting {
+    /// The notifier known by `id` ([`Notifier::id`]).
+    pub fn notifier(&self, id: &str) -> Option<&Notifier> {
+        self.notifiers.iter().find(|n| n.id == id)
+    }
 }
 
 impl Default for Alerting {
@@ -442,9 +453,26 @@ impl Alerting {
                     NotifyKind::Console
                 }
             };
+            let base = match &kind {
+                NotifyKind::Alertmanager { url } => format!("alertmanager {url}"),
+                NotifyKind::PagerDuty { url, routing_key } => {
+                    format!("pagerduty {url} {routing_key}")
+                }
+                NotifyKind::Webhook { url, .. } => format!("webhook {url}"),
+                NotifyKind::Console => "console".to_string(),
+            };
+            let repeats = notifiers
+                .iter()
+                .filter(|o: &&Notifier| o.id == base || o.id.starts_with(&format!("{base} #")))
+                .count();
+            let id = match repeats {
+                0 => base,
+                n => format!("{base} #{}", n + 1),
+            };
             notifiers.push(Notifier {
                 kind,
                 rules: n.rules.clone(),
+                id,
             });
         }
         let mut out = Vec::new();
@@ -739,6 +767,32 @@ crit = 5
             e,
             [format!("{}: unknown key \"rule.0.for_\"", more.display())]
         );
+    }
+
+    #[test]
+    fn notifiers_are_known_by_what_they_send_to_not_by_place() {
+        let a = Alerting::parse(
+            "[[notify]]\nkind = \"webhook\"\nurl = \"http://h/x/\"\n\
+             [[notify]]\nkind = \"pagerduty\"\nrouting_key = \"K\"\n\
+             [[notify]]\nkind = \"webhook\"\nurl = \"http://h/x\"\nrules = [\"A\"]\n\
+             [[notify]]\nkind = \"console\"\n",
+        )
+        .expect("valid");
+        let ids: Vec<&str> = a.notifiers.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "webhook http://h/x",
+                "pagerduty https://events.pagerduty.com/v2/enqueue K",
+                "webhook http://h/x #2",
+                "console"
+            ]
+        );
+        assert_eq!(
+            a.notifier("webhook http://h/x #2").map(|n| n.rules.len()),
+            Some(1)
+        );
+        assert!(a.notifier("webhook http://h/y").is_none());
     }
 
     #[test]

@@ -1,21 +1,28 @@
 //! Getting notifications out without ever holding evaluation up. Two ways, because the peers
 //! want two things (`contracts/alerting.md`):
 //!
-//! - PagerDuty and webhooks want one event per state change. A transition queues one document
-//!   per notifier in the outbox, which is saved with the state; delivery sends what is due and
-//!   retries connection errors, 429 and 5xx with one backoff policy ([`retry_after`]); any other
-//!   4xx is dropped (counted, logged), since sending it again cannot help.
+//! - PagerDuty and webhooks want one event per state change, grouped in incidents. An
+//!   instance's first trigger opens its incident (a dedup key, [`payload::incident_key`]); level
+//!   changes continue it; its resolve goes to the notifiers its triggers went to, under that key.
+//!   A transition queues one document per notifier in the outbox, which is saved with the state;
+//!   delivery sends what is due and retries connection errors, 429 and 5xx with one backoff
+//!   policy ([`retry_after`]); any other 4xx is dropped (counted, logged), since sending it again
+//!   cannot help. The documents of one incident to one notifier go out in order: a resolve never
+//!   overtakes the trigger it closes.
 //! - Alertmanager wants state, re-sent: every `resend_interval` each firing instance goes out with
 //!   `endsAt` a few intervals ahead, each resolved one with its `endsAt` for
 //!   `resolved_resend_for`, and so do alerts that ended under other labels ([`AmResolved`]).
 //!   Alertmanager knows an alert by its labels alone, so an instance remembers the alert it was
 //!   sent: its resolve carries the same labels, and when its labels change (another level, a
-//!   changed rule) the old alert is ended. Nothing is queued: a send that does not connect is
-//!   made again a few seconds later, one that is refused at the next re-send.
+//!   changed rule) the old alert is ended, until those labels fire again (the level came back):
+//!   then the ended alert is no longer sent, or Alertmanager would resolve what fires. Nothing is
+//!   queued: a send that does not connect is made again a few seconds later, one that is refused
+//!   at the next re-send.
 //!
-//! Failures are counted per notifier ([`NotifierStats`]) and never reach evaluation.
+//! Failures are counted per notifier ([`NotifierStats`], kept across reloads) and never reach
+//! evaluation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
 
@@ -23,9 +30,10 @@ use super::config::{NotifyKind, Rule};
 use super::engine::{Engine, Inner};
 use super::machine::{Level, State, Transition};
 use super::payload::{self, Notice};
-use super::state::{AmAlert, AmResolved, Outgoing};
+use super::state::{AmAlert, AmResolved, Labels, Outgoing};
 
-/// Delivery counters of one notifier.
+/// Delivery counters of one notifier, kept under its [`Notifier::id`](super::config::Notifier::id)
+/// so that a reload keeps them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct NotifierStats {
     /// `alertmanager`, `pagerduty`, `webhook` or `console`.
@@ -53,49 +61,91 @@ const OUTBOX_BATCH: usize = 50;
 
 impl Inner {
     /// Queues what a transition of instance `key` of `rule` notifies (PagerDuty, webhook,
-    /// console), and has Alertmanager told at the next delivery.
+    /// console), and has Alertmanager told at the next delivery. A first trigger opens the
+    /// instance's incident; a level change continues it; a resolve goes to the notifiers the
+    /// triggers went to, under the incident's key, even when a silence began in between (a
+    /// silence holds back pages, it does not leave incidents open).
     pub(super) fn notify(&mut self, rule: &Rule, key: &str, tr: &Transition, now: i64) {
-        let Some(e) = self
+        let Some(x) = self
             .p
             .rules
-            .get(&rule.name)
-            .and_then(|r| r.instances.get(key))
-            .cloned()
+            .get_mut(&rule.name)
+            .and_then(|r| r.instances.get_mut(key))
         else {
             return;
         };
-        let n = Notice::new(&self.cfg.external_url, rule, &e, tr, now);
         // Any transition goes to Alertmanager at the next delivery, not at the next re-send
         // (a level change ends the alert of the old level there: its labels differ).
+        x.am_sent = 0;
+        let e = x.clone();
+        let silenced = self.p.silenced(&rule.name, &e.series, now);
+        let (key_of, open) = match (tr, &e.incident) {
+            (Transition::Fired { previous: None, .. }, _) | (_, None) => {
+                (payload::incident_key(rule, &e), None)
+            }
+            (_, Some(i)) => (i.key.clone(), Some(i.clone())),
+        };
+        let n = Notice::new(&self.cfg.external_url, rule, &e, tr, key_of, now);
+        self.console.push(n.console_line(silenced));
+        let incident = match tr {
+            Transition::Resolved { .. } => {
+                if let Some(i) = &open {
+                    self.queue_to(&i.notifiers, &n);
+                }
+                None
+            }
+            Transition::Fired { .. } => {
+                let mut i = n.incident(&rule.labels);
+                if let Some(o) = open {
+                    i.notifiers = o.notifiers;
+                }
+                if !silenced {
+                    let to = self.wanting(&rule.name);
+                    self.queue_to(&to, &n);
+                    for id in to {
+                        if !i.notifiers.contains(&id) {
+                            i.notifiers.push(id);
+                        }
+                    }
+                }
+                Some(i)
+            }
+        };
         if let Some(x) = self
             .p
             .rules
             .get_mut(&rule.name)
             .and_then(|r| r.instances.get_mut(key))
         {
-            x.am_sent = 0;
+            x.incident = incident;
         }
-        let silenced = self.p.silenced(&rule.name, &e.series, now);
-        self.console.push(n.console_line(silenced));
-        if silenced {
-            return;
-        }
-        for (i, notifier) in self.cfg.notifiers.iter().enumerate() {
-            if !notifier.wants(&rule.name) {
-                continue;
-            }
-            let body = match &notifier.kind {
-                NotifyKind::PagerDuty { routing_key, .. } => n.pagerduty(routing_key),
-                NotifyKind::Webhook { .. } => n.webhook(),
-                NotifyKind::Alertmanager { .. } | NotifyKind::Console => continue,
+        self.dirty = true;
+    }
+
+    /// The PagerDuty and webhook notifiers that want notifications of rule `rule`.
+    pub(super) fn wanting(&self, rule: &str) -> Vec<String> {
+        self.cfg
+            .notifiers
+            .iter()
+            .filter(|n| {
+                matches!(
+                    n.kind,
+                    NotifyKind::PagerDuty { .. } | NotifyKind::Webhook { .. }
+                ) && n.wants(rule)
+            })
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
+    /// Queues `n` for each of the notifiers `to` that is still configured.
+    pub(super) fn queue_to(&mut self, to: &[String], n: &Notice) {
+        for id in to {
+            let body = match self.cfg.notifier(id).map(|x| &x.kind) {
+                Some(NotifyKind::PagerDuty { routing_key, .. }) => n.pagerduty(routing_key),
+                Some(NotifyKind::Webhook { .. }) => n.webhook(),
+                _ => continue,
             };
-            self.p.outbox.push(Outgoing {
-                notifier: i,
-                body,
-                attempts: 0,
-                next_try: now,
-                created: now,
-            });
+            self.p.queue(id, body, n.now);
         }
         self.dirty = true;
     }
@@ -103,7 +153,9 @@ impl Inner {
     /// The Alertmanager batch due at `now`: firing instances due for a re-send, resolved ones
     /// within the re-send window, and alerts that ended under other labels. A firing instance
     /// whose labels are no longer those Alertmanager has (another level, a changed rule) ends
-    /// the old alert here; a resolved one is sent under the labels it fired with.
+    /// the old alert here; a resolved one is sent under the labels it fired with. An ended alert
+    /// whose labels fire again (the level came back, the labels were changed back) is not sent
+    /// as resolved any more: Alertmanager would end the alert that fires.
     pub(super) fn am_batch(&mut self, now: i64) -> Vec<Value> {
         let resend = self.cfg.resend_interval;
         let keep = self.cfg.resolved_resend_for;
@@ -112,27 +164,38 @@ impl Inner {
             4 * resend.max(self.cfg.rules.iter().map(|r| r.interval).max().unwrap_or(0));
         let mut out = Vec::new();
         let mut ended = Vec::new();
+        let mut firing_labels: Vec<Labels> = Vec::new();
         let p = &mut self.p;
+        // The rules with ended alerts still being sent: only their firing labels can match.
+        let ended_rules: HashSet<String> = p
+            .am_resolved
+            .iter()
+            .filter_map(|a| a.alert.labels.get("alertname").cloned())
+            .collect();
         for rule in &self.cfg.rules {
             let Some(run) = p.rules.get_mut(&rule.name) else {
                 continue;
             };
+            let check_ended = ended_rules.contains(&rule.name);
             for e in run.instances.values_mut() {
                 let firing = e.inst.state == State::Firing;
                 let resolved = e.inst.state == State::Ok
                     && e.inst.resolved_at.is_some_and(|t| now - t <= keep);
-                if !(firing || resolved)
-                    || now - e.am_sent < resend
-                    || super::state::silenced(&p.silences, &rule.name, &e.series, now)
-                {
-                    continue;
-                }
                 let level = if firing {
                     e.inst.level
                 } else {
                     e.inst.resolved_level
                 }
                 .unwrap_or(Level::Warning);
+                if firing && check_ended {
+                    firing_labels.push(payload::labels(rule, e, level));
+                }
+                if !(firing || resolved)
+                    || now - e.am_sent < resend
+                    || super::state::silenced(&p.silences, &rule.name, &e.series, now)
+                {
+                    continue;
+                }
                 let labels = match &e.am_alert {
                     Some(sent) if !firing => sent.labels.clone(),
                     _ => payload::labels(rule, e, level),
@@ -163,7 +226,8 @@ impl Inner {
         }
         p.am_resolved
             .extend(ended.into_iter().map(|alert| AmResolved { alert, sent: 0 }));
-        p.am_resolved.retain(|a| now - a.alert.ends_at <= keep);
+        p.am_resolved
+            .retain(|a| now - a.alert.ends_at <= keep && !firing_labels.contains(&a.alert.labels));
         for a in p.am_resolved.iter_mut().filter(|a| now - a.sent >= resend) {
             a.sent = now;
             out.push(payload::alertmanager(&a.alert));
@@ -186,13 +250,14 @@ impl Engine {
     async fn deliver_alertmanager(&self, client: &reqwest::Client, now: i64) {
         let (targets, batch) = {
             let mut g = self.lock();
-            let targets: Vec<(usize, String)> = g
+            let targets: Vec<(String, String, Vec<String>)> = g
                 .cfg
                 .notifiers
                 .iter()
-                .enumerate()
-                .filter_map(|(i, n)| match &n.kind {
-                    NotifyKind::Alertmanager { url } => Some((i, url.clone())),
+                .filter_map(|n| match &n.kind {
+                    NotifyKind::Alertmanager { url } => {
+                        Some((n.id.clone(), url.clone(), n.rules.clone()))
+                    }
                     _ => None,
                 })
                 .collect();
@@ -206,15 +271,14 @@ impl Engine {
         if batch.is_empty() {
             return;
         }
-        for (i, url) in targets {
-            let wanted: Vec<&Value> = {
-                let g = self.lock();
-                let n = &g.cfg.notifiers[i];
-                batch
-                    .iter()
-                    .filter(|a| n.wants(a["labels"]["alertname"].as_str().unwrap_or("")))
-                    .collect()
-            };
+        for (id, url, rules) in targets {
+            let wanted: Vec<&Value> = batch
+                .iter()
+                .filter(|a| {
+                    let rule = a["labels"]["alertname"].as_str().unwrap_or("");
+                    rules.is_empty() || rules.iter().any(|r| r == rule)
+                })
+                .collect();
             if wanted.is_empty() {
                 continue;
             }
@@ -224,8 +288,9 @@ impl Engine {
                 .send()
                 .await;
             let mut g = self.lock();
+            let retry_at = now - g.cfg.resend_interval + AM_RETRY_SECS;
             // A reload while the request was out may have taken the notifier away.
-            let Some(st) = g.stats.get_mut(i) else {
+            let Some(st) = g.stats.get_mut(&id) else {
                 continue;
             };
             match res {
@@ -238,7 +303,6 @@ impl Engine {
                     st.failed_attempts += 1;
                     st.last_error = Some(e.to_string());
                     // Sent again in a few seconds, not at the next re-send.
-                    let retry_at = now - g.cfg.resend_interval + AM_RETRY_SECS;
                     for run in g.p.rules.values_mut() {
                         for e in run.instances.values_mut() {
                             if e.am_sent == now {
@@ -251,30 +315,46 @@ impl Engine {
         }
     }
 
+    /// Sends the outbox notifications that are due, oldest first. The notifications of one
+    /// incident to one notifier go out in the order they were queued: one waits while an
+    /// earlier one waits for its retry, so a resolve never overtakes its trigger (PagerDuty
+    /// would open the incident after closing it, and keep it open).
     async fn deliver_outbox(&self, client: &reqwest::Client, now: i64) {
-        let due: Vec<(usize, Outgoing, NotifyKind)> = {
+        let due: Vec<(Outgoing, NotifyKind)> = {
             let g = self.lock();
-            g.p.outbox
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| o.next_try <= now)
-                .filter_map(|(i, o)| {
-                    g.cfg
-                        .notifiers
-                        .get(o.notifier)
-                        .map(|n| (i, o.clone(), n.kind.clone()))
-                })
-                .take(OUTBOX_BATCH)
-                .collect()
+            let mut waiting: HashSet<(&str, &str)> = HashSet::new();
+            let mut due = Vec::new();
+            for o in &g.p.outbox {
+                if due.len() == OUTBOX_BATCH {
+                    break;
+                }
+                let incident = (o.to.as_str(), o.incident());
+                if waiting.contains(&incident) {
+                    continue;
+                }
+                if o.next_try > now {
+                    waiting.insert(incident);
+                    continue;
+                }
+                if let Some(n) = g.cfg.notifier(&o.to) {
+                    due.push((o.clone(), n.kind.clone()));
+                }
+            }
+            due
         };
-        let mut done: Vec<usize> = Vec::new();
-        let mut retry: Vec<usize> = Vec::new();
-        for (idx, o, kind) in due {
+        let mut done: HashSet<u64> = HashSet::new();
+        let mut retry: HashSet<u64> = HashSet::new();
+        let mut failed: HashSet<(String, String)> = HashSet::new();
+        for (o, kind) in due {
+            let incident = (o.to.clone(), o.incident().to_string());
+            if failed.contains(&incident) {
+                continue;
+            }
             let (url, headers) = match &kind {
                 NotifyKind::PagerDuty { url, .. } => (url.clone(), BTreeMap::new()),
                 NotifyKind::Webhook { url, headers } => (url.clone(), headers.clone()),
                 _ => {
-                    done.push(idx);
+                    done.insert(o.id);
                     continue;
                 }
             };
@@ -284,30 +364,32 @@ impl Engine {
             }
             let res = req.send().await;
             let mut g = self.lock();
-            let Some(st) = g.stats.get_mut(o.notifier) else {
+            let Some(st) = g.stats.get_mut(&o.to) else {
                 continue;
             };
             match res {
                 Ok(r) if r.status().is_success() => {
                     st.sent += 1;
-                    done.push(idx);
+                    done.insert(o.id);
                 }
                 Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
                     st.failed_attempts += 1;
                     st.last_error = Some(format!("HTTP {}", r.status()));
-                    retry.push(idx);
+                    retry.insert(o.id);
+                    failed.insert(incident);
                 }
                 Ok(r) => {
                     // 4xx other than 429: the event itself is refused; retrying cannot help.
                     st.dropped += 1;
                     st.last_error = Some(format!("HTTP {} (not retried)", r.status()));
                     tracing::error!(notifier = st.kind, status = %r.status(), "a notification was refused");
-                    done.push(idx);
+                    done.insert(o.id);
                 }
                 Err(e) => {
                     st.failed_attempts += 1;
                     st.last_error = Some(e.to_string());
-                    retry.push(idx);
+                    retry.insert(o.id);
+                    failed.insert(incident);
                 }
             }
         }
@@ -315,29 +397,315 @@ impl Engine {
             return;
         }
         let mut g = self.lock();
-        for idx in retry {
-            if let Some(o) = g.p.outbox.get_mut(idx) {
-                o.next_try = now + retry_after(o.attempts);
-                o.attempts += 1;
-            }
+        for o in g.p.outbox.iter_mut().filter(|o| retry.contains(&o.id)) {
+            o.next_try = now + retry_after(o.attempts);
+            o.attempts += 1;
         }
-        let mut i = 0;
-        g.p.outbox.retain(|_| {
-            let keep = !done.contains(&i);
-            i += 1;
-            keep
-        });
+        g.p.outbox.retain(|o| !done.contains(&o.id));
         g.dirty = true;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::alert::test_support::{engine_on_file, reload_at, source, AmModel, Receiver};
+
+    const T: i64 = 1_800_000_000;
 
     #[test]
     fn one_backoff_doubles_up_to_five_minutes() {
         let waits: Vec<i64> = (0..10).map(retry_after).collect();
         assert_eq!(waits, vec![2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+    }
+
+    /// An alerting file: `notify` (TOML), and one rule on `test.value` (warning above 20,
+    /// critical above 50, evaluated every 10 s on the last point) with the label `team`.
+    fn rules(notify: &str, team: &str) -> String {
+        format!(
+            r#"resend_interval = "10s"
+resolved_resend_for = "5m"
+{notify}
+[[rule]]
+name = "High"
+target = "test.value"
+window = "10s"
+reduce = "last"
+warn = 20
+crit = 50
+interval = "10s"
+nodata = "keep"
+labels = {{ team = "{team}" }}
+"#
+        )
+    }
+
+    const AM: &str = "[[notify]]\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:9\"\n";
+    const PD_HOOK: &str =
+        "[[notify]]\nkind = \"pagerduty\"\nurl = \"http://127.0.0.1:9/pd\"\nrouting_key = \"K\"\n\
+        [[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n";
+
+    /// `test.value` from `T`, every 10 s.
+    fn values(v: &[f64]) -> Vec<Option<f64>> {
+        v.iter().copied().map(Some).collect()
+    }
+
+    /// The queued bodies for the notifier whose id starts with `kind`, in order.
+    fn queued(e: &Engine, kind: &str) -> Vec<Value> {
+        e.lock()
+            .p
+            .outbox
+            .iter()
+            .filter(|o| o.to.starts_with(kind))
+            .map(|o| o.body.clone())
+            .collect()
+    }
+
+    /// PagerDuty events as (action, dedup key).
+    fn pd_events(bodies: &[Value]) -> Vec<(String, String)> {
+        bodies
+            .iter()
+            .map(|b| {
+                (
+                    b["event_action"].as_str().unwrap_or("").to_string(),
+                    b["dedup_key"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn log(entries: &[(&str, &'static str)]) -> Vec<(String, &'static str)> {
+        entries.iter().map(|(a, s)| (a.to_string(), *s)).collect()
+    }
+
+    #[test]
+    fn issue_17_a_level_that_comes_back_is_not_resolved_in_alertmanager_again() {
+        // Critical, warning, critical for 50 s (five re-sends), then ok.
+        let s = source(&[(
+            "test.value",
+            T,
+            values(&[60., 30., 60., 60., 60., 60., 60., 1., 1., 1., 1., 1., 1.]),
+        )]);
+        let (e, _dir) = engine_on_file(&s, &rules(&format!("{AM}{PD_HOOK}"), "web"));
+        let mut am = AmModel::default();
+        for t in (T..=T + 120).step_by(10) {
+            e.evaluate_due(t);
+            let batch = e.lock().am_batch(t);
+            am.feed(&batch, t);
+        }
+        assert_eq!(
+            am.log,
+            log(&[
+                ("critical/web", "firing"),
+                ("critical/web", "resolved"),
+                ("warning/web", "firing"),
+                ("critical/web", "firing"),
+                ("warning/web", "resolved"),
+                ("critical/web", "resolved"),
+            ])
+        );
+        // PagerDuty: one incident throughout (a level change is a trigger of the same key).
+        let pd = pd_events(&queued(&e, "pagerduty"));
+        let actions: Vec<&str> = pd.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(actions, ["trigger", "trigger", "trigger", "resolve"]);
+        assert!(pd.iter().all(|(_, k)| *k == pd[0].1), "{pd:?}");
+        let hooks: Vec<String> = queued(&e, "webhook")
+            .iter()
+            .map(|h| format!("{} {} {}", h["state"], h["level"], h["previous_level"]))
+            .collect();
+        assert_eq!(
+            hooks,
+            [
+                r#""firing" "critical" null"#,
+                r#""firing" "warning" "critical""#,
+                r#""firing" "critical" "warning""#,
+                r#""resolved" "critical" "critical""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn issue_17_a_label_edit_ends_the_old_incident_everywhere_and_opens_one_under_the_new() {
+        let s = source(&[(
+            "test.value",
+            T,
+            values(&[60., 60., 60., 60., 1., 1., 1., 1., 1., 1., 1.]),
+        )]);
+        let notify = format!("{AM}{PD_HOOK}");
+        let (e, dir) = engine_on_file(&s, &rules(&notify, "web"));
+        let mut am = AmModel::default();
+        for t in (T..=T + 100).step_by(5) {
+            if t == T + 15 {
+                reload_at(&e, &dir, &rules(&notify, "ops"), t);
+            }
+            if t == T + 25 {
+                // Only the summary: the same incident, nothing to tell.
+                let text = rules(&notify, "ops")
+                    .replace("[[rule]]", "[[rule]]\nsummary = \"now {{value}}\"");
+                reload_at(&e, &dir, &text, t);
+            }
+            e.evaluate_due(t);
+            let batch = e.lock().am_batch(t);
+            am.feed(&batch, t);
+        }
+        assert_eq!(
+            am.log,
+            log(&[
+                ("critical/web", "firing"),
+                ("critical/ops", "firing"),
+                ("critical/web", "resolved"),
+                ("critical/ops", "resolved"),
+            ])
+        );
+        let pd = pd_events(&queued(&e, "pagerduty"));
+        let (web, ops) = (pd[0].1.clone(), pd[2].1.clone());
+        assert_ne!(web, ops, "another incident");
+        let want: Vec<(String, String)> = [
+            ("trigger", &web),
+            ("resolve", &web),
+            ("trigger", &ops),
+            ("resolve", &ops),
+        ]
+        .iter()
+        .map(|(a, k)| (a.to_string(), k.to_string()))
+        .collect();
+        assert_eq!(pd, want);
+        let hooks = queued(&e, "webhook");
+        let got: Vec<(Value, Value, Value, Value)> = hooks
+            .iter()
+            .map(|h| {
+                (
+                    h["state"].clone(),
+                    h["labels"]["team"].clone(),
+                    h["dedup_key"].clone(),
+                    h["reason"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (json!("firing"), json!("web"), json!(web), Value::Null),
+                (
+                    json!("resolved"),
+                    json!("web"),
+                    json!(web),
+                    json!("labels changed")
+                ),
+                (json!("firing"), json!("ops"), json!(ops), Value::Null),
+                (json!("resolved"), json!("ops"), json!(ops), Value::Null),
+            ]
+        );
+        assert_eq!(hooks[3]["annotations"]["summary"], "now 1");
+    }
+
+    #[test]
+    fn issue_17_a_resolve_goes_where_the_trigger_went_even_under_a_silence() {
+        let s = source(&[("test.value", T, values(&[60., 1., 1.]))]);
+        let (e, _dir) = engine_on_file(&s, &rules(PD_HOOK, "web"));
+        e.evaluate_due(T);
+        e.silence("High", None, 3600, "maintenance".into(), T + 5)
+            .expect("silence");
+        e.evaluate_due(T + 10);
+        let pd = pd_events(&queued(&e, "pagerduty"));
+        assert_eq!(
+            pd.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+            ["trigger", "resolve"],
+            "the incident it opened closes: {pd:?}"
+        );
+        assert_eq!(pd[0].1, pd[1].1);
+        assert_eq!(queued(&e, "webhook").len(), 2);
+        assert!(e.take_console()[1].ends_with("(silenced)"));
+    }
+
+    #[tokio::test]
+    async fn issue_17_a_resolve_never_overtakes_its_trigger() {
+        let rx = Receiver::start().await;
+        let s = source(&[("test.value", T, values(&[60., 1., 1.]))]);
+        let notify = format!(
+            "[[notify]]\nkind = \"pagerduty\"\nurl = \"{}/pd\"\nrouting_key = \"K\"\n",
+            rx.url
+        );
+        let (e, _dir) = engine_on_file(&s, &rules(&notify, "web"));
+        e.evaluate_due(T);
+        e.evaluate_due(T + 10);
+        let client = reqwest::Client::new();
+        rx.answer("/pd", &[429]);
+        e.deliver(&client, T + 10).await;
+        let actions = |rx: &Receiver| -> Vec<String> {
+            pd_events(&rx.bodies("/pd"))
+                .into_iter()
+                .map(|(a, _)| a)
+                .collect()
+        };
+        assert_eq!(actions(&rx), ["trigger"], "the resolve waits behind it");
+        e.deliver(&client, T + 11).await;
+        assert_eq!(actions(&rx), ["trigger"], "backing off");
+        e.deliver(&client, T + 12).await;
+        assert_eq!(actions(&rx), ["trigger", "trigger", "resolve"]);
+        assert_eq!(e.notifiers()[0].pending, 0);
+    }
+
+    #[tokio::test]
+    async fn issue_17_counters_and_queued_notifications_follow_their_notifier_across_a_reload() {
+        let rx = Receiver::start().await;
+        let s = source(&[("test.value", T, values(&[60., 1., 1.]))]);
+        let hook_a = format!("[[notify]]\nkind = \"webhook\"\nurl = \"{}/a\"\n", rx.url);
+        let pd = format!(
+            "[[notify]]\nkind = \"pagerduty\"\nurl = \"{}/pd\"\nrouting_key = \"K\"\n",
+            rx.url
+        );
+        let hook_b = format!("[[notify]]\nkind = \"webhook\"\nurl = \"{}/b\"\n", rx.url);
+        let (e, dir) = engine_on_file(&s, &rules(&format!("{hook_a}{pd}"), "web"));
+        let client = reqwest::Client::new();
+        e.evaluate_due(T);
+        e.deliver(&client, T).await;
+        rx.answer("/a", &[503]);
+        e.evaluate_due(T + 10);
+        e.deliver(&client, T + 10).await;
+        let counts = |e: &Engine| -> Vec<(&'static str, u64, u64, usize)> {
+            e.notifiers()
+                .iter()
+                .map(|n| (n.kind, n.sent, n.failed_attempts, n.pending))
+                .collect()
+        };
+        assert_eq!(counts(&e), [("webhook", 1, 1, 1), ("pagerduty", 2, 0, 0)]);
+        // Reordered, and one more: each keeps its counters and its queue.
+        reload_at(
+            &e,
+            &dir,
+            &rules(&format!("{pd}{hook_a}{hook_b}"), "web"),
+            T + 11,
+        );
+        assert_eq!(
+            counts(&e),
+            [
+                ("pagerduty", 2, 0, 0),
+                ("webhook", 1, 1, 1),
+                ("webhook", 0, 0, 0)
+            ]
+        );
+        e.deliver(&client, T + 12).await;
+        assert_eq!(
+            counts(&e),
+            [
+                ("pagerduty", 2, 0, 0),
+                ("webhook", 2, 1, 0),
+                ("webhook", 0, 0, 0)
+            ]
+        );
+        let states: Vec<Value> = rx.bodies("/a").iter().map(|b| b["state"].clone()).collect();
+        assert_eq!(
+            states,
+            [json!("firing"), json!("resolved"), json!("resolved")]
+        );
+        assert_eq!(
+            rx.bodies("/pd").len(),
+            2,
+            "nothing of the webhook's went to PagerDuty"
+        );
+        assert!(rx.bodies("/b").is_empty());
     }
 }

@@ -3,9 +3,8 @@
 //! through the state machine ([`machine`](super::machine)) with what `observe` saw, and hands
 //! the transitions to `delivery`. It owns the saved state (`state`) behind one lock, shared by
 //! the loop ([`run`]) and the HTTP API, and saves it after every round, so a restart neither
-//! pages twice nor loses a resolve. A reload swaps the rules; the instances of rules that are
-//! gone are forgotten, and Alertmanager is told that their alerts ended, under the labels it was
-//! sent.
+//! pages twice nor loses a resolve. A reload swaps the rules, and `reconcile` makes the state
+//! fit them (what was told of rules that are gone, or whose labels changed, ends).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,14 +15,15 @@ use super::config::{Alerting, Rule};
 use super::delivery::NotifierStats;
 use super::machine::{resolve, step, Level, Obs, State, Transition};
 use super::observe::{observe, Observed, SeriesObs};
-use super::state::{AmAlert, AmResolved, Entry, Persisted, Silence, STATE_KEY};
+use super::state::{Entry, Persisted, Silence, STATE_KEY};
 use crate::source::Source;
 
 /// The engine state behind the lock.
 pub(crate) struct Inner {
     pub(super) cfg: Alerting,
     pub(super) p: Persisted,
-    pub(super) stats: Vec<NotifierStats>,
+    /// Delivery counters by [`Notifier::id`](super::config::Notifier::id).
+    pub(super) stats: BTreeMap<String, NotifierStats>,
     /// The state changed since it was last saved.
     pub(super) dirty: bool,
     /// Lines for the console notifier, printed by the runner.
@@ -136,77 +136,41 @@ impl Inner {
 }
 
 impl Engine {
-    /// An engine over `source`, restoring the saved state.
+    /// An engine over `source`, restoring the saved state, made to fit `cfg` (what was told of
+    /// rules removed or relabeled since it was saved ends).
     pub fn new(
         source: Arc<dyn Source>,
         cfg: Alerting,
         path: Option<PathBuf>,
     ) -> crate::Result<Engine> {
         let p = Persisted::load(source.as_ref())?;
-        let stats = cfg
-            .notifiers
-            .iter()
-            .map(|n| NotifierStats {
-                kind: n.name(),
-                ..Default::default()
-            })
-            .collect();
-        let engine = Engine {
+        let mut inner = Inner {
+            cfg,
+            p,
+            stats: BTreeMap::new(),
+            dirty: false,
+            console: Vec::new(),
+        };
+        inner.reconcile(unix_now());
+        Ok(Engine {
             source,
             path,
-            inner: Mutex::new(Inner {
-                cfg,
-                p,
-                stats,
-                dirty: false,
-                console: Vec::new(),
-            }),
-        };
-        engine.prune_removed_rules(unix_now());
-        Ok(engine)
+            inner: Mutex::new(inner),
+        })
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Forgets the instances of rules that are gone. Alertmanager is told that those it was
-    /// sent as firing ended, under the labels it was sent (the rule that made them is gone).
-    fn prune_removed_rules(&self, now: i64) {
-        let mut g = self.lock();
-        let keep = g.cfg.resolved_resend_for;
-        let names: Vec<String> = g.cfg.rules.iter().map(|r| r.name.clone()).collect();
-        let gone: Vec<String> =
-            g.p.rules
-                .keys()
-                .filter(|k| !names.contains(k))
-                .cloned()
-                .collect();
-        for name in gone {
-            let Some(run) = g.p.rules.remove(&name) else {
-                continue;
-            };
-            for e in run.instances.into_values() {
-                let ends_at = match (e.inst.state, e.inst.resolved_at) {
-                    (State::Firing, _) => now,
-                    // Resolved a moment ago: its resolve goes on being re-sent.
-                    (State::Ok, Some(t)) if now - t <= keep => t,
-                    _ => continue,
-                };
-                if let Some(alert) = e.am_alert {
-                    g.p.am_resolved.push(AmResolved {
-                        alert: AmAlert { ends_at, ..alert },
-                        sent: 0,
-                    });
-                }
-            }
-            g.dirty = true;
-        }
-    }
-
     /// Re-reads the alerting file (SIGHUP, `POST /api/v1/alerts/reload`). On errors the old
     /// rules stay and every problem is returned.
     pub fn reload(&self) -> Result<usize, Vec<String>> {
+        self.reload_at(unix_now())
+    }
+
+    /// [`Engine::reload`] at `now`.
+    pub(super) fn reload_at(&self, now: i64) -> Result<usize, Vec<String>> {
         let Some(path) = &self.path else {
             return Err(vec!["no alerting file to reload".into()]);
         };
@@ -214,15 +178,6 @@ impl Engine {
         let n = cfg.rules.len();
         {
             let mut g = self.lock();
-            g.stats = cfg
-                .notifiers
-                .iter()
-                .map(|nf| NotifierStats {
-                    kind: nf.name(),
-                    ..Default::default()
-                })
-                .collect();
-            g.p.outbox.retain(|o| o.notifier < cfg.notifiers.len());
             g.cfg = cfg;
             for run in g.p.rules.values_mut() {
                 run.next_eval = 0;
@@ -232,8 +187,8 @@ impl Engine {
                     e.am_sent = 0;
                 }
             }
+            g.reconcile(now);
         }
-        self.prune_removed_rules(unix_now());
         tracing::info!(rules = n, "alert rules reloaded");
         Ok(n)
     }
@@ -395,14 +350,10 @@ mod tests {
 
     use super::*;
     use crate::alert::payload::rfc3339;
+    use crate::alert::test_support::{engine, engine_on_file, reload_at};
     use crate::source::MemSource;
 
     const T: i64 = 1_800_000_000;
-
-    fn engine(src: &Arc<dyn Source>, rules: &str) -> Engine {
-        let cfg = Alerting::parse(rules).expect("rules");
-        Engine::new(src.clone(), cfg, None).expect("engine")
-    }
 
     fn states(e: &Engine, now: i64) -> Vec<(String, String)> {
         e.alerts(now)
@@ -589,19 +540,9 @@ crit = 10
 labels = { team = "web" }
 "#;
 
-    /// An engine reading its rules from a file, and the file.
-    fn engine_on_file(src: &Arc<dyn Source>, rules: &str) -> (Engine, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("alerts.toml");
-        std::fs::write(&path, rules).expect("write");
-        let cfg = Alerting::load(&path).expect("rules");
-        let e = Engine::new(src.clone(), cfg, Some(path)).expect("engine");
-        (e, dir)
-    }
-
+    /// A reload on the clock, as SIGHUP does it.
     fn reload_with(e: &Engine, dir: &tempfile::TempDir, rules: &str) {
-        std::fs::write(dir.path().join("alerts.toml"), rules).expect("write");
-        e.reload().expect("reload");
+        reload_at(e, dir, rules, unix_now());
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! - `state`: what is saved across restarts (instances, silences, outbox);
 //! - `payload`: the labels, annotations and documents of every notifier (Alertmanager API v2,
 //!   PagerDuty Events v2, webhook, console);
-//! - `delivery`: the outbox with its backoff, and the Alertmanager re-send loop;
+//! - `delivery`: the incidents PagerDuty and webhooks are told of, the outbox with its
+//!   backoff, and the Alertmanager re-send loop;
+//! - `reconcile`: the state made to fit the file after a reload or a start (rules removed or
+//!   relabeled, notifiers reordered);
 //! - `snapshot` and `routes`: typed views of the engine and the HTTP API over them;
 //! - [`nagios`]: the Nagios plugin's threshold ranges (`tally check`).
 
@@ -20,9 +23,12 @@ pub mod machine;
 pub mod nagios;
 mod observe;
 mod payload;
+mod reconcile;
 pub(crate) mod routes;
 mod snapshot;
 mod state;
+#[cfg(test)]
+mod test_support;
 
 pub use config::{Alerting, Rule};
 pub use engine::Engine;

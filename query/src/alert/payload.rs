@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::config::{fmt_value, render_template, Rule};
 use super::machine::{Level, Transition};
-use super::state::{AmAlert, Entry, Labels};
+use super::state::{AmAlert, Entry, Incident, Labels};
 
 /// A time as Alertmanager and PagerDuty write it: `2026-11-22T02:56:35Z`.
 pub(crate) fn rfc3339(t: i64) -> String {
@@ -139,10 +139,56 @@ pub(crate) fn alertmanager(a: &AmAlert) -> Value {
     })
 }
 
-/// A transition of one instance, with what every notifier says about it.
-pub(crate) struct Notice<'a> {
-    pub rule: &'a Rule,
-    pub entry: &'a Entry,
+/// The dedup key of a new incident of instance `e` of `rule` (PagerDuty keeps one incident per
+/// key): `tally:<rule>:<series>`, then, when the rule has labels, a fingerprint of them, so that
+/// other labels in the file make another incident. At most 255 characters: a longer key keeps
+/// its beginning and ends with a fingerprint of the whole.
+pub(crate) fn incident_key(rule: &Rule, e: &Entry) -> String {
+    let series = if e.series.is_empty() {
+        "(rule)"
+    } else {
+        &e.series
+    };
+    let mut key = format!("tally:{}:{series}", rule.name);
+    if !rule.labels.is_empty() {
+        let mut text = String::new();
+        for (k, v) in &rule.labels {
+            text.push_str(k);
+            text.push('\0');
+            text.push_str(v);
+            text.push('\0');
+        }
+        key.push_str(&format!(":{:016x}", fingerprint(text.as_bytes())));
+    }
+    if key.chars().count() > 255 {
+        let tail = format!("~{:016x}", fingerprint(key.as_bytes()));
+        key = key.chars().take(255 - tail.len()).collect::<String>() + &tail;
+    }
+    key
+}
+
+/// The key builds before [`incident_key`] used, `tally:<rule>:<series>` cut at 255 characters:
+/// incidents they opened are resolved under it.
+pub(crate) fn legacy_key(rule: &str, series: &str) -> String {
+    let series = if series.is_empty() { "(rule)" } else { series };
+    format!("tally:{rule}:{series}").chars().take(255).collect()
+}
+
+/// FNV-1a (64 bits) of `bytes`: a fingerprint that does not change between builds.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    h.write(bytes);
+    h.finish()
+}
+
+/// A state change of one instance as PagerDuty, the webhook and the console are told it.
+pub(crate) struct Notice {
+    pub rule: String,
+    pub target: String,
+    pub op: String,
+    /// The series; empty for the rule-level instance.
+    pub series: String,
     /// `firing` or `resolved`.
     pub state: &'static str,
     pub level: Level,
@@ -151,31 +197,93 @@ pub(crate) struct Notice<'a> {
     pub labels: Labels,
     pub annotations: Labels,
     pub graph_url: String,
+    /// The incident's dedup key.
+    pub key: String,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    /// When the instance began firing.
+    pub since: i64,
     pub now: i64,
+    /// Why an incident ended while its condition may still hold (`rule removed`, `labels
+    /// changed`); `None` for state changes.
+    pub reason: Option<&'static str>,
 }
 
-impl<'a> Notice<'a> {
+impl Notice {
+    /// Transition `tr` of instance `e` of `rule`, in the incident with dedup key `key`.
     pub fn new(
         external_url: &str,
-        rule: &'a Rule,
-        entry: &'a Entry,
+        rule: &Rule,
+        e: &Entry,
         tr: &Transition,
+        key: String,
         now: i64,
-    ) -> Notice<'a> {
+    ) -> Notice {
         let (state, level, previous) = match tr {
             Transition::Fired { level, previous } => ("firing", *level, *previous),
             Transition::Resolved { level } => ("resolved", *level, Some(*level)),
         };
         Notice {
-            rule,
-            entry,
+            rule: rule.name.clone(),
+            target: rule.target.clone(),
+            op: rule.op.as_str().into(),
+            series: e.series.clone(),
             state,
             level,
             previous,
-            labels: labels(rule, entry, level),
-            annotations: annotations(rule, entry, level),
-            graph_url: graph_url(external_url, rule, &entry.series),
+            labels: labels(rule, e, level),
+            annotations: annotations(rule, e, level),
+            graph_url: graph_url(external_url, rule, &e.series),
+            key,
+            value: e.inst.value,
+            threshold: e.inst.threshold,
+            since: e.inst.since,
             now,
+            reason: None,
+        }
+    }
+
+    /// The resolve of `incident` of instance `e` of rule `rule`, which ends for `reason` (the
+    /// rule was removed, or its labels changed): it says what the incident's triggers said.
+    pub fn ended(
+        rule: &str,
+        e: &Entry,
+        incident: &Incident,
+        reason: &'static str,
+        now: i64,
+    ) -> Notice {
+        Notice {
+            rule: rule.to_string(),
+            target: incident.target.clone(),
+            op: incident.op.clone(),
+            series: e.series.clone(),
+            state: "resolved",
+            level: incident.level,
+            previous: Some(incident.level),
+            labels: incident.labels.clone(),
+            annotations: incident.annotations.clone(),
+            graph_url: incident.graph_url.clone(),
+            key: incident.key.clone(),
+            value: e.inst.value,
+            threshold: e.inst.threshold,
+            since: e.inst.since,
+            now,
+            reason: Some(reason),
+        }
+    }
+
+    /// The incident a trigger opens or continues, told to no notifier yet.
+    pub fn incident(&self, rule_labels: &Labels) -> Incident {
+        Incident {
+            key: self.key.clone(),
+            rule_labels: rule_labels.clone(),
+            labels: self.labels.clone(),
+            annotations: self.annotations.clone(),
+            level: self.level,
+            target: self.target.clone(),
+            op: self.op.clone(),
+            graph_url: self.graph_url.clone(),
+            notifiers: Vec::new(),
         }
     }
 
@@ -183,43 +291,31 @@ impl<'a> Notice<'a> {
         self.state == "resolved"
     }
 
-    /// One per instance (PagerDuty keeps one incident per key), at most 255 characters.
-    pub fn dedup_key(&self) -> String {
-        let series = if self.entry.series.is_empty() {
-            "(rule)"
-        } else {
-            &self.entry.series
-        };
-        let key = format!("tally:{}:{series}", self.rule.name);
-        key.chars().take(255).collect()
-    }
-
     /// `ALERT FIRING Beacons beacons.a warning value=25 threshold=10`.
     pub fn console_line(&self, silenced: bool) -> String {
-        let e = self.entry;
         format!(
-            "ALERT {} {}{} {} value={} threshold={}{}",
+            "ALERT {} {}{} {} value={} threshold={}{}{}",
             self.state.to_uppercase(),
-            self.rule.name,
-            if e.series.is_empty() {
+            self.rule,
+            if self.series.is_empty() {
                 String::new()
             } else {
-                format!(" {}", e.series)
+                format!(" {}", self.series)
             },
             self.level.as_str(),
-            e.inst.value.map_or("none".into(), fmt_value),
-            e.inst.threshold.map_or("-".into(), fmt_value),
+            self.value.map_or("none".into(), fmt_value),
+            self.threshold.map_or("-".into(), fmt_value),
+            self.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
             if silenced { " (silenced)" } else { "" },
         )
     }
 
     /// A PagerDuty Events v2 `trigger`, or the `resolve` with the same dedup key.
     pub fn pagerduty(&self, routing_key: &str) -> Value {
-        let e = self.entry;
         let mut b = json!({
             "routing_key": routing_key,
             "event_action": if self.resolved() { "resolve" } else { "trigger" },
-            "dedup_key": self.dedup_key(),
+            "dedup_key": self.key,
         });
         if !self.resolved() {
             let severity = match self.level {
@@ -232,12 +328,12 @@ impl<'a> Notice<'a> {
                 "source": "tally",
                 "severity": severity,
                 "timestamp": rfc3339(self.now),
-                "component": e.series,
-                "group": self.rule.name,
+                "component": self.series,
+                "group": self.rule,
                 "custom_details": {
-                    "value": e.inst.value,
-                    "threshold": e.inst.threshold,
-                    "target": self.rule.target,
+                    "value": self.value,
+                    "threshold": self.threshold,
+                    "target": self.target,
                     "labels": self.labels,
                     "annotations": self.annotations,
                 },
@@ -249,26 +345,26 @@ impl<'a> Notice<'a> {
 
     /// The generic webhook's document (version 1).
     pub fn webhook(&self) -> Value {
-        let e = self.entry;
         json!({
             "version": "1",
-            "rule": self.rule.name,
-            "target": self.rule.target,
-            "series": e.series,
+            "rule": self.rule,
+            "target": self.target,
+            "series": self.series,
             "labels": self.labels,
             "annotations": self.annotations,
             "state": self.state,
             "previous_state": if self.previous.is_some() { "firing" } else { "ok" },
             "level": self.level.as_str(),
             "previous_level": self.previous.map(Level::as_str),
-            "value": e.inst.value,
-            "threshold": e.inst.threshold,
-            "op": self.rule.op.as_str(),
-            "starts_at": rfc3339(e.inst.since),
+            "value": self.value,
+            "threshold": self.threshold,
+            "op": self.op,
+            "starts_at": rfc3339(self.since),
             "ends_at": if self.resolved() { Some(rfc3339(self.now)) } else { None },
             "timestamp": rfc3339(self.now),
             "graph_url": self.graph_url,
-            "dedup_key": self.dedup_key(),
+            "dedup_key": self.key,
+            "reason": self.reason,
         })
     }
 }
@@ -333,9 +429,14 @@ mod tests {
         let resolved = Transition::Resolved {
             level: Level::Critical,
         };
-        let f = Notice::new("http://t", &r, &e, &fired, 100);
-        let s = Notice::new("http://t", &r, &e, &resolved, 160);
-        assert_eq!(f.dedup_key(), "tally:B:beacons;source=x");
+        let key = incident_key(&r, &e);
+        let f = Notice::new("http://t", &r, &e, &fired, key.clone(), 100);
+        let s = Notice::new("http://t", &r, &e, &resolved, key, 160);
+        // FNV-1a 64 of "team\0web\0", the rule's labels (computed apart, in Python).
+        assert_eq!(
+            f.pagerduty("K")["dedup_key"],
+            "tally:B:beacons;source=x:ed36014e5ee52936"
+        );
         assert_eq!(s.pagerduty("K")["dedup_key"], f.pagerduty("K")["dedup_key"]);
         assert_eq!(s.pagerduty("K")["event_action"], "resolve");
         assert!(s.pagerduty("K").get("payload").is_none());
@@ -349,5 +450,31 @@ mod tests {
         assert!(f
             .graph_url
             .starts_with("http://t/render?target=beacons%3Bsource%3Dx&"));
+    }
+
+    #[test]
+    fn incident_keys_follow_the_rules_labels_and_fit_255_characters() {
+        let r = rule();
+        let e = entry("a.b", &[("name", "a.b")]);
+        let mut other = rule();
+        other.labels.insert("team".into(), "ops".into());
+        assert_ne!(incident_key(&r, &e), incident_key(&other, &e));
+        other.labels.clear();
+        assert_eq!(
+            incident_key(&other, &e),
+            "tally:B:a.b",
+            "no labels: as before"
+        );
+        assert_eq!(legacy_key("B", ""), "tally:B:(rule)");
+        // Two long series that differ only past the cut get two keys.
+        let long = "x".repeat(300);
+        let (a, b) = (
+            entry(&format!("{long}.a"), &[]),
+            entry(&format!("{long}.b"), &[]),
+        );
+        let (ka, kb) = (incident_key(&r, &a), incident_key(&r, &b));
+        assert_eq!(ka.chars().count(), 255);
+        assert_ne!(ka, kb);
+        assert!(ka.starts_with("tally:B:xxx"), "{ka}");
     }
 }

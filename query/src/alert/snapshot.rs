@@ -108,10 +108,21 @@ impl Engine {
     /// Delivery counters of each notifier, in the order of the configuration.
     pub(crate) fn notifiers(&self) -> Vec<NotifierStats> {
         let g = self.lock();
-        let mut stats = g.stats.clone();
-        for (i, s) in stats.iter_mut().enumerate() {
-            s.pending = g.p.outbox.iter().filter(|o| o.notifier == i).count();
-        }
-        stats
+        g.cfg
+            .notifiers
+            .iter()
+            .map(|n| {
+                let mut s = g
+                    .stats
+                    .get(&n.id)
+                    .cloned()
+                    .unwrap_or_else(|| NotifierStats {
+                        kind: n.name(),
+                        ..Default::default()
+                    });
+                s.pending = g.p.outbox.iter().filter(|o| o.to == n.id).count();
+                s
+            })
+            .collect()
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::machine::Instance;
+use super::machine::{Instance, Level};
 use crate::source::Source;
 
 /// The key the engine's state is saved under.
@@ -35,6 +35,10 @@ pub(crate) struct Entry {
     /// labels.
     #[serde(default)]
     pub am_alert: Option<AmAlert>,
+    /// The incident PagerDuty and webhooks were told of while it fires (from its first trigger
+    /// to its resolve).
+    #[serde(default)]
+    pub incident: Option<Incident>,
 }
 
 impl Entry {
@@ -45,8 +49,31 @@ impl Entry {
             inst: Instance::new(),
             am_sent: 0,
             am_alert: None,
+            incident: None,
         }
     }
+}
+
+/// What PagerDuty and webhooks were told of a firing instance: an incident they keep open under
+/// `key` until its resolve comes. The resolve goes where the triggers went, under the same key,
+/// and says what the triggers said, even when the rule has been changed or removed since.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Incident {
+    /// The dedup key it was triggered under.
+    pub key: String,
+    /// The rule's own labels when it was triggered: the incident is the instance under these.
+    /// Other labels in the file make another incident (the old one resolves).
+    pub rule_labels: Labels,
+    /// What its last trigger said: labels (with the severity of its level), annotations, the
+    /// level, the rule's target and direction, the graph link.
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub level: Level,
+    pub target: String,
+    pub op: String,
+    pub graph_url: String,
+    /// The notifiers ([`Notifier::id`](super::config::Notifier::id)) a trigger was queued for.
+    pub notifiers: Vec<String>,
 }
 
 /// One rule's instances (by series; `""` is the rule-level one) and its last evaluation.
@@ -86,14 +113,29 @@ pub(crate) fn silenced(silences: &[Silence], rule: &str, series: &str, now: i64)
 /// A notification waiting for delivery (PagerDuty, webhook), kept across restarts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Outgoing {
-    /// The notifier's index in the configuration.
-    pub notifier: usize,
+    /// Unique in the outbox: delivery finds an entry again by it after sending.
+    #[serde(default)]
+    pub id: u64,
+    /// The notifier it goes to ([`Notifier::id`](super::config::Notifier::id)).
+    #[serde(default)]
+    pub to: String,
+    /// What builds before notifier ids saved instead: the notifier's place in the file.
+    #[serde(default, skip_serializing)]
+    pub notifier: Option<usize>,
     pub body: Value,
     pub attempts: u32,
     pub next_try: i64,
     /// When it was queued.
     #[serde(default)]
     pub created: i64,
+}
+
+impl Outgoing {
+    /// The incident it is about (both PagerDuty's and the webhook's documents carry the dedup
+    /// key): the notifications of one incident to one notifier go out in the order queued.
+    pub fn incident(&self) -> &str {
+        self.body["dedup_key"].as_str().unwrap_or("")
+    }
 }
 
 /// An alert as Alertmanager is sent it (API v2), times in Unix seconds.
@@ -127,6 +169,9 @@ pub(crate) struct Persisted {
     pub am_resolved: Vec<AmResolved>,
     #[serde(default)]
     pub next_silence: u64,
+    /// The last [`Outgoing::id`] given out.
+    #[serde(default)]
+    pub next_outgoing: u64,
 }
 
 impl Persisted {
@@ -149,6 +194,20 @@ impl Persisted {
 
     pub fn silenced(&self, rule: &str, series: &str, now: i64) -> bool {
         silenced(&self.silences, rule, series, now)
+    }
+
+    /// Queues `body` for the notifier `to`, due at `now`.
+    pub fn queue(&mut self, to: &str, body: Value, now: i64) {
+        self.next_outgoing += 1;
+        self.outbox.push(Outgoing {
+            id: self.next_outgoing,
+            to: to.to_string(),
+            notifier: None,
+            body,
+            attempts: 0,
+            next_try: now,
+            created: now,
+        });
     }
 }
 
