@@ -15,6 +15,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use regex::Regex;
 use serde::Deserialize;
+use tally_common::auth::Tokens;
 use tally_common::config::{DurationText, Problems, SizeText};
 
 use crate::error::{Error, Result};
@@ -50,7 +51,16 @@ pub struct StoreConfig {
     pub self_metrics_interval: DurationText,
     /// Full compaction (which also expires old data in files nothing else touches) this often.
     pub compact_interval: DurationText,
-    /// If set, `POST /api/v1/ingest` needs `Authorization: Bearer <token>`.
+    /// If set, every read of the HTTP port (`/api/v1/read`, `/render`, find, tags, events,
+    /// functions, the alerts' state, `/metrics`) needs `Authorization: Bearer <token>` with this
+    /// token or the write token.
+    pub read_token: Option<String>,
+    /// If set, every write of the HTTP port (ingest, tag writes and deletes, events, silences,
+    /// reloads) needs this token; it grants every read too.
+    pub write_token: Option<String>,
+    /// `/metrics` answers without a token even when `read_token` is set.
+    pub metrics_open: bool,
+    /// The old name of `write_token`, refused with a message that says so.
     pub ingest_token: Option<String>,
     /// Archives of series no `[[retention]]` rule matches.
     pub default_retentions: String,
@@ -90,6 +100,9 @@ impl Default for StoreConfig {
             max_head_points: 4_000_000,
             self_metrics_interval: "10s".into(),
             compact_interval: "1d".into(),
+            read_token: None,
+            write_token: None,
+            metrics_open: false,
             ingest_token: None,
             default_retentions: DEFAULT_RETENTIONS.into(),
             retention: Vec::new(),
@@ -126,7 +139,8 @@ pub struct Settings {
     pub max_head_points: usize,
     pub self_metrics_interval: Option<Duration>,
     pub compact_interval: Duration,
-    pub ingest_token: Option<String>,
+    /// The HTTP port's tokens, for the store's routes and the query side's alike.
+    pub tokens: Tokens,
     pub schemas: Schemas,
 }
 
@@ -136,6 +150,12 @@ impl TryFrom<StoreConfig> for Settings {
     /// Validates everything and reports all problems at once.
     fn try_from(c: StoreConfig) -> Result<Settings> {
         let mut problems = Problems::default();
+        if c.ingest_token.is_some() {
+            problems.push(
+                "ingest_token",
+                "is now write_token, which guards every write (ingest, tags, events, alert changes)",
+            );
+        }
         let addr = |p: &mut Problems, key: &str, v: &str| -> SocketAddr {
             v.parse().unwrap_or_else(|_| {
                 p.push(
@@ -219,7 +239,7 @@ impl TryFrom<StoreConfig> for Settings {
                 self_metrics_interval: (!self_metrics_interval.is_zero())
                     .then_some(self_metrics_interval),
                 compact_interval,
-                ingest_token: c.ingest_token.filter(|t| !t.is_empty()),
+                tokens: Tokens::new(c.read_token, c.write_token, c.metrics_open),
                 schemas: Schemas { rules, default },
             })
             .map_err(Error::Config)
@@ -278,6 +298,32 @@ mod tests {
         let c = StoreConfig::parse("[query]\nmax_series_per_request = 3\nanything = 1\n")
             .expect("the store does not check the query side's keys");
         assert_eq!(c.query.len(), 2);
+    }
+
+    /// Issue 17: one pair of tokens guards the whole HTTP port; `ingest_token` says what it
+    /// became.
+    #[test]
+    fn the_tokens_are_the_ports_and_ingest_token_says_its_new_name() {
+        let c =
+            StoreConfig::parse("read_token = \"r\"\nwrite_token = \"w\"\nmetrics_open = true\n")
+                .expect("parses");
+        let s = Settings::try_from(c).expect("valid");
+        assert_eq!(
+            s.tokens,
+            Tokens::new(Some("r".into()), Some("w".into()), true)
+        );
+        let s = Settings::try_from(StoreConfig::parse("read_token = \"\"\n").expect("parses"))
+            .expect("valid");
+        assert_eq!(s.tokens, Tokens::default(), "an empty token is no token");
+        let Err(Error::Config(problems)) =
+            Settings::try_from(StoreConfig::parse("ingest_token = \"s\"\n").expect("parses"))
+        else {
+            panic!("ingest_token is refused");
+        };
+        assert_eq!(
+            problems,
+            vec!["ingest_token: is now write_token, which guards every write (ingest, tags, events, alert changes)"]
+        );
     }
 
     #[test]

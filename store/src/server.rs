@@ -94,7 +94,7 @@ pub async fn run(
     if let Some(udp) = udp {
         tasks.push(tokio::spawn(serve_udp(udp, ctx.clone(), stop_rx.clone())));
     }
-    let mut app = crate::http::router(store.clone(), settings.ingest_token.clone());
+    let mut app = crate::http::router(store.clone(), Arc::new(settings.tokens.clone()));
     if let Some(extra) = extra {
         app = app.merge(extra(store.clone()));
     }

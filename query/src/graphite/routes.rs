@@ -13,10 +13,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use regex::Regex;
 use serde_json::json;
+use tally_common::auth::{Access, Routes};
 
 use crate::api_error::{ApiError, ErrorBody};
 use crate::error::QueryError;
@@ -95,50 +94,41 @@ where
     }
 }
 
-/// Whether a request writes (and so needs the write token when one is set).
-pub(crate) fn is_write(method: &Method, path: &str) -> bool {
-    method == Method::POST
-        && matches!(
-            path,
-            "/events" | "/events/" | "/tags/tagSeries" | "/tags/tagMultiSeries" | "/tags/delSeries"
-        )
-}
-
-/// graphite-web's routes, over any [`Source`].
-pub(crate) fn routes(source: Arc<dyn Source>, limits: Limits) -> Router {
-    Router::new()
-        .route("/events", get(events_get).post(event_post))
-        .route("/events/", get(events_get).post(event_post))
-        .route("/events/get_data", get(events_get).post(events_get))
-        .route("/render", get(render).post(render))
-        .route("/render/", get(render).post(render))
-        .route("/metrics/find", get(find).post(find))
-        .route("/metrics/find/", get(find).post(find))
-        .route("/metrics/expand", get(expand).post(expand))
-        .route("/metrics/index.json", get(index_json))
-        .route("/tags", get(tag_list))
-        .route("/tags/", get(tag_list))
-        .route("/tags/findSeries", get(find_series).post(find_series))
-        .route("/tags/tagSeries", axum::routing::post(tag_series))
-        .route(
+/// graphite-web's routes, over any [`Source`], each declared with what it needs: everything
+/// reads except posting an event and tag writes and deletes.
+pub(crate) fn routes(source: Arc<dyn Source>, limits: Limits) -> Routes {
+    use Access::{Read, Write};
+    Routes::new()
+        .add(Method::GET, "/events", Read, events_get)
+        .add(Method::POST, "/events", Write, event_post)
+        .add(Method::GET, "/events/", Read, events_get)
+        .add(Method::POST, "/events/", Write, event_post)
+        .get_post("/events/get_data", Read, events_get)
+        .get_post("/render", Read, render)
+        .get_post("/render/", Read, render)
+        .get_post("/metrics/find", Read, find)
+        .get_post("/metrics/find/", Read, find)
+        .get_post("/metrics/expand", Read, expand)
+        .add(Method::GET, "/metrics/index.json", Read, index_json)
+        .add(Method::GET, "/tags", Read, tag_list)
+        .add(Method::GET, "/tags/", Read, tag_list)
+        .get_post("/tags/findSeries", Read, find_series)
+        .add(Method::POST, "/tags/tagSeries", Write, tag_series)
+        .add(
+            Method::POST,
             "/tags/tagMultiSeries",
-            axum::routing::post(tag_multi_series),
+            Write,
+            tag_multi_series,
         )
-        .route("/tags/delSeries", axum::routing::post(del_series))
-        .route(
-            "/tags/autoComplete/tags",
-            get(autocomplete_tags).post(autocomplete_tags),
-        )
-        .route(
-            "/tags/autoComplete/values",
-            get(autocomplete_values).post(autocomplete_values),
-        )
-        .route("/tags/:tag", get(tag_details))
-        .route("/functions", get(functions))
-        .route("/functions/", get(functions))
-        .route("/functions/:name", get(function))
-        .route("/version", get(version))
-        .route("/version/", get(version))
+        .add(Method::POST, "/tags/delSeries", Write, del_series)
+        .get_post("/tags/autoComplete/tags", Read, autocomplete_tags)
+        .get_post("/tags/autoComplete/values", Read, autocomplete_values)
+        .add(Method::GET, "/tags/:tag", Read, tag_details)
+        .add(Method::GET, "/functions", Read, functions)
+        .add(Method::GET, "/functions/", Read, functions)
+        .add(Method::GET, "/functions/:name", Read, function)
+        .add(Method::GET, "/version", Read, version)
+        .add(Method::GET, "/version/", Read, version)
         .with_state(Api { source, limits })
 }
 
@@ -669,6 +659,9 @@ mod tests {
             .body(Body::empty())
             .expect("request");
         let r = routes(source, Limits::default())
+            .guard(Default::default(), |_| {
+                StatusCode::UNAUTHORIZED.into_response()
+            })
             .oneshot(req)
             .await
             .expect("answer");
