@@ -35,8 +35,12 @@ pub struct StoreConfig {
     pub http_listen: String,
     /// If not empty, plaintext listeners accept only these source networks (CIDR).
     pub allow_cidrs: Vec<String>,
-    /// Plaintext TCP connections open at once; more are closed on accept.
+    /// Plaintext TCP connections open at once. When all are taken, a newcomer is let in by
+    /// closing an idle one (from the address holding the most); it is refused only when every
+    /// connection sent something within the last second.
     pub max_connections: usize,
+    /// Plaintext TCP connections one source address may hold; more are refused on accept.
+    pub max_connections_per_address: usize,
     /// A plaintext connection that sends nothing for this long is closed.
     pub idle_timeout: DurationText,
     /// Longest accepted line, newline excluded.
@@ -93,6 +97,7 @@ impl Default for StoreConfig {
             http_listen: "0.0.0.0:8080".into(),
             allow_cidrs: Vec::new(),
             max_connections: 4096,
+            max_connections_per_address: 64,
             idle_timeout: "10m".into(),
             max_line_size: "16KiB".into(),
             wal_sync_interval: "1s".into(),
@@ -132,6 +137,7 @@ pub struct Settings {
     pub http_listen: SocketAddr,
     pub allow: Vec<IpNet>,
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
     pub idle_timeout: Duration,
     pub max_line_bytes: usize,
     pub wal_sync_interval: Duration,
@@ -189,6 +195,7 @@ impl TryFrom<StoreConfig> for Settings {
             problems.duration("self_metrics_interval", &c.self_metrics_interval);
         let compact_interval = problems.positive_duration("compact_interval", &c.compact_interval);
         problems.positive("max_connections", c.max_connections);
+        problems.positive("max_connections_per_address", c.max_connections_per_address);
         problems.positive("max_head_points", c.max_head_points);
         let default = parse_retentions(&c.default_retentions).unwrap_or_else(|e| {
             problems.push("default_retentions", e);
@@ -231,6 +238,7 @@ impl TryFrom<StoreConfig> for Settings {
                 http_listen,
                 allow,
                 max_connections: c.max_connections,
+                max_connections_per_address: c.max_connections_per_address,
                 idle_timeout,
                 max_line_bytes,
                 wal_sync_interval,
