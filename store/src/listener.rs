@@ -7,7 +7,7 @@
 //! before the next is taken). Bad lines are counted and logged at a bounded rate, and never cost
 //! the good lines around them.
 //!
-//! Who gets a connection ([`Connections`]): one address holds at most
+//! Who gets a connection ([`Connections`]): one address (an IPv6 /64) holds at most
 //! `max_connections_per_address`, so one host cannot take every slot; when all
 //! `max_connections` are taken, a newcomer is let in by closing a connection that has sent
 //! nothing for at least a second, taken from the address holding the most connections and, among
@@ -169,6 +169,20 @@ impl Table {
     }
 }
 
+/// The address a connection is counted under: an IPv4 address (also when written as an
+/// IPv4-mapped IPv6 one), or an IPv6 /64, which one host usually holds whole.
+fn address_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+    }
+}
+
 /// One connection's last activity, and the signal that closes it for a newcomer.
 #[derive(Debug)]
 pub(crate) struct Activity {
@@ -228,6 +242,7 @@ impl Connections {
     /// Lets a connection from `ip` in, closing another to make way when all are taken (see the
     /// module's doc for which), or says why not.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
+        let ip = address_of(ip);
         let now = self.epoch.elapsed().as_millis() as u64;
         let busy = self.busy_within.as_millis() as u64;
         let mut table = self.table.lock();
@@ -710,6 +725,22 @@ mod tests {
             "{}",
             lines[0]
         );
+    }
+
+    #[test]
+    fn an_ipv6_host_is_counted_by_its_64() {
+        let c = Arc::new(Connections::new(10, 2, Duration::ZERO));
+        let v6 = |s: &str| s.parse::<IpAddr>().expect("address");
+        let _a = c.admit(v6("2001:db8:1:2::1")).expect("first");
+        let _b = c.admit(v6("2001:db8:1:2:ffff::9")).expect("second");
+        assert_eq!(
+            c.admit(v6("2001:db8:1:2::77")).err(),
+            Some(Refusal::PerAddress)
+        );
+        assert!(c.admit(v6("2001:db8:1:3::1")).is_ok(), "another /64");
+        let _m = c.admit(v6("::ffff:192.0.2.1")).expect("mapped");
+        let _v4 = c.admit(v6("192.0.2.1")).expect("the same v4 host, second");
+        assert_eq!(c.admit(v6("192.0.2.1")).err(), Some(Refusal::PerAddress));
     }
 
     #[test]
