@@ -13,9 +13,9 @@
 //! - `read_token` set: every read needs it (or the write token);
 //! - `write_token` set: every write needs it; with only `read_token` set, writes need that one,
 //!   so configuring any token never leaves writes open;
-//! - the write token grants reads too (it is the operator's token, a superset of the read token,
-//!   as Prometheus' web config gives one credential every endpoint); the read token never grants
-//!   a write;
+//! - the write token grants reads too (it is the operator's token, a superset of the read
+//!   token, as Prometheus' web config lets one credential call every endpoint); the read token
+//!   never grants a write;
 //! - `/metrics` is a read unless `metrics_open` exempts it, for a scraper without a token;
 //! - [`Access::Open`] routes hold no data (the web page's shell).
 //!
