@@ -143,7 +143,7 @@ pub struct CheckArgs {
     /// The service name at the start of the status line.
     #[arg(long, default_value = "tally")]
     pub label: String,
-    /// Bearer token for a store with api_read_token.
+    /// Bearer token for a store with read_token (the read or the write token).
     #[arg(long, env = "TALLY_TOKEN")]
     pub token: Option<String>,
     /// Give up (UNKNOWN) after this long.
@@ -175,7 +175,7 @@ pub struct RulesTestArgs {
     /// End of the replay.
     #[arg(long, default_value = "now")]
     pub until: String,
-    /// Bearer token for a store with api_read_token.
+    /// Bearer token for a store with read_token (the read or the write token).
     #[arg(long, env = "TALLY_TOKEN")]
     pub token: Option<String>,
 }

@@ -113,8 +113,7 @@ pub async fn serve_store(
     on_bound: impl FnOnce(tally_store::server::Bound),
 ) -> Result<()> {
     let mut api = tally_query::ApiOptions {
-        write_token: query.write_token,
-        read_token: query.read_token,
+        tokens: Arc::new(settings.tokens.clone()),
         limits: query.limits,
         alerts: None,
     };

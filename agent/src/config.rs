@@ -201,7 +201,7 @@ pub struct OutputConfig {
     pub url: String,
     /// The plaintext address (`carbon`).
     pub address: String,
-    /// Bearer token for the store's ingest endpoint.
+    /// Bearer token for the store's ingest endpoint: its `write_token`.
     pub token: Option<String>,
     /// The spool's bound; past it the oldest data is dropped, counted and logged.
     pub spool_max_size: SizeText,

@@ -1,7 +1,8 @@
 //! What every part of Tally does the same way, so that it is done once: the clock
 //! ([`time`]), configuration files ([`config`]: one strict TOML loader that reports every
-//! problem at once, one way to write durations and sizes), bearer tokens ([`auth`]) and the
-//! counters each program exposes on `/metrics` and ships as its own series ([`metrics`]).
+//! problem at once, one way to write durations and sizes), bearer tokens and the one guard
+//! every HTTP route stands behind ([`auth`]), and the counters each program exposes on
+//! `/metrics` and ships as its own series ([`metrics`]).
 //!
 //! Depends on no other Tally crate; the store, the agent and the query side all use it.
 

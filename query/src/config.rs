@@ -1,6 +1,7 @@
 //! The query side's settings: the `[query]` table of `tally store`'s file (and, for a query node
-//! of its own, the same table): request limits, the Graphite API's tokens and the alert rules
-//! file. Written and checked as every Tally config is (`tally_common::config`): unknown keys
+//! of its own, the same table): request limits and the alert rules file. The tokens are the
+//! HTTP port's, in the store's own keys (`read_token`, `write_token`), since they guard the
+//! store's routes too. Written and checked as every Tally config is (`tally_common::config`): unknown keys
 //! and bad values are all reported at once, durations carry their unit.
 
 use std::path::PathBuf;
@@ -14,10 +15,6 @@ use crate::Limits;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct QueryConfig {
-    /// When set, Graphite API writes (`POST /events`, tag writes) need this bearer token.
-    pub write_token: Option<String>,
-    /// When set, every Graphite API read (render, find, tags, ...) needs this bearer token.
-    pub read_token: Option<String>,
     /// Most series one `/render` request may read.
     pub max_series_per_request: usize,
     /// Most points one `/render` request may read.
@@ -33,8 +30,6 @@ impl Default for QueryConfig {
     fn default() -> Self {
         let limits = Limits::default();
         QueryConfig {
-            write_token: None,
-            read_token: None,
             max_series_per_request: limits.max_series,
             max_points_per_request: limits.max_points,
             max_request_time: format!("{}s", limits.max_time.as_secs()).as_str().into(),
@@ -46,16 +41,29 @@ impl Default for QueryConfig {
 impl QueryConfig {
     /// Checks a `[query]` table read from another program's file; unknown keys are named
     /// `query.<key>`.
-    pub fn from_table(table: toml::Table) -> Result<QueryConfig, Vec<String>> {
-        tally_common::config::from_table(table, "query")
+    pub fn from_table(mut table: toml::Table) -> Result<QueryConfig, Vec<String>> {
+        // The tokens moved to the top of the file: say so rather than "unknown key".
+        let moved: Vec<String> = ["read_token", "write_token"]
+            .into_iter()
+            .filter(|k| table.remove(*k).is_some())
+            .map(|k| {
+                format!("query.{k}: is now {k} at the top of the file, since it guards the store's routes too")
+            })
+            .collect();
+        match tally_common::config::from_table(table, "query") {
+            Ok(c) if moved.is_empty() => Ok(c),
+            Ok(_) => Err(moved),
+            Err(mut e) => {
+                e.splice(0..0, moved);
+                Err(e)
+            }
+        }
     }
 }
 
 /// The validated form.
 #[derive(Debug, Clone, Default)]
 pub struct QuerySettings {
-    pub write_token: Option<String>,
-    pub read_token: Option<String>,
     pub limits: Limits,
     pub alerts_file: Option<PathBuf>,
 }
@@ -70,8 +78,6 @@ impl TryFrom<QueryConfig> for QuerySettings {
         problems.positive("query.max_series_per_request", c.max_series_per_request);
         problems.positive("query.max_points_per_request", c.max_points_per_request);
         problems.into_result(QuerySettings {
-            write_token: c.write_token.filter(|t| !t.is_empty()),
-            read_token: c.read_token.filter(|t| !t.is_empty()),
             limits: Limits {
                 max_series: c.max_series_per_request,
                 max_points: c.max_points_per_request,
@@ -97,7 +103,7 @@ mod tests {
             .expect("valid");
         assert_eq!(s.limits.max_series, Limits::default().max_series);
         assert_eq!(s.limits.max_time, Duration::from_secs(30));
-        assert!(s.read_token.is_none() && s.alerts_file.is_none());
+        assert!(s.alerts_file.is_none());
     }
 
     #[test]
@@ -111,8 +117,18 @@ mod tests {
                 "unknown key \"query.read_tokn\"".to_string()
             ]
         );
+        // Issue 17: the tokens moved to the store's keys, and the message says where.
+        let e = QueryConfig::from_table(table("read_token = \"r\"\nmax_series = 1\n"))
+            .expect_err("moved");
+        assert_eq!(
+            e,
+            vec![
+                "query.read_token: is now read_token at the top of the file, since it guards the store's routes too".to_string(),
+                "unknown key \"query.max_series\"".to_string(),
+            ]
+        );
         let c = QueryConfig::from_table(table(
-            "max_series_per_request = 0\nmax_request_time = \"soon\"\nread_token = \"\"\n",
+            "max_series_per_request = 0\nmax_request_time = \"soon\"\n",
         ))
         .expect("parses");
         let e = QuerySettings::try_from(c).expect_err("bad values");
@@ -121,13 +137,10 @@ mod tests {
             e[0].starts_with("query.max_request_time: \"soon\""),
             "{e:?}"
         );
-        let c = QueryConfig::from_table(table(
-            "max_request_time = \"2m\"\nread_token = \"r\"\nalerts = \"a.toml\"\n",
-        ))
-        .expect("parses");
+        let c = QueryConfig::from_table(table("max_request_time = \"2m\"\nalerts = \"a.toml\"\n"))
+            .expect("parses");
         let s = QuerySettings::try_from(c).expect("valid");
         assert_eq!(s.limits.max_time, Duration::from_secs(120));
-        assert_eq!(s.read_token.as_deref(), Some("r"));
         assert_eq!(s.alerts_file, Some(PathBuf::from("a.toml")));
     }
 }

@@ -1,13 +1,14 @@
 //! Tally's query-side HTTP API as one router: the web page, graphite-web's routes
-//! ([`crate::graphite`]), and the alerting API when alerts are on, all behind the bearer tokens.
+//! ([`crate::graphite`]), and the alerting API when alerts are on, every route declared with
+//! what it needs and behind the bearer tokens ([`tally_common::auth`]).
 //! A second language adds its routes here, beside graphite's.
 
 use std::sync::Arc;
 
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
+use tally_common::auth::{Access, Routes, Tokens};
 
 use crate::api_error::{ApiError, ErrorBody};
 use crate::limits::Limits;
@@ -16,10 +17,8 @@ use crate::source::Source;
 /// How the API is served.
 #[derive(Debug, Clone, Default)]
 pub struct ApiOptions {
-    /// When set, writes (`POST /events`) need `Authorization: Bearer <token>`.
-    pub write_token: Option<String>,
-    /// When set, every other request needs `Authorization: Bearer <token>` too.
-    pub read_token: Option<String>,
+    /// The port's tokens ([`tally_common::auth`]): by default none, everything open.
+    pub tokens: Arc<Tokens>,
     pub limits: Limits,
     /// The alert engine whose API (`/api/v1/alerts/...`) is served too.
     pub alerts: Option<Arc<crate::alert::Engine>>,
@@ -30,22 +29,25 @@ pub fn router(source: Arc<dyn Source>) -> Router {
     router_with(source, ApiOptions::default())
 }
 
-/// The routes, over any [`Source`].
+/// The routes, over any [`Source`], behind the tokens of `opts`.
 pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
-    let tokens = Arc::new(Tokens {
-        write: opts.write_token.filter(|t| !t.is_empty()),
-        read: opts.read_token.filter(|t| !t.is_empty()),
-    });
+    let tokens = opts.tokens.clone();
+    routes(source, opts).guard(tokens, |path| unauthorized(path).into_response())
+}
+
+/// Every route served, each declared with what it needs: the web page's shell is open (it is a
+/// file compiled into the binary and holds no data; everything it shows comes from the routes
+/// below, with the token the page asks for); every other route reads or writes.
+pub fn routes(source: Arc<dyn Source>, opts: ApiOptions) -> Routes {
     let alerts = match opts.alerts {
         Some(engine) => crate::alert::routes::routes(engine),
-        None => Router::new(),
+        None => Routes::new(),
     };
-    Router::new()
-        .route("/", get(web_page))
-        .route("/index.html", get(web_page))
+    Routes::new()
+        .add(Method::GET, "/", Access::Open, web_page)
+        .add(Method::GET, "/index.html", Access::Open, web_page)
         .merge(crate::graphite::routes::routes(source, opts.limits))
         .merge(alerts)
-        .layer(axum::middleware::from_fn_with_state(tokens, auth))
 }
 
 /// The web page: one self-contained file compiled into the binary (no CDN, works offline).
@@ -60,34 +62,6 @@ async fn web_page() -> Response {
         WEB_PAGE,
     )
         .into_response()
-}
-
-/// Write and read tokens, checked before any handler runs.
-#[derive(Debug)]
-struct Tokens {
-    write: Option<String>,
-    read: Option<String>,
-}
-
-async fn auth(
-    axum::extract::State(tokens): axum::extract::State<Arc<Tokens>>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let path = req.uri().path();
-    let write = crate::graphite::routes::is_write(req.method(), path)
-        || (path.starts_with("/api/v1/alerts") && req.method() != Method::GET);
-    let needed = if write {
-        tokens.write.as_ref().or(tokens.read.as_ref())
-    } else {
-        tokens.read.as_ref()
-    };
-    if let Some(token) = needed {
-        if !tally_common::auth::bearer_ok(req.headers(), token) {
-            return unauthorized(path).into_response();
-        }
-    }
-    next.run(req).await
 }
 
 /// The answer without the right token: JSON on Tally's own `/api/` routes, text on graphite-web's
@@ -114,10 +88,104 @@ mod tests {
         crate::api_error::read_response(r).await
     }
 
+    /// A request for each route the API declares, by method and declared path, and the access
+    /// the route must declare. A route without one here fails the walk, so a new route cannot
+    /// skip the token check's test.
+    fn sample(route: &tally_common::auth::Route) -> (Request<Body>, Access) {
+        use Access::{Open, Read, Write};
+        let get = route.method == Method::GET;
+        let (uri, body, access) = match route.path {
+            "/" | "/index.html" => (route.path.to_owned(), "", Open),
+            "/events" | "/events/" if get => (format!("{}?tags=a", route.path), "", Read),
+            "/events" | "/events/" => (route.path.to_owned(), r#"{"what": "deploy"}"#, Write),
+            "/events/get_data" => ("/events/get_data?tags=a".into(), "", Read),
+            "/render" | "/render/" => (format!("{}?target=a.b&from=-1h", route.path), "", Read),
+            "/metrics/find" | "/metrics/find/" | "/metrics/expand" => {
+                (format!("{}?query=*", route.path), "", Read)
+            }
+            "/metrics/index.json" | "/tags" | "/tags/" => (route.path.to_owned(), "", Read),
+            "/tags/findSeries" => ("/tags/findSeries?expr=name%3Da.b".into(), "", Read),
+            "/tags/tagSeries" | "/tags/tagMultiSeries" | "/tags/delSeries" => {
+                (format!("{}?path=a.b", route.path), "", Write)
+            }
+            "/tags/autoComplete/tags" | "/tags/autoComplete/values" => {
+                (format!("{}?tag=name", route.path), "", Read)
+            }
+            "/tags/:tag" => ("/tags/name".into(), "", Read),
+            "/functions" | "/functions/" | "/version" | "/version/" => {
+                (route.path.to_owned(), "", Read)
+            }
+            "/functions/:name" => ("/functions/sumSeries".into(), "", Read),
+            "/api/v1/alerts" | "/api/v1/alerts/rules" | "/api/v1/alerts/notifiers" => {
+                (route.path.to_owned(), "", Read)
+            }
+            "/api/v1/alerts/silences" if get => (route.path.to_owned(), "", Read),
+            "/api/v1/alerts/silences" => (
+                route.path.to_owned(),
+                r#"{"rule": "B", "duration": "1h"}"#,
+                Write,
+            ),
+            "/api/v1/alerts/silences/:id" => ("/api/v1/alerts/silences/1".into(), "", Write),
+            "/api/v1/alerts/reload" => (route.path.to_owned(), "", Write),
+            other => panic!("no sample request for {} {other}: add one", route.method),
+        };
+        let req = Request::builder()
+            .method(route.method.clone())
+            .uri(uri)
+            .body(Body::from(body))
+            .expect("request");
+        (req, access)
+    }
+
+    /// Issue 17: every route of the query API (graphite-web's, the alerts', the page), as
+    /// declared by the router itself, called with no token, a wrong one, the read token and
+    /// the write token; and each declares the access it must.
+    #[tokio::test]
+    async fn issue_17_every_route_is_guarded_by_its_token() {
+        use tally_common::auth::testing::{walk, READ, WRITE};
+        let mut m = MemSource::default();
+        m.add("a.b", tally_common::unix_now() - 60, 10, vec![Some(1.0); 3]);
+        let source: Arc<dyn Source> = Arc::new(m);
+        let rules = crate::alert::Alerting::parse(
+            "[[rule]]\nname = \"B\"\ntarget = \"a.b\"\nwindow = \"1m\"\nwarn = 1\n",
+        )
+        .expect("rules");
+        let engine =
+            Arc::new(crate::alert::Engine::new(source.clone(), rules, None).expect("engine"));
+        let opts = |tokens: Tokens| ApiOptions {
+            tokens: Arc::new(tokens),
+            alerts: Some(engine.clone()),
+            ..ApiOptions::default()
+        };
+        let table = routes(source.clone(), opts(Tokens::default()))
+            .table()
+            .to_vec();
+        assert!(table.len() > 40, "{table:?}");
+        for route in &table {
+            let (_, access) = sample(route);
+            assert_eq!(route.access, access, "{} {}", route.method, route.path);
+        }
+        for metrics_open in [false, true] {
+            let tokens = Tokens::new(Some(READ.into()), Some(WRITE.into()), metrics_open);
+            let app = router_with(source.clone(), opts(tokens));
+            let wrong = walk(&table, metrics_open, |route, token| {
+                let (mut req, _) = sample(&route);
+                if let Some(t) = token {
+                    let value = format!("Bearer {t}").parse().expect("header");
+                    req.headers_mut().insert(header::AUTHORIZATION, value);
+                }
+                let app = app.clone();
+                async move { app.oneshot(req).await.expect("answer").status() }
+            })
+            .await;
+            assert!(wrong.is_empty(), "{wrong:#?}");
+        }
+    }
+
     #[tokio::test]
     async fn a_missing_token_answers_in_the_routes_shape_issue_11() {
         let opts = ApiOptions {
-            write_token: Some("w".into()),
+            tokens: Arc::new(Tokens::new(None, Some("w".into()), false)),
             ..ApiOptions::default()
         };
         let app = router_with(Arc::new(MemSource::default()), opts);

@@ -15,6 +15,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use regex::Regex;
 use serde::Deserialize;
+use tally_common::auth::Tokens;
 use tally_common::config::{DurationText, Problems, SizeText};
 
 use crate::error::{Error, Result};
@@ -34,8 +35,12 @@ pub struct StoreConfig {
     pub http_listen: String,
     /// If not empty, plaintext listeners accept only these source networks (CIDR).
     pub allow_cidrs: Vec<String>,
-    /// Plaintext TCP connections open at once; more are closed on accept.
+    /// Plaintext TCP connections open at once. When all are taken, a newcomer is let in by
+    /// closing an idle one (from the address holding the most); it is refused only when every
+    /// connection sent something within the last second.
     pub max_connections: usize,
+    /// Plaintext TCP connections one source address may hold; more are refused on accept.
+    pub max_connections_per_address: usize,
     /// A plaintext connection that sends nothing for this long is closed.
     pub idle_timeout: DurationText,
     /// Longest accepted line, newline excluded.
@@ -50,7 +55,16 @@ pub struct StoreConfig {
     pub self_metrics_interval: DurationText,
     /// Full compaction (which also expires old data in files nothing else touches) this often.
     pub compact_interval: DurationText,
-    /// If set, `POST /api/v1/ingest` needs `Authorization: Bearer <token>`.
+    /// If set, every read of the HTTP port (`/api/v1/read`, `/render`, find, tags, events,
+    /// functions, the alerts' state, `/metrics`) needs `Authorization: Bearer <token>` with this
+    /// token or the write token.
+    pub read_token: Option<String>,
+    /// If set, every write of the HTTP port (ingest, tag writes and deletes, events, silences,
+    /// reloads) needs this token; it grants every read too.
+    pub write_token: Option<String>,
+    /// `/metrics` answers without a token even when `read_token` is set.
+    pub metrics_open: bool,
+    /// The old name of `write_token`, refused with a message that says so.
     pub ingest_token: Option<String>,
     /// Archives of series no `[[retention]]` rule matches.
     pub default_retentions: String,
@@ -83,6 +97,7 @@ impl Default for StoreConfig {
             http_listen: "0.0.0.0:8080".into(),
             allow_cidrs: Vec::new(),
             max_connections: 4096,
+            max_connections_per_address: 64,
             idle_timeout: "10m".into(),
             max_line_size: "16KiB".into(),
             wal_sync_interval: "1s".into(),
@@ -90,6 +105,9 @@ impl Default for StoreConfig {
             max_head_points: 4_000_000,
             self_metrics_interval: "10s".into(),
             compact_interval: "1d".into(),
+            read_token: None,
+            write_token: None,
+            metrics_open: false,
             ingest_token: None,
             default_retentions: DEFAULT_RETENTIONS.into(),
             retention: Vec::new(),
@@ -119,6 +137,7 @@ pub struct Settings {
     pub http_listen: SocketAddr,
     pub allow: Vec<IpNet>,
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
     pub idle_timeout: Duration,
     pub max_line_bytes: usize,
     pub wal_sync_interval: Duration,
@@ -126,7 +145,8 @@ pub struct Settings {
     pub max_head_points: usize,
     pub self_metrics_interval: Option<Duration>,
     pub compact_interval: Duration,
-    pub ingest_token: Option<String>,
+    /// The HTTP port's tokens, for the store's routes and the query side's alike.
+    pub tokens: Tokens,
     pub schemas: Schemas,
 }
 
@@ -136,6 +156,12 @@ impl TryFrom<StoreConfig> for Settings {
     /// Validates everything and reports all problems at once.
     fn try_from(c: StoreConfig) -> Result<Settings> {
         let mut problems = Problems::default();
+        if c.ingest_token.is_some() {
+            problems.push(
+                "ingest_token",
+                "is now write_token, which guards every write (ingest, tags, events, alert changes)",
+            );
+        }
         let addr = |p: &mut Problems, key: &str, v: &str| -> SocketAddr {
             v.parse().unwrap_or_else(|_| {
                 p.push(
@@ -169,6 +195,7 @@ impl TryFrom<StoreConfig> for Settings {
             problems.duration("self_metrics_interval", &c.self_metrics_interval);
         let compact_interval = problems.positive_duration("compact_interval", &c.compact_interval);
         problems.positive("max_connections", c.max_connections);
+        problems.positive("max_connections_per_address", c.max_connections_per_address);
         problems.positive("max_head_points", c.max_head_points);
         let default = parse_retentions(&c.default_retentions).unwrap_or_else(|e| {
             problems.push("default_retentions", e);
@@ -211,6 +238,7 @@ impl TryFrom<StoreConfig> for Settings {
                 http_listen,
                 allow,
                 max_connections: c.max_connections,
+                max_connections_per_address: c.max_connections_per_address,
                 idle_timeout,
                 max_line_bytes,
                 wal_sync_interval,
@@ -219,7 +247,7 @@ impl TryFrom<StoreConfig> for Settings {
                 self_metrics_interval: (!self_metrics_interval.is_zero())
                     .then_some(self_metrics_interval),
                 compact_interval,
-                ingest_token: c.ingest_token.filter(|t| !t.is_empty()),
+                tokens: Tokens::new(c.read_token, c.write_token, c.metrics_open),
                 schemas: Schemas { rules, default },
             })
             .map_err(Error::Config)
@@ -278,6 +306,32 @@ mod tests {
         let c = StoreConfig::parse("[query]\nmax_series_per_request = 3\nanything = 1\n")
             .expect("the store does not check the query side's keys");
         assert_eq!(c.query.len(), 2);
+    }
+
+    /// Issue 17: one pair of tokens guards the whole HTTP port; `ingest_token` says what it
+    /// became.
+    #[test]
+    fn the_tokens_are_the_ports_and_ingest_token_says_its_new_name() {
+        let c =
+            StoreConfig::parse("read_token = \"r\"\nwrite_token = \"w\"\nmetrics_open = true\n")
+                .expect("parses");
+        let s = Settings::try_from(c).expect("valid");
+        assert_eq!(
+            s.tokens,
+            Tokens::new(Some("r".into()), Some("w".into()), true)
+        );
+        let s = Settings::try_from(StoreConfig::parse("read_token = \"\"\n").expect("parses"))
+            .expect("valid");
+        assert_eq!(s.tokens, Tokens::default(), "an empty token is no token");
+        let Err(Error::Config(problems)) =
+            Settings::try_from(StoreConfig::parse("ingest_token = \"s\"\n").expect("parses"))
+        else {
+            panic!("ingest_token is refused");
+        };
+        assert_eq!(
+            problems,
+            vec!["ingest_token: is now write_token, which guards every write (ingest, tags, events, alert changes)"]
+        );
     }
 
     #[test]

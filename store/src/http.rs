@@ -1,5 +1,8 @@
-//! The store's HTTP side: the acknowledged batch (`POST /api/v1/ingest`), one series as stored
-//! (`GET /api/v1/read`) and `/metrics`. The query crate adds the Graphite API to the same router.
+//! The store's HTTP side: the acknowledged batch (`POST /api/v1/ingest`, a write), one series as
+//! stored (`GET /api/v1/read`, a read) and `/metrics` (a read unless `metrics_open`). The query
+//! crate adds the Graphite API to the same port. Every route is declared with what it needs
+//! ([`tally_common::auth::Routes`]) and the token is checked before any handler runs, so a
+//! missing series and a forbidden one look the same (401) to a client without the token.
 //!
 //! Every error of these routes is an [`ApiError`], answered as JSON, `{"error": "..."}`, with
 //! the status that tells a client what to do: a 4xx says what was wrong with the request and
@@ -9,10 +12,11 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
+use std::sync::Arc;
+use tally_common::auth::{Access, Routes, Tokens};
 use tally_proto::batch::MAX_BATCH_BYTES;
 use tally_proto::{decode_batch, IngestReply, INGEST_PATH};
 use tracing::error;
@@ -25,7 +29,6 @@ use crate::stats::{prometheus, Stats};
 #[derive(Debug, Clone)]
 struct AppState {
     store: Store,
-    token: Option<String>,
 }
 
 /// How a request to the store's routes failed.
@@ -97,18 +100,28 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The store's routes.
-pub fn router(store: Store, token: Option<String>) -> Router {
-    Router::new()
-        .route(INGEST_PATH, post(ingest))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/read", get(read))
-        .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
-        .with_state(AppState { store, token })
+/// The store's routes behind `tokens`.
+pub fn router(store: Store, tokens: Arc<Tokens>) -> Router {
+    routes(store).guard(tokens, unauthorized)
 }
 
-fn authorized(headers: &HeaderMap, token: &Option<String>) -> bool {
-    tally_common::auth::allowed(headers, token.as_deref())
+/// The store's routes, each declared with what it needs.
+pub fn routes(store: Store) -> Routes {
+    Routes::new()
+        .add(Method::POST, INGEST_PATH, Access::Write, ingest)
+        .add(Method::GET, "/metrics", Access::Metrics, metrics)
+        .add(Method::GET, "/api/v1/read", Access::Read, read)
+        .map_router(|r| r.layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)))
+        .with_state(AppState { store })
+}
+
+/// The answer without the right token, before any handler ran.
+fn unauthorized(_path: &str) -> Response {
+    ApiError::Client(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong bearer token".into(),
+    )
+    .into_response()
 }
 
 /// Decodes the batch and answers only once every good point is in the synced WAL.
@@ -117,12 +130,6 @@ async fn ingest(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IngestReply>, ApiError> {
-    if !authorized(&headers, &app.token) {
-        return Err(ApiError::Client(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token".into(),
-        ));
-    }
     if let Some(enc) = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -229,7 +236,8 @@ mod tests {
         let mut opts = StoreOptions::new(dir.path());
         opts.max_points_per_read = max_points_per_read;
         let store = Store::open(opts).expect("open");
-        (dir, router(store, token.map(str::to_owned)))
+        let tokens = Tokens::new(None, token.map(str::to_owned), false);
+        (dir, router(store, Arc::new(tokens)))
     }
 
     /// Sends `req`; returns the status, the content type and the body.
@@ -369,6 +377,83 @@ mod tests {
             assert_eq!(kind, "application/json", "{uri}");
             assert_eq!(error_of(&text), want, "{uri}");
         }
+    }
+
+    /// A request for each of the store's routes, by its declared path, and the access the
+    /// route must declare; a route without one here fails the walk below, so a new route cannot
+    /// skip it.
+    fn sample(route: &tally_common::auth::Route) -> Request<axum::body::Body> {
+        let t = now();
+        let (uri, body, access) = match route.path {
+            INGEST_PATH => (
+                INGEST_PATH.to_owned(),
+                format!("walk.series 1 {t}\n"),
+                Access::Write,
+            ),
+            "/metrics" => ("/metrics".to_owned(), String::new(), Access::Metrics),
+            "/api/v1/read" => (
+                "/api/v1/read?name=known.series".to_owned(),
+                String::new(),
+                Access::Read,
+            ),
+            other => panic!("no sample request for the route {other}: add one"),
+        };
+        assert_eq!(route.access, access, "{} {}", route.method, route.path);
+        Request::builder()
+            .method(route.method.clone())
+            .uri(uri)
+            .body(Body::from(body))
+            .expect("request")
+    }
+
+    /// Issue 17: `/api/v1/read` and `/metrics` answered without the read token, and with only
+    /// a write token ingest was open. Every route the store declares is called with no token,
+    /// a wrong one, the read token and the write token.
+    #[tokio::test]
+    async fn issue_17_every_store_route_is_guarded_by_its_token() {
+        use tally_common::auth::testing::{walk, READ, WRITE};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(StoreOptions::new(dir.path())).expect("open");
+        let table = routes(store.clone()).table().to_vec();
+        assert_eq!(table.len(), 3, "{table:?}");
+        for metrics_open in [false, true] {
+            let tokens = Tokens::new(Some(READ.into()), Some(WRITE.into()), metrics_open);
+            let app = router(store.clone(), Arc::new(tokens));
+            let wrong = walk(&table, metrics_open, |route, token| {
+                let mut req = sample(&route);
+                if let Some(t) = token {
+                    let value = format!("Bearer {t}").parse().expect("header");
+                    req.headers_mut().insert(header::AUTHORIZATION, value);
+                }
+                let app = app.clone();
+                async move { app.oneshot(req).await.expect("answer").status() }
+            })
+            .await;
+            assert!(wrong.is_empty(), "{wrong:#?}");
+        }
+    }
+
+    /// Issue 17: without the token, a series that exists and one that does not get the same
+    /// answer (the guard runs before any lookup).
+    #[tokio::test]
+    async fn issue_17_a_missing_series_and_a_forbidden_one_look_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(StoreOptions::new(dir.path())).expect("open");
+        let mut batch = PointBatch::default();
+        batch.push("known.series", now(), 1.0);
+        store.write(&batch, Durability::Sync).expect("write");
+        let tokens = Tokens::new(Some("r".into()), Some("w".into()), false);
+        let app = router(store, Arc::new(tokens));
+        let known = send(&app, get("/api/v1/read?name=known.series")).await;
+        let missing = send(&app, get("/api/v1/read?name=no.such.series")).await;
+        assert_eq!(known.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(known, missing);
+        assert_eq!(error_of(&known.2), "missing or wrong bearer token");
+        let req = Request::get("/api/v1/read?name=known.series")
+            .header(header::AUTHORIZATION, "Bearer r")
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(send(&app, req).await.0, StatusCode::OK);
     }
 
     /// Issue 11: an internal failure on a read answered "the store could not complete the write".

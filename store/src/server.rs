@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::batch::PointBatch;
 use crate::config::Settings;
 use crate::engine::{Durability, Recovery, RecoveryProgress, Store, StoreOptions};
 use crate::error::Result;
-use crate::listener::{serve_tcp, serve_udp, ListenCtx, RateLimited};
+use crate::listener::{serve_tcp, serve_udp, ListenCtx};
 
 /// Where a running store listens (ports resolved, so `:0` in tests becomes a real port).
 #[derive(Debug, Clone, Copy)]
@@ -82,19 +82,12 @@ pub async fn run(
     let http_addr = http.local_addr()?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ctx = Arc::new(ListenCtx {
-        store: store.clone(),
-        allow: settings.allow.clone(),
-        idle_timeout: settings.idle_timeout,
-        max_line_bytes: settings.max_line_bytes,
-        connections: Arc::new(Semaphore::new(settings.max_connections)),
-        bad_lines: RateLimited::new(Duration::from_secs(10)),
-    });
+    let ctx = Arc::new(ListenCtx::new(store.clone(), &settings));
     let mut tasks = vec![tokio::spawn(serve_tcp(line, ctx.clone(), stop_rx.clone()))];
     if let Some(udp) = udp {
         tasks.push(tokio::spawn(serve_udp(udp, ctx.clone(), stop_rx.clone())));
     }
-    let mut app = crate::http::router(store.clone(), settings.ingest_token.clone());
+    let mut app = crate::http::router(store.clone(), Arc::new(settings.tokens.clone()));
     if let Some(extra) = extra {
         app = app.merge(extra(store.clone()));
     }

@@ -22,7 +22,9 @@ tally_common::counters! {
         flush_micros: Counter = "Time spent flushing, microseconds.",
         corrupt_chunks: Counter = "Chunks that failed to decode and were skipped.",
         connections_total: Counter = "Plaintext TCP connections accepted.",
-        connections_refused: Counter = "Connections refused by the allowlist or the connection limit.",
+        connections_refused: Counter = "Plaintext connections refused: by the allowlist, the per-address cap, or a full table of busy connections.",
+        connections_refused_per_address: Counter = "Plaintext connections refused because their address held max_connections_per_address.",
+        connections_evicted: Counter = "Idle plaintext connections closed to let a new one in when max_connections were open.",
         connections_open: Gauge = "Plaintext TCP connections open now.",
     }
 }

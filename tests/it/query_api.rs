@@ -108,7 +108,7 @@ fn tokens_guard_writes_and_reads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = StoreProc::start_with_config(
         dir.path(),
-        "self_metrics_interval = \"0s\"\n[query]\nwrite_token = \"w\"\nread_token = \"r\"\n",
+        "self_metrics_interval = \"0s\"\nwrite_token = \"w\"\nread_token = \"r\"\n",
     );
     let client = reqwest::blocking::Client::new();
     let event = r#"{"what": "deploy", "tags": ["a"]}"#;
@@ -139,4 +139,71 @@ fn tokens_guard_writes_and_reads() {
         401,
         "reads need the read token when one is set"
     );
+    assert_eq!(read(Some("w")).0, 200, "the write token grants reads");
+    // Issue 17: the store's own routes stand behind the same tokens: raw reads and /metrics
+    // need the read token, ingest the write token, and without a token a series that exists
+    // and one that does not get the same answer.
+    let call = |method: &str, path: &str, token: Option<&str>, body: String| {
+        let mut req = client.request(method.parse().expect("method"), store.url(path));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let r = req.body(body).send().expect("request");
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    let line = format!("secret.series 1 {}\n", tally_common::unix_now());
+    assert_eq!(call("POST", "/api/v1/ingest", None, line.clone()).0, 401);
+    assert_eq!(
+        call("POST", "/api/v1/ingest", Some("r"), line.clone()).0,
+        401
+    );
+    assert_eq!(call("POST", "/api/v1/ingest", Some("w"), line).0, 200);
+    let known = call(
+        "GET",
+        "/api/v1/read?name=secret.series",
+        None,
+        String::new(),
+    );
+    let missing = call(
+        "GET",
+        "/api/v1/read?name=no.such.series",
+        None,
+        String::new(),
+    );
+    assert_eq!(known.0, 401);
+    assert_eq!(known, missing);
+    let read_raw = call(
+        "GET",
+        "/api/v1/read?name=secret.series",
+        Some("r"),
+        String::new(),
+    );
+    assert_eq!(read_raw.0, 200, "{}", read_raw.1);
+    assert_eq!(call("GET", "/metrics", None, String::new()).0, 401);
+    assert_eq!(call("GET", "/metrics", Some("r"), String::new()).0, 200);
+    assert_eq!(
+        call("GET", "/", None, String::new()).0,
+        200,
+        "the page's shell is open"
+    );
+}
+
+#[test]
+fn metrics_open_lets_a_scraper_in_without_the_read_token_issue_17() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = StoreProc::start_with_config(
+        dir.path(),
+        "self_metrics_interval = \"0s\"\nread_token = \"r\"\nmetrics_open = true\n",
+    );
+    let (status, text) = get(&store.url("/metrics"));
+    assert_eq!(status, 200);
+    assert!(text.contains("tally_store_points_received"), "{text}");
+    assert_eq!(get(&store.url("/api/v1/read?name=a.b")).0, 401);
+    // With only a read token, writes need it too: no token configuration leaves writes open.
+    let r = reqwest::blocking::Client::new()
+        .post(store.url("/api/v1/ingest"))
+        .body("a.b 1 -1\n")
+        .send()
+        .expect("post");
+    assert_eq!(r.status(), 401);
 }

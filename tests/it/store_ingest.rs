@@ -265,9 +265,9 @@ fn points_are_readable_the_moment_they_are_acknowledged() {
 }
 
 #[test]
-fn ingest_token_is_required_when_configured() {
+fn the_write_token_is_required_for_ingest_when_configured() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let proc = StoreProc::start_with_config(dir.path(), "ingest_token = \"s3cret\"\n");
+    let proc = StoreProc::start_with_config(dir.path(), "write_token = \"s3cret\"\n");
     let client = reqwest::blocking::Client::new();
     let body = format!("tok.x 1 {}\n", unix_now());
     let denied = client

@@ -268,3 +268,44 @@ fn issue_7_web_page_in_headless_chromium_draws_graphs_and_shows_alerts() {
     );
     eprintln!("screenshot: {}", shot.display());
 }
+
+/// Issue 17: with a read token, every data route needs it; the page's shell still loads, asks
+/// for the token once, and then draws from the API with it.
+#[test]
+fn issue_17_the_page_asks_for_the_read_token_and_then_draws() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = StoreProc::start_with_config(
+        tmp.path(),
+        "self_metrics_interval = \"0s\"\nread_token = \"r3ad\"\nwrite_token = \"wr1te\"\n",
+    );
+    let now = unix_now() / 10 * 10;
+    let text: String = (0..30)
+        .map(|i| format!("guarded.series {} {}\n", i % 5, now - 290 + i * 10))
+        .collect();
+    let r = reqwest::blocking::Client::new()
+        .post(store.url("/api/v1/ingest"))
+        .header("authorization", "Bearer wr1te")
+        .body(text)
+        .send()
+        .expect("ingest");
+    assert_eq!(r.status(), 200);
+    let d = Driver::start();
+    d.go(&store.url("/#target=guarded.series&from=-15min"));
+    d.wait(
+        "return !document.querySelector('#tokenform').hidden",
+        "the token form",
+    );
+    let before = d.js("return document.querySelector('#chart').dataset.points || '0'");
+    assert_eq!(before, json!("0"), "nothing is drawn without the token");
+    d.type_into("#token", "r3ad");
+    d.click("#tokenform button");
+    let points = d.wait(
+        "return document.querySelector('#chart').dataset.points",
+        "a graph drawn with the token",
+    );
+    assert!(
+        points.as_str().unwrap_or("0").parse::<u32>().unwrap_or(0) >= 25,
+        "points drawn: {points}"
+    );
+    assert!(d.js("return document.querySelector('#tokenform').hidden") == json!(true));
+}

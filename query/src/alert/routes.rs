@@ -10,19 +10,20 @@
 //! | `DELETE /api/v1/alerts/silences/{id}` | ends a silence |
 //! | `POST /api/v1/alerts/reload` | re-reads the alerting file (as SIGHUP does) |
 //!
-//! Writes need the API write token when one is configured. The engine hands out typed
+//! Views are reads and changes are writes ([`tally_common::auth`]). The engine hands out typed
 //! snapshots ([`snapshot`](super::snapshot)); the JSON shapes are decided here.
 
 use std::sync::Arc;
 use tally_common::unix_now;
 
 use axum::extract::{Path, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tally_common::auth::{Access, Routes};
 
 use super::delivery::NotifierStats;
 use super::engine::Engine;
@@ -31,26 +32,37 @@ use super::snapshot::{AlertSnapshot, RuleSnapshot};
 use super::state::Silence;
 use crate::api_error::ApiError;
 
-pub(crate) fn routes(engine: Arc<Engine>) -> Router {
-    Router::new()
-        .route(
+/// The routes, each declared with what it needs: the views read, the changes write.
+pub(crate) fn routes(engine: Arc<Engine>) -> Routes {
+    use Access::{Read, Write};
+    Routes::new()
+        .add(
+            Method::GET,
             "/api/v1/alerts",
-            get(|State(e): State<Arc<Engine>>| async move { Json(alerts_json(&e.alerts(unix_now()))) }),
+            Read,
+            |State(e): State<Arc<Engine>>| async move { Json(alerts_json(&e.alerts(unix_now()))) },
         )
-        .route(
+        .add(
+            Method::GET,
             "/api/v1/alerts/rules",
-            get(|State(e): State<Arc<Engine>>| async move { Json(rules_json(&e.rules(unix_now()))) }),
+            Read,
+            |State(e): State<Arc<Engine>>| async move { Json(rules_json(&e.rules(unix_now()))) },
         )
-        .route(
+        .add(
+            Method::GET,
             "/api/v1/alerts/notifiers",
-            get(|State(e): State<Arc<Engine>>| async move { Json(notifiers_json(&e.notifiers())) }),
+            Read,
+            |State(e): State<Arc<Engine>>| async move { Json(notifiers_json(&e.notifiers())) },
         )
-        .route(
-            "/api/v1/alerts/silences",
-            get(list_silences).post(add_silence),
+        .add(Method::GET, "/api/v1/alerts/silences", Read, list_silences)
+        .add(Method::POST, "/api/v1/alerts/silences", Write, add_silence)
+        .add(
+            Method::DELETE,
+            "/api/v1/alerts/silences/:id",
+            Write,
+            del_silence,
         )
-        .route("/api/v1/alerts/silences/:id", delete(del_silence))
-        .route("/api/v1/alerts/reload", post(reload))
+        .add(Method::POST, "/api/v1/alerts/reload", Write, reload)
         .with_state(engine)
 }
 
@@ -210,6 +222,7 @@ mod tests {
     use crate::source::{MemSource, Source};
     use axum::body::Body;
     use axum::http::Request;
+    use axum::Router;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
@@ -238,7 +251,9 @@ mod tests {
         .expect("rules");
         let engine = Arc::new(Engine::new(src, cfg, None).expect("engine"));
         engine.evaluate_due(t);
-        let app = routes(engine);
+        let app = routes(engine).guard(Default::default(), |_| {
+            StatusCode::UNAUTHORIZED.into_response()
+        });
 
         let (status, v) = call(&app, "GET", "/api/v1/alerts", "").await;
         assert_eq!(status, StatusCode::OK);

@@ -13,10 +13,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use regex::Regex;
 use serde_json::json;
+use tally_common::auth::{Access, Routes};
 
 use crate::api_error::{ApiError, ErrorBody};
 use crate::error::QueryError;
@@ -79,6 +78,47 @@ impl Params {
     }
 }
 
+/// The longest `jsonp` callback taken: longer than any real one, short enough to say no fast.
+const MAX_JSONP_CALLBACK: usize = 128;
+
+/// The `jsonp` parameter, when given: a JavaScript identifier or a dotted path of them
+/// (`cb`, `jQuery123_456`, `a.b.$c`), or a 400 naming the parameter. Anything else would be
+/// script written into every page that embeds the answer.
+fn jsonp_callback(p: &Params) -> Result<Option<&str>, QueryError> {
+    let Some(cb) = p.get("jsonp").filter(|cb| !cb.is_empty()) else {
+        return Ok(None);
+    };
+    let ident = |part: &str| {
+        let mut chars = part.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+    };
+    if cb.len() <= MAX_JSONP_CALLBACK && cb.split('.').all(ident) {
+        return Ok(Some(cb));
+    }
+    let shown: String = cb.chars().take(40).collect();
+    let more = if shown.len() < cb.len() { "..." } else { "" };
+    Err(QueryError::BadRequest(format!(
+        "parameter \"jsonp\": {:?}{more} is not a JavaScript function name \
+         (letters, digits, _ and $, not starting with a digit, dotted, at most {MAX_JSONP_CALLBACK} characters)",
+        shown
+    )))
+}
+
+/// `callback(body)` as a script that a browser will only run as one.
+fn jsonp(callback: &str, body: &str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        format!("{callback}({body})"),
+    )
+        .into_response()
+}
+
 fn json_response(v: &serde_json::Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
@@ -95,50 +135,41 @@ where
     }
 }
 
-/// Whether a request writes (and so needs the write token when one is set).
-pub(crate) fn is_write(method: &Method, path: &str) -> bool {
-    method == Method::POST
-        && matches!(
-            path,
-            "/events" | "/events/" | "/tags/tagSeries" | "/tags/tagMultiSeries" | "/tags/delSeries"
-        )
-}
-
-/// graphite-web's routes, over any [`Source`].
-pub(crate) fn routes(source: Arc<dyn Source>, limits: Limits) -> Router {
-    Router::new()
-        .route("/events", get(events_get).post(event_post))
-        .route("/events/", get(events_get).post(event_post))
-        .route("/events/get_data", get(events_get).post(events_get))
-        .route("/render", get(render).post(render))
-        .route("/render/", get(render).post(render))
-        .route("/metrics/find", get(find).post(find))
-        .route("/metrics/find/", get(find).post(find))
-        .route("/metrics/expand", get(expand).post(expand))
-        .route("/metrics/index.json", get(index_json))
-        .route("/tags", get(tag_list))
-        .route("/tags/", get(tag_list))
-        .route("/tags/findSeries", get(find_series).post(find_series))
-        .route("/tags/tagSeries", axum::routing::post(tag_series))
-        .route(
+/// graphite-web's routes, over any [`Source`], each declared with what it needs: everything
+/// reads except posting an event and tag writes and deletes.
+pub(crate) fn routes(source: Arc<dyn Source>, limits: Limits) -> Routes {
+    use Access::{Read, Write};
+    Routes::new()
+        .add(Method::GET, "/events", Read, events_get)
+        .add(Method::POST, "/events", Write, event_post)
+        .add(Method::GET, "/events/", Read, events_get)
+        .add(Method::POST, "/events/", Write, event_post)
+        .get_post("/events/get_data", Read, events_get)
+        .get_post("/render", Read, render)
+        .get_post("/render/", Read, render)
+        .get_post("/metrics/find", Read, find)
+        .get_post("/metrics/find/", Read, find)
+        .get_post("/metrics/expand", Read, expand)
+        .add(Method::GET, "/metrics/index.json", Read, index_json)
+        .add(Method::GET, "/tags", Read, tag_list)
+        .add(Method::GET, "/tags/", Read, tag_list)
+        .get_post("/tags/findSeries", Read, find_series)
+        .add(Method::POST, "/tags/tagSeries", Write, tag_series)
+        .add(
+            Method::POST,
             "/tags/tagMultiSeries",
-            axum::routing::post(tag_multi_series),
+            Write,
+            tag_multi_series,
         )
-        .route("/tags/delSeries", axum::routing::post(del_series))
-        .route(
-            "/tags/autoComplete/tags",
-            get(autocomplete_tags).post(autocomplete_tags),
-        )
-        .route(
-            "/tags/autoComplete/values",
-            get(autocomplete_values).post(autocomplete_values),
-        )
-        .route("/tags/:tag", get(tag_details))
-        .route("/functions", get(functions))
-        .route("/functions/", get(functions))
-        .route("/functions/:name", get(function))
-        .route("/version", get(version))
-        .route("/version/", get(version))
+        .add(Method::POST, "/tags/delSeries", Write, del_series)
+        .get_post("/tags/autoComplete/tags", Read, autocomplete_tags)
+        .get_post("/tags/autoComplete/values", Read, autocomplete_values)
+        .add(Method::GET, "/tags/:tag", Read, tag_details)
+        .add(Method::GET, "/functions", Read, functions)
+        .add(Method::GET, "/functions/", Read, functions)
+        .add(Method::GET, "/functions/:name", Read, function)
+        .add(Method::GET, "/version", Read, version)
+        .add(Method::GET, "/version/", Read, version)
         .with_state(Api { source, limits })
 }
 
@@ -183,10 +214,10 @@ async fn render(
                     consolidate_for_display(&mut series, max);
                 }
                 let body = json(&series, p.flag("noNullPoints"));
-                match p.get("jsonp") {
-                    Some(cb) if !cb.is_empty() => ("text/javascript", format!("{cb}({body})")),
-                    _ => ("application/json", body),
+                if let Some(cb) = jsonp_callback(&p)? {
+                    return Ok(jsonp(cb, &body));
                 }
+                ("application/json", body)
             }
             "csv" => ("text/csv", csv(&series)),
             "raw" => ("text/plain", raw(&series)),
@@ -574,9 +605,9 @@ async fn events_get(
             .map(|e| json!({"when": e.when, "what": e.what, "data": e.data, "tags": e.tags, "id": e.id}))
             .collect();
         let body = serde_json::Value::Array(out).to_string();
-        Ok(match p.get("jsonp") {
-            Some(cb) if !cb.is_empty() => ([(header::CONTENT_TYPE, "text/javascript")], format!("{cb}({body})")).into_response(),
-            _ => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(match jsonp_callback(&p)? {
+            Some(cb) => jsonp(cb, &body),
+            None => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         })
     })
     .await
@@ -669,6 +700,9 @@ mod tests {
             .body(Body::empty())
             .expect("request");
         let r = routes(source, Limits::default())
+            .guard(Default::default(), |_| {
+                StatusCode::UNAUTHORIZED.into_response()
+            })
             .oneshot(req)
             .await
             .expect("answer");
@@ -706,6 +740,64 @@ mod tests {
         let (status, ctype, body) = call(mem(), "GET", "/functions/nosuch").await;
         assert_eq!((status, ctype.as_str()), (404, "application/json"));
         assert_eq!(body, r#"{"error":"unknown function \"nosuch\""}"#);
+    }
+
+    /// Issue 17: the `jsonp` callback was written into the answer as given, so
+    /// `jsonp=alert(document.cookie);cb` ran script in any page embedding it. Only identifiers
+    /// (dotted) are taken; the answer is `text/javascript` with `nosniff`.
+    #[tokio::test]
+    async fn issue_17_jsonp_callbacks_are_identifiers_only() {
+        let mut m = MemSource::default();
+        m.add("a.b", unix_now() - 60, 10, vec![Some(1.0); 3]);
+        let src: Arc<dyn Source> = Arc::new(m);
+        let routes = routes(src, Limits::default()).guard(Default::default(), |_| {
+            StatusCode::UNAUTHORIZED.into_response()
+        });
+        let call = |uri: String| {
+            let req = Request::get(uri).body(Body::empty()).expect("request");
+            let routes = routes.clone();
+            async move { routes.oneshot(req).await.expect("answer") }
+        };
+        for base in [
+            "/render?target=a.b&from=-5min&format=json",
+            "/events/get_data?from=-1h",
+        ] {
+            for cb in ["cb", "jQuery3_1$x", "a.b.$c", "_"] {
+                let r = call(format!("{base}&jsonp={}", enc(cb))).await;
+                assert_eq!(r.status(), 200, "{base} {cb}");
+                assert_eq!(r.headers()[header::CONTENT_TYPE], "text/javascript");
+                assert_eq!(r.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+                let (_, _, body) = crate::api_error::read_response(r).await;
+                assert!(
+                    body.starts_with(&format!("{cb}([")) && body.ends_with("])"),
+                    "{body}"
+                );
+            }
+            let long = "a".repeat(MAX_JSONP_CALLBACK + 1);
+            for bad in [
+                "alert(document.cookie);cb",
+                "</script><script>alert(1)</script>",
+                "cb//",
+                "1cb",
+                "a..b",
+                "a.",
+                ".a",
+                "a-b",
+                "caf\u{e9}",
+                long.as_str(),
+            ] {
+                let r = call(format!("{base}&jsonp={}", enc(bad))).await;
+                let (status, ctype, body) = crate::api_error::read_response(r).await;
+                assert_eq!(status, 400, "{base} {bad}: {body}");
+                assert!(ctype.starts_with("text/plain"), "{ctype}");
+                assert!(body.starts_with("parameter \"jsonp\": "), "{body}");
+                assert!(body.contains("is not a JavaScript function name"), "{body}");
+            }
+        }
+    }
+
+    fn enc(s: &str) -> String {
+        form_urlencoded::byte_serialize(s.as_bytes()).collect()
     }
 
     #[tokio::test]
