@@ -1,7 +1,8 @@
 //! What every part of Tally does the same way, so that it is done once: the clock
 //! ([`time`]), configuration files ([`config`]: one strict TOML loader that reports every
 //! problem at once, one way to write durations and sizes), bearer tokens ([`auth`]) and the
-//! counters each program exposes on `/metrics` and ships as its own series ([`metrics`]).
+//! counters each program exposes on `/metrics` and ships as its own series ([`metrics`]), and
+//! TLS configurations from PEM files, for the store's listeners and every client ([`tls`]).
 //!
 //! Depends on no other Tally crate; the store, the agent and the query side all use it.
 
@@ -9,5 +10,6 @@ pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod time;
+pub mod tls;
 
 pub use time::unix_now;
