@@ -82,12 +82,10 @@ impl ServerFiles {
             .map_err(|e| format!("TLS: {e}"))?;
         let builder = match &self.client_ca_file {
             Some(ca) => {
-                let verifier = WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots(ca)?),
-                    provider,
-                )
-                .build()
-                .map_err(|e| format!("{}: {e}", ca.display()))?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider)
+                        .build()
+                        .map_err(|e| format!("{}: {e}", ca.display()))?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
@@ -225,10 +223,7 @@ mod tests {
             "{e}"
         );
         let e = server("garbage.pem", "key.pem");
-        assert!(
-            e.contains("garbage.pem: no certificate in the file"),
-            "{e}"
-        );
+        assert!(e.contains("garbage.pem: no certificate in the file"), "{e}");
         let e = server("cert.pem", "cert.pem");
         assert!(e.contains("cert.pem: no private key in the file"), "{e}");
         let e = server("cert.pem", "other-key.pem");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use parking_lot::Mutex;
 use tally_proto::{Decoder, Lines, ParseError, Parsed};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, error, warn};
@@ -32,6 +32,8 @@ pub(crate) struct ListenCtx {
     pub max_line_bytes: usize,
     pub connections: Arc<Semaphore>,
     pub bad_lines: RateLimited,
+    /// TLS on the TCP listener (`[tls] line = true`).
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl ListenCtx {
@@ -151,15 +153,38 @@ pub(crate) async fn serve_tcp(
         tokio::spawn(async move {
             let open = &ctx.store.stats().connections_open;
             Stats::add(open, 1);
-            handle_tcp(sock, peer, &ctx, shutdown).await;
+            handle_tcp_or_tls(sock, peer, &ctx, shutdown).await;
             open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             drop(permit);
         });
     }
 }
 
-async fn handle_tcp(
-    mut sock: TcpStream,
+/// The connection as it comes, or after its TLS handshake when the listener has TLS.
+async fn handle_tcp_or_tls(
+    sock: TcpStream,
+    peer: SocketAddr,
+    ctx: &ListenCtx,
+    shutdown: watch::Receiver<bool>,
+) {
+    let Some(tls) = &ctx.tls else {
+        return handle_tcp(sock, peer, ctx, shutdown).await;
+    };
+    match tokio::time::timeout(crate::tls::LINE_HANDSHAKE_TIMEOUT, tls.accept(sock)).await {
+        Ok(Ok(stream)) => handle_tcp(stream, peer, ctx, shutdown).await,
+        Ok(Err(e)) => {
+            Stats::add(&ctx.store.stats().tls_handshake_failures, 1);
+            debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            Stats::add(&ctx.store.stats().tls_handshake_failures, 1);
+            debug!(%peer, "TLS handshake timed out");
+        }
+    }
+}
+
+async fn handle_tcp<S: AsyncRead + Unpin>(
+    mut sock: S,
     peer: SocketAddr,
     ctx: &ListenCtx,
     mut shutdown: watch::Receiver<bool>,

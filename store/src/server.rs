@@ -2,6 +2,9 @@
 //!
 //! Shutdown (SIGTERM, Ctrl-C) stops accepting, lets in-flight writes finish, flushes the head
 //! into chunks and syncs the WAL before returning: a clean stop leaves nothing to replay.
+//!
+//! The HTTP port is served by `front` (connection cap, timeouts, load shedding, TLS); with TLS
+//! configured, SIGHUP reads the certificate and key again (`tls.rs`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,8 +20,10 @@ use tracing::{error, info};
 use crate::batch::PointBatch;
 use crate::config::Settings;
 use crate::engine::{Durability, Recovery, RecoveryProgress, Store, StoreOptions};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::front::{self, Counters, FrontOptions};
 use crate::listener::{serve_tcp, serve_udp, ListenCtx, RateLimited};
+use crate::tls::Tls;
 
 /// Where a running store listens (ports resolved, so `:0` in tests becomes a real port).
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +43,27 @@ pub async fn run(
     let mut opts = StoreOptions::new(&settings.data_dir);
     opts.schemas = settings.schemas.clone();
     opts.max_head_points = settings.max_head_points;
+    let tls = match &settings.tls {
+        Some(t) => Some(Arc::new(
+            Tls::load(t.files.clone()).map_err(|e| Error::Config(vec![format!("tls: {e}")]))?,
+        )),
+        None => None,
+    };
+    let front_opts = FrontOptions {
+        max_connections: settings.http.max_connections,
+        max_requests: settings.http.max_requests,
+        header_timeout: settings.http.header_timeout,
+        body_timeout: settings.http.body_timeout,
+        idle_timeout: settings.http.idle_timeout,
+    };
+    // Installed before the port is announced, so that a SIGHUP never finds the default action
+    // (which ends the process).
+    let mut hup = match &tls {
+        Some(_) => Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        )?),
+        None => None,
+    };
     // The HTTP port answers at once: while the store opens (recovery after a crash can take a
     // while), every request gets 503 with the progress and an ETA, so a person sees why.
     let http_std = std::net::TcpListener::bind(settings.http_listen)?;
@@ -48,12 +74,13 @@ pub async fn run(
     let interim = {
         let listener = TcpListener::from_std(http_std.try_clone()?)?;
         let app = recovering_router(progress.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = opened_rx.await;
-                })
-                .await;
+            let counters = Counters::Alone(Arc::default());
+            front::serve(listener, app, front_opts, tls, counters, async move {
+                let _ = opened_rx.await;
+            })
+            .await;
         })
     };
     let started = Instant::now();
@@ -89,6 +116,9 @@ pub async fn run(
         max_line_bytes: settings.max_line_bytes,
         connections: Arc::new(Semaphore::new(settings.max_connections)),
         bad_lines: RateLimited::new(Duration::from_secs(10)),
+        tls: tls
+            .clone()
+            .filter(|_| settings.tls.as_ref().is_some_and(|t| t.line)),
     });
     let mut tasks = vec![tokio::spawn(serve_tcp(line, ctx.clone(), stop_rx.clone()))];
     if let Some(udp) = udp {
@@ -99,14 +129,29 @@ pub async fn run(
         app = app.merge(extra(store.clone()));
     }
     let mut http_stop = stop_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let serve = axum::serve(http, app).with_graceful_shutdown(async move {
+    let counters = Counters::Store(store.clone());
+    tasks.push(tokio::spawn(front::serve(
+        http,
+        app,
+        front_opts,
+        tls.clone(),
+        counters,
+        async move {
             let _ = http_stop.changed().await;
-        });
-        if let Err(e) = serve.await {
-            error!(error = %e, "http server failed");
-        }
-    }));
+        },
+    )));
+    if let (Some(tls), Some(mut hup)) = (tls, hup.take()) {
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    got = hup.recv() => if got.is_none() { return },
+                    _ = stop.changed() => return,
+                }
+                tls.reload_logged();
+            }
+        }));
+    }
     tasks.push(tokio::spawn(sync_wal_loop(
         store.clone(),
         settings.wal_sync_interval,
