@@ -150,7 +150,10 @@ fn read_all(ctx: &Ctx, names: Vec<String>, path_expression: &str) -> Result<Vec<
         .iter()
         .map(|n| ctx.source.points(n, ctx.from, ctx.until))
         .collect();
-    let known = sizes.iter().flatten().fold(0usize, |a, n| a.saturating_add(*n));
+    let known = sizes
+        .iter()
+        .flatten()
+        .fold(0usize, |a, n| a.saturating_add(*n));
     ctx.account(names.len(), known)?;
     let read = |(name, size): (&String, &Option<usize>)| -> Result<Option<TimeSeries>> {
         let Some(f) = ctx.source.fetch(name, ctx.from, ctx.until)? else {
@@ -360,8 +363,8 @@ mod tests {
     #[test]
     fn the_store_sizes_a_read_as_it_answers_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = tally_store::Store::open(tally_store::StoreOptions::new(dir.path()))
-            .expect("open");
+        let store =
+            tally_store::Store::open(tally_store::StoreOptions::new(dir.path())).expect("open");
         let now = tally_common::unix_now();
         let mut batch = tally_store::PointBatch::default();
         batch.push("sized.series", now - 100, 1.0);

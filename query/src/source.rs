@@ -96,7 +96,10 @@ impl Source for Store {
 
 /// The same grid as the store: (from, until], floored to the step; the first and last slot.
 fn grid(step: i64, from: i64, until: i64) -> (i64, i64) {
-    (from - from.rem_euclid(step) + step, until - until.rem_euclid(step))
+    (
+        from - from.rem_euclid(step) + step,
+        until - until.rem_euclid(step),
+    )
 }
 
 /// Series held in memory at one step, for tests: `(name, start, step, values)`.

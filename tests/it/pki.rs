@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyPair,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
 };
 use tally_common::tls::ClientFiles;
 
@@ -34,7 +34,9 @@ fn leaf(
         CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .expect("params");
     params.extended_key_usages = vec![usage];
-    let cert = params.signed_by(&key, &issuer.0, &issuer.1).expect("signed");
+    let cert = params
+        .signed_by(&key, &issuer.0, &issuer.1)
+        .expect("signed");
     (cert.pem(), key.serialize_pem())
 }
 

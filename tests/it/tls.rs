@@ -116,7 +116,11 @@ fn issue_17_mtls_refuses_a_client_without_a_certificate() {
     let text = r.text().expect("text");
     let failures: u64 = text
         .lines()
-        .find_map(|l| l.strip_prefix("tally_store_tls_handshake_failures ")?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix("tally_store_tls_handshake_failures ")?
+                .parse()
+                .ok()
+        })
         .expect("counter");
     assert!(failures >= 1, "{text}");
 }
@@ -147,12 +151,19 @@ fn issue_17_sighup_serves_the_new_certificate_and_keeps_the_old_when_the_new_is_
     hup();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !serves("ca2.pem") {
-        assert!(Instant::now() < deadline, "SIGHUP did not load the new pair");
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not load the new pair"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!serves("ca.pem"), "the old certificate is gone");
     // A botched renewal (the certificate half written): logged, the working pair stays.
-    std::fs::write(pki.path("server.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n").expect("write");
+    std::fs::write(
+        pki.path("server.pem"),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n",
+    )
+    .expect("write");
     hup();
     std::thread::sleep(Duration::from_secs(1));
     assert!(serves("ca2.pem"), "the previous pair stays in use");
@@ -172,7 +183,12 @@ fn access_log(path: &std::path::Path, lines: usize) -> u64 {
     truth.lines - truth.bad
 }
 
-fn agent_config(dir: &std::path::Path, host: &str, log: &std::path::Path, output: &str) -> std::path::PathBuf {
+fn agent_config(
+    dir: &std::path::Path,
+    host: &str,
+    log: &std::path::Path,
+    output: &str,
+) -> std::path::PathBuf {
     let config = dir.join(format!("agent-{host}.toml"));
     std::fs::write(
         &config,
@@ -205,7 +221,10 @@ fn issue_17_the_agent_ships_over_https_and_over_tls_plaintext() {
         dir.path(),
         "viahttps",
         &log,
-        &format!("kind = \"tally\"\nurl = \"https://{}\"\n{files}", store.http),
+        &format!(
+            "kind = \"tally\"\nurl = \"https://{}\"\n{files}",
+            store.http
+        ),
     );
     let over_line = agent_config(
         dir.path(),
@@ -228,8 +247,7 @@ fn issue_17_the_agent_ships_over_https_and_over_tls_plaintext() {
         );
         let v: serde_json::Value = client.get(url).send().ok()?.json().ok()?;
         Some(
-            v.as_array()?
-                .first()?["datapoints"]
+            v.as_array()?.first()?["datapoints"]
                 .as_array()?
                 .iter()
                 .filter_map(|p| p[0].as_f64())
@@ -259,7 +277,15 @@ fn issue_17_tally_check_and_rules_test_read_over_https_with_mtls() {
     let path = |name: &str| pki.path(name).display().to_string();
     let check = |tls: &[String]| {
         let out = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["check", "--url", &base, "--target", "tls.check", "--reduce", "last"])
+            .args([
+                "check",
+                "--url",
+                &base,
+                "--target",
+                "tls.check",
+                "--reduce",
+                "last",
+            ])
             .args(["--warn", "50", "--crit", "100"])
             .args(tls)
             .output()

@@ -742,10 +742,7 @@ mod tests {
             let (status, ctype, body) = render(target, range).await;
             assert_eq!(status, 400, "{target}: {body}");
             assert!(ctype.starts_with("text/plain"), "{ctype}");
-            assert!(
-                body.starts_with(&format!("{func}: ")),
-                "{target}: {body}"
-            );
+            assert!(body.starts_with(&format!("{func}: ")), "{target}: {body}");
             assert!(
                 body.contains("past 1000 points (max_points_per_request)"),
                 "{target}: {body}"
@@ -760,7 +757,11 @@ mod tests {
         let (status, _, body) = render("constantLine(7)", century).await;
         assert_eq!(status, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-        assert_eq!(v[0]["datapoints"].as_array().map(Vec::len), Some(3), "{body}");
+        assert_eq!(
+            v[0]["datapoints"].as_array().map(Vec::len),
+            Some(3),
+            "{body}"
+        );
     }
 
     #[tokio::test]

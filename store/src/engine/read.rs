@@ -123,7 +123,9 @@ impl Store {
     /// before it reads.
     pub fn points_in_range(&self, name: &str, from: i64, until: i64) -> Option<usize> {
         let SeriesEntry { set, .. } = self.lookup(name)?;
-        let a = set.archives.get(archive_for(&set.archives, unix_now() - from))?;
+        let a = set
+            .archives
+            .get(archive_for(&set.archives, unix_now() - from))?;
         Some(grid(i64::from(a.step_secs), from, until).2)
     }
 
