@@ -45,10 +45,24 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 }
 
 fn pem_error(path: &Path, e: rustls::pki_types::pem::Error) -> String {
-    match e {
-        rustls::pki_types::pem::Error::Io(io) => format!("{}: {io}", path.display()),
-        e => format!("{}: not PEM: {e}", path.display()),
-    }
+    use rustls::pki_types::pem::Error as E;
+    let what = match e {
+        E::Io(io) => return format!("{}: {io}", path.display()),
+        E::MissingSectionEnd { end_marker } => format!(
+            "a section has no \"-----END {}-----\" line (is the file whole?)",
+            String::from_utf8_lossy(&end_marker)
+        ),
+        E::IllegalSectionStart { line } => format!(
+            "bad BEGIN line \"{}\"",
+            String::from_utf8_lossy(&line)
+                .chars()
+                .take(80)
+                .collect::<String>()
+        ),
+        E::Base64Decode(why) => format!("bad base64 ({why})"),
+        e => e.to_string(),
+    };
+    format!("{}: not PEM: {what}", path.display())
 }
 
 /// Every certificate of a PEM file as trust anchors.
@@ -220,6 +234,12 @@ mod tests {
         let e = server("missing.pem", "key.pem");
         assert!(
             e.contains("missing.pem") && e.contains("No such file"),
+            "{e}"
+        );
+        std::fs::write(pki.path("cut.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n").expect("write");
+        let e = server("cut.pem", "key.pem");
+        assert!(
+            e.ends_with("cut.pem: not PEM: a section has no \"-----END CERTIFICATE-----\" line (is the file whole?)"),
             "{e}"
         );
         let e = server("garbage.pem", "key.pem");

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{watch, Semaphore};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::batch::PointBatch;
 use crate::config::Settings;
@@ -98,6 +98,7 @@ pub async fn run(
     }
     info!(dir = %settings.data_dir.display(), series = store.series_count(), elapsed_ms = started.elapsed().as_millis() as u64, "store open");
 
+    check_descriptor_limit(&settings);
     let line = TcpListener::bind(settings.line_listen).await?;
     let line_addr = line.local_addr()?;
     let udp = if settings.udp_enabled {
@@ -194,6 +195,34 @@ pub async fn run(
         .map_err(|e| std::io::Error::other(e.to_string()))??;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// Descriptors the store needs besides its connections: RocksDB's files, the runtime, logs.
+const STORE_DESCRIPTORS: usize = 256;
+
+/// Warns when the open-file limit is below what the connection caps allow: the state in which
+/// accepts fail with "Too many open files".
+fn check_descriptor_limit(settings: &Settings) {
+    let Some(limit) = open_files_limit() else {
+        return;
+    };
+    let wanted = settings.max_connections + settings.http.max_connections + STORE_DESCRIPTORS;
+    if limit < wanted as u64 {
+        warn!(
+            limit,
+            max_connections = settings.max_connections,
+            http_max_connections = settings.http.max_connections,
+            "the open-file limit is below the connection caps plus {STORE_DESCRIPTORS} for the store; \
+             raise it (LimitNOFILE) or lower max_connections and http_max_connections"
+        );
+    }
+}
+
+/// This process' soft limit on open files (Linux: `/proc/self/limits`).
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 fn flush_loop(store: Store, every: Duration, compact_every: Duration, stop: Arc<AtomicBool>) {
@@ -312,6 +341,12 @@ mod recovering_tests {
     use http_body_util::BodyExt;
     use std::sync::atomic::Ordering::Relaxed;
     use tower::ServiceExt;
+
+    #[test]
+    fn the_open_file_limit_is_read() {
+        let limit = open_files_limit().expect("Linux has /proc/self/limits");
+        assert!(limit >= 64, "{limit}");
+    }
 
     #[tokio::test]
     async fn while_opening_every_request_gets_progress_and_an_eta() {
