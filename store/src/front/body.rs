@@ -1,5 +1,5 @@
 //! The two bodies the front wraps around each exchange: a request body that must arrive by a
-//! deadline, and a response body that holds its connection busy until it is written.
+//! deadline, and a response body that holds its connection busy while it is produced.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -77,7 +77,8 @@ impl http_body::Body for DeadlineBody {
 }
 
 /// A response body that keeps its connection counted busy (neither idle nor evictable) until
-/// hyper has written it and drops it.
+/// hyper drops it, once it has taken its last frame; what is left to write then is watched by
+/// the connection's stream (`conn::Watched`).
 pub(crate) struct HeldBody {
     inner: Body,
     _busy: Busy,

@@ -57,6 +57,9 @@ pub(crate) struct Timeouts {
 }
 
 /// One connection's state, shared by its task, its I/O, its requests and the accept loop.
+///
+/// `busy` ends when hyper drops the response body, which may be before the last of it is
+/// written: a write that waits for the client keeps the connection out of the idle phase.
 #[derive(Debug)]
 pub(crate) struct ConnState {
     clock: Clock,
@@ -90,8 +93,10 @@ impl ConnState {
     /// How long ago its idle (or headers) phase began, if no request is being served and it
     /// was not chosen already: what the accept loop ranks candidates by.
     pub(crate) fn idle_since(&self) -> Option<u64> {
-        (self.busy.load(Relaxed) == 0 && !self.evicted.load(Relaxed))
-            .then(|| self.since.load(Relaxed))
+        (self.busy.load(Relaxed) == 0
+            && self.write_blocked.load(Relaxed) == 0
+            && !self.evicted.load(Relaxed))
+        .then(|| self.since.load(Relaxed))
     }
 
     /// Chooses this connection to be closed for a newcomer.
@@ -122,7 +127,9 @@ impl ConnState {
             }
             next = next.min(due);
         }
-        if self.busy.load(Relaxed) == 0 {
+        // A response still being written (hyper may have dropped its body already) is not
+        // idle: only the send timeout applies to it.
+        if self.busy.load(Relaxed) == 0 && blocked == 0 {
             let since = self.since.load(Relaxed);
             let (due, why) = if self.reading.load(Relaxed) {
                 (since + t.header, Expired::Headers)
@@ -151,7 +158,13 @@ impl ConnState {
                     self.write_blocked.store(self.clock.now() + 1, Relaxed);
                 }
             }
-            Poll::Ready(_) => self.write_blocked.store(0, Relaxed),
+            Poll::Ready(_) => {
+                self.write_blocked.store(0, Relaxed);
+                // Writing the end of a response counts as activity: idle starts after it.
+                if self.busy.load(Relaxed) == 0 && !self.reading.load(Relaxed) {
+                    self.since.store(self.clock.now(), Relaxed);
+                }
+            }
         }
     }
 }

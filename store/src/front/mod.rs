@@ -15,6 +15,8 @@
 //! - a **concurrency limit with load shedding** (tower's `ConcurrencyLimit` and `LoadShed`,
 //!   `http_max_requests`): a request over the limit is answered 503 with `Retry-After` at once,
 //!   never queued into a hang. `/metrics` is not limited, so the overload can be watched.
+//! - **bounded buffers**: a request's head must fit in 64 KiB (else 431), and a connection
+//!   buffers at most that much of what it writes before waiting for its client.
 //! - optional **TLS** (`crate::tls`), the handshake bounded by the header timeout.
 //!
 //! Every refusal is counted (`tally_store_http_*` on `/metrics`) and logged at most once per
@@ -65,6 +67,10 @@ const DRAIN: Duration = Duration::from_secs(5);
 const EVICTION_WAIT: Duration = Duration::from_millis(250);
 /// Pauses after a failed accept, doubling from the first to the second.
 const ACCEPT_PAUSE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// The most a connection buffers: a request's head must fit (longer gets 431), and writes
+/// wait for the client past it. Bounds the memory of a connection at the cap: 1024 of them
+/// hold at most 64 MiB of buffers.
+const MAX_BUFFER: usize = 64 << 10;
 /// Refusals are logged as one line of counts at most this often.
 const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
 
@@ -312,6 +318,7 @@ async fn serve_http<I>(
     // The phases' timeouts are ours (`conn.rs`): hyper's header timeout also runs while a
     // connection is idle, so it cannot be longer than the idle timeout.
     builder.header_read_timeout(None);
+    builder.max_buf_size(MAX_BUFFER).max_header_size(MAX_BUFFER);
     let http = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(http);
     let timeouts = shared.timeouts();

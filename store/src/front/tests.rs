@@ -51,6 +51,7 @@ impl Server {
                 }),
             )
             .route("/echo", post(|b: Bytes| async move { b.len().to_string() }))
+            .route("/big", get(|| async { vec![b'x'; 32 << 20] }))
             .route("/metrics", get(|| async { "metrics" }));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -298,6 +299,31 @@ async fn requests_over_the_concurrency_limit_get_503_not_a_wait() {
 }
 
 #[tokio::test]
+async fn a_head_past_64_kib_gets_431_and_a_long_body_still_arrives() {
+    let server = Server::start(opts()).await;
+    let mut sock = server.connect().await;
+    let huge = format!(
+        "GET /fast HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\nconnection: close\r\n\r\n",
+        "a".repeat(100 << 10)
+    );
+    let got = exchange(&mut sock, &huge, Duration::from_secs(5)).await;
+    assert_eq!(got.map(|g| g.0), Some(431));
+    // The bound is on what is buffered, not on a body read as it comes.
+    let body = "b".repeat(1 << 20);
+    let req = format!(
+        "POST /echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut sock = server.connect().await;
+    let (status, text) = exchange(&mut sock, &req, Duration::from_secs(5))
+        .await
+        .expect("answer");
+    assert_eq!(status, 200);
+    assert!(text.ends_with("\r\n\r\n1048576"), "{text}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let mut o = opts();
     o.idle_timeout = Duration::from_millis(500);
@@ -311,6 +337,25 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     assert!(closed_within(&mut sock, Duration::from_secs(5)).await);
     assert_eq!(server.stats.http_idle_closed.load(Relaxed), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_takes_no_response_bytes_is_closed_after_the_idle_timeout() {
+    let mut o = opts();
+    o.idle_timeout = Duration::from_millis(500);
+    let server = Server::start(o).await;
+    let mut sock = server.connect().await;
+    sock.write_all(get_close("/big").as_bytes())
+        .await
+        .expect("write");
+    // 32 MiB fill the socket buffers long before they are written; nothing is read.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.stats.http_send_timeouts.load(Relaxed) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.stats.http_connections_open.load(Relaxed), 0);
     server.stop().await;
 }
 
