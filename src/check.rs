@@ -58,7 +58,7 @@ pub fn run(a: CheckArgs) -> i32 {
         return unknown("no thresholds: give -w/-c or --warn/--crit".into());
     }
     let now = tally_common::unix_now();
-    let series = match RenderClient::new(&a.url, a.token.as_deref(), timeout)
+    let series = match RenderClient::with_tls(&a.url, a.token.as_deref(), timeout, &a.tls.files())
         .and_then(|c| c.render(&a.target, now - window, now))
     {
         Ok(s) => s,

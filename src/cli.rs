@@ -149,6 +149,32 @@ pub struct CheckArgs {
     /// Give up (UNKNOWN) after this long.
     #[arg(long, default_value = "10s")]
     pub timeout: String,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// How a client of the store verifies it over `https://` and identifies itself.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// Verify the store's certificate against this CA (PEM) rather than the public roots.
+    #[arg(long, env = "TALLY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Present this certificate (PEM) to a store that requires client certificates.
+    #[arg(long, env = "TALLY_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The key of --client-cert (PEM).
+    #[arg(long, env = "TALLY_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn files(&self) -> tally_common::tls::ClientFiles {
+        tally_common::tls::ClientFiles {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.client_cert.clone(),
+            key_file: self.client_key.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -178,6 +204,8 @@ pub struct RulesTestArgs {
     /// Bearer token for a store with read_token (the read or the write token).
     #[arg(long, env = "TALLY_TOKEN")]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Args, Debug)]

@@ -14,7 +14,12 @@ use crate::serve::problems;
 pub fn run(a: RulesTestArgs) -> Result<()> {
     let cfg = tally_query::alert::Alerting::load(&a.alerts).map_err(problems)?;
     let now = tally_common::unix_now();
-    let client = RenderClient::new(&a.url, a.token.as_deref(), Duration::from_secs(60))?;
+    let client = RenderClient::with_tls(
+        &a.url,
+        a.token.as_deref(),
+        Duration::from_secs(60),
+        &a.tls.files(),
+    )?;
     let from =
         tally_query::time::parse_time(&a.from, now).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
     let until = tally_query::time::parse_time(&a.until, now)

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tally_common::config::{DurationText, Problems, SizeText};
+use tally_common::tls::ClientFiles;
 
 /// The file as written. Every key but `[[input]]` has a default.
 #[derive(Debug, Clone, Deserialize)]
@@ -209,6 +210,15 @@ pub struct OutputConfig {
     pub timeout: DurationText,
     /// Longest wait between delivery attempts while the destination is down.
     pub max_backoff: DurationText,
+    /// Over TLS (an `https://` url, or `tls = true` for carbon): verify the server against
+    /// this CA (PEM) rather than the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// A certificate (PEM) to present to a server that requires client certificates.
+    pub client_cert: Option<PathBuf>,
+    /// The key of `client_cert` (PEM).
+    pub client_key: Option<PathBuf>,
+    /// `carbon` only: plaintext over TLS (a store with `[tls] line = true`).
+    pub tls: bool,
 }
 
 impl Default for OutputConfig {
@@ -221,6 +231,10 @@ impl Default for OutputConfig {
             spool_max_size: "256MiB".into(),
             timeout: "10s".into(),
             max_backoff: "30s".into(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            tls: false,
         }
     }
 }
@@ -240,8 +254,18 @@ impl AgentConfig {
 /// Where points go, validated.
 #[derive(Debug, Clone)]
 pub enum Output {
-    Tally { url: String, token: Option<String> },
-    Carbon { address: String },
+    /// Acknowledged batches over HTTP; `tls` for an `https://` url (its files may be none:
+    /// the public roots, no client certificate).
+    Tally {
+        url: String,
+        token: Option<String>,
+        tls: ClientFiles,
+    },
+    /// Plaintext over TCP, over TLS when `tls` is set.
+    Carbon {
+        address: String,
+        tls: Option<ClientFiles>,
+    },
 }
 
 /// Tailing options of one input, validated.
@@ -396,17 +420,41 @@ impl TryFrom<AgentConfig> for Settings {
                 })
                 .ok()
         });
+        let tls_files = ClientFiles {
+            ca_file: c.output.ca_file.clone(),
+            cert_file: c.output.client_cert.clone(),
+            key_file: c.output.client_key.clone(),
+        };
+        let check_tls = |problems: &mut Problems, uses_tls: bool, how: &str| {
+            if uses_tls {
+                let names = ["output.ca_file", "output.client_cert", "output.client_key"];
+                if let Err(e) = tls_files.load(names) {
+                    problems.push("output", e);
+                }
+            } else if tls_files.is_set() {
+                problems.push(
+                    "output",
+                    format!("ca_file, client_cert and client_key are for TLS; {how}"),
+                );
+            }
+        };
         let output = match c.output.kind.as_str() {
             "tally" => {
-                if !(c.output.url.starts_with("http://") || c.output.url.starts_with("https://")) {
+                let https = c.output.url.starts_with("https://");
+                if !(c.output.url.starts_with("http://") || https) {
                     problems.push(
                         "output.url",
                         format!("\"{}\" is not an http(s) URL", c.output.url),
                     );
                 }
+                check_tls(&mut problems, https, "use an https:// url");
+                if c.output.tls {
+                    problems.push("output.tls", "is for carbon; use an https:// url");
+                }
                 Output::Tally {
                     url: c.output.url.trim_end_matches('/').to_string(),
                     token: c.output.token.clone(),
+                    tls: tls_files.clone(),
                 }
             }
             "carbon" => {
@@ -416,8 +464,10 @@ impl TryFrom<AgentConfig> for Settings {
                         format!("\"{}\" is not host:port", c.output.address),
                     );
                 }
+                check_tls(&mut problems, c.output.tls, "set tls = true");
                 Output::Carbon {
                     address: c.output.address.clone(),
+                    tls: c.output.tls.then(|| tls_files.clone()),
                 }
             }
             other => {
@@ -427,6 +477,7 @@ impl TryFrom<AgentConfig> for Settings {
                 );
                 Output::Carbon {
                     address: String::new(),
+                    tls: None,
                 }
             }
         };
@@ -504,6 +555,35 @@ mod tests {
             .expect("parses");
             assert_eq!(Settings::try_from(c).is_ok(), ok, "{prefix:?}");
         }
+    }
+
+    #[test]
+    fn tls_files_belong_to_a_tls_output() {
+        let problems = |output: &str| {
+            let c = AgentConfig::parse(&format!(
+                "host = \"web1\"\n[[input]]\npaths = [\"/x\"]\n[output]\n{output}"
+            ))
+            .expect("parses");
+            Settings::try_from(c).err().unwrap_or_default()
+        };
+        assert_eq!(
+            problems("url = \"http://s:8080\"\nca_file = \"/ca.pem\"\n"),
+            ["output: ca_file, client_cert and client_key are for TLS; use an https:// url"]
+        );
+        assert_eq!(
+            problems("kind = \"carbon\"\nclient_cert = \"/c.pem\"\n"),
+            ["output: ca_file, client_cert and client_key are for TLS; set tls = true"]
+        );
+        let p = problems("url = \"https://s:8443\"\nca_file = \"/no/such/ca.pem\"\n");
+        assert!(
+            p.len() == 1 && p[0].starts_with("output: /no/such/ca.pem: "),
+            "{p:?}"
+        );
+        assert_eq!(
+            problems("kind = \"carbon\"\ntls = true\nclient_key = \"/k.pem\"\n"),
+            ["output: output.client_key needs output.client_cert"]
+        );
+        assert!(problems("url = \"https://s:8443\"\n").is_empty());
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! which has no acknowledgement) a segment is deleted once written to the socket. A failure
 //! keeps the segments and waits, doubling the wait up to `max_backoff`; evaluation of the logs
 //! never waits for the shipper.
+//!
+//! Both can go over TLS (an `https://` url; `tls = true` for carbon), verifying the server
+//! against the configured CA and presenting a client certificate when one is configured.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -12,6 +15,8 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use tally_common::tls::rustls;
 
 use crate::config::Output;
 use crate::spool::{list, Segment};
@@ -28,9 +33,21 @@ enum Dest {
     },
     Carbon {
         address: String,
-        conn: Option<TcpStream>,
+        conn: Option<Box<dyn Write + Send>>,
         timeout: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
     },
+}
+
+/// The host part of `host:port` (`[::1]:2003` too), as the name a TLS server must prove.
+fn server_name(address: &str) -> Result<rustls::pki_types::ServerName<'static>, String> {
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{address}: \"{host}\" is not a host name for TLS: {e}"))
 }
 
 impl Dest {
@@ -65,6 +82,7 @@ impl Dest {
                 address,
                 conn,
                 timeout,
+                tls,
             } => {
                 if conn.is_none() {
                     let addr = std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
@@ -74,10 +92,23 @@ impl Dest {
                     let c = TcpStream::connect_timeout(&addr, *timeout)
                         .map_err(|e| format!("{address}: {e}"))?;
                     c.set_write_timeout(Some(*timeout))
+                        .and_then(|_| c.set_read_timeout(Some(*timeout)))
                         .map_err(|e| format!("{address}: {e}"))?;
-                    *conn = Some(c);
+                    *conn = Some(match tls {
+                        None => Box::new(c),
+                        Some(config) => {
+                            let session = rustls::ClientConnection::new(
+                                config.clone(),
+                                server_name(address)?,
+                            )
+                            .map_err(|e| format!("{address}: TLS: {e}"))?;
+                            Box::new(rustls::StreamOwned::new(session, c))
+                        }
+                    });
                 }
-                let c = conn.as_mut().expect("connected");
+                let Some(c) = conn.as_mut() else {
+                    return Err(format!("{address}: not connected"));
+                };
                 if let Err(e) = c.write_all(&body).and_then(|_| c.flush()) {
                     *conn = None;
                     return Err(format!("{address}: {e}"));
@@ -96,12 +127,20 @@ pub(crate) fn run(
     timeout: Duration,
     max_backoff: Duration,
 ) {
+    const TLS_NAMES: [&str; 3] = ["output.ca_file", "output.client_cert", "output.client_key"];
     let mut dest = match output {
-        Output::Tally { url, token } => {
-            let client = match reqwest::blocking::Client::builder()
-                .timeout(timeout)
-                .build()
-            {
+        Output::Tally { url, token, tls } => {
+            let mut builder = reqwest::blocking::Client::builder().timeout(timeout);
+            if tls.is_set() {
+                match tls.load(TLS_NAMES) {
+                    Ok(config) => builder = builder.use_preconfigured_tls(config),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot set up TLS; nothing will be shipped");
+                        return;
+                    }
+                }
+            }
+            let client = match builder.build() {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot build the HTTP client; nothing will be shipped");
@@ -110,11 +149,21 @@ pub(crate) fn run(
             };
             Dest::Tally { client, url, token }
         }
-        Output::Carbon { address } => Dest::Carbon {
-            address,
-            conn: None,
-            timeout,
-        },
+        Output::Carbon { address, tls } => {
+            let tls = match tls.map(|files| files.load(TLS_NAMES)).transpose() {
+                Ok(config) => config.map(Arc::new),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up TLS; nothing will be shipped");
+                    return;
+                }
+            };
+            Dest::Carbon {
+                address,
+                conn: None,
+                timeout,
+                tls,
+            }
+        }
     };
     let mut backoff = Duration::from_millis(250);
     let mut failing = false;

@@ -2,9 +2,13 @@
 //! running store from outside: `tally check` (the Nagios plugin) and `tally rules test`.
 //!
 //! It asks for `format=raw`, which carries each series' exact start, end and step, so nothing
-//! is guessed from the spacing of the points (a series of one point has a step too).
+//! is guessed from the spacing of the points (a series of one point has a step too). Over
+//! `https://` it verifies the store against a CA file when given one, and presents a client
+//! certificate to a store that requires one (`tally_common::tls::ClientFiles`).
 
 use std::time::Duration;
+
+use tally_common::tls::ClientFiles;
 
 /// One series as `/render` returned it.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +37,9 @@ pub enum ClientError {
         status: u16,
         body: String,
     },
+    /// The CA file or the client certificate did not load.
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("{url}: line {line} of the raw answer is not `name,start,end,step|values`: {text:?}")]
     Malformed {
         url: String,
@@ -57,13 +64,29 @@ impl RenderClient {
         token: Option<&str>,
         timeout: Duration,
     ) -> Result<RenderClient, ClientError> {
-        let http = reqwest::blocking::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|source| ClientError::Unreachable {
-                url: base.to_string(),
-                source,
-            })?;
+        RenderClient::with_tls(base, token, timeout, &ClientFiles::default())
+    }
+
+    /// Like [`RenderClient::new`], verifying the store and identifying itself with `tls`'s
+    /// files; their names in messages are the flags `--ca-file`, `--client-cert`,
+    /// `--client-key`.
+    pub fn with_tls(
+        base: &str,
+        token: Option<&str>,
+        timeout: Duration,
+        tls: &ClientFiles,
+    ) -> Result<RenderClient, ClientError> {
+        let mut builder = reqwest::blocking::Client::builder().timeout(timeout);
+        if tls.is_set() {
+            let config = tls
+                .load(["--ca-file", "--client-cert", "--client-key"])
+                .map_err(ClientError::Tls)?;
+            builder = builder.use_preconfigured_tls(config);
+        }
+        let http = builder.build().map_err(|source| ClientError::Unreachable {
+            url: base.to_string(),
+            source,
+        })?;
         Ok(RenderClient {
             base: base.trim_end_matches('/').to_string(),
             token: token.map(str::to_string),

@@ -85,13 +85,32 @@ impl Ctx {
         let p = self.read.points.fetch_add(points, Ordering::Relaxed) + points;
         if s > self.limits.max_series {
             return Err(QueryError::Limit(format!(
-                "the request reads more than {} series; narrow the targets",
+                "the request reads more than {} series (max_series_per_request); narrow the targets",
                 self.limits.max_series
             )));
         }
         if p > self.limits.max_points {
             return Err(QueryError::Limit(format!(
-                "the request reads more than {} points; shorten the range or narrow the targets",
+                "the request reads more than {} points (max_points_per_request); shorten the range or narrow the targets",
+                self.limits.max_points
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts points a function makes from nothing (`time`, `sinFunction`, `summarize` on a
+    /// finer grid) against the same limit as points read, before they are made: many such
+    /// calls in one request add up.
+    pub(crate) fn account_generated(&self, func: &str, points: usize) -> Result<()> {
+        self.check_time()?;
+        let p = self
+            .read
+            .points
+            .fetch_add(points, Ordering::Relaxed)
+            .saturating_add(points);
+        if p > self.limits.max_points {
+            return Err(QueryError::Limit(format!(
+                "{func}: {points} points would take the request past {} points (max_points_per_request); shorten the range or raise the step",
                 self.limits.max_points
             )));
         }
@@ -125,12 +144,24 @@ pub(crate) fn fetch_tagged(
 }
 
 fn read_all(ctx: &Ctx, names: Vec<String>, path_expression: &str) -> Result<Vec<TimeSeries>> {
-    ctx.account(names.len(), 0)?;
-    let read = |name: &String| -> Result<Option<TimeSeries>> {
+    // Everything the source can size is counted before anything is read: a request over its
+    // limit is refused before it allocates the points.
+    let sizes: Vec<Option<usize>> = names
+        .iter()
+        .map(|n| ctx.source.points(n, ctx.from, ctx.until))
+        .collect();
+    let known = sizes
+        .iter()
+        .flatten()
+        .fold(0usize, |a, n| a.saturating_add(*n));
+    ctx.account(names.len(), known)?;
+    let read = |(name, size): (&String, &Option<usize>)| -> Result<Option<TimeSeries>> {
         let Some(f) = ctx.source.fetch(name, ctx.from, ctx.until)? else {
             return Ok(None);
         };
-        ctx.account(0, f.values.len())?;
+        // Counted here only what was not counted before (a size not known, or a source that
+        // returned more than it said).
+        ctx.account(0, f.values.len().saturating_sub(size.unwrap_or(0)))?;
         let mut s = TimeSeries::new(name.clone(), f.start, f.step, f.values);
         s.path_expression = path_expression.to_owned();
         Ok(Some(s))
@@ -144,7 +175,10 @@ fn read_all(ctx: &Ctx, names: Vec<String>, path_expression: &str) -> Result<Vec<
         std::thread::scope(|scope| {
             let handles: Vec<_> = names
                 .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().map(read).collect::<Vec<_>>()))
+                .zip(sizes.chunks(chunk))
+                .map(|(part, sizes)| {
+                    scope.spawn(move || part.iter().zip(sizes).map(read).collect::<Vec<_>>())
+                })
                 .collect();
             // A reader that panicked passes its panic on, as a sequential read would, rather
             // than leaving its series silently out of the answer.
@@ -154,7 +188,7 @@ fn read_all(ctx: &Ctx, names: Vec<String>, path_expression: &str) -> Result<Vec<
                 .collect()
         })
     } else {
-        names.iter().map(read).collect()
+        names.iter().zip(&sizes).map(read).collect()
     };
     let mut series = Vec::with_capacity(out.len());
     for r in out {
@@ -170,6 +204,7 @@ fn read_all(ctx: &Ctx, names: Vec<String>, path_expression: &str) -> Result<Vec<
 mod tests {
     use super::*;
     use crate::source::MemSource;
+    use std::sync::atomic::AtomicUsize;
 
     fn wide() -> Ctx {
         let mut src = MemSource::default();
@@ -254,6 +289,99 @@ mod tests {
             fetch_path(&ctx, "w.*").map(|v| v.len())
         }));
         assert!(read.is_err(), "answered {read:?} instead of failing");
+    }
+
+    /// Counts the reads of the source it wraps.
+    struct Counting(MemSource, AtomicUsize);
+
+    impl Source for Counting {
+        fn find(&self, p: &str) -> Result<Vec<tally_store::FindMatch>> {
+            self.0.find(p)
+        }
+        fn expand(&self, p: &str) -> Result<Vec<String>> {
+            self.0.expand(p)
+        }
+        fn select_by_tags(&self, e: &[&str]) -> Result<Vec<String>> {
+            self.0.select_by_tags(e)
+        }
+        fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<crate::Fetched>> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.fetch(name, from, until)
+        }
+        fn points(&self, name: &str, from: i64, until: i64) -> Option<usize> {
+            self.0.points(name, from, until)
+        }
+        fn tag_names(&self) -> Vec<String> {
+            self.0.tag_names()
+        }
+        fn tag_values(&self, t: &str) -> Vec<tally_store::TagValue> {
+            self.0.tag_values(t)
+        }
+        fn register(&self, n: &str) -> Result<String> {
+            self.0.register(n)
+        }
+        fn delete(&self, n: &str) -> Result<bool> {
+            self.0.delete(n)
+        }
+        fn add_event(&self, w: i64, what: &str, d: &str, t: Vec<String>) -> Result<u64> {
+            self.0.add_event(w, what, d, t)
+        }
+        fn events(&self, f: i64, u: i64) -> Result<Vec<tally_store::Event>> {
+            self.0.events(f, u)
+        }
+        fn load_state(&self, k: &str) -> Result<Option<Vec<u8>>> {
+            self.0.load_state(k)
+        }
+        fn save_state(&self, k: &str, v: &[u8]) -> Result<()> {
+            self.0.save_state(k, v)
+        }
+    }
+
+    #[test]
+    fn issue_17_a_read_over_the_point_limit_is_refused_before_anything_is_read() {
+        let mut src = MemSource::default();
+        for i in 0..100 {
+            src.add(&format!("w.s{i:03}"), 60, 60, vec![Some(1.0); 10]);
+        }
+        let src = Arc::new(Counting(src, AtomicUsize::new(0)));
+        let mut ctx = Ctx::new(src.clone(), 0, 600);
+        ctx.limits.max_points = 500;
+        let e = fetch_path(&ctx, "w.*").expect_err("1000 points do not fit");
+        assert_eq!(
+            e.to_string(),
+            "the request reads more than 500 points (max_points_per_request); shorten the range or narrow the targets"
+        );
+        assert_eq!(src.1.load(Ordering::Relaxed), 0, "nothing was read");
+        // Under the limit everything is read, and counted once.
+        ctx.limits.max_points = 1000;
+        let mut ctx = Ctx::new(src.clone(), 0, 600);
+        ctx.limits.max_points = 1000;
+        assert_eq!(fetch_path(&ctx, "w.*").expect("fits").len(), 100);
+        assert_eq!(ctx.read.points.load(Ordering::Relaxed), 1000);
+    }
+
+    #[test]
+    fn the_store_sizes_a_read_as_it_answers_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            tally_store::Store::open(tally_store::StoreOptions::new(dir.path())).expect("open");
+        let now = tally_common::unix_now();
+        let mut batch = tally_store::PointBatch::default();
+        batch.push("sized.series", now - 100, 1.0);
+        store
+            .write(&batch, tally_store::Durability::Buffered)
+            .expect("write");
+        for (from, until) in [(now - 3600, now), (now - 95, now - 5), (now, now - 600)] {
+            let read = Source::fetch(&store, "sized.series", from, until)
+                .expect("read")
+                .expect("known");
+            assert_eq!(
+                Source::points(&store, "sized.series", from, until),
+                Some(read.values.len()),
+                "({from}, {until}]"
+            );
+        }
+        assert_eq!(Source::points(&store, "no.such", now - 60, now), None);
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub trait Source: Send + Sync {
     fn select_by_tags(&self, exprs: &[&str]) -> Result<Vec<String>>;
     /// A series over `(from, until]` at the resolution the range needs.
     fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<Fetched>>;
+    /// How many values [`Source::fetch`] would return, without reading them, so that a
+    /// request over its limit is refused before it allocates; `None` when not known (then
+    /// the values are counted once read).
+    fn points(&self, _name: &str, _from: i64, _until: i64) -> Option<usize> {
+        None
+    }
     fn tag_names(&self) -> Vec<String>;
     fn tag_values(&self, tag: &str) -> Vec<tally_store::TagValue>;
     /// Creates a series without points; returns its canonical name.
@@ -59,6 +65,9 @@ impl Source for Store {
             values: s.values,
         }))
     }
+    fn points(&self, name: &str, from: i64, until: i64) -> Option<usize> {
+        self.points_in_range(name, from, until)
+    }
     fn tag_names(&self) -> Vec<String> {
         Store::tag_names(self)
     }
@@ -83,6 +92,14 @@ impl Source for Store {
     fn save_state(&self, key: &str, value: &[u8]) -> Result<()> {
         Ok(Store::put_meta(self, key, value)?)
     }
+}
+
+/// The same grid as the store: (from, until], floored to the step; the first and last slot.
+fn grid(step: i64, from: i64, until: i64) -> (i64, i64) {
+    (
+        from - from.rem_euclid(step) + step,
+        until - until.rem_euclid(step),
+    )
 }
 
 /// Series held in memory at one step, for tests: `(name, start, step, values)`.
@@ -124,13 +141,20 @@ impl Source for MemSource {
     fn select_by_tags(&self, exprs: &[&str]) -> Result<Vec<String>> {
         Ok(self.index().select_by_tags(exprs)?)
     }
+    fn points(&self, name: &str, from: i64, until: i64) -> Option<usize> {
+        let (_, step, _) = self.series.get(name)?;
+        let (first, last) = grid(*step, from, until);
+        Some(if last >= first {
+            ((last - first) / step + 1) as usize
+        } else {
+            0
+        })
+    }
     fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<Fetched>> {
         let Some((start, step, values)) = self.series.get(name) else {
             return Ok(None);
         };
-        // The same grid as the store: (from, until], floored to the step.
-        let first = from - from.rem_euclid(*step) + step;
-        let last = until - until.rem_euclid(*step);
+        let (first, last) = grid(*step, from, until);
         let mut out = Vec::new();
         let mut t = first;
         while t <= last {

@@ -17,6 +17,7 @@ use regex::Regex;
 use serde::Deserialize;
 use tally_common::auth::Tokens;
 use tally_common::config::{DurationText, Problems, SizeText};
+use tally_common::tls::ServerFiles;
 
 use crate::error::{Error, Result};
 use crate::retention::{parse_retentions, Aggregate, Schema, Schemas, DEFAULT_RETENTIONS};
@@ -33,6 +34,18 @@ pub struct StoreConfig {
     pub udp_enabled: bool,
     /// HTTP: the acknowledged batch endpoint, `/metrics`, and the Graphite API.
     pub http_listen: String,
+    /// HTTP connections open at once. At the cap the connection idle the longest is closed to
+    /// make room; when none is idle a newcomer gets 503 and is closed.
+    pub http_max_connections: usize,
+    /// HTTP requests served at once (`/metrics` aside); more are answered 503 at once.
+    pub http_max_requests: usize,
+    /// From the first byte of a request to the end of its headers (slowloris ends here).
+    pub http_header_timeout: DurationText,
+    /// From the end of a request's headers to the end of its body; later gets 408.
+    pub http_body_timeout: DurationText,
+    /// An HTTP connection without a request for this long is closed, and so is one whose
+    /// client takes no response bytes for this long.
+    pub http_idle_timeout: DurationText,
     /// If not empty, plaintext listeners accept only these source networks (CIDR).
     pub allow_cidrs: Vec<String>,
     /// Plaintext TCP connections open at once. When all are taken, a newcomer is let in by
@@ -70,8 +83,24 @@ pub struct StoreConfig {
     pub default_retentions: String,
     /// Rules tried in order; the first whose pattern matches a new series' name wins.
     pub retention: Vec<RetentionRule>,
+    /// TLS on the HTTP port (and, with `line = true`, the plaintext TCP port).
+    pub tls: TlsConfig,
     /// The query side's table, checked by the query crate (`tally_query::QueryConfig`).
     pub query: toml::Table,
+}
+
+/// The `[tls]` table: PEM files, read again on SIGHUP.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// The server's certificate chain; with `key_file`, turns TLS on.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key.
+    pub key_file: Option<PathBuf>,
+    /// When set, every client must present a certificate that chains to this CA (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// Also TLS on the plaintext TCP listener (UDP stays plain).
+    pub line: bool,
 }
 
 /// One `[[retention]]` rule, like a section of carbon's storage-schemas.conf.
@@ -95,6 +124,11 @@ impl Default for StoreConfig {
             line_listen: "0.0.0.0:2003".into(),
             udp_enabled: false,
             http_listen: "0.0.0.0:8080".into(),
+            http_max_connections: 1024,
+            http_max_requests: 256,
+            http_header_timeout: "10s".into(),
+            http_body_timeout: "60s".into(),
+            http_idle_timeout: "60s".into(),
             allow_cidrs: Vec::new(),
             max_connections: 4096,
             max_connections_per_address: 64,
@@ -111,6 +145,7 @@ impl Default for StoreConfig {
             ingest_token: None,
             default_retentions: DEFAULT_RETENTIONS.into(),
             retention: Vec::new(),
+            tls: TlsConfig::default(),
             query: toml::Table::new(),
         }
     }
@@ -135,6 +170,8 @@ pub struct Settings {
     pub line_listen: SocketAddr,
     pub udp_enabled: bool,
     pub http_listen: SocketAddr,
+    pub http: HttpLimits,
+    pub tls: Option<TlsSettings>,
     pub allow: Vec<IpNet>,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
@@ -148,6 +185,65 @@ pub struct Settings {
     /// The HTTP port's tokens, for the store's routes and the query side's alike.
     pub tokens: Tokens,
     pub schemas: Schemas,
+}
+
+/// What the HTTP port allows each client, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub max_requests: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// TLS, validated: the files loaded once at check time (and again at start and on SIGHUP).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub files: ServerFiles,
+    /// Also on the plaintext TCP listener.
+    pub line: bool,
+}
+
+impl TlsConfig {
+    fn check(&self, problems: &mut Problems) -> Option<TlsSettings> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                let files = ServerFiles {
+                    cert_file: cert.clone(),
+                    key_file: key.clone(),
+                    client_ca_file: self.client_ca_file.clone(),
+                };
+                match files.load() {
+                    Ok(_) => Some(TlsSettings {
+                        files,
+                        line: self.line,
+                    }),
+                    Err(e) => {
+                        problems.push("tls", e);
+                        None
+                    }
+                }
+            }
+            (Some(_), None) => {
+                problems.push("tls.cert_file", "needs tls.key_file");
+                None
+            }
+            (None, Some(_)) => {
+                problems.push("tls.key_file", "needs tls.cert_file");
+                None
+            }
+            (None, None) => {
+                if self.client_ca_file.is_some() || self.line {
+                    problems.push(
+                        "tls",
+                        "client_ca_file and line need the server's cert_file and key_file",
+                    );
+                }
+                None
+            }
+        }
+    }
 }
 
 impl TryFrom<StoreConfig> for Settings {
@@ -187,6 +283,24 @@ impl TryFrom<StoreConfig> for Settings {
             }
         }
         let idle_timeout = problems.positive_duration("idle_timeout", &c.idle_timeout);
+        for (key, n) in [
+            ("http_max_connections", c.http_max_connections),
+            ("http_max_requests", c.http_max_requests),
+        ] {
+            problems.positive(key, n);
+            if n > 1_000_000 {
+                problems.push(key, format!("{n} is more than 1000000"));
+            }
+        }
+        let http = HttpLimits {
+            max_connections: c.http_max_connections,
+            max_requests: c.http_max_requests,
+            header_timeout: problems
+                .positive_duration("http_header_timeout", &c.http_header_timeout),
+            body_timeout: problems.positive_duration("http_body_timeout", &c.http_body_timeout),
+            idle_timeout: problems.positive_duration("http_idle_timeout", &c.http_idle_timeout),
+        };
+        let tls = c.tls.check(&mut problems);
         let max_line_bytes = problems.size("max_line_size", &c.max_line_size, 64) as usize;
         let wal_sync_interval =
             problems.positive_duration("wal_sync_interval", &c.wal_sync_interval);
@@ -236,6 +350,8 @@ impl TryFrom<StoreConfig> for Settings {
                 line_listen,
                 udp_enabled: c.udp_enabled,
                 http_listen,
+                http,
+                tls,
                 allow,
                 max_connections: c.max_connections,
                 max_connections_per_address: c.max_connections_per_address,
@@ -299,6 +415,60 @@ mod tests {
         assert_eq!(s.wal_sync_interval, Duration::from_millis(250));
         assert_eq!(s.self_metrics_interval, None);
         assert_eq!(s.compact_interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn the_http_limits_have_defaults_and_are_checked() {
+        let s = Settings::try_from(StoreConfig::parse("").expect("parses")).expect("valid");
+        assert_eq!((s.http.max_connections, s.http.max_requests), (1024, 256));
+        assert_eq!(s.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.http.body_timeout, Duration::from_secs(60));
+        assert_eq!(s.http.idle_timeout, Duration::from_secs(60));
+        assert!(s.tls.is_none());
+        let text = "http_max_connections = 0\nhttp_max_requests = 2000000\n\
+                    http_header_timeout = \"0s\"\nhttp_body_timeout = \"soon\"\n";
+        let Err(Error::Config(problems)) =
+            Settings::try_from(StoreConfig::parse(text).expect("parses"))
+        else {
+            panic!("expected config errors");
+        };
+        let keys: Vec<&str> = problems
+            .iter()
+            .filter_map(|p| p.split(':').next())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "http_max_connections",
+                "http_max_requests",
+                "http_header_timeout",
+                "http_body_timeout"
+            ],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn tls_needs_a_pair_that_loads() {
+        let problems =
+            |text: &str| match Settings::try_from(StoreConfig::parse(text).expect("parses")) {
+                Err(Error::Config(p)) => p,
+                other => panic!("expected config errors, got {other:?}"),
+            };
+        assert_eq!(
+            problems("[tls]\ncert_file = \"/x/cert.pem\"\n"),
+            ["tls.cert_file: needs tls.key_file"]
+        );
+        assert_eq!(
+            problems("[tls]\nline = true\n"),
+            ["tls: client_ca_file and line need the server's cert_file and key_file"]
+        );
+        let p =
+            problems("[tls]\ncert_file = \"/no/such/cert.pem\"\nkey_file = \"/no/such/key.pem\"\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("tls: /no/such/cert.pem: "), "{p:?}");
+        let e = StoreConfig::parse("[tls]\ncert = \"x\"\n").expect_err("unknown key");
+        assert_eq!(e, ["unknown key \"tls.cert\""]);
     }
 
     #[test]

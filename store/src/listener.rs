@@ -30,7 +30,7 @@ use ipnet::IpNet;
 use parking_lot::Mutex;
 use tally_proto::{Decoder, Lines, ParseError, Parsed};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, error, warn};
 
@@ -58,6 +58,8 @@ pub(crate) struct ListenCtx {
     pub refusals: RateLimited,
     /// Failed accepts (out of descriptors), logged at a bounded rate.
     pub accept_errors: RateLimited,
+    /// TLS on the TCP listener (`[tls] line = true`).
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl ListenCtx {
@@ -76,6 +78,7 @@ impl ListenCtx {
             bad_lines: RateLimited::new(LOG_PERIOD),
             refusals: RateLimited::new(LOG_PERIOD),
             accept_errors: RateLimited::new(LOG_PERIOD),
+            tls: None,
         }
     }
 
@@ -369,7 +372,7 @@ pub(crate) async fn serve_tcp(
         tokio::spawn(async move {
             let open = &ctx.store.stats().connections_open;
             Stats::add(open, 1);
-            handle_conn(sock, peer, &ctx, &slot, shutdown).await;
+            handle_tcp_or_tls(sock, peer, &ctx, &slot, shutdown).await;
             open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             drop(slot);
         });
@@ -405,6 +408,30 @@ pub(crate) fn admit(ctx: &ListenCtx, peer: SocketAddr) -> Option<Slot> {
                 warn!(%peer, held_back, reason = refusal.as_str(), "plaintext connection refused");
             }
             None
+        }
+    }
+}
+
+/// The connection as it comes, or after its TLS handshake when the listener has TLS.
+async fn handle_tcp_or_tls(
+    sock: TcpStream,
+    peer: SocketAddr,
+    ctx: &ListenCtx,
+    slot: &Slot,
+    shutdown: watch::Receiver<bool>,
+) {
+    let Some(tls) = &ctx.tls else {
+        return handle_conn(sock, peer, ctx, slot, shutdown).await;
+    };
+    match tokio::time::timeout(crate::tls::LINE_HANDSHAKE_TIMEOUT, tls.accept(sock)).await {
+        Ok(Ok(stream)) => handle_conn(stream, peer, ctx, slot, shutdown).await,
+        Ok(Err(e)) => {
+            Stats::add(&ctx.store.stats().tls_handshake_failures, 1);
+            debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            Stats::add(&ctx.store.stats().tls_handshake_failures, 1);
+            debug!(%peer, "TLS handshake timed out");
         }
     }
 }
@@ -532,6 +559,7 @@ mod tests {
             bad_lines: RateLimited::new(LOG_PERIOD),
             refusals: RateLimited::new(LOG_PERIOD),
             accept_errors: RateLimited::new(LOG_PERIOD),
+            tls: None,
         });
         let (stop, rx) = watch::channel(false);
         tokio::spawn(serve_tcp(listener, ctx.clone(), rx));

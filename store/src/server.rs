@@ -2,6 +2,9 @@
 //!
 //! Shutdown (SIGTERM, Ctrl-C) stops accepting, lets in-flight writes finish, flushes the head
 //! into chunks and syncs the WAL before returning: a clean stop leaves nothing to replay.
+//!
+//! The HTTP port is served by `front` (connection cap, timeouts, load shedding, TLS); with TLS
+//! configured, SIGHUP reads the certificate and key again (`tls.rs`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,13 +15,15 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::batch::PointBatch;
 use crate::config::Settings;
 use crate::engine::{Durability, Recovery, RecoveryProgress, Store, StoreOptions};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::front::{self, Counters, FrontOptions};
 use crate::listener::{serve_tcp, serve_udp, ListenCtx};
+use crate::tls::Tls;
 
 /// Where a running store listens (ports resolved, so `:0` in tests becomes a real port).
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +43,27 @@ pub async fn run(
     let mut opts = StoreOptions::new(&settings.data_dir);
     opts.schemas = settings.schemas.clone();
     opts.max_head_points = settings.max_head_points;
+    let tls = match &settings.tls {
+        Some(t) => Some(Arc::new(
+            Tls::load(t.files.clone()).map_err(|e| Error::Config(vec![format!("tls: {e}")]))?,
+        )),
+        None => None,
+    };
+    let front_opts = FrontOptions {
+        max_connections: settings.http.max_connections,
+        max_requests: settings.http.max_requests,
+        header_timeout: settings.http.header_timeout,
+        body_timeout: settings.http.body_timeout,
+        idle_timeout: settings.http.idle_timeout,
+    };
+    // Installed before the port is announced, so that a SIGHUP never finds the default action
+    // (which ends the process).
+    let mut hup = match &tls {
+        Some(_) => Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        )?),
+        None => None,
+    };
     // The HTTP port answers at once: while the store opens (recovery after a crash can take a
     // while), every request gets 503 with the progress and an ETA, so a person sees why.
     let http_std = std::net::TcpListener::bind(settings.http_listen)?;
@@ -48,12 +74,13 @@ pub async fn run(
     let interim = {
         let listener = TcpListener::from_std(http_std.try_clone()?)?;
         let app = recovering_router(progress.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = opened_rx.await;
-                })
-                .await;
+            let counters = Counters::Alone(Arc::default());
+            front::serve(listener, app, front_opts, tls, counters, async move {
+                let _ = opened_rx.await;
+            })
+            .await;
         })
     };
     let started = Instant::now();
@@ -71,6 +98,7 @@ pub async fn run(
     }
     info!(dir = %settings.data_dir.display(), series = store.series_count(), elapsed_ms = started.elapsed().as_millis() as u64, "store open");
 
+    check_descriptor_limit(&settings);
     let line = TcpListener::bind(settings.line_listen).await?;
     let line_addr = line.local_addr()?;
     let udp = if settings.udp_enabled {
@@ -82,7 +110,11 @@ pub async fn run(
     let http_addr = http.local_addr()?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ctx = Arc::new(ListenCtx::new(store.clone(), &settings));
+    let mut ctx = ListenCtx::new(store.clone(), &settings);
+    ctx.tls = tls
+        .clone()
+        .filter(|_| settings.tls.as_ref().is_some_and(|t| t.line));
+    let ctx = Arc::new(ctx);
     let mut tasks = vec![tokio::spawn(serve_tcp(line, ctx.clone(), stop_rx.clone()))];
     if let Some(udp) = udp {
         tasks.push(tokio::spawn(serve_udp(udp, ctx.clone(), stop_rx.clone())));
@@ -92,14 +124,29 @@ pub async fn run(
         app = app.merge(extra(store.clone()));
     }
     let mut http_stop = stop_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let serve = axum::serve(http, app).with_graceful_shutdown(async move {
+    let counters = Counters::Store(store.clone());
+    tasks.push(tokio::spawn(front::serve(
+        http,
+        app,
+        front_opts,
+        tls.clone(),
+        counters,
+        async move {
             let _ = http_stop.changed().await;
-        });
-        if let Err(e) = serve.await {
-            error!(error = %e, "http server failed");
-        }
-    }));
+        },
+    )));
+    if let (Some(tls), Some(mut hup)) = (tls, hup.take()) {
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    got = hup.recv() => if got.is_none() { return },
+                    _ = stop.changed() => return,
+                }
+                tls.reload_logged();
+            }
+        }));
+    }
     tasks.push(tokio::spawn(sync_wal_loop(
         store.clone(),
         settings.wal_sync_interval,
@@ -142,6 +189,34 @@ pub async fn run(
         .map_err(|e| std::io::Error::other(e.to_string()))??;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// Descriptors the store needs besides its connections: RocksDB's files, the runtime, logs.
+const STORE_DESCRIPTORS: usize = 256;
+
+/// Warns when the open-file limit is below what the connection caps allow: the state in which
+/// accepts fail with "Too many open files".
+fn check_descriptor_limit(settings: &Settings) {
+    let Some(limit) = open_files_limit() else {
+        return;
+    };
+    let wanted = settings.max_connections + settings.http.max_connections + STORE_DESCRIPTORS;
+    if limit < wanted as u64 {
+        warn!(
+            limit,
+            max_connections = settings.max_connections,
+            http_max_connections = settings.http.max_connections,
+            "the open-file limit is below the connection caps plus {STORE_DESCRIPTORS} for the store; \
+             raise it (LimitNOFILE) or lower max_connections and http_max_connections"
+        );
+    }
+}
+
+/// This process' soft limit on open files (Linux: `/proc/self/limits`).
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 fn flush_loop(store: Store, every: Duration, compact_every: Duration, stop: Arc<AtomicBool>) {
@@ -260,6 +335,12 @@ mod recovering_tests {
     use http_body_util::BodyExt;
     use std::sync::atomic::Ordering::Relaxed;
     use tower::ServiceExt;
+
+    #[test]
+    fn the_open_file_limit_is_read() {
+        let limit = open_files_limit().expect("Linux has /proc/self/limits");
+        assert!(limit >= 64, "{limit}");
+    }
 
     #[tokio::test]
     async fn while_opening_every_request_gets_progress_and_an_eta() {

@@ -26,6 +26,17 @@ tally_common::counters! {
         connections_refused_per_address: Counter = "Plaintext connections refused because their address held max_connections_per_address.",
         connections_evicted: Counter = "Idle plaintext connections closed to let a new one in when max_connections were open.",
         connections_open: Gauge = "Plaintext TCP connections open now.",
+        http_connections_total: Counter = "HTTP connections accepted.",
+        http_connections_open: Gauge = "HTTP connections open now.",
+        http_connections_refused: Counter = "HTTP connections closed at once: http_max_connections were open and none was idle.",
+        http_connections_evicted: Counter = "Idle HTTP connections closed to make room for a new one at http_max_connections.",
+        http_header_timeouts: Counter = "HTTP connections closed because a request's headers took longer than http_header_timeout.",
+        http_body_timeouts: Counter = "HTTP requests answered 408 because the body took longer than http_body_timeout.",
+        http_send_timeouts: Counter = "HTTP connections closed because the client took no response bytes for http_idle_timeout.",
+        http_idle_closed: Counter = "HTTP connections closed after http_idle_timeout without a request.",
+        http_requests_shed: Counter = "HTTP requests answered 503 because http_max_requests were being served.",
+        http_accept_errors: Counter = "Failed accepts on the HTTP port (such as no file descriptor left), each followed by a pause.",
+        tls_handshake_failures: Counter = "TLS handshakes that failed or took too long, on either port.",
     }
 }
 

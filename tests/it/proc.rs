@@ -21,6 +21,11 @@ impl StoreProc {
 
     /// A store whose HTTP address is `http` (to come back on the same port after a stop).
     pub fn start_on(dir: &Path, http: &str, extra: &[&str]) -> StoreProc {
+        StoreProc::spawn(&mut StoreProc::command(dir, http, extra))
+    }
+
+    /// The command [`StoreProc::start_on`] runs, to change before [`StoreProc::spawn`].
+    pub fn command(dir: &Path, http: &str, extra: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
         cmd.args([
             "-q",
@@ -33,7 +38,12 @@ impl StoreProc {
         ])
         .arg(dir)
         .args(extra);
-        let (child, line) = spawn_first_line(&mut cmd, "store prints its addresses");
+        cmd
+    }
+
+    /// Runs a store command and reads its addresses.
+    pub fn spawn(cmd: &mut Command) -> StoreProc {
+        let (child, line) = spawn_first_line(cmd, "store prints its addresses");
         // "tally store: line=127.0.0.1:P http=127.0.0.1:Q"
         let field = |key: &str| -> SocketAddr {
             line.split_whitespace()

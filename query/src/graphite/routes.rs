@@ -800,6 +800,64 @@ mod tests {
         form_urlencoded::byte_serialize(s.as_bytes()).collect()
     }
 
+    /// Issue 17: functions that make points from nothing (`time`, `sinFunction`, `summarize`
+    /// on a finer grid) count them against the request's limit before making them, together
+    /// with what the request read; a request over it is a 400 naming the limit.
+    #[tokio::test]
+    async fn issue_17_points_made_by_functions_count_against_the_limit() {
+        let mut src = MemSource::default();
+        src.add("daily", 0, 86_400, vec![Some(1.0); 10]);
+        let source: Arc<dyn Source> = Arc::new(src);
+        let limits = Limits {
+            max_points: 1000,
+            ..Limits::default()
+        };
+        let render = |target: &str, range: &str| {
+            let uri = format!("/render?target={target}&{range}&format=json");
+            let req = Request::get(uri).body(Body::empty()).expect("request");
+            let app = routes(source.clone(), limits).guard(Default::default(), |_| {
+                StatusCode::UNAUTHORIZED.into_response()
+            });
+            async move { crate::api_error::read_response(app.oneshot(req).await.expect("answer")).await }
+        };
+        let ten_min = "from=0&until=600";
+        let (status, _, body) = render("time('a',1)", ten_min).await;
+        assert_eq!(status, 200, "{body}");
+        let three_days = "from=0&until=259200";
+        for (target, range, func) in [
+            ("group(time('a',1),time('b',1))", ten_min, "time"),
+            (
+                "group(sinFunction('a',1,1),sinFunction('b',1,1))",
+                ten_min,
+                "sinFunction",
+            ),
+            ("summarize(daily,'1s')", three_days, "summarize"),
+        ] {
+            let (status, ctype, body) = render(target, range).await;
+            assert_eq!(status, 400, "{target}: {body}");
+            assert!(ctype.starts_with("text/plain"), "{ctype}");
+            assert!(body.starts_with(&format!("{func}: ")), "{target}: {body}");
+            assert!(
+                body.contains("past 1000 points (max_points_per_request)"),
+                "{target}: {body}"
+            );
+        }
+        // A century of time() at 1 s is refused before a value is made; constantLine makes
+        // three points whatever the range.
+        let century = "from=0&until=3153600000";
+        let (status, _, body) = render("time('a',1)", century).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.starts_with("time: 3153600001 points"), "{body}");
+        let (status, _, body) = render("constantLine(7)", century).await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(
+            v[0]["datapoints"].as_array().map(Vec::len),
+            Some(3),
+            "{body}"
+        );
+    }
+
     #[tokio::test]
     async fn a_failing_store_answers_500_without_its_detail_issue_11() {
         for (method, uri) in [

@@ -29,6 +29,27 @@ pub struct Series {
     pub values: Vec<Option<f64>>,
 }
 
+/// The archive a read starting `age` seconds ago uses: the finest that still covers it.
+fn archive_for(archives: &[Archive], age: i64) -> usize {
+    archives
+        .iter()
+        .position(|a| a.retention_secs as i64 >= age)
+        .unwrap_or(archives.len().saturating_sub(1))
+}
+
+/// The slots of `(from, until]` at `step`: the first and last slot times and their number.
+fn grid(step: i64, from: i64, until: i64) -> (i64, i64, usize) {
+    let (from, until) = (from.min(until), from.max(until));
+    let first = floor(from, step) + step;
+    let last = floor(until, step);
+    let n = if last >= first {
+        ((last - first) / step + 1) as usize
+    } else {
+        0
+    };
+    (first, last, n)
+}
+
 impl Store {
     /// Stored points of one series and archive with `lo <= ts <= hi`, merged and sorted.
     pub(super) fn read_chunks(&self, id: u32, a: &Archive, lo: i64, hi: i64) -> Result<Points> {
@@ -91,14 +112,21 @@ impl Store {
             return Ok(None);
         };
         let archives = set.archives;
-        let age = now - from;
-        let i = archives
-            .iter()
-            .position(|a| a.retention_secs as i64 >= age)
-            .unwrap_or(archives.len().saturating_sub(1));
+        let i = archive_for(&archives, now - from);
         let agg = aggregate.unwrap_or(set.aggregate);
         self.read_series(id, name, &archives, i, from, until, agg, now)
             .map(Some)
+    }
+
+    /// How many points [`Store::read`] would return for `name` over `(from, until]`, without
+    /// reading them (`None` for an unknown series): what a caller counts against its limits
+    /// before it reads.
+    pub fn points_in_range(&self, name: &str, from: i64, until: i64) -> Option<usize> {
+        let SeriesEntry { set, .. } = self.lookup(name)?;
+        let a = set
+            .archives
+            .get(archive_for(&set.archives, unix_now() - from))?;
+        Some(grid(i64::from(a.step_secs), from, until).2)
     }
 
     /// A series' id and archive set, looked up once per read.
@@ -151,14 +179,7 @@ impl Store {
             .get(archive)
             .ok_or_else(|| Error::UnknownSeries(name.to_owned()))?;
         let step = i64::from(a.step_secs);
-        let (from, until) = (from.min(until), from.max(until));
-        let first = floor(from, step) + step;
-        let last = floor(until, step);
-        let n = if last >= first {
-            ((last - first) / step + 1) as usize
-        } else {
-            0
-        };
+        let (first, last, n) = grid(step, from, until);
         if n > self.inner.max_points_per_read {
             return Err(Error::Pattern {
                 pattern: name.to_owned(),

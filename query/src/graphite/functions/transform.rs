@@ -360,17 +360,12 @@ fn probe_points(window: &Value) -> usize {
     }
 }
 
-/// Refuses a function that would generate more points than one request may read.
+/// Counts the points a function is about to make against the request's limit, which the
+/// points it read and every other function's count too; refuses before they are made.
 fn check_generated(a: &Args, span: i64, step: i64) -> Result<()> {
-    let n = span.max(0) / step.max(1);
-    if n as usize > a.ctx.limits.max_points {
-        return Err(crate::error::QueryError::Limit(format!(
-            "{}: {n} points exceed the limit of {} per request",
-            a.func(),
-            a.ctx.limits.max_points
-        )));
-    }
-    Ok(())
+    let n = span.max(0) / step.max(1) + 1;
+    a.ctx
+        .account_generated(a.func(), usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// A request range moved by `delta` seconds, or an error when that leaves the calendar.
