@@ -17,6 +17,7 @@ use regex::Regex;
 use serde::Deserialize;
 use tally_common::config::{DurationText, Problems, SizeText};
 
+use crate::engine::MinFree;
 use crate::error::{Error, Result};
 use crate::retention::{parse_retentions, Aggregate, Schema, Schemas, DEFAULT_RETENTIONS};
 
@@ -50,6 +51,11 @@ pub struct StoreConfig {
     pub self_metrics_interval: DurationText,
     /// Full compaction (which also expires old data in files nothing else touches) this often.
     pub compact_interval: DurationText,
+    /// Free space kept on the data directory's filesystem: below it writes are refused (ingest
+    /// answers 507, plaintext connections are paused) until space returns. A size (`"1GiB"`),
+    /// a share of the filesystem (`"5%"`) or `"0"` (no reserve). Unset: the larger of 256MiB
+    /// and 1% of the filesystem.
+    pub min_free_space: Option<SizeText>,
     /// If set, `POST /api/v1/ingest` needs `Authorization: Bearer <token>`.
     pub ingest_token: Option<String>,
     /// Archives of series no `[[retention]]` rule matches.
@@ -90,6 +96,7 @@ impl Default for StoreConfig {
             max_head_points: 4_000_000,
             self_metrics_interval: "10s".into(),
             compact_interval: "1d".into(),
+            min_free_space: None,
             ingest_token: None,
             default_retentions: DEFAULT_RETENTIONS.into(),
             retention: Vec::new(),
@@ -126,6 +133,7 @@ pub struct Settings {
     pub max_head_points: usize,
     pub self_metrics_interval: Option<Duration>,
     pub compact_interval: Duration,
+    pub min_free: MinFree,
     pub ingest_token: Option<String>,
     pub schemas: Schemas,
 }
@@ -168,6 +176,10 @@ impl TryFrom<StoreConfig> for Settings {
         let self_metrics_interval =
             problems.duration("self_metrics_interval", &c.self_metrics_interval);
         let compact_interval = problems.positive_duration("compact_interval", &c.compact_interval);
+        let min_free = match &c.min_free_space {
+            None => MinFree::Default,
+            Some(text) => min_free(&mut problems, text),
+        };
         problems.positive("max_connections", c.max_connections);
         problems.positive("max_head_points", c.max_head_points);
         let default = parse_retentions(&c.default_retentions).unwrap_or_else(|e| {
@@ -219,10 +231,29 @@ impl TryFrom<StoreConfig> for Settings {
                 self_metrics_interval: (!self_metrics_interval.is_zero())
                     .then_some(self_metrics_interval),
                 compact_interval,
+                min_free,
                 ingest_token: c.ingest_token.filter(|t| !t.is_empty()),
                 schemas: Schemas { rules, default },
             })
             .map_err(Error::Config)
+    }
+}
+
+/// `min_free_space`: a size, or a percentage of the filesystem.
+fn min_free(problems: &mut Problems, text: &SizeText) -> MinFree {
+    let written = text.to_string();
+    let Some(pct) = written.trim().strip_suffix('%') else {
+        return MinFree::Bytes(problems.size("min_free_space", text, 0));
+    };
+    match pct.trim().parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => MinFree::Percent(p),
+        _ => {
+            problems.push(
+                "min_free_space",
+                format!("\"{written}\" is not a percentage from 0% to 100%"),
+            );
+            MinFree::Default
+        }
     }
 }
 
@@ -271,6 +302,38 @@ mod tests {
         assert_eq!(s.wal_sync_interval, Duration::from_millis(250));
         assert_eq!(s.self_metrics_interval, None);
         assert_eq!(s.compact_interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn the_free_space_reserve_is_a_size_or_a_share() {
+        let settings = |text: &str| {
+            Settings::try_from(StoreConfig::parse(text).expect("parses")).map(|s| s.min_free)
+        };
+        assert_eq!(settings("").expect("valid"), MinFree::Default);
+        assert_eq!(
+            settings("min_free_space = \"8MiB\"").expect("valid"),
+            MinFree::Bytes(8 << 20)
+        );
+        assert_eq!(
+            settings("min_free_space = 0").expect("valid"),
+            MinFree::Bytes(0)
+        );
+        assert_eq!(
+            settings("min_free_space = \"5%\"").expect("valid"),
+            MinFree::Percent(5.0)
+        );
+        for (text, want) in [
+            (
+                "min_free_space = \"150%\"",
+                "min_free_space: \"150%\" is not a percentage from 0% to 100%",
+            ),
+            ("min_free_space = \"lots\"", "min_free_space: \"lots\""),
+        ] {
+            let Err(Error::Config(problems)) = settings(text) else {
+                panic!("{text}: expected a config error");
+            };
+            assert!(problems[0].starts_with(want), "{text}: {problems:?}");
+        }
     }
 
     #[test]

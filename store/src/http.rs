@@ -5,6 +5,9 @@
 //! the status that tells a client what to do: a 4xx says what was wrong with the request and
 //! quotes it; a 5xx is generic (the detail goes to the log, not to the client), and only a
 //! failed write says "retry" (see `tally_proto::batch` for what the agent does with each).
+//! Refused writes (disk below the free-space reserve, a database that waits for a reopen) are
+//! the one 5xx that says why: 507 with the reason and `Retry-After`, since the operator, not
+//! the client, has to act.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -13,7 +16,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tally_proto::batch::MAX_BATCH_BYTES;
+use tally_proto::batch::{MAX_BATCH_BYTES, MAX_REPORTED_ERRORS};
 use tally_proto::{decode_batch, IngestReply, INGEST_PATH};
 use tracing::error;
 
@@ -35,6 +38,8 @@ pub(crate) enum ApiError {
     Client(StatusCode, String),
     /// The store could not take a write (the detail is logged): 503, retry later.
     WriteFailed(String),
+    /// Writes are refused for now: 507 with the reason and `Retry-After`.
+    Refused(crate::engine::Refusal),
     /// Anything else that failed inside (the detail is logged): 500.
     Internal(String),
 }
@@ -48,6 +53,7 @@ impl ApiError {
         match self {
             ApiError::Client(status, _) => *status,
             ApiError::WriteFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Refused(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -59,6 +65,7 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         match e {
             Error::UnknownSeries(_) => ApiError::Client(StatusCode::NOT_FOUND, e.to_string()),
+            Error::WritesRefused(r) => ApiError::Refused(r),
             _ if e.is_caller_mistake() => ApiError::bad_request(e.to_string()),
             _ => ApiError::Internal(e.to_string()),
         }
@@ -82,18 +89,30 @@ impl From<QueryRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let mut retry_after = None;
         let message = match self {
             ApiError::Client(_, message) => message,
             ApiError::WriteFailed(detail) => {
                 error!(error = %detail, "write failed; the client was told to retry");
+                retry_after = Some(1);
                 "the store could not complete the write; retry later".to_owned()
+            }
+            ApiError::Refused(refusal) => {
+                // Logged by the store once per change of state, not per request.
+                retry_after = Some(refusal.retry_after_secs());
+                format!("writes refused: {refusal}")
             }
             ApiError::Internal(detail) => {
                 error!(error = %detail, "request failed");
                 "internal error; the store's log has the details".to_owned()
             }
         };
-        (status, Json(serde_json::json!({ "error": message }))).into_response()
+        let mut resp = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
@@ -134,20 +153,35 @@ async fn ingest(
         }
     }
     let body = body?;
+    // Refused before the body is even decoded: the sender keeps the batch and comes back.
+    if let Some(refusal) = app.store.refusal() {
+        let stats = app.store.stats();
+        Stats::add(&stats.write_refusals, 1);
+        return Err(ApiError::Refused(refusal));
+    }
     let store = app.store.clone();
     let written = tokio::task::spawn_blocking(move || {
         let now = tally_common::unix_now();
         let mut batch = PointBatch::default();
-        let reply = decode_batch(&body, |m| batch.push_metric(&m, now));
+        let mut reply = decode_batch(&body, |m| batch.push_metric(&m, now));
         let stats = store.stats();
         Stats::add(&stats.points_received, batch.len() as u64);
         Stats::add(&stats.lines_bad, reply.rejected);
         Stats::add(&stats.points_skipped, reply.skipped);
-        store.write(&batch, Durability::Sync).map(|_| reply)
+        store.write(&batch, Durability::Sync).map(|w| {
+            reply.accepted = w.points as u64;
+            reply.outside_retention = w.outside_retention as u64;
+            let room = MAX_REPORTED_ERRORS.saturating_sub(reply.errors.len());
+            reply.errors.extend(w.reasons.into_iter().take(room));
+            reply
+        })
     })
     .await
     .map_err(|e| ApiError::WriteFailed(format!("ingest task: {e}")))?;
-    let reply = written.map_err(|e| ApiError::WriteFailed(format!("ingest: {e}")))?;
+    let reply = written.map_err(|e| match e {
+        Error::WritesRefused(refusal) => ApiError::Refused(refusal),
+        e => ApiError::WriteFailed(format!("ingest: {e}")),
+    })?;
     Stats::add(&app.store.stats().batches_acked, 1);
     Ok(Json(reply))
 }

@@ -28,7 +28,9 @@ mod tag_expr;
 
 pub use batch::PointBatch;
 pub use config::{Settings, StoreConfig};
-pub use engine::{Durability, Recovery, RecoveryProgress, Series, Store, StoreOptions};
+pub use engine::{
+    Durability, MinFree, Recovery, RecoveryProgress, Refusal, Series, Store, StoreOptions, Written,
+};
 pub use error::{Error, Result};
 pub use events::{Event, TagMatch};
 pub use index::{FindMatch, MemIndex, TagValue};

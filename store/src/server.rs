@@ -38,6 +38,7 @@ pub async fn run(
     let mut opts = StoreOptions::new(&settings.data_dir);
     opts.schemas = settings.schemas.clone();
     opts.max_head_points = settings.max_head_points;
+    opts.min_free = settings.min_free;
     // The HTTP port answers at once: while the store opens (recovery after a crash can take a
     // while), every request gets 503 with the progress and an ETA, so a person sees why.
     let http_std = std::net::TcpListener::bind(settings.http_listen)?;
@@ -111,6 +112,14 @@ pub async fn run(
         store.clone(),
         settings.wal_sync_interval,
         stop_rx.clone(),
+    )));
+    // Free space against the reserve, and the reopen after a failed write (engine/gate.rs).
+    let space = store.clone();
+    let space_check = move || space.check_space();
+    tasks.push(tokio::spawn(periodically(
+        Duration::from_secs(1),
+        stop_rx.clone(),
+        space_check,
     )));
     if let Some(every) = settings.self_metrics_interval {
         tasks.push(tokio::spawn(self_metrics_loop(
@@ -207,8 +216,9 @@ async fn self_metrics_loop(store: Store, every: Duration, stop: watch::Receiver<
         for m in store.metrics() {
             batch.push(&format!("tally.store.{}", m.name), now, m.value as f64);
         }
-        if let Err(e) = store.write(&batch, Durability::Buffered) {
-            error!(error = %e, "writing self-metrics failed");
+        match store.write(&batch, Durability::Buffered) {
+            Ok(_) | Err(crate::Error::WritesRefused(_)) => {}
+            Err(e) => error!(error = %e, "writing self-metrics failed"),
         }
     })
     .await;
