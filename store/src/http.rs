@@ -405,6 +405,81 @@ mod tests {
         }
     }
 
+    /// Issue 17: below the free-space reserve an acknowledged batch is refused with 507, the
+    /// reason in the JSON body and `Retry-After`; reads and `/metrics` go on and say so.
+    #[tokio::test]
+    async fn issue_17_a_refused_ingest_is_507_with_the_reason_and_retry_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = StoreOptions::new(dir.path());
+        opts.min_free = crate::engine::MinFree::Bytes(8 << 20);
+        let store = Store::open(opts).expect("open");
+        let app = router(store.clone(), None);
+        let t = now() - now() % 10 - 60;
+        let req = post()
+            .body(Body::from(format!("kept.a 1 {t}\n")))
+            .expect("request");
+        assert_eq!(send(&app, req).await.0, StatusCode::OK);
+
+        store.fake_free_space(5 << 20, 100 << 20);
+        store.check_space();
+        let req = post()
+            .body(Body::from(format!("refused.a 1 {t}\n")))
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("a response");
+        assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "10");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(
+            error_of(&String::from_utf8_lossy(&body)),
+            "writes refused: 5.0 MiB free in the data directory's filesystem, below the reserve \
+             of 8.0 MiB (min_free_space); writes resume by themselves once 9.0 MiB are free"
+        );
+
+        let uri = format!("/api/v1/read?name=kept.a&from={}&until={t}", t - 10);
+        let (status, _, text) = send(&app, get(&uri)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let (_, _, text) = send(&app, get("/metrics")).await;
+        for want in [
+            "tally_store_writes_refused 1\n",
+            "tally_store_write_refusals 1\n",
+            "tally_store_disk_free_bytes 5242880\n",
+            "tally_store_disk_reserve_bytes 8388608\n",
+        ] {
+            assert!(text.contains(want), "{want} missing from {text}");
+        }
+        assert!(text.contains("tally_store_series 1\n"), "{text}");
+    }
+
+    /// Issue 17: a point outside every retention (a timestamp of 17) is not counted accepted:
+    /// the reply counts it apart and says which point and which retention.
+    #[tokio::test]
+    async fn issue_17_ingest_reports_points_outside_every_retention() {
+        let (_dir, app) = app(None, 1000);
+        let t = now() - now() % 10 - 60;
+        let req = post()
+            .body(Body::from(format!("bad line\nold.a 1 17\nnew.a 2 {t}\n")))
+            .expect("request");
+        let (status, _, text) = send(&app, req).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let reply: IngestReply = serde_json::from_str(&text).expect("an ingest reply");
+        assert_eq!(
+            (reply.accepted, reply.rejected, reply.outside_retention),
+            (1, 1, 1)
+        );
+        assert_eq!(reply.errors.len(), 2, "{:?}", reply.errors);
+        assert_eq!(
+            reply.errors[1],
+            "point \"old.a\" at 17 is older than the 5y its series keeps \
+             (retentions 10s:7d,1m:90d,10m:5y)"
+        );
+        let (_, _, text) = send(&app, get("/metrics")).await;
+        assert!(
+            text.contains("tally_store_points_outside_retention 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("tally_store_points_written 1\n"), "{text}");
+    }
+
     /// Issue 11: an internal failure on a read answered "the store could not complete the write".
     /// Internal errors are now a generic 500 (the detail only in the log), and only a failed
     /// write says to retry it.

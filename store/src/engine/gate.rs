@@ -146,7 +146,10 @@ fn resume_at(reserve: u64) -> u64 {
 
 /// The few words of a RocksDB error a client is told (the whole error goes to the log).
 pub(super) fn cause(e: &rocksdb::Error) -> String {
-    let text = e.to_string();
+    cause_of(&e.to_string())
+}
+
+fn cause_of(text: &str) -> String {
     if text.contains("No space left on device") || text.contains("NoSpace") {
         "no space left on device".into()
     } else if text.contains("IO error") {
@@ -172,6 +175,9 @@ pub(super) struct Gate {
     spent: AtomicU64,
     /// Whether the last measure failed (logged once per failure streak).
     measure_failed: AtomicBool,
+    /// Free and total bytes the tests make the filesystem report.
+    #[cfg(test)]
+    pub(super) fake: Mutex<Option<(u64, u64)>>,
 }
 
 impl Gate {
@@ -185,16 +191,29 @@ impl Gate {
             reserve: AtomicU64::new(0),
             spent: AtomicU64::new(0),
             measure_failed: AtomicBool::new(false),
+            #[cfg(test)]
+            fake: Mutex::new(None),
         }
+    }
+
+    /// Free and total bytes of the data directory's filesystem.
+    fn statvfs(&self) -> std::io::Result<(u64, u64)> {
+        #[cfg(test)]
+        if let Some(fake) = *self.fake.lock() {
+            return Ok(fake);
+        }
+        let st = rustix::fs::statvfs(&self.dir)?;
+        Ok((
+            st.f_bavail.saturating_mul(st.f_frsize),
+            st.f_blocks.saturating_mul(st.f_frsize),
+        ))
     }
 
     /// Measures free space now; `None` if the filesystem cannot say (then nothing is refused
     /// for space, and a failed write is still handled).
     pub(super) fn measure(&self) -> Option<u64> {
-        match rustix::fs::statvfs(&self.dir) {
-            Ok(st) => {
-                let free = st.f_bavail.saturating_mul(st.f_frsize);
-                let total = st.f_blocks.saturating_mul(st.f_frsize);
+        match self.statvfs() {
+            Ok((free, total)) => {
                 self.free.store(free, Ordering::Relaxed);
                 self.reserve
                     .store(self.min_free.bytes(total), Ordering::Relaxed);
@@ -358,13 +377,21 @@ impl Store {
 
     /// A RocksDB write failed: refuse writes until the database is reopened.
     pub(super) fn write_failed(&self, what: &str, e: &rocksdb::Error) {
+        self.failed(what, &e.to_string());
+    }
+
+    /// [`Store::write_failed`], from the error's text.
+    fn failed(&self, what: &str, error: &str) {
         Stats::add(&self.inner.stats.write_errors, 1);
         if !self.inner.gate.needs_reopen() {
-            error!(error = %e, "{what} failed; the database will be reopened once there is free space");
+            error!(
+                error,
+                "{what} failed; the database will be reopened once there is free space"
+            );
         }
-        self.inner
-            .gate
-            .refuse(Refusal::WriteFailed { cause: cause(e) });
+        self.inner.gate.refuse(Refusal::WriteFailed {
+            cause: cause_of(error),
+        });
     }
 
     /// Whether the database takes writes of any kind now (flushes, meta documents): false while
@@ -429,6 +456,14 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+impl Store {
+    /// Makes the filesystem report `free` of `total` bytes from now on (tests).
+    pub(crate) fn fake_free_space(&self, free: u64, total: u64) {
+        *self.inner.gate.fake.lock() = Some((free, total));
+    }
+}
+
 /// Waits until `db` is the last handle (in-flight reads and writes done), then drops it, which
 /// closes RocksDB; gives it back if that takes longer than `limit`.
 fn wait_for_last(mut db: Arc<Db>, limit: Duration) -> std::result::Result<(), Arc<Db>> {
@@ -486,6 +521,229 @@ pub(super) fn gauges(store: &Store) -> [(&'static str, &'static str, u64); 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::PointBatch;
+    use crate::engine::testing::options;
+    use crate::engine::{unix_now, Durability};
+
+    const MIB: u64 = 1 << 20;
+
+    /// A store with an 8 MiB reserve on a filesystem of 100 MiB that reports `free`.
+    fn store_with_free(dir: &std::path::Path, free: u64) -> Store {
+        let mut o = options(dir);
+        o.min_free = MinFree::Bytes(8 * MIB);
+        let store = Store::open(o).expect("open");
+        set_free(&store, free);
+        store
+    }
+
+    fn set_free(store: &Store, free: u64) {
+        store.fake_free_space(free, 100 * MIB);
+    }
+
+    fn points(name: &str, n: i64) -> PointBatch {
+        let t0 = unix_now() - 3600;
+        let mut b = PointBatch::default();
+        for i in 0..n {
+            b.push(name, t0 + i * 10, i as f64);
+        }
+        b
+    }
+
+    fn metric(store: &Store, name: &str) -> u64 {
+        store
+            .metrics()
+            .into_iter()
+            .find(|m| m.name == name)
+            .map_or(u64::MAX, |m| m.value)
+    }
+
+    /// Issue 17: below the reserve a write is refused, says why, writes nothing and creates no
+    /// series; reads go on; once free space is back above the reserve by the margin, writes are
+    /// taken again without a restart (and not before: 8.5 MiB is above 8 but below 9).
+    #[test]
+    fn issue_17_below_the_reserve_writes_are_refused_and_resume_by_themselves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_with_free(dir.path(), 50 * MIB);
+        store.check_space();
+        store
+            .write(&points("before", 3), Durability::Sync)
+            .expect("write");
+
+        // Just above the reserve as last measured; the disk then fills faster than the poll.
+        set_free(&store, 8 * MIB + 32);
+        store.check_space();
+        set_free(&store, 5 * MIB);
+        store
+            .write(&points("before", 3), Durability::Sync)
+            .expect("32 bytes were left as last measured");
+        let err = store
+            .write(&points("refused", 3), Durability::Sync)
+            .expect_err("the write path measured again: what it wrote could have crossed");
+        let Error::WritesRefused(refusal) = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(
+            *refusal,
+            Refusal::LowSpace {
+                free: 5 * MIB,
+                reserve: 8 * MIB
+            }
+        );
+        assert!(
+            err.to_string().starts_with("writes refused: 5.0 MiB free"),
+            "{err}"
+        );
+        assert!(!store.accepts_writes());
+        assert_eq!(store.series_count(), 1, "a refused write creates no series");
+        assert_eq!(
+            (
+                metric(&store, "write_refusals"),
+                metric(&store, "points_refused")
+            ),
+            (1, 3)
+        );
+        assert_eq!(
+            (
+                metric(&store, "writes_refused"),
+                metric(&store, "disk_free_bytes")
+            ),
+            (1, 5 * MIB)
+        );
+        let read = store
+            .read("before", unix_now() - 3700, unix_now(), None)
+            .expect("reads go on")
+            .expect("exists");
+        assert_eq!(read.values.iter().flatten().count(), 3);
+        store.flush().expect("flushes go on below the reserve");
+
+        set_free(&store, 8 * MIB + MIB / 2);
+        store.check_space();
+        assert!(!store.accepts_writes(), "within the margin: still refused");
+        set_free(&store, 9 * MIB);
+        store.check_space();
+        assert!(store.accepts_writes());
+        assert_eq!(metric(&store, "writes_refused"), 0);
+        store
+            .write(&points("after", 3), Durability::Sync)
+            .expect("taken again");
+    }
+
+    /// Issue 17: after a failed write the store refuses writes, keeps serving reads, and once
+    /// there is space closes and reopens the database in place: everything written before,
+    /// flushed or only in the log, is still there and writes go on, in the same process.
+    #[test]
+    fn issue_17_after_a_failed_write_the_database_is_reopened_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_with_free(dir.path(), 50 * MIB);
+        store
+            .write(&points("flushed", 5), Durability::Sync)
+            .expect("write");
+        store.flush().expect("flush");
+        store
+            .write(&points("in.log", 5), Durability::Sync)
+            .expect("write");
+
+        set_free(&store, 0);
+        store.failed(
+            "a write of points",
+            "IO error: No space left on device: While appending to file: 000009.log",
+        );
+        let Some(Refusal::WriteFailed { cause }) = store.refusal() else {
+            panic!("{:?}", store.refusal());
+        };
+        assert_eq!(cause, "no space left on device");
+        store.flush().expect("a flush waits for the reopen");
+        store.check_space();
+        assert_eq!(metric(&store, "db_reopens"), 0, "no reopen without space");
+
+        // A reader holds the database while the reopen starts: it waits for the reader.
+        let reader = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let db = store.db().expect("open");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                drop(db);
+                store.read("flushed", unix_now() - 3700, unix_now(), None)
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        set_free(&store, 50 * MIB);
+        store.check_space();
+        assert_eq!(metric(&store, "db_reopens"), 1);
+        assert!(store.accepts_writes(), "{:?}", store.refusal());
+        let read = reader
+            .join()
+            .expect("reader")
+            .expect("read")
+            .expect("exists");
+        assert_eq!(read.values.iter().flatten().count(), 5);
+        store
+            .write(&points("after", 5), Durability::Sync)
+            .expect("writes go on");
+        store.flush().expect("flush");
+        drop(store);
+
+        let store = Store::open(options(dir.path())).expect("reopen");
+        for name in ["flushed", "in.log", "after"] {
+            let read = store
+                .read(name, unix_now() - 3700, unix_now(), None)
+                .expect("read")
+                .expect("exists");
+            assert_eq!(read.values.iter().flatten().count(), 5, "{name}");
+        }
+    }
+
+    /// Issue 17: a restart on a disk below the reserve opens the database read-only rather than
+    /// failing: the points still in the log are replayed and readable, writes of every kind are
+    /// refused, and once there is space the database is reopened for writing in place.
+    #[test]
+    fn issue_17_below_the_reserve_at_start_up_the_store_opens_read_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(options(dir.path())).expect("open");
+            store
+                .write(&points("in.log", 5), Durability::Sync)
+                .expect("write");
+            // Dropped without a flush: the points are only in the log.
+        }
+        let mut o = options(dir.path());
+        o.min_free = MinFree::Bytes(1 << 50);
+        let store = Store::open(o).expect("opens read-only below the reserve");
+        let Some(Refusal::ReadOnly { cause }) = store.refusal() else {
+            panic!("{:?}", store.refusal());
+        };
+        assert!(
+            cause.starts_with("the disk was below the free-space reserve"),
+            "{cause}"
+        );
+        assert_eq!(metric(&store, "read_only"), 1);
+        let read = store
+            .read("in.log", unix_now() - 3700, unix_now(), None)
+            .expect("read")
+            .expect("replayed");
+        assert_eq!(read.values.iter().flatten().count(), 5);
+        assert!(matches!(
+            store.write(&points("refused", 1), Durability::Sync),
+            Err(Error::WritesRefused(Refusal::ReadOnly { .. }))
+        ));
+        assert!(store.put_meta("k", b"v").is_err());
+        store.flush().expect("nothing to do read-only");
+
+        store.fake_free_space(1 << 51, 1 << 52);
+        store.check_space();
+        assert!(store.accepts_writes(), "{:?}", store.refusal());
+        assert_eq!(metric(&store, "read_only"), 0);
+        store.put_meta("k", b"v").expect("writable again");
+        store
+            .write(&points("after", 5), Durability::Sync)
+            .expect("write");
+        store.flush().expect("flush");
+        let read = store
+            .read("in.log", unix_now() - 3700, unix_now(), None)
+            .expect("read")
+            .expect("exists");
+        assert_eq!(read.values.iter().flatten().count(), 5);
+    }
 
     #[test]
     fn the_default_reserve_is_the_larger_of_256_mib_and_one_percent() {
