@@ -431,8 +431,8 @@ mod tests {
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(
             error_of(&String::from_utf8_lossy(&body)),
-            "writes refused: 5.0 MiB free in the data directory's filesystem, below the reserve \
-             of 8.0 MiB (min_free_space); writes resume by themselves once 9.0 MiB are free"
+            "writes refused: 5.00 MiB free in the data directory's filesystem, below the reserve \
+             of 8.00 MiB (min_free_space); writes resume by themselves once 9.00 MiB are free"
         );
 
         let uri = format!("/api/v1/read?name=kept.a&from={}&until={t}", t - 10);

@@ -134,8 +134,17 @@ impl fmt::Display for Refusal {
     }
 }
 
-fn size(bytes: u64) -> String {
-    bytesize::ByteSize(bytes).to_string()
+/// Bytes for people, precise enough near a reserve: `7.99 MiB`, `1.50 GiB`, `512 bytes`.
+pub(super) fn size(bytes: u64) -> String {
+    const MIB: f64 = (1u64 << 20) as f64;
+    let b = bytes as f64;
+    if bytes >= 1 << 30 {
+        format!("{:.2} GiB", b / (MIB * 1024.0))
+    } else if bytes >= 1 << 20 {
+        format!("{:.2} MiB", b / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 /// Free space at which refused writes resume: the reserve plus a margin (5 %, at least 1 MiB),
@@ -590,7 +599,7 @@ mod tests {
             }
         );
         assert!(
-            err.to_string().starts_with("writes refused: 5.0 MiB free"),
+            err.to_string().starts_with("writes refused: 5.00 MiB free"),
             "{err}"
         );
         assert!(!store.accepts_writes());
@@ -761,14 +770,18 @@ mod tests {
 
     #[test]
     fn a_refusal_says_why_and_what_brings_writes_back() {
+        assert_eq!(
+            (size(512), size(3 << 30), size((1 << 20) * 3 / 2)),
+            ("512 bytes".into(), "3.00 GiB".into(), "1.50 MiB".into())
+        );
         let r = Refusal::LowSpace {
-            free: 5 << 20,
+            free: (5 << 20) - 10_000,
             reserve: 8 << 20,
         };
         assert_eq!(
             r.to_string(),
-            "5.0 MiB free in the data directory's filesystem, below the reserve of 8.0 MiB \
-             (min_free_space); writes resume by themselves once 9.0 MiB are free"
+            "4.99 MiB free in the data directory's filesystem, below the reserve of 8.00 MiB \
+             (min_free_space); writes resume by themselves once 9.00 MiB are free"
         );
     }
 }

@@ -212,8 +212,8 @@ impl Store {
         let (db, read_only_why) = if exists && gate.below_reserve() {
             let why = format!(
                 "the disk was below the free-space reserve at start-up: {} free of {} kept",
-                bytesize::ByteSize(gate.free()),
-                bytesize::ByteSize(gate.reserve())
+                gate::size(gate.free()),
+                gate::size(gate.reserve())
             );
             (Db::open(&path, &archives, true)?, Some(why))
         } else {
