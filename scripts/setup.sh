@@ -2,7 +2,7 @@
 # Installs what Tally needs on Debian 12, idempotently: only what is missing, and `apt-get update`
 # only when the package lists cannot offer it. Safe to run on every `./x run` and `./x test`.
 #
-#   g++, make, liblz4-dev, libzstd-dev  to build RocksDB once (below)
+#   g++, make, libsnappy-dev, liblz4-dev, libzstd-dev  to build RocksDB once (below)
 #   libclang-dev    bindgen, which generates RocksDB's C bindings
 #
 #   graphite-web    the reference the compatibility tests compare /render against (`setup.sh test`)
@@ -33,7 +33,7 @@ ROCKSDB_PREFIX=${TALLY_ROCKSDB_PREFIX:-/opt/tally/rocksdb-$ROCKSDB_VERSION}
 ROCKSDB_LDCONF=/etc/ld.so.conf.d/tally-rocksdb.conf
 ROCKSDB_SONAME=librocksdb.so.7.9
 
-PKGS=(g++ make liblz4-dev libzstd-dev libclang-dev)
+PKGS=(g++ make libsnappy-dev liblz4-dev libzstd-dev libclang-dev)
 # Extra packages for the test suite (peers the tests run as references); `setup.sh test`.
 TEST_PKGS=(graphite-web graphite-carbon gunicorn python3-whisper prometheus-alertmanager chromium chromium-driver)
 
@@ -97,11 +97,12 @@ rocksdb_install() {
   grep -q '^ROCKSDB_MAJOR=7$' "$tree/make_config.mk" && grep -q '^ROCKSDB_MINOR=9$' "$tree/make_config.mk" \
     && grep -q '^ROCKSDB_PATCH=2$' "$tree/make_config.mk" \
     || { echo "setup: $tree is not RocksDB $ROCKSDB_VERSION (make_config.mk)" >&2; exit 1; }
-  # The store compresses with lz4, and zstd at the bottom level (store/src/layout.rs): a library
-  # without them cannot open the database.
-  for c in LZ4 ZSTD; do
+  # The store compresses its archives with lz4, and zstd at the bottom level
+  # (store/src/layout.rs), and its other families with RocksDB's default, snappy (as Debian's
+  # library did, so databases it wrote still open): a library without them cannot open them.
+  for c in SNAPPY LZ4 ZSTD; do
     grep -q -- "-D$c\b" "$tree/make_config.mk" \
-      || { echo "setup: $tree was built without $c (install liblz4-dev libzstd-dev and rebuild)" >&2; exit 1; }
+      || { echo "setup: $tree was built without $c (install libsnappy-dev liblz4-dev libzstd-dev and rebuild)" >&2; exit 1; }
   done
   # NDEBUG: no assert() may be left, since one aborts the process on a recoverable WAL error.
   if nm -D --undefined-only "$lib" | grep -qw __assert_fail; then
@@ -142,10 +143,10 @@ rocksdb_build() {
   mkdir -p "$build"
   cp -a "$src/." "$build/"
   started=$(date +%s)
-  # Only lz4 and zstd (what the store uses) and no optional library the loader would then need:
-  # these are environment variables, which build_detect_platform reads (as make variables they
-  # do not reach it). DEBUG_LEVEL=0 is the release build: -O2 and NDEBUG.
-  if ! (cd "$build" && env ROCKSDB_DISABLE_GFLAGS=1 ROCKSDB_DISABLE_SNAPPY=1 ROCKSDB_DISABLE_ZLIB=1 \
+  # Only snappy, lz4 and zstd (what the store's families use) and no optional library the loader
+  # would then need: these are environment variables, which build_detect_platform reads (as make
+  # variables they do not reach it). DEBUG_LEVEL=0 is the release build: -O2 and NDEBUG.
+  if ! (cd "$build" && env ROCKSDB_DISABLE_GFLAGS=1 ROCKSDB_DISABLE_ZLIB=1 \
       ROCKSDB_DISABLE_BZIP=1 ROCKSDB_DISABLE_NUMA=1 ROCKSDB_DISABLE_TBB=1 ROCKSDB_DISABLE_JEMALLOC=1 \
       ROCKSDB_USE_IO_URING=0 \
       make -j"$jobs" DEBUG_LEVEL=0 PORTABLE=1 DISABLE_WARNING_AS_ERROR=1 shared_lib >build.log 2>&1); then

@@ -184,6 +184,10 @@ pub(super) struct Gate {
     spent: AtomicU64,
     /// Whether the last measure failed (logged once per failure streak).
     measure_failed: AtomicBool,
+    /// When a reopen that did not give a writable database may be tried again, and the next
+    /// wait (doubling from 1 s to a minute): a database that only opens read-only for another
+    /// reason than space must not be closed and opened every second.
+    retry_reopen: Mutex<(Option<Instant>, Duration)>,
     /// Free and total bytes the tests make the filesystem report.
     #[cfg(test)]
     pub(super) fake: Mutex<Option<(u64, u64)>>,
@@ -200,6 +204,7 @@ impl Gate {
             reserve: AtomicU64::new(0),
             spent: AtomicU64::new(0),
             measure_failed: AtomicBool::new(false),
+            retry_reopen: Mutex::new((None, Duration::from_secs(1))),
             #[cfg(test)]
             fake: Mutex::new(None),
         }
@@ -274,6 +279,27 @@ impl Gate {
             *self.state.lock(),
             Some(Refusal::WriteFailed { .. } | Refusal::ReadOnly { .. })
         )
+    }
+
+    /// Whether a reopen may be tried now.
+    fn reopen_due(&self) -> bool {
+        self.retry_reopen
+            .lock()
+            .0
+            .is_none_or(|at| Instant::now() >= at)
+    }
+
+    /// After a reopen: writable (retry at once next time), or not (wait, twice as long as before).
+    fn reopened(&self, writable: bool) {
+        let mut retry = self.retry_reopen.lock();
+        *retry = if writable {
+            (None, Duration::from_secs(1))
+        } else {
+            (
+                Some(Instant::now() + retry.1),
+                (retry.1 * 2).min(Duration::from_secs(60)),
+            )
+        };
     }
 
     /// Refuses writes from now on for `why`; logs when the state changes. A refusal that needs
@@ -360,8 +386,9 @@ impl Store {
         let gate = &self.inner.gate;
         let measured = gate.measure();
         if gate.needs_reopen() {
-            if measured.is_none() || gate.room_to_resume() {
+            if (measured.is_none() || gate.room_to_resume()) && gate.reopen_due() {
                 self.reopen();
+                gate.reopened(!gate.needs_reopen());
             }
             return;
         }
