@@ -146,7 +146,7 @@ pub fn parse_retentions(text: &str) -> Result<Vec<Archive>, String> {
 /// `2h`, `1m` (a minute), `10s`.
 pub(crate) fn span_text(secs: u64) -> String {
     for (unit, mult) in [("y", 31_536_000), ("d", 86_400), ("h", 3600), ("m", 60)] {
-        if secs >= mult && secs % mult == 0 {
+        if secs >= mult && secs.is_multiple_of(mult) {
             return format!("{}{unit}", secs / mult);
         }
     }

@@ -155,7 +155,7 @@ fn resume_at(reserve: u64) -> u64 {
 
 /// The few words of a RocksDB error a client is told (the whole error goes to the log).
 pub(super) fn cause(e: &rocksdb::Error) -> String {
-    cause_of(&e.to_string())
+    cause_of(e.as_ref())
 }
 
 fn cause_of(text: &str) -> String {
@@ -413,7 +413,7 @@ impl Store {
 
     /// A RocksDB write failed: refuse writes until the database is reopened.
     pub(super) fn write_failed(&self, what: &str, e: &rocksdb::Error) {
-        self.failed(what, &e.to_string());
+        self.failed(what, e.as_ref());
     }
 
     /// [`Store::write_failed`], from the error's text.
