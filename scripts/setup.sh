@@ -81,12 +81,15 @@ install_packages() {
   return 0
 }
 
-# Whether the cache holds a usable library: the file, no assertion left in it, and the loader
-# finds it there.
+# Whether the cache holds a usable library: installed by rocksdb_install (which checked it),
+# the loader finds it there, and every library it needs is present (a package removed since
+# makes it build again).
 rocksdb_ready() {
   local lib=$ROCKSDB_PREFIX/lib/librocksdb.so.$ROCKSDB_VERSION
   [ -f "$lib" ] && [ -f "$ROCKSDB_PREFIX/BUILD-INFO" ] && [ -f "$ROCKSDB_LDCONF" ] || return 1
-  /sbin/ldconfig -p | grep -qF "$ROCKSDB_SONAME (libc6,x86-64) => $ROCKSDB_PREFIX/lib/$ROCKSDB_SONAME"
+  /sbin/ldconfig -p | grep -qF "$ROCKSDB_SONAME (libc6,x86-64) => $ROCKSDB_PREFIX/lib/$ROCKSDB_SONAME" \
+    || return 1
+  ! ldd "$lib" | grep -q 'not found'
 }
 
 # Checks a built tree (DIR) and installs its library into the cache, then makes it loadable.
