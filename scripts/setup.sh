@@ -115,6 +115,8 @@ rocksdb_install() {
   need_root "install RocksDB into $ROCKSDB_PREFIX"
   $SUDO mkdir -p "$ROCKSDB_PREFIX/lib"
   $SUDO install -m 0755 "$lib" "$ROCKSDB_PREFIX/lib/"
+  # The symbols stay (backtraces); the debug info (250 of 262 MB) goes.
+  $SUDO strip --strip-debug "$ROCKSDB_PREFIX/lib/librocksdb.so.$ROCKSDB_VERSION"
   for link in librocksdb.so.7.9 librocksdb.so.7 librocksdb.so; do
     $SUDO ln -sfn "librocksdb.so.$ROCKSDB_VERSION" "$ROCKSDB_PREFIX/lib/$link"
   done
@@ -123,7 +125,7 @@ rocksdb_install() {
     echo "installed $(date -u +%FT%TZ)"
     echo "needs: $(objdump -p "$lib" | awk '/NEEDED/{print $2}' | tr '\n' ' ')"
     grep -E '^(PLATFORM_LDFLAGS|PLATFORM_CXXFLAGS)=' "$tree/make_config.mk"
-    [ -f "$tree/tally-build-time" ] && cat "$tree/tally-build-time"
+    if [ -f "$tree/tally-build-time" ]; then cat "$tree/tally-build-time"; fi
   } | $SUDO tee "$ROCKSDB_PREFIX/BUILD-INFO" >/dev/null
   echo "$ROCKSDB_PREFIX/lib" | $SUDO tee "$ROCKSDB_LDCONF" >/dev/null
   $SUDO /sbin/ldconfig
