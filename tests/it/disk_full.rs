@@ -361,10 +361,13 @@ fn issue_17_a_write_that_fails_on_a_full_disk_loses_nothing_and_the_store_recove
     assert!(metric(&store, "db_reopens").unwrap_or(0.0) >= 1.0);
     acked.check(&store, "after the reopen");
 
-    // Full to the last byte, then kill -9 and a restart on the full disk.
-    let _ = ingest_until_refused(&store, &mut acked, &mut next);
-    let filler = fs.fill_leaving("filler", 0);
+    // Full again (a filler takes all but 2 MiB, batches the rest), then kill -9 and a restart
+    // on the full disk. The filler is what an operator deletes; the store's own data is not.
+    let filler = fs.fill_leaving("filler", 2 * MIB);
+    let (status, _, body) = ingest_until_refused(&store, &mut acked, &mut next);
+    assert!(status == 503 || status == 507, "{status}: {body}");
     store.kill9();
+    let _ = fs.fill_leaving("last-bytes", 0);
     let store = fs.start_store("min_free_space = \"0\"\n");
     acked.check(&store, "after a restart on the full disk");
     std::fs::remove_file(&filler).expect("delete the filler");
