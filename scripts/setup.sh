@@ -2,7 +2,7 @@
 # Installs what Tally needs on Debian 12, idempotently: only what is missing, and `apt-get update`
 # only when the package lists cannot offer it. Safe to run on every `./x run` and `./x test`.
 #
-#   librocksdb-dev  the RocksDB library the `rocksdb` crate links against (no C++ build of our own)
+#   g++, make, libsnappy-dev, liblz4-dev, libzstd-dev  to build RocksDB once (below)
 #   libclang-dev    bindgen, which generates RocksDB's C bindings
 #
 #   graphite-web    the reference the compatibility tests compare /render against (`setup.sh test`)
@@ -12,49 +12,169 @@
 #   chromium, chromium-driver  the headless browser the web page's test drives (WebDriver)
 #
 #   mtail, victoria-metrics  the peers benches/*_compare.py measure against (`setup.sh bench`)
+#
+# RocksDB: the `rocksdb` crate (0.20.1) binds the headers of RocksDB 7.9.2, and links the shared
+# library in ROCKSDB_LIB_DIR (.cargo/config.toml) rather than compiling the C++ in every profile.
+# Debian's librocksdb 7.8 is built with assertions, and one of them aborts the process on a WAL
+# write error (a full disk: issue 17), so this script builds the crate's own bundled 7.9.2
+# sources once, with NDEBUG (DEBUG_LEVEL=0), into a machine-wide cache, $ROCKSDB_PREFIX/lib, and
+# makes it loadable (an /etc/ld.so.conf.d entry). Built only when the cache lacks it; about
+# 45 minutes on 2 busy cores, a few on a free 8-core machine.
+#
+#   setup.sh [test|bench]          packages, then RocksDB if missing
+#   setup.sh rocksdb-install DIR   install a RocksDB tree already built with the same make line
+#                                  (`make DEBUG_LEVEL=0 ... shared_lib` in DIR) instead of
+#                                  building again; checked like a build of our own
 set -euo pipefail
 
-PKGS=(librocksdb-dev libclang-dev)
+ROCKSDB_VERSION=7.9.2
+ROCKSDB_CRATE=librocksdb-sys-0.10.0+$ROCKSDB_VERSION
+ROCKSDB_PREFIX=${TALLY_ROCKSDB_PREFIX:-/opt/tally/rocksdb-$ROCKSDB_VERSION}
+ROCKSDB_LDCONF=/etc/ld.so.conf.d/tally-rocksdb.conf
+ROCKSDB_SONAME=librocksdb.so.7.9
+
+PKGS=(g++ make libsnappy-dev liblz4-dev libzstd-dev libclang-dev)
 # Extra packages for the test suite (peers the tests run as references); `setup.sh test`.
 TEST_PKGS=(graphite-web graphite-carbon gunicorn python3-whisper prometheus-alertmanager chromium chromium-driver)
 
 # Peers for the side-by-side benchmark harnesses; `setup.sh bench`.
 BENCH_PKGS=(mtail victoria-metrics graphite-web graphite-carbon gunicorn python3-whisper)
 
+SUDO=
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: need root (or sudo) to $1" >&2; exit 1; }
+    SUDO=sudo
+  fi
+}
+
+install_packages() {
+  local want=("$@") missing=() p
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+
+  echo "setup: installing ${missing[*]}" >&2
+  need_root "install ${missing[*]}"
+  local need_update=0 cand
+  ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || need_update=1
+  if [ $need_update = 0 ]; then
+    for p in "${missing[@]}"; do
+      cand=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/{print $2}')
+      if [ -z "$cand" ] || [ "$cand" = "(none)" ]; then need_update=1; break; fi
+    done
+  fi
+  [ $need_update = 1 ] && $SUDO apt-get update -q
+
+  # Package scripts must not start daemons (there is no init system here, and tests start their
+  # own on loopback): a policy-rc.d that says no, only for the length of the install.
+  local made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
+    || { [ $made_policy = 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ $made_policy = 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d
+  return 0
+}
+
+# Whether the cache holds a usable library: installed by rocksdb_install (which checked it),
+# the loader finds it there, and every library it needs is present (a package removed since
+# makes it build again).
+rocksdb_ready() {
+  local lib=$ROCKSDB_PREFIX/lib/librocksdb.so.$ROCKSDB_VERSION
+  [ -f "$lib" ] && [ -f "$ROCKSDB_PREFIX/BUILD-INFO" ] && [ -f "$ROCKSDB_LDCONF" ] || return 1
+  /sbin/ldconfig -p | grep -qF "$ROCKSDB_SONAME (libc6,x86-64) => $ROCKSDB_PREFIX/lib/$ROCKSDB_SONAME" \
+    || return 1
+  ! ldd "$lib" | grep -q 'not found'
+}
+
+# Checks a built tree (DIR) and installs its library into the cache, then makes it loadable.
+rocksdb_install() {
+  local tree=$1 lib
+  lib=$tree/librocksdb.so.$ROCKSDB_VERSION
+  [ -f "$lib" ] || { echo "setup: $lib is missing: build RocksDB $ROCKSDB_VERSION there first" >&2; exit 1; }
+  grep -q '^ROCKSDB_MAJOR=7$' "$tree/make_config.mk" && grep -q '^ROCKSDB_MINOR=9$' "$tree/make_config.mk" \
+    && grep -q '^ROCKSDB_PATCH=2$' "$tree/make_config.mk" \
+    || { echo "setup: $tree is not RocksDB $ROCKSDB_VERSION (make_config.mk)" >&2; exit 1; }
+  # The store compresses its archives with lz4, and zstd at the bottom level
+  # (store/src/layout.rs), and its other families with RocksDB's default, snappy (as Debian's
+  # library did, so databases it wrote still open): a library without them cannot open them.
+  for c in SNAPPY LZ4 ZSTD; do
+    grep -q -- "-D$c\b" "$tree/make_config.mk" \
+      || { echo "setup: $tree was built without $c (install libsnappy-dev liblz4-dev libzstd-dev and rebuild)" >&2; exit 1; }
+  done
+  # NDEBUG: no assert() may be left, since one aborts the process on a recoverable WAL error.
+  if nm -D --undefined-only "$lib" | grep -qw __assert_fail; then
+    echo "setup: $lib still calls __assert_fail: it was not built with DEBUG_LEVEL=0 (NDEBUG)" >&2
+    exit 1
+  fi
+  need_root "install RocksDB into $ROCKSDB_PREFIX"
+  $SUDO mkdir -p "$ROCKSDB_PREFIX/lib"
+  $SUDO install -m 0755 "$lib" "$ROCKSDB_PREFIX/lib/"
+  # The symbols stay (backtraces); the debug info (250 of 262 MB) goes.
+  $SUDO strip --strip-debug "$ROCKSDB_PREFIX/lib/librocksdb.so.$ROCKSDB_VERSION"
+  for link in librocksdb.so.7.9 librocksdb.so.7 librocksdb.so; do
+    $SUDO ln -sfn "librocksdb.so.$ROCKSDB_VERSION" "$ROCKSDB_PREFIX/lib/$link"
+  done
+  {
+    echo "RocksDB $ROCKSDB_VERSION from $ROCKSDB_CRATE, built in $tree"
+    echo "installed $(date -u +%FT%TZ)"
+    echo "needs: $(objdump -p "$lib" | awk '/NEEDED/{print $2}' | tr '\n' ' ')"
+    grep -E '^(PLATFORM_LDFLAGS|PLATFORM_CXXFLAGS)=' "$tree/make_config.mk"
+    if [ -f "$tree/tally-build-time" ]; then cat "$tree/tally-build-time"; fi
+  } | $SUDO tee "$ROCKSDB_PREFIX/BUILD-INFO" >/dev/null
+  echo "$ROCKSDB_PREFIX/lib" | $SUDO tee "$ROCKSDB_LDCONF" >/dev/null
+  $SUDO /sbin/ldconfig
+  rocksdb_ready || { echo "setup: the loader does not find $ROCKSDB_SONAME in $ROCKSDB_PREFIX/lib" >&2; exit 1; }
+  echo "setup: RocksDB $ROCKSDB_VERSION installed in $ROCKSDB_PREFIX/lib" >&2
+}
+
+# Builds the crate's bundled sources (fetched by cargo) in a scratch copy, then installs them.
+rocksdb_build() {
+  local root src build jobs started
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  (cd "$root" && cargo fetch --locked >&2)
+  src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$ROCKSDB_CRATE"/rocksdb 2>/dev/null | head -n1)
+  [ -n "$src" ] && [ -f "$src/Makefile" ] \
+    || { echo "setup: no RocksDB sources under ${CARGO_HOME:-$HOME/.cargo}/registry/src/*/$ROCKSDB_CRATE" >&2; exit 1; }
+  build=${TMPDIR:-/var/tmp}/tally-rocksdb-$ROCKSDB_VERSION
+  jobs=${ROCKSDB_BUILD_JOBS:-$(nproc)}
+  echo "setup: building RocksDB $ROCKSDB_VERSION (once; -j$jobs) in $build, log in $build/build.log" >&2
+  rm -rf "$build"
+  mkdir -p "$build"
+  cp -a "$src/." "$build/"
+  started=$(date +%s)
+  # Only snappy, lz4 and zstd (what the store's families use) and no optional library the loader
+  # would then need: these are environment variables, which build_detect_platform reads (as make
+  # variables they do not reach it). DEBUG_LEVEL=0 is the release build: -O2 and NDEBUG.
+  if ! (cd "$build" && env ROCKSDB_DISABLE_GFLAGS=1 ROCKSDB_DISABLE_ZLIB=1 \
+      ROCKSDB_DISABLE_BZIP=1 ROCKSDB_DISABLE_NUMA=1 ROCKSDB_DISABLE_TBB=1 ROCKSDB_DISABLE_JEMALLOC=1 \
+      ROCKSDB_USE_IO_URING=0 \
+      make -j"$jobs" DEBUG_LEVEL=0 PORTABLE=1 DISABLE_WARNING_AS_ERROR=1 shared_lib >build.log 2>&1); then
+    tail -n 30 "$build/build.log" >&2
+    echo "setup: the RocksDB build failed; the log is $build/build.log" >&2
+    exit 1
+  fi
+  echo "build: $(($(date +%s) - started)) s with -j$jobs on $(nproc) cores" >"$build/tally-build-time"
+  rocksdb_install "$build"
+  rm -rf "$build"
+}
+
+case "${1:-}" in
+  rocksdb-install)
+    [ $# -eq 2 ] || { echo "usage: setup.sh rocksdb-install DIR" >&2; exit 2; }
+    install_packages "${PKGS[@]}"
+    rocksdb_install "$(cd "$2" && pwd)"
+    exit 0
+    ;;
+esac
+
 want=("${PKGS[@]}")
 [ "${1:-}" = test ] && want+=("${TEST_PKGS[@]}")
 [ "${1:-}" = bench ] && want+=("${BENCH_PKGS[@]}")
-
-missing=()
-for p in "${want[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-echo "setup: installing ${missing[*]}" >&2
-SUDO=
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install ${missing[*]}" >&2; exit 1; }
-  SUDO=sudo
-fi
-
-need_update=0
-ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || need_update=1
-if [ $need_update = 0 ]; then
-  for p in "${missing[@]}"; do
-    cand=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/{print $2}')
-    if [ -z "$cand" ] || [ "$cand" = "(none)" ]; then need_update=1; break; fi
-  done
-fi
-[ $need_update = 1 ] && $SUDO apt-get update -q
-
-# Package scripts must not start daemons (there is no init system here, and tests start their own
-# on loopback): a policy-rc.d that says no, only for the length of the install.
-made_policy=0
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-  $SUDO chmod +x /usr/sbin/policy-rc.d
-  made_policy=1
-fi
-trap '[ $made_policy = 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d' EXIT
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+install_packages "${want[@]}"
+rocksdb_ready || rocksdb_build

@@ -68,8 +68,8 @@ impl Dest {
                     return Err(format!("{url}: HTTP {status}: {}", text.trim()));
                 }
                 match serde_json::from_str::<tally_proto::IngestReply>(&text) {
-                    Ok(reply) if reply.rejected > 0 => {
-                        tracing::warn!(rejected = reply.rejected, errors = ?reply.errors, "the store rejected some points");
+                    Ok(reply) if reply.rejected > 0 || reply.outside_retention > 0 => {
+                        tracing::warn!(rejected = reply.rejected, outside_retention = reply.outside_retention, errors = ?reply.errors, "the store rejected some points");
                     }
                     Ok(_) => {}
                     Err(e) => {

@@ -16,6 +16,7 @@
 //! | 400 | not a batch at all (for example a wrong content encoding) | keeps it, reports the error |
 //! | 401 | a token is configured and this request lacks it | keeps it |
 //! | 413 | larger than [`MAX_BATCH_BYTES`] | splits it |
+//! | 507 | writes refused for now (the store's disk is below its free-space reserve, or its database waits for a reopen); the reason is in the body, and `Retry-After` | retries later |
 //! | 5xx / no answer | nothing is promised | retries later |
 //!
 //! Re-sending a batch is harmless: a point is a value at a timestamp of a series, and the store
@@ -47,7 +48,12 @@ pub struct IngestReply {
     pub rejected: u64,
     /// Good lines that carry no point: blank, or a NaN value (dropped as carbon does).
     pub skipped: u64,
-    /// The first [`MAX_REPORTED_ERRORS`] bad lines, each with its line number.
+    /// Good points refused because they are older than every archive of their series keeps
+    /// (no read could return them); not in `accepted`. Absent from older stores' replies.
+    #[serde(default)]
+    pub outside_retention: u64,
+    /// The first [`MAX_REPORTED_ERRORS`] bad lines, each with its line number, and then the
+    /// reasons points were refused, each naming the point and the retention.
     pub errors: Vec<String>,
 }
 
@@ -65,6 +71,7 @@ impl IngestReply {
         self.accepted += other.accepted;
         self.rejected += other.rejected;
         self.skipped += other.skipped;
+        self.outside_retention += other.outside_retention;
         let room = MAX_REPORTED_ERRORS.saturating_sub(self.errors.len());
         self.errors.extend(other.errors.into_iter().take(room));
     }
@@ -120,14 +127,20 @@ mod tests {
             accepted: 3,
             rejected: 1,
             skipped: 0,
+            outside_retention: 2,
             errors: vec!["line 2: x".into()],
         };
         let json = serde_json::to_string(&reply).unwrap_or_default();
         assert_eq!(
             json,
-            r#"{"accepted":3,"rejected":1,"skipped":0,"errors":["line 2: x"]}"#
+            r#"{"accepted":3,"rejected":1,"skipped":0,"outside_retention":2,"errors":["line 2: x"]}"#
         );
         let back: IngestReply = serde_json::from_str(&json).unwrap_or_default();
         assert_eq!(back, reply);
+        // A store from before the field: it reads as 0.
+        let old: IngestReply =
+            serde_json::from_str(r#"{"accepted":3,"rejected":1,"skipped":0,"errors":[]}"#)
+                .unwrap_or_default();
+        assert_eq!((old.accepted, old.outside_retention), (3, 0));
     }
 }

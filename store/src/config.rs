@@ -19,6 +19,7 @@ use tally_common::auth::Tokens;
 use tally_common::config::{DurationText, Problems, SizeText};
 use tally_common::tls::ServerFiles;
 
+use crate::engine::MinFree;
 use crate::error::{Error, Result};
 use crate::retention::{parse_retentions, Aggregate, Schema, Schemas, DEFAULT_RETENTIONS};
 
@@ -68,6 +69,11 @@ pub struct StoreConfig {
     pub self_metrics_interval: DurationText,
     /// Full compaction (which also expires old data in files nothing else touches) this often.
     pub compact_interval: DurationText,
+    /// Free space kept on the data directory's filesystem: below it writes are refused (ingest
+    /// answers 507, plaintext connections are paused) until space returns. A size (`"1GiB"`),
+    /// a share of the filesystem (`"5%"`) or `"0"` (no reserve). Unset: the larger of 256MiB
+    /// and 1% of the filesystem.
+    pub min_free_space: Option<SizeText>,
     /// If set, every read of the HTTP port (`/api/v1/read`, `/render`, find, tags, events,
     /// functions, the alerts' state, `/metrics`) needs `Authorization: Bearer <token>` with this
     /// token or the write token.
@@ -142,6 +148,7 @@ impl Default for StoreConfig {
             read_token: None,
             write_token: None,
             metrics_open: false,
+            min_free_space: None,
             ingest_token: None,
             default_retentions: DEFAULT_RETENTIONS.into(),
             retention: Vec::new(),
@@ -184,6 +191,7 @@ pub struct Settings {
     pub compact_interval: Duration,
     /// The HTTP port's tokens, for the store's routes and the query side's alike.
     pub tokens: Tokens,
+    pub min_free: MinFree,
     pub schemas: Schemas,
 }
 
@@ -308,6 +316,10 @@ impl TryFrom<StoreConfig> for Settings {
         let self_metrics_interval =
             problems.duration("self_metrics_interval", &c.self_metrics_interval);
         let compact_interval = problems.positive_duration("compact_interval", &c.compact_interval);
+        let min_free = match &c.min_free_space {
+            None => MinFree::Default,
+            Some(text) => min_free(&mut problems, text),
+        };
         problems.positive("max_connections", c.max_connections);
         problems.positive("max_connections_per_address", c.max_connections_per_address);
         problems.positive("max_head_points", c.max_head_points);
@@ -364,9 +376,28 @@ impl TryFrom<StoreConfig> for Settings {
                     .then_some(self_metrics_interval),
                 compact_interval,
                 tokens: Tokens::new(c.read_token, c.write_token, c.metrics_open),
+                min_free,
                 schemas: Schemas { rules, default },
             })
             .map_err(Error::Config)
+    }
+}
+
+/// `min_free_space`: a size, or a percentage of the filesystem.
+fn min_free(problems: &mut Problems, text: &SizeText) -> MinFree {
+    let written = text.to_string();
+    let Some(pct) = written.trim().strip_suffix('%') else {
+        return MinFree::Bytes(problems.size("min_free_space", text, 0));
+    };
+    match pct.trim().parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => MinFree::Percent(p),
+        _ => {
+            problems.push(
+                "min_free_space",
+                format!("\"{written}\" is not a percentage from 0% to 100%"),
+            );
+            MinFree::Default
+        }
     }
 }
 
@@ -469,6 +500,38 @@ mod tests {
         assert!(p[0].starts_with("tls: /no/such/cert.pem: "), "{p:?}");
         let e = StoreConfig::parse("[tls]\ncert = \"x\"\n").expect_err("unknown key");
         assert_eq!(e, ["unknown key \"tls.cert\""]);
+    }
+
+    #[test]
+    fn the_free_space_reserve_is_a_size_or_a_share() {
+        let settings = |text: &str| {
+            Settings::try_from(StoreConfig::parse(text).expect("parses")).map(|s| s.min_free)
+        };
+        assert_eq!(settings("").expect("valid"), MinFree::Default);
+        assert_eq!(
+            settings("min_free_space = \"8MiB\"").expect("valid"),
+            MinFree::Bytes(8 << 20)
+        );
+        assert_eq!(
+            settings("min_free_space = 0").expect("valid"),
+            MinFree::Bytes(0)
+        );
+        assert_eq!(
+            settings("min_free_space = \"5%\"").expect("valid"),
+            MinFree::Percent(5.0)
+        );
+        for (text, want) in [
+            (
+                "min_free_space = \"150%\"",
+                "min_free_space: \"150%\" is not a percentage from 0% to 100%",
+            ),
+            ("min_free_space = \"lots\"", "min_free_space: \"lots\""),
+        ] {
+            let Err(Error::Config(problems)) = settings(text) else {
+                panic!("{text}: expected a config error");
+            };
+            assert!(problems[0].starts_with(want), "{text}: {problems:?}");
+        }
     }
 
     #[test]

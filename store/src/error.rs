@@ -18,6 +18,13 @@ pub enum Error {
     TagExpr { expr: String, reason: String },
     #[error("unknown series \"{0}\"")]
     UnknownSeries(String),
+    /// Writes are refused for now (low disk space, a failed write, a read-only database);
+    /// they resume by themselves.
+    #[error("writes refused: {0}")]
+    WritesRefused(crate::engine::Refusal),
+    /// The database is not open (it is being reopened, or reopening failed).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -27,7 +34,12 @@ impl Error {
     pub fn is_caller_mistake(&self) -> bool {
         match self {
             Error::Pattern { .. } | Error::TagExpr { .. } | Error::UnknownSeries(_) => true,
-            Error::Rocks(_) | Error::Io(_) | Error::Corrupt(_) | Error::Config(_) => false,
+            Error::Rocks(_)
+            | Error::Io(_)
+            | Error::Corrupt(_)
+            | Error::Config(_)
+            | Error::WritesRefused(_)
+            | Error::Unavailable(_) => false,
         }
     }
 }

@@ -8,6 +8,9 @@
 //! the status that tells a client what to do: a 4xx says what was wrong with the request and
 //! quotes it; a 5xx is generic (the detail goes to the log, not to the client), and only a
 //! failed write says "retry" (see `tally_proto::batch` for what the agent does with each).
+//! Refused writes (disk below the free-space reserve, a database that waits for a reopen) are
+//! the one 5xx that says why: 507 with the reason and `Retry-After`, since the operator, not
+//! the client, has to act.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -17,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use std::sync::Arc;
 use tally_common::auth::{Access, Routes, Tokens};
-use tally_proto::batch::MAX_BATCH_BYTES;
+use tally_proto::batch::{MAX_BATCH_BYTES, MAX_REPORTED_ERRORS};
 use tally_proto::{decode_batch, IngestReply, INGEST_PATH};
 use tracing::error;
 
@@ -38,6 +41,8 @@ pub(crate) enum ApiError {
     Client(StatusCode, String),
     /// The store could not take a write (the detail is logged): 503, retry later.
     WriteFailed(String),
+    /// Writes are refused for now: 507 with the reason and `Retry-After`.
+    Refused(crate::engine::Refusal),
     /// Anything else that failed inside (the detail is logged): 500.
     Internal(String),
 }
@@ -51,6 +56,7 @@ impl ApiError {
         match self {
             ApiError::Client(status, _) => *status,
             ApiError::WriteFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Refused(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,6 +68,7 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         match e {
             Error::UnknownSeries(_) => ApiError::Client(StatusCode::NOT_FOUND, e.to_string()),
+            Error::WritesRefused(r) => ApiError::Refused(r),
             _ if e.is_caller_mistake() => ApiError::bad_request(e.to_string()),
             _ => ApiError::Internal(e.to_string()),
         }
@@ -85,18 +92,30 @@ impl From<QueryRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let mut retry_after = None;
         let message = match self {
             ApiError::Client(_, message) => message,
             ApiError::WriteFailed(detail) => {
                 error!(error = %detail, "write failed; the client was told to retry");
+                retry_after = Some(1);
                 "the store could not complete the write; retry later".to_owned()
+            }
+            ApiError::Refused(refusal) => {
+                // Logged by the store once per change of state, not per request.
+                retry_after = Some(refusal.retry_after_secs());
+                format!("writes refused: {refusal}")
             }
             ApiError::Internal(detail) => {
                 error!(error = %detail, "request failed");
                 "internal error; the store's log has the details".to_owned()
             }
         };
-        (status, Json(serde_json::json!({ "error": message }))).into_response()
+        let mut resp = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
@@ -141,20 +160,35 @@ async fn ingest(
         }
     }
     let body = body?;
+    // Refused before the body is even decoded: the sender keeps the batch and comes back.
+    if let Some(refusal) = app.store.refusal() {
+        let stats = app.store.stats();
+        Stats::add(&stats.write_refusals, 1);
+        return Err(ApiError::Refused(refusal));
+    }
     let store = app.store.clone();
     let written = tokio::task::spawn_blocking(move || {
         let now = tally_common::unix_now();
         let mut batch = PointBatch::default();
-        let reply = decode_batch(&body, |m| batch.push_metric(&m, now));
+        let mut reply = decode_batch(&body, |m| batch.push_metric(&m, now));
         let stats = store.stats();
         Stats::add(&stats.points_received, batch.len() as u64);
         Stats::add(&stats.lines_bad, reply.rejected);
         Stats::add(&stats.points_skipped, reply.skipped);
-        store.write(&batch, Durability::Sync).map(|_| reply)
+        store.write(&batch, Durability::Sync).map(|w| {
+            reply.accepted = w.points as u64;
+            reply.outside_retention = w.outside_retention as u64;
+            let room = MAX_REPORTED_ERRORS.saturating_sub(reply.errors.len());
+            reply.errors.extend(w.reasons.into_iter().take(room));
+            reply
+        })
     })
     .await
     .map_err(|e| ApiError::WriteFailed(format!("ingest task: {e}")))?;
-    let reply = written.map_err(|e| ApiError::WriteFailed(format!("ingest: {e}")))?;
+    let reply = written.map_err(|e| match e {
+        Error::WritesRefused(refusal) => ApiError::Refused(refusal),
+        e => ApiError::WriteFailed(format!("ingest: {e}")),
+    })?;
     Stats::add(&app.store.stats().batches_acked, 1);
     Ok(Json(reply))
 }
@@ -454,6 +488,81 @@ mod tests {
             .body(Body::empty())
             .expect("request");
         assert_eq!(send(&app, req).await.0, StatusCode::OK);
+    }
+
+    /// Issue 17: below the free-space reserve an acknowledged batch is refused with 507, the
+    /// reason in the JSON body and `Retry-After`; reads and `/metrics` go on and say so.
+    #[tokio::test]
+    async fn issue_17_a_refused_ingest_is_507_with_the_reason_and_retry_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = StoreOptions::new(dir.path());
+        opts.min_free = crate::engine::MinFree::Bytes(8 << 20);
+        let store = Store::open(opts).expect("open");
+        let app = router(store.clone(), Arc::new(Tokens::default()));
+        let t = now() - now() % 10 - 60;
+        let req = post()
+            .body(Body::from(format!("kept.a 1 {t}\n")))
+            .expect("request");
+        assert_eq!(send(&app, req).await.0, StatusCode::OK);
+
+        store.fake_free_space(5 << 20, 100 << 20);
+        store.check_space();
+        let req = post()
+            .body(Body::from(format!("refused.a 1 {t}\n")))
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("a response");
+        assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "10");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(
+            error_of(&String::from_utf8_lossy(&body)),
+            "writes refused: 5.00 MiB free in the data directory's filesystem, below the reserve \
+             of 8.00 MiB (min_free_space); writes resume by themselves once 9.00 MiB are free"
+        );
+
+        let uri = format!("/api/v1/read?name=kept.a&from={}&until={t}", t - 10);
+        let (status, _, text) = send(&app, get(&uri)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let (_, _, text) = send(&app, get("/metrics")).await;
+        for want in [
+            "tally_store_writes_refused 1\n",
+            "tally_store_write_refusals 1\n",
+            "tally_store_disk_free_bytes 5242880\n",
+            "tally_store_disk_reserve_bytes 8388608\n",
+        ] {
+            assert!(text.contains(want), "{want} missing from {text}");
+        }
+        assert!(text.contains("tally_store_series 1\n"), "{text}");
+    }
+
+    /// Issue 17: a point outside every retention (a timestamp of 17) is not counted accepted:
+    /// the reply counts it apart and says which point and which retention.
+    #[tokio::test]
+    async fn issue_17_ingest_reports_points_outside_every_retention() {
+        let (_dir, app) = app(None, 1000);
+        let t = now() - now() % 10 - 60;
+        let req = post()
+            .body(Body::from(format!("bad line\nold.a 1 17\nnew.a 2 {t}\n")))
+            .expect("request");
+        let (status, _, text) = send(&app, req).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let reply: IngestReply = serde_json::from_str(&text).expect("an ingest reply");
+        assert_eq!(
+            (reply.accepted, reply.rejected, reply.outside_retention),
+            (1, 1, 1)
+        );
+        assert_eq!(reply.errors.len(), 2, "{:?}", reply.errors);
+        assert_eq!(
+            reply.errors[1],
+            "point \"old.a\" at 17 is older than the 5y its series keeps \
+             (retentions 10s:7d,1m:90d,10m:5y)"
+        );
+        let (_, _, text) = send(&app, get("/metrics")).await;
+        assert!(
+            text.contains("tally_store_points_outside_retention 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("tally_store_points_written 1\n"), "{text}");
     }
 
     /// Issue 11: an internal failure on a read answered "the store could not complete the write".

@@ -30,7 +30,9 @@ mod tls;
 
 pub use batch::PointBatch;
 pub use config::{HttpLimits, Settings, StoreConfig, TlsConfig, TlsSettings};
-pub use engine::{Durability, Recovery, RecoveryProgress, Series, Store, StoreOptions};
+pub use engine::{
+    Durability, MinFree, Recovery, RecoveryProgress, Refusal, Series, Store, StoreOptions, Written,
+};
 pub use error::{Error, Result};
 pub use events::{Event, TagMatch};
 pub use index::{FindMatch, MemIndex, TagValue};

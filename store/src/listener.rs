@@ -19,6 +19,11 @@
 //!
 //! The per-connection loop ([`handle_conn`]) is generic over the stream, so a TLS stream can be
 //! handed to it as well as a TCP one.
+//!
+//! While the store refuses writes (its disk below the free-space reserve, see
+//! `engine/gate.rs`) a TCP connection keeps the batch it read and stops reading until writes
+//! are taken again, then writes it: the sender backs off through TCP flow control and no line
+//! is lost. UDP has no flow control: its datagrams are dropped then, and counted.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -318,10 +323,10 @@ fn collect(
     }
 }
 
-/// Writes a batch on a blocking thread; hands the (cleared) batch back for reuse.
+/// Writes a batch on a blocking thread; hands the batch back, cleared if it was written and
+/// intact if not (refused, or failed: the store then refuses writes until it is reopened).
 async fn write(ctx: &ListenCtx, batch: PointBatch) -> (PointBatch, bool) {
     let store = ctx.store.clone();
-    Stats::add(&store.stats().points_received, batch.len() as u64);
     let joined = tokio::task::spawn_blocking(move || {
         let r = store.write(&batch, Durability::Buffered);
         (batch, r)
@@ -332,14 +337,29 @@ async fn write(ctx: &ListenCtx, batch: PointBatch) -> (PointBatch, bool) {
             batch.clear();
             (batch, true)
         }
-        Ok((mut batch, Err(e))) => {
-            error!(points = batch.len(), error = %e, "plaintext points could not be written; closing the connection");
-            batch.clear();
+        Ok((batch, Err(e))) => {
+            // A refusal is logged by the store once per change of state; anything else here.
+            if !matches!(e, crate::Error::WritesRefused(_)) {
+                error!(points = batch.len(), error = %e, "plaintext points could not be written; holding them until writes are taken again");
+            }
             (batch, false)
         }
         Err(e) => {
             error!(error = %e, "write task failed");
             (PointBatch::default(), false)
+        }
+    }
+}
+
+/// Waits until the store takes writes again (polled), or `shutdown`; false on shutdown.
+async fn until_writable(ctx: &ListenCtx, shutdown: &mut watch::Receiver<bool>) -> bool {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = shutdown.changed() => return false,
+        }
+        if ctx.store.accepts_writes() {
+            return true;
         }
     }
 }
@@ -483,10 +503,19 @@ pub(crate) async fn handle_conn<S>(
             decoder.finish(|r| collect(ctx, &peer_s, &mut batch, now, r));
         }
         if !batch.is_empty() {
-            let (b, ok) = write(ctx, std::mem::take(&mut batch)).await;
-            batch = b;
-            if !ok {
-                return;
+            Stats::add(&ctx.store.stats().points_received, batch.len() as u64);
+            // Not read again until the batch is written: while writes are refused the socket
+            // is left alone, so the sender's window fills and it waits.
+            loop {
+                let (b, ok) = write(ctx, std::mem::take(&mut batch)).await;
+                batch = b;
+                if ok {
+                    break;
+                }
+                if !until_writable(ctx, &mut shutdown).await {
+                    debug!(peer = %peer_s, points = batch.len(), "shutting down with refused points unwritten");
+                    return;
+                }
             }
         }
         if eof {
@@ -520,7 +549,12 @@ pub(crate) async fn serve_udp(
             collect(&ctx, &peer_s, &mut batch, now, r);
         }
         if !batch.is_empty() {
-            write(&ctx, batch).await;
+            let stats = ctx.store.stats();
+            let points = batch.len() as u64;
+            Stats::add(&stats.points_received, points);
+            if !write(&ctx, batch).await.1 {
+                Stats::add(&stats.udp_points_dropped, points);
+            }
         }
     }
 }

@@ -142,6 +142,32 @@ pub fn parse_retentions(text: &str) -> Result<Vec<Archive>, String> {
     Ok(archives)
 }
 
+/// Seconds written back in carbon's units, the largest that divides exactly: `5y`, `90d`,
+/// `2h`, `1m` (a minute), `10s`.
+pub(crate) fn span_text(secs: u64) -> String {
+    for (unit, mult) in [("y", 31_536_000), ("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs >= mult && secs.is_multiple_of(mult) {
+            return format!("{}{unit}", secs / mult);
+        }
+    }
+    format!("{secs}s")
+}
+
+/// Archives written back as a retentions string: `10s:7d,1m:90d,10m:5y`.
+pub(crate) fn retentions_text(archives: &[Archive]) -> String {
+    archives
+        .iter()
+        .map(|a| {
+            format!(
+                "{}:{}",
+                span_text(u64::from(a.step_secs)),
+                span_text(a.retention_secs)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// `10s`, `5min`, `1m` (minutes, as in carbon), `2h`, `7d`, `1w`, `5y`, or bare seconds.
 fn duration_secs(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -204,6 +230,19 @@ impl Schemas {
         }
     }
 
+    /// The shortest of the longest retentions any rule (or the default) gives: a point younger
+    /// than this is kept by whatever schema its series has.
+    pub(crate) fn shortest_longest_retention_secs(&self) -> i64 {
+        self.rules
+            .iter()
+            .map(|s| &s.archives[..])
+            .chain([&self.default[..]])
+            .map(|a| a.last().map_or(0, |a| a.retention_secs))
+            .min()
+            .unwrap_or(0)
+            .min(i64::MAX as u64) as i64
+    }
+
     /// Every archive any rule can give, for opening column families.
     pub(crate) fn all_archives(&self) -> Vec<Archive> {
         let mut all: Vec<Archive> = self
@@ -250,6 +289,16 @@ mod tests {
                 retention_secs: 86_400
             }]
         );
+    }
+
+    #[test]
+    fn retentions_are_written_back_as_carbon_writes_them() {
+        for text in ["10s:7d,1m:90d,10m:5y", "1s:1h", "10s:1d,1m:30d", "1h:5y"] {
+            let archives = parse_retentions(text).expect("valid");
+            assert_eq!(retentions_text(&archives), text);
+        }
+        assert_eq!(span_text(90), "90s");
+        assert_eq!(span_text(7 * 86_400), "7d");
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub async fn run(
     let mut opts = StoreOptions::new(&settings.data_dir);
     opts.schemas = settings.schemas.clone();
     opts.max_head_points = settings.max_head_points;
+    opts.min_free = settings.min_free;
     let tls = match &settings.tls {
         Some(t) => Some(Arc::new(
             Tls::load(t.files.clone()).map_err(|e| Error::Config(vec![format!("tls: {e}")]))?,
@@ -151,6 +152,14 @@ pub async fn run(
         store.clone(),
         settings.wal_sync_interval,
         stop_rx.clone(),
+    )));
+    // Free space against the reserve, and the reopen after a failed write (engine/gate.rs).
+    let space = store.clone();
+    let space_check = move || space.check_space();
+    tasks.push(tokio::spawn(periodically(
+        Duration::from_secs(1),
+        stop_rx.clone(),
+        space_check,
     )));
     if let Some(every) = settings.self_metrics_interval {
         tasks.push(tokio::spawn(self_metrics_loop(
@@ -275,8 +284,9 @@ async fn self_metrics_loop(store: Store, every: Duration, stop: watch::Receiver<
         for m in store.metrics() {
             batch.push(&format!("tally.store.{}", m.name), now, m.value as f64);
         }
-        if let Err(e) = store.write(&batch, Durability::Buffered) {
-            error!(error = %e, "writing self-metrics failed");
+        match store.write(&batch, Durability::Buffered) {
+            Ok(_) | Err(crate::Error::WritesRefused(_)) => {}
+            Err(e) => error!(error = %e, "writing self-metrics failed"),
         }
     })
     .await;

@@ -205,17 +205,60 @@ fn rollups_are_exact_and_idempotent() {
     );
 }
 
+/// Issue 17: a point older than every archive of its series keeps (a timestamp of 17, say)
+/// was counted "accepted" and could never be read. It is refused with a reason that names the
+/// point and the retention, counted apart, and creates no series; the points around it go in.
 #[test]
-fn data_past_retention_is_not_returned() {
+fn issue_17_a_point_outside_every_retention_is_refused_with_a_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(opts(dir.path())).expect("open");
-    let old = now() - 2 * 86_400;
-    let old = old - old % 10;
-    store
-        .write(&batch(&[("old", old, 1.0)]), Durability::Sync)
+    let t = now() - now() % 10 - 60;
+    // The default here keeps 1 day; `rolled.` keeps 7 days in its coarser archive.
+    let two_days = t - 2 * 86_400;
+    let written = store
+        .write(
+            &batch(&[
+                ("young", t, 1.0),
+                ("ancient", 17, 2.0),
+                ("young", two_days, 3.0),
+                ("rolled.old", two_days, 4.0),
+            ]),
+            Durability::Sync,
+        )
         .expect("write");
-    store.flush().expect("flush");
-    assert_eq!(values(&store, "old", old - 10, old), [None]);
+    assert_eq!((written.points, written.outside_retention), (2, 2));
+    assert_eq!(
+        written.reasons,
+        [
+            "point \"ancient\" at 17 is older than the 1d its series keeps (retentions 10s:1d)",
+            &format!(
+                "point \"young\" at {two_days} is older than the 1d its series keeps \
+                 (retentions 10s:1d)"
+            ),
+        ]
+    );
+    assert_eq!(values(&store, "young", t - 10, t), [Some(1.0)]);
+    assert_eq!(
+        values(&store, "rolled.old", two_days - 60, two_days)
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+        [4.0],
+        "within the 7 days of its coarser archive"
+    );
+    assert!(
+        store.read("ancient", 0, 20, None).expect("read").is_none(),
+        "no series for a refused point"
+    );
+    let metric = |name: &str| {
+        store
+            .metrics()
+            .into_iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    };
+    assert_eq!(metric("points_outside_retention"), Some(2));
+    assert_eq!(metric("points_written"), Some(2));
 }
 
 #[test]
@@ -245,30 +288,6 @@ fn find_and_expand() {
         ["servers.web1.cpu", "servers.web2.cpu"]
     );
     assert!(store.find("servers.{").is_err());
-}
-
-#[test]
-fn compaction_drops_chunks_past_retention() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(opts(dir.path())).expect("open");
-    // The default here is 10s:1d; a chunk (2 h bucket) whose end is past 1 day goes at compaction.
-    let old = now() - 3 * 86_400;
-    let fresh = now() - 60;
-    store
-        .write(
-            &batch(&[("expiring", old, 1.0), ("expiring", fresh, 2.0)]),
-            Durability::Sync,
-        )
-        .expect("write");
-    store.flush().expect("flush");
-    assert_eq!(store.stored_chunks("expiring").expect("count"), 2);
-    store.compact().expect("compact");
-    assert_eq!(
-        store.stored_chunks("expiring").expect("count"),
-        1,
-        "the old bucket is dropped"
-    );
-    assert_eq!(values(&store, "expiring", fresh - 10, fresh), [Some(2.0)]);
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod cli;
 mod compat;
 mod compat_stored;
 mod demo;
+mod disk_full;
 mod grafana;
 mod graphite_web;
 mod http_front;

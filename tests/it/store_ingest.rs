@@ -110,6 +110,34 @@ fn plaintext_keeps_good_lines_around_bad_ones_and_sigterm_flushes() {
     );
 }
 
+/// Issue 17: a plaintext point outside every retention (a timestamp of 17) was counted as
+/// written and could never be read. It is refused and counted apart; the line after it goes in.
+#[test]
+fn issue_17_plaintext_points_outside_every_retention_are_counted_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut proc = StoreProc::start_quiet(dir.path());
+    let t = unix_now() - unix_now() % 10 - 60;
+    let mut conn = TcpStream::connect(proc.line).expect("connect");
+    conn.write_all(format!("old.x 1 17\nnew.x 2 {t}\n").as_bytes())
+        .expect("write");
+    drop(conn);
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = proc.metrics();
+    for want in [
+        "tally_store_points_received 2\n",
+        "tally_store_points_outside_retention 1\n",
+        "tally_store_points_written 1\n",
+        "tally_store_series 1\n",
+    ] {
+        assert!(metrics.contains(want), "{want} missing from {metrics}");
+    }
+    assert!(proc.terminate().success());
+    assert_eq!(
+        read_back(&dir.path().join("data"), "new.x", t - 10, t),
+        [Some(2.0)]
+    );
+}
+
 #[test]
 fn an_idle_client_does_not_stall_the_others() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -32,7 +32,20 @@ impl Store {
             "Points not yet flushed into chunks.",
             self.head_points() as u64,
         ));
-        let db = &self.inner.db;
+        for (name, help, value) in super::gate::gauges(self) {
+            m.push(gauge(name, help, value));
+        }
+        let Ok(db) = self.db() else {
+            return m;
+        };
+        m.push(gauge(
+            "rocksdb_background_errors",
+            "Background errors RocksDB met since the database was last opened.",
+            db.property_int_value("rocksdb.background-errors")
+                .ok()
+                .flatten()
+                .unwrap_or(0),
+        ));
         for (name, help, prop) in [
             (
                 "rocksdb_sst_bytes",
@@ -57,7 +70,7 @@ impl Store {
         ] {
             let mut total = 0;
             for cf in self.all_cfs() {
-                if let Ok(handle) = self.cf(cf) {
+                if let Ok(handle) = db.cf(cf) {
                     total += db
                         .property_int_value_cf(handle, prop)
                         .ok()
@@ -82,12 +95,15 @@ impl Store {
         let mut batch = PointBatch::default();
         batch.push(&name, 0, 0.0);
         self.resolve(&batch);
+        let db = self.writable_db()?;
         let mut wb = WriteBatch::default();
-        let pending = self.take_unpersisted(&mut wb)?;
+        let pending = self.take_unpersisted(&db, &mut wb)?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        if let Err(e) = self.inner.db.write_opt(wb, &wo) {
+        if let Err(e) = db.write_opt(wb, &wo) {
             self.inner.unpersisted.lock().extend(pending);
+            drop(db);
+            self.write_failed("registering a series", &e);
             return Err(e.into());
         }
         Ok(name)
@@ -101,19 +117,24 @@ impl Store {
             Err(_) => return Ok(false),
         };
         let _flushing = self.inner.flush_lock.lock();
+        let db = self.writable_db()?;
         self.flush_locked()?;
         let Some(id) = self.inner.index.write().remove(&name) else {
             return Ok(false);
         };
         let mut wb = WriteBatch::default();
-        wb.delete_cf(self.cf(layout::CF_SERIES)?, layout::series_key(&name));
+        wb.delete_cf(db.cf(layout::CF_SERIES)?, layout::series_key(&name));
         let (start, end) = layout::series_chunk_range(id);
         for cf in self.archive_cfs() {
-            wb.delete_range_cf(self.cf(cf)?, &start, &end);
+            wb.delete_range_cf(db.cf(cf)?, &start, &end);
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.inner.db.write_opt(wb, &wo)?;
+        if let Err(e) = db.write_opt(wb, &wo) {
+            drop(db);
+            self.write_failed("deleting a series", &e);
+            return Err(e.into());
+        }
         Ok(true)
     }
 
@@ -128,44 +149,69 @@ impl Store {
             tags,
         };
         let value = layout::encode_event(&event)?;
+        let db = self.writable_db()?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         let mut wb = WriteBatch::default();
         wb.put_cf(
-            self.cf(layout::CF_EVENTS)?,
+            db.cf(layout::CF_EVENTS)?,
             layout::event_key(when, id),
             value,
         );
-        self.inner.db.write_opt(wb, &wo)?;
+        if let Err(e) = db.write_opt(wb, &wo) {
+            drop(db);
+            self.write_failed("recording an event", &e);
+            return Err(e.into());
+        }
         Ok(id)
     }
 
     /// Stores a small named document durably (synced), for state other parts keep in the
     /// store, such as alert states. Keys live in RocksDB's default column family under `meta/`.
+    ///
+    /// Small documents are taken below the free-space reserve (which leaves room for them); only
+    /// a read-only database or one waiting for a reopen refuses them.
     pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        let db = self.writable_db()?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         let mut wb = WriteBatch::default();
         wb.put(layout::meta_key(key), value);
-        self.inner.db.write_opt(wb, &wo)?;
+        if let Err(e) = db.write_opt(wb, &wo) {
+            drop(db);
+            self.write_failed("storing a document", &e);
+            return Err(e.into());
+        }
         Ok(())
     }
 
     /// A document stored by [`Store::put_meta`].
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.inner.db.get(layout::meta_key(key))?)
+        Ok(self.db()?.get(layout::meta_key(key))?)
+    }
+
+    /// The database for a write other than points (which pass the gate): refused while it is
+    /// read-only or waits for a reopen, taken below the reserve.
+    fn writable_db(&self) -> Result<std::sync::Arc<super::Db>> {
+        if !self.db_writable() {
+            if let Some(refusal) = self.refusal() {
+                return Err(refusal.into());
+            }
+        }
+        let db = self.db()?;
+        if db.read_only {
+            return Err(Error::Unavailable("the database is open read-only".into()));
+        }
+        Ok(db)
     }
 
     /// Events with `from <= when <= until`, by time.
     pub fn events(&self, from: i64, until: i64) -> Result<Vec<Event>> {
-        let cf = self.cf(layout::CF_EVENTS)?;
+        let db = self.db()?;
+        let cf = db.cf(layout::CF_EVENTS)?;
         let start = layout::event_key(from, 0);
         let mut out = Vec::new();
-        for item in self
-            .inner
-            .db
-            .iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward))
-        {
+        for item in db.iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward)) {
             let (_, value) = item?;
             let e = layout::decode_event(&value)?;
             if e.when > until {
@@ -182,13 +228,11 @@ impl Store {
             return Ok(0);
         };
         let mut n = 0;
+        let db = self.db()?;
         for cf in self.archive_cfs() {
-            let cf = self.cf(cf)?;
+            let cf = db.cf(cf)?;
             let start = layout::chunk_key(id, 0);
-            for item in self
-                .inner
-                .db
-                .iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward))
+            for item in db.iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward))
             {
                 let (key, _) = item?;
                 if layout::chunk_key_series(&key) != Some(id) {
@@ -202,13 +246,57 @@ impl Store {
 
     /// Compacts every family, which is also what drops archive buckets past their retention
     /// (the compaction filter): the server runs it daily, benchmarks to measure bytes on disk.
+    ///
+    /// Skipped while writes are refused: a compaction needs room to write its output.
     pub fn compact(&self) -> Result<()> {
+        if !self.accepts_writes() {
+            return Ok(());
+        }
+        let db = self.db()?;
+        if db.read_only {
+            return Ok(());
+        }
         for name in self.all_cfs() {
-            let cf = self.cf(name)?;
-            self.inner
-                .db
-                .compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+            let cf = db.cf(name)?;
+            db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use crate::batch::PointBatch;
+    use crate::engine::testing::open;
+    use crate::engine::{unix_now, Durability};
+
+    /// The retention compaction filter: a chunk (2 h bucket) whose end is past the 1 day of
+    /// the default here goes at compaction. Such chunks come from data that aged on disk; new
+    /// points that old are refused, so the test lets one in as old data is.
+    #[test]
+    fn compaction_drops_chunks_past_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store.inner.accept_any_age.store(true, Relaxed);
+        let (old, fresh) = (unix_now() - 3 * 86_400, unix_now() - 60);
+        let mut batch = PointBatch::default();
+        batch.push("expiring", old, 1.0);
+        batch.push("expiring", fresh, 2.0);
+        store.write(&batch, Durability::Sync).expect("write");
+        store.flush().expect("flush");
+        assert_eq!(store.stored_chunks("expiring").expect("count"), 2);
+        store.compact().expect("compact");
+        assert_eq!(
+            store.stored_chunks("expiring").expect("count"),
+            1,
+            "the old bucket is dropped"
+        );
+        let read = store
+            .read("expiring", fresh - 10, fresh, None)
+            .expect("read")
+            .expect("exists");
+        assert_eq!(read.values, [Some(2.0)]);
     }
 }

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use rocksdb::{ColumnFamily, WriteBatch, WriteOptions};
 use tracing::{debug, warn};
 
-use super::Store;
+use super::{Db, Store};
 use crate::chunk::{self, Points};
 use crate::error::Result;
 use crate::head::Head;
@@ -70,6 +70,9 @@ impl Store {
 
     /// Writes the head into chunks and rollups, then deletes its log records (two writes; see
     /// the module doc for why that is safe at any point).
+    ///
+    /// While the database is read-only or waits for a reopen after a failed write, this does
+    /// nothing: the head stays readable and its log records stay in the WAL.
     pub fn flush(&self) -> Result<()> {
         let _guard = self.inner.flush_lock.lock();
         self.flush_locked()
@@ -77,19 +80,35 @@ impl Store {
 
     /// [`Store::flush`], with `flush_lock` already held.
     pub(super) fn flush_locked(&self) -> Result<()> {
+        if !self.db_writable() {
+            return Ok(());
+        }
+        let db = self.db()?;
+        if db.read_only {
+            return Ok(());
+        }
+        let flushed = self.flush_with(&db);
+        if let Err(crate::Error::Rocks(e)) = &flushed {
+            drop(db);
+            self.write_failed("a flush", e);
+        }
+        flushed
+    }
+
+    fn flush_with(&self, db: &Db) -> Result<()> {
         // A head whose earlier flush failed goes first. (The read guard must be gone before the
         // write below: held across the `if let`, it deadlocked every retry.)
         let failed = self.inner.frozen.read().clone();
         if let Some(old) = failed {
-            self.flush_head(&old)?;
+            self.flush_head(db, &old)?;
             *self.inner.frozen.write() = None;
         }
         let head = Arc::new(std::mem::take(&mut *self.inner.head.lock()));
         if head.points() == 0 && head.log_keys.is_empty() {
             let mut wb = WriteBatch::default();
-            let pending = self.take_unpersisted(&mut wb)?;
+            let pending = self.take_unpersisted(db, &mut wb)?;
             if !pending.is_empty() {
-                if let Err(e) = self.inner.db.write(wb) {
+                if let Err(e) = db.write(wb) {
                     self.inner.unpersisted.lock().extend(pending);
                     return Err(e.into());
                 }
@@ -97,16 +116,16 @@ impl Store {
             return Ok(());
         }
         *self.inner.frozen.write() = Some(head.clone());
-        self.flush_head(&head)?;
+        self.flush_head(db, &head)?;
         *self.inner.frozen.write() = None;
         Ok(())
     }
 
-    fn flush_head(&self, head: &Head) -> Result<()> {
+    fn flush_head(&self, db: &Db, head: &Head) -> Result<()> {
         let started = Instant::now();
         // Write 1: new points into the finest archive (and any index entries not yet written).
         let mut wb = WriteBatch::default();
-        let pending = self.take_unpersisted(&mut wb)?;
+        let pending = self.take_unpersisted(db, &mut wb)?;
         let entries: Vec<SeriesEntry> = {
             let ix = self.inner.index.read();
             head.touched()
@@ -121,7 +140,7 @@ impl Store {
             let Some(finest) = set.archives.first() else {
                 continue;
             };
-            let cf = self.cf(&layout::archive_cf(finest))?;
+            let cf = db.cf(&layout::archive_cf(finest))?;
             let step = i64::from(finest.step_secs);
             let points: Vec<(i64, f64)> = head
                 .of(*id)
@@ -134,10 +153,10 @@ impl Store {
             };
             let merged = chunk::merge_sorted(1, [run]);
             for (bucket, part) in split_buckets(&merged, i64::from(finest.bucket_secs())) {
-                self.put_merged(&mut wb, cf, layout::chunk_key(*id, bucket), part)?;
+                self.put_merged(db, &mut wb, cf, layout::chunk_key(*id, bucket), part)?;
             }
         }
-        if let Err(e) = self.inner.db.write(wb) {
+        if let Err(e) = db.write(wb) {
             self.inner.unpersisted.lock().extend(pending);
             return Err(e.into());
         }
@@ -161,7 +180,8 @@ impl Store {
             let lo = pts.iter().map(|p| p.0).min().unwrap_or(0);
             let hi = pts.iter().map(|p| p.0).max().unwrap_or(0);
             let coarsest = i64::from(coarser.last().map_or(1, |a| a.step_secs));
-            let raw = self.read_chunks(
+            let raw = self.read_chunks_in(
+                db,
                 *id,
                 finest,
                 floor(lo, coarsest),
@@ -173,19 +193,19 @@ impl Store {
                 slots.sort_unstable();
                 slots.dedup();
                 let rows = rollup(&raw, &slots, step);
-                let cf = self.cf(&layout::archive_cf(a))?;
+                let cf = db.cf(&layout::archive_cf(a))?;
                 for (bucket, part) in split_buckets(&rows, i64::from(a.bucket_secs())) {
-                    self.put_merged(&mut wb, cf, layout::chunk_key(*id, bucket), part)?;
+                    self.put_merged(db, &mut wb, cf, layout::chunk_key(*id, bucket), part)?;
                 }
             }
         }
-        let log = self.cf(layout::CF_LOG)?;
+        let log = db.cf(layout::CF_LOG)?;
         for &seq in &head.log_keys {
             wb.delete_cf(log, layout::log_key(seq));
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.inner.db.write_opt(wb, &wo)?;
+        db.write_opt(wb, &wo)?;
         let s = &self.inner.stats;
         Stats::add(&s.flushes, 1);
         Stats::add(&s.flush_micros, started.elapsed().as_micros() as u64);
@@ -203,13 +223,14 @@ impl Store {
     /// Flushes are serialised by `flush_lock`, so nothing else writes these keys meanwhile.
     fn put_merged(
         &self,
+        db: &Db,
         wb: &mut WriteBatch,
         cf: &ColumnFamily,
         key: [u8; 12],
         part: Points,
     ) -> Result<()> {
         let ncols = part.cols.len();
-        let combined = match self.inner.db.get_pinned_cf(cf, key)? {
+        let combined = match db.get_pinned_cf(cf, key)? {
             None => part,
             Some(bytes) => match chunk::decode(&bytes) {
                 Ok(old) if old.cols.len() == ncols => chunk::merge_sorted(ncols, [old, part]),

@@ -10,7 +10,7 @@
 use rocksdb::IteratorMode;
 use tracing::warn;
 
-use super::{unix_now, Store};
+use super::{unix_now, Db, Store};
 use crate::chunk::{self, Points};
 use crate::error::{Error, Result};
 use crate::index::FindMatch;
@@ -53,16 +53,25 @@ fn grid(step: i64, from: i64, until: i64) -> (i64, i64, usize) {
 impl Store {
     /// Stored points of one series and archive with `lo <= ts <= hi`, merged and sorted.
     pub(super) fn read_chunks(&self, id: u32, a: &Archive, lo: i64, hi: i64) -> Result<Points> {
-        let cf = self.cf(&layout::archive_cf(a))?;
+        let db = self.db()?;
+        self.read_chunks_in(&db, id, a, lo, hi)
+    }
+
+    /// [`Store::read_chunks`] in a database handle the caller holds.
+    pub(super) fn read_chunks_in(
+        &self,
+        db: &Db,
+        id: u32,
+        a: &Archive,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Points> {
+        let cf = db.cf(&layout::archive_cf(a))?;
         let bucket = i64::from(a.bucket_secs());
         let start = layout::chunk_key(id, floor(lo, bucket));
         let end = layout::chunk_key(id, floor(hi, bucket));
         let mut out: Option<Points> = None;
-        for item in self
-            .inner
-            .db
-            .iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward))
-        {
+        for item in db.iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward)) {
             let (key, value) = item?;
             if *key > end[..] {
                 break;

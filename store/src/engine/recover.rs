@@ -55,9 +55,10 @@ impl Store {
     /// Rebuilds the in-memory index from the `series` family.
     pub(super) fn load_index(&self) -> Result<()> {
         let started = Instant::now();
-        let cf = self.cf(layout::CF_SERIES)?;
+        let db = self.db()?;
+        let cf = db.cf(layout::CF_SERIES)?;
         let mut ix = self.inner.index.write();
-        for item in self.inner.db.iterator_cf(cf, IteratorMode::Start) {
+        for item in db.iterator_cf(cf, IteratorMode::Start) {
             let (key, value) = item?;
             let Some(name) = layout::series_key_name(&key) else {
                 continue;
@@ -79,17 +80,18 @@ impl Store {
     /// points that were written but not yet flushed into chunks when the process stopped.
     pub(super) fn replay_log(&self, progress: Option<&Recovery>) -> Result<()> {
         let started = Instant::now();
-        let cf = self.cf(layout::CF_LOG)?;
+        let db = self.db()?;
+        let cf = db.cf(layout::CF_LOG)?;
         let (mut records, mut points, mut next) = (0u64, 0u64, 0u64);
         let mut batch = PointBatch::default();
         let mut keys = Vec::new();
         // Records are numbered in order and deleted in order once flushed, so the first and last
         // numbers bound how many remain: enough for progress and an ETA on a long recovery.
-        let first = match self.inner.db.iterator_cf(cf, IteratorMode::Start).next() {
+        let first = match db.iterator_cf(cf, IteratorMode::Start).next() {
             Some(item) => layout::parse_log_key(&item?.0)?,
             None => 0,
         };
-        let last = match self.inner.db.iterator_cf(cf, IteratorMode::End).next() {
+        let last = match db.iterator_cf(cf, IteratorMode::End).next() {
             Some(item) => layout::parse_log_key(&item?.0)?,
             None => 0,
         };
@@ -98,7 +100,7 @@ impl Store {
             p.total.store(total, Relaxed);
         }
         let mut reported = Instant::now();
-        for item in self.inner.db.iterator_cf(cf, IteratorMode::Start) {
+        for item in db.iterator_cf(cf, IteratorMode::Start) {
             let (key, value) = item?;
             let seq = layout::parse_log_key(&key)?;
             next = next.max(seq + 1);
@@ -132,6 +134,7 @@ impl Store {
         }
         points += batch.len() as u64;
         self.apply_to_head(&batch, keys);
+        drop(db);
         self.inner.next_log.store(next, Relaxed);
         if records > 0 {
             info!(
@@ -140,7 +143,14 @@ impl Store {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "replayed unflushed log records"
             );
-            self.flush()?;
+            // A flush that fails here (a full disk) leaves the points readable in the head and
+            // their records in the log; the store opens with writes refused rather than not at
+            // all, and the flush is retried once the database is reopened.
+            if let Err(e) = self.flush() {
+                if !matches!(e, Error::Rocks(_)) {
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }
@@ -220,11 +230,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = open(dir.path());
-            let cf = store.cf(layout::CF_SERIES).expect("series");
-            store
-                .inner
-                .db
-                .put_cf(cf, layout::series_key("bad.entry"), [0, 0, 0, 1, 77, 1])
+            let db = store.db().expect("open");
+            let cf = db.cf(layout::CF_SERIES).expect("series");
+            db.put_cf(cf, layout::series_key("bad.entry"), [0, 0, 0, 1, 77, 1])
                 .expect("put");
         }
         let err = Store::open(options(dir.path())).expect_err("refuses to open");

@@ -9,14 +9,18 @@
 //! millions of points a second.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use rocksdb::{WriteBatch, WriteOptions};
+use tally_proto::batch::MAX_REPORTED_ERRORS;
+use tracing::warn;
 
 use super::Store;
 use crate::batch::PointBatch;
 use crate::error::Result;
 use crate::layout;
+use crate::retention::{retentions_text, span_text};
 use crate::stats::Stats;
 
 /// How a write must be made durable before it returns.
@@ -28,26 +32,92 @@ pub enum Durability {
     Buffered,
 }
 
+/// What a write did with a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Points written, durable as asked.
+    pub points: usize,
+    /// Points refused because they are older than the longest retention of their series: no
+    /// read could ever return them.
+    pub outside_retention: usize,
+    /// Why, for the first few of those: the point and the retention it is outside of.
+    pub reasons: Vec<String>,
+}
+
+/// The warning about points outside every retention, at most once per period.
+#[derive(Debug, Default)]
+pub(super) struct OldPointsLog(Mutex<(Option<Instant>, u64)>);
+
+impl OldPointsLog {
+    const PERIOD: Duration = Duration::from_secs(10);
+
+    fn warn(&self, refused: usize, example: &str) {
+        let mut s = self.0.lock();
+        let now = Instant::now();
+        if s.0
+            .is_some_and(|last| now.duration_since(last) < Self::PERIOD)
+        {
+            s.1 += refused as u64;
+            return;
+        }
+        let suppressed = std::mem::take(&mut s.1);
+        s.0 = Some(now);
+        drop(s);
+        warn!(
+            refused,
+            suppressed, example, "points outside every retention refused"
+        );
+    }
+}
+
 impl Store {
     /// Writes a batch: durable as `durability` says when this returns, readable right after.
-    pub fn write(&self, batch: &PointBatch, durability: Durability) -> Result<usize> {
+    ///
+    /// Points older than every archive of their series keeps are refused (counted and
+    /// explained in [`Written`], never written). While writes are refused (low disk space, a
+    /// failed write, a read-only database) this returns [`crate::Error::WritesRefused`] and
+    /// writes nothing.
+    pub fn write(&self, batch: &PointBatch, durability: Durability) -> Result<Written> {
         if batch.is_empty() {
-            return Ok(0);
+            return Ok(Written::default());
+        }
+        if let Err(refusal) = self.inner.gate.admit() {
+            let s = &self.inner.stats;
+            Stats::add(&s.write_refusals, 1);
+            Stats::add(&s.points_refused, batch.len() as u64);
+            return Err(refusal.into());
         }
         let started = Instant::now();
+        let mut written = Written::default();
+        let kept;
+        let batch = match self.outside_retention(batch, &mut written) {
+            None => batch,
+            Some(within) => {
+                kept = within;
+                &kept
+            }
+        };
+        written.points = batch.len();
+        if batch.is_empty() {
+            return Ok(written);
+        }
         let ids = self.resolve(batch);
         let record = layout::encode_log_record(batch);
         let seq = self.inner.next_log.fetch_add(1, Relaxed);
+        let db = self.db()?;
         let mut wb = WriteBatch::default();
-        let pending = self.take_unpersisted(&mut wb)?;
-        wb.put_cf(self.cf(layout::CF_LOG)?, layout::log_key(seq), &record);
+        let pending = self.take_unpersisted(&db, &mut wb)?;
+        wb.put_cf(db.cf(layout::CF_LOG)?, layout::log_key(seq), &record);
         let mut wo = WriteOptions::default();
         wo.set_sync(durability == Durability::Sync);
-        if let Err(e) = self.inner.db.write_opt(wb, &wo) {
+        if let Err(e) = db.write_opt(wb, &wo) {
             self.inner.unpersisted.lock().extend(pending);
-            Stats::add(&self.inner.stats.write_errors, 1);
+            drop(db);
+            self.write_failed("a write of points", &e);
             return Err(e.into());
         }
+        drop(db);
+        self.inner.gate.spend(record.len() as u64);
         let need_flush = {
             let mut head = self.inner.head.lock();
             for (&id, (_, ts, value)) in ids.iter().zip(batch.iter()) {
@@ -66,12 +136,77 @@ impl Store {
         if need_flush {
             self.request_flush();
         }
-        Ok(batch.len())
+        Ok(written)
     }
 
-    /// Syncs the WAL: bounds what buffered (plain TCP) writes can lose.
+    /// The points of `batch` some archive of their series keeps, if any point is outside
+    /// every retention (`None`: all are within, the common case, checked without a look-up
+    /// for any point younger than the shortest longest retention). The refused ones are
+    /// counted and explained in `written`.
+    fn outside_retention(&self, batch: &PointBatch, written: &mut Written) -> Option<PointBatch> {
+        #[cfg(test)]
+        if self.inner.accept_any_age.load(Relaxed) {
+            return None;
+        }
+        let now = super::unix_now();
+        let surely_kept = now.saturating_sub(self.inner.keep_at_least_secs);
+        if batch.iter().all(|(_, ts, _)| ts >= surely_kept) {
+            return None;
+        }
+        let mut within = PointBatch::default();
+        let ix = self.inner.index.read();
+        for (name, ts, value) in batch.iter() {
+            if ts >= surely_kept {
+                within.push(name, ts, value);
+                continue;
+            }
+            let set = match ix.get(name) {
+                Some(id) => ix.archive_set(id).clone(),
+                None => self.inner.schemas.for_name(name),
+            };
+            let keep = set.archives.last().map_or(0, |a| a.retention_secs);
+            if now.saturating_sub(ts) as u64 <= keep {
+                within.push(name, ts, value);
+                continue;
+            }
+            written.outside_retention += 1;
+            if written.reasons.len() < MAX_REPORTED_ERRORS {
+                written.reasons.push(format!(
+                    "point \"{name}\" at {ts} is older than the {} its series keeps \
+                     (retentions {})",
+                    span_text(keep),
+                    retentions_text(&set.archives)
+                ));
+            }
+        }
+        drop(ix);
+        Stats::add(
+            &self.inner.stats.points_outside_retention,
+            written.outside_retention as u64,
+        );
+        if let Some(first) = written.reasons.first() {
+            self.inner
+                .old_points_log
+                .warn(written.outside_retention, first);
+        }
+        Some(within)
+    }
+
+    /// Syncs the WAL: bounds what buffered (plain TCP) writes can lose. Nothing to do while
+    /// the database is read-only or waits for a reopen (which replays the WAL).
     pub(crate) fn sync_wal(&self) -> Result<()> {
-        self.inner.db.flush_wal(true)?;
+        if !self.db_writable() {
+            return Ok(());
+        }
+        let db = self.db()?;
+        if db.read_only {
+            return Ok(());
+        }
+        if let Err(e) = db.flush_wal(true) {
+            drop(db);
+            self.write_failed("syncing the WAL", &e);
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -111,12 +246,18 @@ impl Store {
     }
 
     /// Moves not-yet-persisted index entries into `wb`; returns them to put back on failure.
-    pub(super) fn take_unpersisted(&self, wb: &mut WriteBatch) -> Result<Vec<u32>> {
+    pub(super) fn take_unpersisted(&self, db: &super::Db, wb: &mut WriteBatch) -> Result<Vec<u32>> {
         let pending = std::mem::take(&mut *self.inner.unpersisted.lock());
         if pending.is_empty() {
             return Ok(pending);
         }
-        let cf = self.cf(layout::CF_SERIES)?;
+        let cf = match db.cf(layout::CF_SERIES) {
+            Ok(cf) => cf,
+            Err(e) => {
+                self.inner.unpersisted.lock().extend(pending);
+                return Err(e);
+            }
+        };
         let ix = self.inner.index.read();
         for &id in &pending {
             let name = ix.name(id);
@@ -154,22 +295,24 @@ mod tests {
     fn a_batch_is_one_log_record_with_the_entries_of_its_new_series() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path());
+        let t0 = crate::engine::unix_now() - 600;
         let points = [
-            ("rolled.a", 1_700_000_000, 1.0),
-            ("plain.b", 1_700_000_000, 2.0),
-            ("rolled.a", 1_700_000_010, 3.0),
+            ("rolled.a", t0, 1.0),
+            ("plain.b", t0, 2.0),
+            ("rolled.a", t0 + 10, 3.0),
         ];
         assert_eq!(
             store
                 .write(&batch(&points), Durability::Sync)
-                .expect("write"),
+                .expect("write")
+                .points,
             3
         );
         assert_eq!(store.head_points(), 3);
         assert_eq!(log_records(&store), 1);
 
-        let db = &store.inner.db;
-        let log = store.cf(layout::CF_LOG).expect("log");
+        let db = store.db().expect("open");
+        let log = db.cf(layout::CF_LOG).expect("log");
         let (key, record) = db
             .iterator_cf(log, IteratorMode::Start)
             .next()
@@ -180,7 +323,7 @@ mod tests {
         layout::decode_log_record(&record, &mut back);
         assert_eq!(back.iter().collect::<Vec<_>>(), points);
 
-        let series = store.cf(layout::CF_SERIES).expect("series");
+        let series = db.cf(layout::CF_SERIES).expect("series");
         let entry = |name: &str| {
             let value = db
                 .get_cf(series, layout::series_key(name))
@@ -203,7 +346,7 @@ mod tests {
             store
                 .write(&PointBatch::default(), Durability::Sync)
                 .expect("write"),
-            0
+            Written::default()
         );
         assert_eq!((log_records(&store), store.series_count()), (0, 0));
     }
@@ -216,7 +359,8 @@ mod tests {
         let mut opts = options(dir.path());
         opts.max_head_points = 3;
         let store = Store::open(opts).expect("open");
-        let b = batch(&[("x", 1_700_000_000, 1.0), ("x", 1_700_000_010, 1.0)]);
+        let t0 = crate::engine::unix_now() - 600;
+        let b = batch(&[("x", t0, 1.0), ("x", t0 + 10, 1.0)]);
         store.write(&b, Durability::Buffered).expect("write");
         assert!(!store.wait_flush_request(Duration::ZERO), "2 of 3 points");
         store.write(&b, Durability::Buffered).expect("write");
