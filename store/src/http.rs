@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tally_proto::batch::MAX_BATCH_BYTES;
-use tally_proto::{decode_batch, IngestReply, INGEST_PATH};
+use tally_proto::{IngestReply, INGEST_PATH};
 use tracing::error;
 
 use crate::batch::PointBatch;
@@ -137,8 +137,7 @@ async fn ingest(
     let store = app.store.clone();
     let written = tokio::task::spawn_blocking(move || {
         let now = tally_common::unix_now();
-        let mut batch = PointBatch::default();
-        let reply = decode_batch(&body, |m| batch.push_metric(&m, now));
+        let (batch, reply) = PointBatch::from_ingest_body(&body, now);
         let stats = store.stats();
         Stats::add(&stats.points_received, batch.len() as u64);
         Stats::add(&stats.lines_bad, reply.rejected);
