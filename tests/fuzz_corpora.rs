@@ -28,6 +28,7 @@ const TARGETS: &[(&str, &str, Check)] = &[
     ("proto", "decode", proto_checks::decode),
     ("store", "ingest_body", store_checks::ingest_body),
     ("store", "store_config", store_checks::store_config),
+    ("store", "series_patterns", store_checks::series_patterns),
     ("query", "graphite_target", query_checks::graphite_target),
     ("query", "time", query_checks::time),
     ("query", "alert_config", query_checks::alert_config),

@@ -3,8 +3,10 @@
 //! (`tests/fuzz_corpora.rs` at the workspace root). Nothing here may panic on any input; the
 //! asserts are what must hold for every input.
 
+use std::sync::OnceLock;
+
 use tally_proto::{encode, parse_line, Parsed, Timestamp};
-use tally_store::{PointBatch, Settings, StoreConfig};
+use tally_store::{MemIndex, PointBatch, Settings, StoreConfig};
 
 /// A fixed clock: the checks must not depend on when they run.
 const NOW: i64 = 1_800_000_000;
@@ -58,5 +60,72 @@ pub fn store_config(data: &[u8]) {
             }
         }
         Err(problems) => assert!(problems.iter().all(|p| !p.is_empty()) && !problems.is_empty()),
+    }
+}
+
+/// The names of the index the pattern checks search: plain paths and tagged names.
+const NAMES: &[&str] = &[
+    "a.b.c",
+    "a.b.d",
+    "a.bb.c",
+    "a.{x}.c",
+    "srv.web1.cpu",
+    "srv.web2.cpu",
+    "srv.web10.mem",
+    "x",
+    "requests;host=web1;status=2xx;vhost=www.example.com",
+    "requests;host=web2;status=5xx;vhost=api.example.com",
+    "latency;host=web1;stat=p99;vhost=www.example.com",
+    "beacons;source=cdn_fastly",
+];
+
+fn index() -> &'static MemIndex {
+    static INDEX: OnceLock<MemIndex> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut ix = MemIndex::default();
+        for name in NAMES {
+            ix.insert(name);
+        }
+        ix
+    })
+}
+
+/// Graphite globs (`/metrics/find`, `/metrics/expand`, path expressions of `/render`) and
+/// `seriesByTag` expressions (one per line), over a small index. The first byte picks which.
+/// Whatever matches is a series of the index, sorted, and a plain name finds itself.
+pub fn series_patterns(data: &[u8]) {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let ix = index();
+    let names = match which % 3 {
+        0 => match ix.find(text) {
+            Ok(found) => {
+                for m in &found {
+                    assert!(m.is_leaf || m.has_children, "{text:?}: {m:?}");
+                }
+                return;
+            }
+            Err(e) => return assert!(!e.to_string().is_empty()),
+        },
+        1 => ix.expand(text),
+        _ => ix.select_by_tags(&text.split('\n').collect::<Vec<_>>()),
+    };
+    match names {
+        Ok(names) => {
+            assert!(names.windows(2).all(|w| w[0] < w[1]), "{text:?}: {names:?}");
+            assert!(
+                names.iter().all(|n| NAMES.contains(&n.as_str())),
+                "{text:?}: {names:?}"
+            );
+            if which % 3 == 1 && NAMES.contains(&text) && !text.contains(['{', '*', '?', '[', ';'])
+            {
+                assert_eq!(names, [text], "a plain name finds itself");
+            }
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
     }
 }
