@@ -43,18 +43,25 @@ pub fn access_line(data: &[u8]) {
     let Some((&options, text)) = data.split_first() else {
         return;
     };
-    let presets = PresetConfig {
-        request_time_field: if options & 1 == 0 { "rt" } else { "$last" }.into(),
-        request_time_unit: if options & 2 == 0 { "s" } else { "ms" }.into(),
-        beacon_fields: if options & 4 == 0 {
-            Vec::new()
-        } else {
-            vec!["server_identity".into()]
-        },
-        ..PresetConfig::default()
-    };
-    let set = RuleSet::compile(&presets, &[]).expect("the presets compile");
-    run(&set, text, options & 8 != 0);
+    static SETS: OnceLock<Vec<RuleSet>> = OnceLock::new();
+    let sets = SETS.get_or_init(|| {
+        (0..8u8)
+            .map(|o| {
+                let presets = PresetConfig {
+                    request_time_field: if o & 1 == 0 { "rt" } else { "$last" }.into(),
+                    request_time_unit: if o & 2 == 0 { "s" } else { "ms" }.into(),
+                    beacon_fields: if o & 4 == 0 {
+                        Vec::new()
+                    } else {
+                        vec!["server_identity".into()]
+                    },
+                    ..PresetConfig::default()
+                };
+                RuleSet::compile(&presets, &[]).expect("the presets compile")
+            })
+            .collect()
+    });
+    run(&sets[usize::from(options & 7)], text, options & 8 != 0);
 }
 
 fn rule(name: &str, regex: &str, edit: impl FnOnce(&mut RuleConfig)) -> RuleConfig {
