@@ -1,7 +1,8 @@
 //! Inputs saved from fuzzing must keep passing the fuzz target's checks: no panic, and splitting
-//! the stream anywhere gives the same result. `fuzz/seeds/` is the fuzzer's corpus, minimized
-//! (`cargo fuzz cmin`), so every path the fuzzer reached is replayed here; `fuzz/regressions/`
-//! holds inputs that once failed (see its README for what has been found so far).
+//! the stream anywhere gives the same result, for reads of several sizes. `fuzz/seeds/decode/`
+//! is the fuzzer's corpus, minimized (`cargo fuzz cmin`), so every path the fuzzer reached is
+//! replayed here; `fuzz/regressions/decode/` holds inputs that once failed (see
+//! `fuzz/regressions/README.md` for what has been found so far).
 
 use std::path::Path;
 
@@ -32,7 +33,7 @@ fn check(input: &[u8]) {
 fn saved_fuzz_inputs_still_pass() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut n = 0;
-    for dir in ["regressions", "seeds"] {
+    for dir in ["regressions/decode", "seeds/decode"] {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
             continue;
         };
@@ -48,6 +49,6 @@ fn saved_fuzz_inputs_still_pass() {
     }
     assert!(
         n >= 50,
-        "expected the minimized fuzz corpus under proto/fuzz/seeds, found {n} inputs"
+        "expected the minimized fuzz corpus under proto/fuzz/seeds/decode, found {n} inputs"
     );
 }

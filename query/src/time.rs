@@ -42,7 +42,9 @@ pub fn parse_time(input: &str, now: i64) -> Result<i64> {
         Some(i) => s.split_at(i),
         None => (s.as_str(), ""),
     };
-    Ok(parse_reference(reference, now, input)? + parse_offset(offset, input)?)
+    parse_reference(reference, now, input)?
+        .checked_add(parse_offset(offset, input)?)
+        .ok_or_else(|| bad(input, "time out of range"))
 }
 
 fn parse_reference(r: &str, now: i64, input: &str) -> Result<i64> {
@@ -138,11 +140,12 @@ fn parse_offset(offset: &str, input: &str) -> Result<i64> {
         let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..letters];
         rest = &rest[letters..];
-        total += num
-            .checked_mul(
-                unit_secs(unit)
-                    .ok_or_else(|| bad(input, format!("invalid offset unit \"{unit}\"")))?,
-            )
+        let secs = unit_secs(unit)
+            .ok_or_else(|| bad(input, format!("invalid offset unit \"{unit}\"")))?;
+        // Each term and the sum are checked: `1s1s...99999999999w` overflowed the sum (issue 17).
+        total = num
+            .checked_mul(secs)
+            .and_then(|t| total.checked_add(t))
             .ok_or_else(|| bad(input, "offset out of range"))?;
     }
     Ok(sign * total)
@@ -248,6 +251,18 @@ mod tests {
         for input in ["-1m", "-1x", "banana", "-h", "13/45/26", "25:00"] {
             let e = parse_time(input, NOW).expect_err(input);
             assert!(e.to_string().contains(input.trim()), "{e}");
+        }
+    }
+
+    /// Issue 17, found by the `time` fuzz target: offsets whose sum, or whose sum with the
+    /// reference, leaves i64 overflowed (a panic in debug builds, a wrapped time in release).
+    #[test]
+    fn issue_17_offsets_that_overflow_are_errors() {
+        let weeks = i64::MAX / 604_800;
+        let twice = format!("-{weeks}w{weeks}w");
+        for (input, now) in [(twice.as_str(), NOW), ("+1h", i64::MAX - 10), ("-1s", i64::MIN)] {
+            let e = parse_time(input, now).expect_err(input);
+            assert!(e.to_string().contains("out of range"), "{input}: {e}");
         }
     }
 

@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use std::sync::Arc;
 use tally_common::auth::{Access, Routes, Tokens};
 use tally_proto::batch::{MAX_BATCH_BYTES, MAX_REPORTED_ERRORS};
-use tally_proto::{decode_batch, IngestReply, INGEST_PATH};
+use tally_proto::{IngestReply, INGEST_PATH};
 use tracing::error;
 
 use crate::batch::PointBatch;
@@ -169,8 +169,7 @@ async fn ingest(
     let store = app.store.clone();
     let written = tokio::task::spawn_blocking(move || {
         let now = tally_common::unix_now();
-        let mut batch = PointBatch::default();
-        let mut reply = decode_batch(&body, |m| batch.push_metric(&m, now));
+        let (batch, mut reply) = PointBatch::from_ingest_body(&body, now);
         let stats = store.stats();
         Stats::add(&stats.points_received, batch.len() as u64);
         Stats::add(&stats.lines_bad, reply.rejected);

@@ -11,23 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::proc::{free_port, unix_now as now, AgentProc, StoreProc};
-
-/// SplitMix64: small and seedable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::proc::{free_port, unix_now as now, AgentProc, Rng, StoreProc};
 
 /// The store's total of `lines;file=<f>`, or `None` if the store does not answer.
 fn stored_total(http: &str, file: &str) -> Option<u64> {

@@ -26,7 +26,7 @@ impl StoreProc {
 
     /// The command [`StoreProc::start_on`] runs, to change before [`StoreProc::spawn`].
     pub fn command(dir: &Path, http: &str, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
+        let mut cmd = Command::new(tally_bin());
         cmd.args([
             "-q",
             "store",
@@ -162,7 +162,7 @@ pub struct AgentProc {
 
 impl AgentProc {
     pub fn start(config: &Path) -> AgentProc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
+        let mut cmd = Command::new(tally_bin());
         cmd.args(["-q", "agent", "--config"]).arg(config);
         let (child, line) = spawn_first_line(&mut cmd, "agent prints its start line");
         // "tally agent: files=N metrics=ADDR|off"
@@ -231,3 +231,29 @@ pub fn ingest(http: &str, text: &str) {
 }
 
 pub use tally_common::unix_now;
+
+/// The `tally` binary the tests run: this build's, or `TALLY_BIN` (a release build, for the
+/// long crash loops).
+pub fn tally_bin() -> std::path::PathBuf {
+    std::env::var_os("TALLY_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_tally").into())
+}
+
+/// SplitMix64: small and seedable, so a failing run can be replayed from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
