@@ -140,8 +140,8 @@ fn parse_offset(offset: &str, input: &str) -> Result<i64> {
         let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..letters];
         rest = &rest[letters..];
-        let secs = unit_secs(unit)
-            .ok_or_else(|| bad(input, format!("invalid offset unit \"{unit}\"")))?;
+        let secs =
+            unit_secs(unit).ok_or_else(|| bad(input, format!("invalid offset unit \"{unit}\"")))?;
         // Each term and the sum are checked: `1s1s...99999999999w` overflowed the sum (issue 17).
         total = num
             .checked_mul(secs)
@@ -260,7 +260,11 @@ mod tests {
     fn issue_17_offsets_that_overflow_are_errors() {
         let weeks = i64::MAX / 604_800;
         let twice = format!("-{weeks}w{weeks}w");
-        for (input, now) in [(twice.as_str(), NOW), ("+1h", i64::MAX - 10), ("-1s", i64::MIN)] {
+        for (input, now) in [
+            (twice.as_str(), NOW),
+            ("+1h", i64::MAX - 10),
+            ("-1s", i64::MIN),
+        ] {
             let e = parse_time(input, now).expect_err(input);
             assert!(e.to_string().contains("out of range"), "{input}: {e}");
         }
