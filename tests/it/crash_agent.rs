@@ -1,6 +1,7 @@
 //! Issue 17: the agent tailing a log that `tally gen-log` keeps appending to (with its exact
-//! expected counts), `kill -9`ed at random moments many times (while it reads, commits, ships,
-//! and right after a restart) and restarted each time, with the log rotated now and then. At
+//! expected counts), `kill -9`ed many times and restarted each time: at random moments, within
+//! 40 ms of lines landing (while it reads, commits and ships them), and right after a restart;
+//! the log is rotated now and then. At
 //! the end the store must hold exactly the generator's counts: requests by status class and by
 //! vhost, beacons by source, latency samples. Fewer is a lost line, more a line counted twice.
 //!
@@ -13,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -122,6 +123,7 @@ fn generate(
     logs: PathBuf,
     truth: Arc<Mutex<Truth>>,
     stop: Arc<AtomicBool>,
+    appended: Arc<AtomicU64>,
     seed: u64,
 ) -> (u64, u64) {
     let mut rng = Rng(seed ^ 0x5851_F42D_4C95_7F2D);
@@ -157,6 +159,7 @@ fn generate(
             .add(&std::fs::read_to_string(&truth_file).expect("truth file"));
         next += lines / RATE + 1;
         runs += 1;
+        appended.store(runs, Relaxed);
         std::thread::sleep(Duration::from_millis(150 + rng.below(250)));
     }
     (runs, rotations)
@@ -215,9 +218,11 @@ fn issue_17_agent_crash_loop_counts_every_line_exactly_once() {
     let mut store = StoreProc::start_on(&dir.join("store"), &http, &[]);
     let truth = Arc::new(Mutex::new(Truth::default()));
     let stop = Arc::new(AtomicBool::new(false));
+    let appended = Arc::new(AtomicU64::new(0));
     let generator = {
-        let (logs, truth, stop) = (dir.join("logs"), truth.clone(), stop.clone());
-        std::thread::spawn(move || generate(logs, truth, stop, params.seed))
+        let (logs, truth) = (dir.join("logs"), truth.clone());
+        let (stop, appended) = (stop.clone(), appended.clone());
+        std::thread::spawn(move || generate(logs, truth, stop, appended, params.seed))
     };
     let mut rng = Rng(params.seed);
     let log = dir.join("agent.log");
@@ -230,12 +235,25 @@ fn issue_17_agent_crash_loop_counts_every_line_exactly_once() {
     let mut ops: Vec<String> = Vec::new();
     let started = Instant::now();
     while kills.total < params.kills && started.elapsed().as_secs() < params.secs {
-        let ms = match rng.below(10) {
-            0..=1 => rng.below(300),
-            2..=7 => 300 + rng.below(1700),
-            _ => 2000 + rng.below(3000),
+        let what = if rng.below(10) < 4 {
+            // Just after lines land: while the agent reads, commits and ships them.
+            let seen = appended.load(Relaxed);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while appended.load(Relaxed) == seen && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let ms = rng.below(40);
+            std::thread::sleep(Duration::from_millis(ms));
+            format!("{ms} ms after an append")
+        } else {
+            let ms = match rng.below(10) {
+                0..=2 => rng.below(300),
+                3..=7 => 300 + rng.below(1700),
+                _ => 2000 + rng.below(3000),
+            };
+            std::thread::sleep(Duration::from_millis(ms));
+            format!("{ms} ms after its start")
         };
-        std::thread::sleep(Duration::from_millis(ms));
         if let Ok(Some(status)) = agent.child.try_wait() {
             panic!(
                 "the agent exited by itself ({status}); ops {ops:?}\nlog:\n{}",
@@ -248,7 +266,7 @@ fn issue_17_agent_crash_loop_counts_every_line_exactly_once() {
         kills.early += usize::from(age < Duration::from_millis(300));
         kills.reading += usize::from(busy.iter().any(|t| t == "agent"));
         kills.shipping += usize::from(busy.iter().any(|t| t == "agent-ship"));
-        ops.push(format!("kill -9 after {ms} ms (busy: {})", busy.join(",")));
+        ops.push(format!("kill -9 {what} (busy: {})", busy.join(",")));
         std::thread::sleep(Duration::from_millis(rng.below(500)));
         agent = start(&mut rng);
     }
