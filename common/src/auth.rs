@@ -329,6 +329,34 @@ pub mod testing {
         }
         wrong
     }
+
+    /// [`walk`] over a router, with `/metrics` both guarded and open: `router_for` builds the
+    /// router under test for the tokens, `sample` the request each route is called with (the
+    /// caller's bearer token is added to it).
+    pub async fn walk_router(
+        table: &[Route],
+        router_for: impl Fn(super::Tokens) -> axum::Router,
+        sample: impl Fn(&Route) -> http::Request<axum::body::Body>,
+    ) -> Vec<String> {
+        use tower::ServiceExt;
+        let mut wrong = Vec::new();
+        for metrics_open in [false, true] {
+            let tokens = super::Tokens::new(Some(READ.into()), Some(WRITE.into()), metrics_open);
+            let app = router_for(tokens);
+            let found = walk(table, metrics_open, |route, token| {
+                let mut req = sample(&route);
+                if let Some(t) = token {
+                    let value = format!("Bearer {t}").parse().expect("a header value");
+                    req.headers_mut().insert(http::header::AUTHORIZATION, value);
+                }
+                let app = app.clone();
+                async move { app.oneshot(req).await.expect("an answer").status() }
+            })
+            .await;
+            wrong.extend(found);
+        }
+        wrong
+    }
 }
 
 #[cfg(test)]

@@ -142,7 +142,7 @@ mod tests {
     /// the write token; and each declares the access it must.
     #[tokio::test]
     async fn issue_17_every_route_is_guarded_by_its_token() {
-        use tally_common::auth::testing::{walk, READ, WRITE};
+        use tally_common::auth::testing::walk_router;
         let mut m = MemSource::default();
         m.add("a.b", tally_common::unix_now() - 60, 10, vec![Some(1.0); 3]);
         let source: Arc<dyn Source> = Arc::new(m);
@@ -165,21 +165,13 @@ mod tests {
             let (_, access) = sample(route);
             assert_eq!(route.access, access, "{} {}", route.method, route.path);
         }
-        for metrics_open in [false, true] {
-            let tokens = Tokens::new(Some(READ.into()), Some(WRITE.into()), metrics_open);
-            let app = router_with(source.clone(), opts(tokens));
-            let wrong = walk(&table, metrics_open, |route, token| {
-                let (mut req, _) = sample(&route);
-                if let Some(t) = token {
-                    let value = format!("Bearer {t}").parse().expect("header");
-                    req.headers_mut().insert(header::AUTHORIZATION, value);
-                }
-                let app = app.clone();
-                async move { app.oneshot(req).await.expect("answer").status() }
-            })
-            .await;
-            assert!(wrong.is_empty(), "{wrong:#?}");
-        }
+        let wrong = walk_router(
+            &table,
+            |tokens| router_with(source.clone(), opts(tokens)),
+            |route| sample(route).0,
+        )
+        .await;
+        assert!(wrong.is_empty(), "{wrong:#?}");
     }
 
     #[tokio::test]

@@ -444,26 +444,18 @@ mod tests {
     /// a wrong one, the read token and the write token.
     #[tokio::test]
     async fn issue_17_every_store_route_is_guarded_by_its_token() {
-        use tally_common::auth::testing::{walk, READ, WRITE};
+        use tally_common::auth::testing::walk_router;
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(StoreOptions::new(dir.path())).expect("open");
         let table = routes(store.clone()).table().to_vec();
         assert_eq!(table.len(), 3, "{table:?}");
-        for metrics_open in [false, true] {
-            let tokens = Tokens::new(Some(READ.into()), Some(WRITE.into()), metrics_open);
-            let app = router(store.clone(), Arc::new(tokens));
-            let wrong = walk(&table, metrics_open, |route, token| {
-                let mut req = sample(&route);
-                if let Some(t) = token {
-                    let value = format!("Bearer {t}").parse().expect("header");
-                    req.headers_mut().insert(header::AUTHORIZATION, value);
-                }
-                let app = app.clone();
-                async move { app.oneshot(req).await.expect("answer").status() }
-            })
-            .await;
-            assert!(wrong.is_empty(), "{wrong:#?}");
-        }
+        let wrong = walk_router(
+            &table,
+            |tokens| router(store.clone(), Arc::new(tokens)),
+            sample,
+        )
+        .await;
+        assert!(wrong.is_empty(), "{wrong:#?}");
     }
 
     /// Issue 17: without the token, a series that exists and one that does not get the same
