@@ -112,9 +112,11 @@ pub async fn serve_store(
     shutdown: impl std::future::Future<Output = ()>,
     on_bound: impl FnOnce(tally_store::server::Bound),
 ) -> Result<()> {
+    tally_query::Budget::process().set_limit(query.max_points_in_flight);
     let mut api = tally_query::ApiOptions {
         tokens: Arc::new(settings.tokens.clone()),
         limits: query.limits,
+        budget: None,
         alerts: None,
     };
     let alerts_file = query.alerts_file;

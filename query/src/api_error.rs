@@ -35,6 +35,8 @@ pub(crate) struct ApiError {
     /// An internal failure's detail: logged, never sent.
     detail: Option<String>,
     body: ErrorBody,
+    /// Seconds for the `Retry-After` header (a busy server, refused writes).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -45,6 +47,7 @@ impl ApiError {
             message: message.into(),
             detail: None,
             body: ErrorBody::Json,
+            retry_after: None,
         }
     }
 
@@ -55,6 +58,7 @@ impl ApiError {
             message: INTERNAL.to_owned(),
             detail: Some(detail.to_string()),
             body: ErrorBody::Json,
+            retry_after: None,
         }
     }
 
@@ -67,10 +71,25 @@ impl ApiError {
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> ApiError {
-        if e.is_client_error() {
-            ApiError::client(StatusCode::BAD_REQUEST, e.to_string())
-        } else {
-            ApiError::internal(e)
+        let retry = |status, message: String, secs| ApiError {
+            retry_after: Some(secs),
+            ..ApiError::client(status, message)
+        };
+        match e {
+            // As the store's own ingest answers a refused write: 507, why, and when to retry.
+            QueryError::Store(tally_store::Error::WritesRefused(r)) => retry(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!("writes refused: {r}"),
+                r.retry_after_secs(),
+            ),
+            QueryError::Store(tally_store::Error::Unavailable(why)) => retry(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store unavailable: {why}"),
+                1,
+            ),
+            QueryError::Busy(why) => retry(StatusCode::SERVICE_UNAVAILABLE, why, 1),
+            e if e.is_client_error() => ApiError::client(StatusCode::BAD_REQUEST, e.to_string()),
+            e => ApiError::internal(e),
         }
     }
 }
@@ -80,14 +99,19 @@ impl IntoResponse for ApiError {
         if let Some(detail) = &self.detail {
             error!(status = self.status.as_u16(), error = %detail, "query request failed");
         }
-        match self.body {
+        let mut resp = match self.body {
             ErrorBody::Json => (
                 self.status,
                 Json(serde_json::json!({ "error": self.message })),
             )
                 .into_response(),
             ErrorBody::Text => (self.status, format!("{}\n", self.message)).into_response(),
+        };
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
+        resp
     }
 }
 

@@ -19,6 +19,9 @@ pub struct QueryConfig {
     pub max_series_per_request: usize,
     /// Most points one `/render` request may read.
     pub max_points_per_request: usize,
+    /// Most points every request in flight (and every alert evaluation) may hold together;
+    /// past it a request is answered 503 with `Retry-After`.
+    pub max_points_in_flight: usize,
     /// Longest a `/render` request may run before it is refused.
     pub max_request_time: DurationText,
     /// The alerting file (rules and notifiers; see examples/alerts.toml). Relative paths are
@@ -32,6 +35,7 @@ impl Default for QueryConfig {
         QueryConfig {
             max_series_per_request: limits.max_series,
             max_points_per_request: limits.max_points,
+            max_points_in_flight: crate::DEFAULT_MAX_POINTS_IN_FLIGHT,
             max_request_time: format!("{}s", limits.max_time.as_secs()).as_str().into(),
             alerts: None,
         }
@@ -62,10 +66,22 @@ impl QueryConfig {
 }
 
 /// The validated form.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct QuerySettings {
     pub limits: Limits,
+    /// The bound of the process's [`crate::Budget`].
+    pub max_points_in_flight: usize,
     pub alerts_file: Option<PathBuf>,
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        QuerySettings {
+            limits: Limits::default(),
+            max_points_in_flight: crate::DEFAULT_MAX_POINTS_IN_FLIGHT,
+            alerts_file: None,
+        }
+    }
 }
 
 impl TryFrom<QueryConfig> for QuerySettings {
@@ -77,12 +93,23 @@ impl TryFrom<QueryConfig> for QuerySettings {
         let max_time = problems.positive_duration("query.max_request_time", &c.max_request_time);
         problems.positive("query.max_series_per_request", c.max_series_per_request);
         problems.positive("query.max_points_per_request", c.max_points_per_request);
+        problems.positive("query.max_points_in_flight", c.max_points_in_flight);
+        if c.max_points_in_flight < c.max_points_per_request {
+            problems.push(
+                "query.max_points_in_flight",
+                format_args!(
+                    "{} is less than max_points_per_request ({}), so the largest request allowed could never run",
+                    c.max_points_in_flight, c.max_points_per_request
+                ),
+            );
+        }
         problems.into_result(QuerySettings {
             limits: Limits {
                 max_series: c.max_series_per_request,
                 max_points: c.max_points_per_request,
                 max_time,
             },
+            max_points_in_flight: c.max_points_in_flight,
             alerts_file: c.alerts,
         })
     }
@@ -142,5 +169,32 @@ mod tests {
         let s = QuerySettings::try_from(c).expect("valid");
         assert_eq!(s.limits.max_time, Duration::from_secs(120));
         assert_eq!(s.alerts_file, Some(PathBuf::from("a.toml")));
+    }
+
+    /// Issue 17: the bound on every request in flight defaults to twice one request's, and may
+    /// not be below one request's (the largest request allowed could never run).
+    #[test]
+    fn points_in_flight_are_bounded_and_checked() {
+        let s = QuerySettings::try_from(QueryConfig::default()).expect("valid");
+        assert_eq!(s.max_points_in_flight, 2 * s.limits.max_points);
+        let c = QueryConfig::from_table(table(
+            "max_points_per_request = 1000\nmax_points_in_flight = 999\n",
+        ))
+        .expect("parses");
+        assert_eq!(
+            QuerySettings::try_from(c).expect_err("below one request"),
+            vec!["query.max_points_in_flight: 999 is less than max_points_per_request (1000), so the largest request allowed could never run".to_string()]
+        );
+        let c = QueryConfig::from_table(table("max_points_in_flight = 5000\n")).expect("parses");
+        let c = QueryConfig {
+            max_points_per_request: 1000,
+            ..c
+        };
+        assert_eq!(
+            QuerySettings::try_from(c)
+                .expect("valid")
+                .max_points_in_flight,
+            5000
+        );
     }
 }

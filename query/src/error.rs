@@ -1,6 +1,6 @@
 //! The query crate's one error type. Messages quote the input and say where it went wrong.
-//! [`QueryError::is_client_error`] tells the caller's mistakes from the server's failures, which
-//! is all the HTTP side needs ([`crate::api_error`]).
+//! [`QueryError::is_client_error`] tells the caller's mistakes from the server's failures
+//! ([`crate::api_error`] also answers a busy server and refused writes with their own status).
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -18,6 +18,10 @@ pub enum QueryError {
     Argument { func: String, reason: String },
     #[error("{0}")]
     Limit(String),
+    /// The server cannot take the request now (the points every request in flight holds are at
+    /// their bound): not the caller's mistake; retry shortly.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     BadRequest(String),
     /// The store refused what the caller asked for: a bad glob, tag expression or series name.
@@ -44,7 +48,7 @@ impl QueryError {
     /// Whether the request was at fault (answered 4xx with this message) rather than the server
     /// (answered 5xx generically, the detail logged).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, QueryError::Store(_))
+        !matches!(self, QueryError::Store(_) | QueryError::Busy(_))
     }
 }
 

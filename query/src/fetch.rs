@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{QueryError, Result};
-use crate::limits::Limits;
+use crate::limits::{Budget, Limits};
 use crate::series::TimeSeries;
 use crate::source::Source;
 
@@ -30,11 +30,49 @@ pub struct Ctx {
     started: Instant,
 }
 
-/// What a request has read so far.
-#[derive(Debug, Default)]
+/// What a request has read so far, and what it holds of the process's [`Budget`]: given back
+/// when the request's last `Ctx` goes.
+#[derive(Debug)]
 struct Read {
     series: AtomicUsize,
     points: AtomicUsize,
+    budget: Arc<Budget>,
+    /// Points taken from `budget`.
+    held: AtomicUsize,
+}
+
+impl Read {
+    fn new(budget: Arc<Budget>) -> Read {
+        Read {
+            series: AtomicUsize::new(0),
+            points: AtomicUsize::new(0),
+            budget,
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes `points` from the budget for this request, or says the server is busy.
+    fn hold(&self, points: usize) -> Result<()> {
+        if points == 0 {
+            return Ok(());
+        }
+        match self.budget.take(points) {
+            Ok(()) => {
+                self.held.fetch_add(points, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(held) => Err(QueryError::Busy(format!(
+                "the server is busy: requests in flight hold {held} points and {points} more would pass its bound of {} (query.max_points_in_flight); retry shortly",
+                self.budget.limit()
+            ))),
+        }
+    }
+}
+
+impl Drop for Read {
+    fn drop(&mut self) {
+        self.budget.give_back(*self.held.get_mut());
+    }
 }
 
 impl std::fmt::Debug for Ctx {
@@ -53,9 +91,22 @@ impl Ctx {
             from,
             until,
             limits: Limits::default(),
-            read: Arc::default(),
+            read: Arc::new(Read::new(Budget::process())),
             started: Instant::now(),
         }
+    }
+
+    /// The same request bounded by `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Ctx {
+        self.limits = limits;
+        self
+    }
+
+    /// The same request, holding its points against `budget` instead of the process's. Call
+    /// before anything is read.
+    pub fn with_budget(mut self, budget: Arc<Budget>) -> Ctx {
+        self.read = Arc::new(Read::new(budget));
+        self
     }
 
     /// An error once the request has run longer than its limit.
@@ -95,7 +146,7 @@ impl Ctx {
                 self.limits.max_points
             )));
         }
-        Ok(())
+        self.read.hold(points)
     }
 
     /// Counts points a function makes from nothing (`time`, `sinFunction`, `summarize` on a
@@ -114,7 +165,7 @@ impl Ctx {
                 self.limits.max_points
             )));
         }
-        Ok(())
+        self.read.hold(points)
     }
 }
 
@@ -359,5 +410,44 @@ mod tests {
         ctx.limits.max_points = 500;
         let e = fetch_path(&ctx, "w.*").expect_err("1000 points do not fit");
         assert!(e.to_string().contains("more than 500 points"), "{e}");
+    }
+
+    /// Issue 17: one request is bounded by `max_points_per_request`, and every request in
+    /// flight together by the budget: a second request that would pass it is refused as the
+    /// server being busy, and runs once the first has finished and given its points back.
+    #[test]
+    fn requests_in_flight_share_one_budget() {
+        let mut src = MemSource::default();
+        for i in 0..10 {
+            src.add(&format!("w.s{i}"), 60, 60, vec![Some(1.0); 10]);
+        }
+        let src: Arc<dyn Source> = Arc::new(src);
+        let budget = Budget::new(150);
+        let first = Ctx::new(src.clone(), 0, 600).with_budget(budget.clone());
+        assert_eq!(fetch_path(&first, "w.*").expect("fits").len(), 10);
+        assert_eq!(budget.held(), 100);
+        // A look-back copy of the same request holds against the same share.
+        let again = first.with_range(0, 300);
+        assert_eq!(fetch_path(&again, "w.s1").expect("fits").len(), 1);
+        assert_eq!(budget.held(), 105);
+        let second = Ctx::new(src.clone(), 0, 600).with_budget(budget.clone());
+        let e = fetch_path(&second, "w.*").expect_err("the budget is held");
+        assert!(matches!(e, QueryError::Busy(_)), "{e:?}");
+        assert!(!e.is_client_error());
+        assert_eq!(
+            e.to_string(),
+            "the server is busy: requests in flight hold 105 points and 100 more would pass its bound of 150 (query.max_points_in_flight); retry shortly"
+        );
+        drop((first, again));
+        assert_eq!(budget.held(), 0, "given back when the request ends");
+        let third = Ctx::new(src, 0, 600).with_budget(budget.clone());
+        assert_eq!(fetch_path(&third, "w.*").expect("fits now").len(), 10);
+        // Points a function makes count too.
+        assert!(matches!(
+            third.account_generated("time", 51),
+            Err(QueryError::Busy(_))
+        ));
+        drop((second, third));
+        assert_eq!(budget.held(), 0);
     }
 }

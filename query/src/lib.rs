@@ -31,7 +31,7 @@ pub use config::{QueryConfig, QuerySettings};
 pub use error::{QueryError, Result};
 pub use fetch::Ctx;
 pub use graphite::GRAPHITE_VERSION;
-pub use limits::Limits;
+pub use limits::{Budget, Limits, DEFAULT_MAX_POINTS_IN_FLIGHT};
 pub use router::{router, router_with, ApiOptions};
 pub use series::{Consolidation, TimeSeries};
 pub use source::{Fetched, MemSource, Source};

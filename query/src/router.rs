@@ -11,7 +11,7 @@ use axum::Router;
 use tally_common::auth::{Access, Routes, Tokens};
 
 use crate::api_error::{ApiError, ErrorBody};
-use crate::limits::Limits;
+use crate::limits::{Budget, Limits};
 use crate::source::Source;
 
 /// How the API is served.
@@ -20,6 +20,9 @@ pub struct ApiOptions {
     /// The port's tokens ([`tally_common::auth`]): by default none, everything open.
     pub tokens: Arc<Tokens>,
     pub limits: Limits,
+    /// What every request in flight may hold together; the process's ([`Budget::process`])
+    /// when `None`.
+    pub budget: Option<Arc<Budget>>,
     /// The alert engine whose API (`/api/v1/alerts/...`) is served too.
     pub alerts: Option<Arc<crate::alert::Engine>>,
 }
@@ -46,7 +49,11 @@ pub fn routes(source: Arc<dyn Source>, opts: ApiOptions) -> Routes {
     Routes::new()
         .add(Method::GET, "/", Access::Open, web_page)
         .add(Method::GET, "/index.html", Access::Open, web_page)
-        .merge(crate::graphite::routes::routes(source, opts.limits))
+        .merge(crate::graphite::routes::routes(
+            source,
+            opts.limits,
+            opts.budget.unwrap_or_else(Budget::process),
+        ))
         .merge(alerts)
 }
 

@@ -24,7 +24,7 @@ use crate::graphite::eval::evaluate;
 use crate::graphite::expr::parse;
 use crate::graphite::functions::functions_json;
 use crate::graphite::render::{consolidate_for_display, csv, json, raw};
-use crate::limits::Limits;
+use crate::limits::{Budget, Limits};
 use crate::source::Source;
 use crate::time::parse_time;
 
@@ -35,6 +35,7 @@ pub const GRAPHITE_VERSION: &str = "1.1.8";
 struct Api {
     source: Arc<dyn Source>,
     limits: Limits,
+    budget: Arc<Budget>,
 }
 
 /// Request parameters: query string and form body together, in order, repeatable.
@@ -137,7 +138,7 @@ where
 
 /// graphite-web's routes, over any [`Source`], each declared with what it needs: everything
 /// reads except posting an event and tag writes and deletes.
-pub(crate) fn routes(source: Arc<dyn Source>, limits: Limits) -> Routes {
+pub(crate) fn routes(source: Arc<dyn Source>, limits: Limits, budget: Arc<Budget>) -> Routes {
     use Access::{Read, Write};
     Routes::new()
         .add(Method::GET, "/events", Read, events_get)
@@ -170,7 +171,11 @@ pub(crate) fn routes(source: Arc<dyn Source>, limits: Limits) -> Routes {
         .add(Method::GET, "/functions/:name", Read, function)
         .add(Method::GET, "/version", Read, version)
         .add(Method::GET, "/version/", Read, version)
-        .with_state(Api { source, limits })
+        .with_state(Api {
+            source,
+            limits,
+            budget,
+        })
 }
 
 async fn render(
@@ -197,8 +202,9 @@ async fn render(
                 "empty time range: from and until are both {from}"
             )));
         }
-        let mut ctx = Ctx::new(api.source.clone(), from, until);
-        ctx.limits = api.limits;
+        let ctx = Ctx::new(api.source.clone(), from, until)
+            .with_limits(api.limits)
+            .with_budget(api.budget.clone());
         let mut series = Vec::new();
         for target in p.all(&["target", "target[]"]) {
             if target.trim().is_empty() {
@@ -699,7 +705,7 @@ mod tests {
             .uri(uri)
             .body(Body::empty())
             .expect("request");
-        let r = routes(source, Limits::default())
+        let r = routes(source, Limits::default(), Budget::new(usize::MAX))
             .guard(Default::default(), |_| {
                 StatusCode::UNAUTHORIZED.into_response()
             })
@@ -750,9 +756,10 @@ mod tests {
         let mut m = MemSource::default();
         m.add("a.b", unix_now() - 60, 10, vec![Some(1.0); 3]);
         let src: Arc<dyn Source> = Arc::new(m);
-        let routes = routes(src, Limits::default()).guard(Default::default(), |_| {
-            StatusCode::UNAUTHORIZED.into_response()
-        });
+        let routes = routes(src, Limits::default(), Budget::new(usize::MAX))
+            .guard(Default::default(), |_| {
+                StatusCode::UNAUTHORIZED.into_response()
+            });
         let call = |uri: String| {
             let req = Request::get(uri).body(Body::empty()).expect("request");
             let routes = routes.clone();
@@ -800,6 +807,133 @@ mod tests {
         form_urlencoded::byte_serialize(s.as_bytes()).collect()
     }
 
+    /// Issue 17: a render past the budget of every request in flight is the server being busy:
+    /// 503 with `Retry-After`, not the caller's mistake; a request that fits still runs.
+    #[tokio::test]
+    async fn issue_17_a_render_past_the_shared_budget_is_503_with_retry_after() {
+        let mut src = MemSource::default();
+        src.add("a.b", 0, 60, vec![Some(1.0); 10]);
+        let source: Arc<dyn Source> = Arc::new(src);
+        let budget = Budget::new(15);
+        let render = |target: &str| {
+            let uri = format!("/render?target={target}&from=0&until=600&format=json");
+            let req = Request::get(uri).body(Body::empty()).expect("request");
+            let app = routes(source.clone(), Limits::default(), budget.clone())
+                .guard(Default::default(), |_| {
+                    StatusCode::UNAUTHORIZED.into_response()
+                });
+            async move { app.oneshot(req).await.expect("answer") }
+        };
+        let r = render("a.b").await;
+        assert_eq!(r.status(), 200);
+        let r = render("group(a.b,a.b)").await;
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let (_, ctype, body) = crate::api_error::read_response(r).await;
+        assert!(ctype.starts_with("text/plain"), "{ctype}");
+        assert!(body.starts_with("the server is busy: "), "{body}");
+        assert_eq!(budget.held(), 0, "every request gave its points back");
+    }
+
+    /// A store that refuses writes (its disk is below the free-space reserve).
+    struct Full(MemSource);
+
+    impl Full {
+        fn refuse<T>() -> Result<T> {
+            Err(
+                tally_store::Error::WritesRefused(tally_store::Refusal::LowSpace {
+                    free: 1 << 20,
+                    reserve: 256 << 20,
+                })
+                .into(),
+            )
+        }
+    }
+
+    impl Source for Full {
+        fn find(&self, p: &str) -> Result<Vec<FindMatch>> {
+            self.0.find(p)
+        }
+        fn expand(&self, p: &str) -> Result<Vec<String>> {
+            self.0.expand(p)
+        }
+        fn select_by_tags(&self, e: &[&str]) -> Result<Vec<String>> {
+            self.0.select_by_tags(e)
+        }
+        fn fetch(&self, n: &str, f: i64, u: i64) -> Result<Option<Fetched>> {
+            self.0.fetch(n, f, u)
+        }
+        fn tag_names(&self) -> Vec<String> {
+            self.0.tag_names()
+        }
+        fn tag_values(&self, t: &str) -> Vec<tally_store::TagValue> {
+            self.0.tag_values(t)
+        }
+        fn register(&self, _: &str) -> Result<String> {
+            Self::refuse()
+        }
+        fn delete(&self, _: &str) -> Result<bool> {
+            Self::refuse()
+        }
+        fn add_event(&self, _: i64, _: &str, _: &str, _: Vec<String>) -> Result<u64> {
+            Self::refuse()
+        }
+        fn events(&self, f: i64, u: i64) -> Result<Vec<Event>> {
+            self.0.events(f, u)
+        }
+        fn load_state(&self, k: &str) -> Result<Option<Vec<u8>>> {
+            self.0.load_state(k)
+        }
+        fn save_state(&self, _: &str, _: &[u8]) -> Result<()> {
+            Self::refuse()
+        }
+    }
+
+    /// Issue 17: on a full disk the query side's writes (events, tag writes and deletes) answer
+    /// as the store's ingest does, 507 with the reason and `Retry-After`, and reads go on.
+    #[tokio::test]
+    async fn issue_17_refused_writes_answer_507_with_the_reason() {
+        let mut m = MemSource::default();
+        m.add("a.b", 0, 60, vec![Some(1.0); 10]);
+        let source: Arc<dyn Source> = Arc::new(Full(m));
+        for (uri, body) in [
+            ("/events", r#"{"what":"deploy","tags":"x"}"#),
+            ("/tags/tagSeries", "path=a.b;x=y"),
+            ("/tags/delSeries", "path=a.b"),
+        ] {
+            let req = Request::post(uri)
+                .header(
+                    header::CONTENT_TYPE,
+                    if uri == "/events" {
+                        "application/json"
+                    } else {
+                        "application/x-www-form-urlencoded"
+                    },
+                )
+                .body(Body::from(body))
+                .expect("request");
+            let r = routes(source.clone(), Limits::default(), Budget::new(usize::MAX))
+                .guard(Default::default(), |_| {
+                    StatusCode::UNAUTHORIZED.into_response()
+                })
+                .oneshot(req)
+                .await
+                .expect("answer");
+            assert_eq!(r.status(), 507, "{uri}");
+            assert_eq!(r.headers()[header::RETRY_AFTER], "10", "{uri}");
+            let (_, _, body) = crate::api_error::read_response(r).await;
+            assert!(body.contains("writes refused: "), "{uri}: {body}");
+            assert!(body.contains("min_free_space"), "{uri}: {body}");
+        }
+        let (status, _, body) = call(
+            source,
+            "GET",
+            "/render?target=a.b&from=0&until=600&format=json",
+        )
+        .await;
+        assert_eq!(status, 200, "reads go on: {body}");
+    }
+
     /// Issue 17: functions that make points from nothing (`time`, `sinFunction`, `summarize`
     /// on a finer grid) count them against the request's limit before making them, together
     /// with what the request read; a request over it is a 400 naming the limit.
@@ -815,9 +949,10 @@ mod tests {
         let render = |target: &str, range: &str| {
             let uri = format!("/render?target={target}&{range}&format=json");
             let req = Request::get(uri).body(Body::empty()).expect("request");
-            let app = routes(source.clone(), limits).guard(Default::default(), |_| {
-                StatusCode::UNAUTHORIZED.into_response()
-            });
+            let app = routes(source.clone(), limits, Budget::new(usize::MAX))
+                .guard(Default::default(), |_| {
+                    StatusCode::UNAUTHORIZED.into_response()
+                });
             async move { crate::api_error::read_response(app.oneshot(req).await.expect("answer")).await }
         };
         let ten_min = "from=0&until=600";
