@@ -3,34 +3,16 @@
 //! inputs (`tests/fuzz_corpora.rs` at the workspace root). Nothing here may panic on any input;
 //! the asserts are what must hold for every input.
 
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
 use tally_query::alert::config::Alerting;
 use tally_query::graphite::{parse, Expr};
 use tally_query::time::parse_time;
-use tally_query::{QueryConfig, QuerySettings};
+use tally_query::{ApiOptions, Budget, Limits, MemSource, QueryConfig, QuerySettings, Source};
 
 /// A fixed clock: the checks must not depend on when they run.
 const NOW: i64 = 1_800_000_000;
-
-/// Inputs nested deeper than this are skipped for now: the parser has no depth limit yet and
-/// overflows its stack on deep nesting (issue 17, being fixed in the parser). Once it refuses
-/// deep input with an error, this guard goes and the fuzzer checks that refusal too.
-const MAX_NESTING: usize = 100;
-
-/// How deep the parentheses nest, counting unbalanced ones.
-fn nesting(text: &str) -> usize {
-    let (mut depth, mut max) = (0usize, 0usize);
-    for b in text.bytes() {
-        match b {
-            b'(' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b')' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
-}
 
 fn calls<'e>(e: &'e Expr, out: &mut Vec<&'e tally_query::graphite::Call>) {
     if let Expr::Call(c) = e {
@@ -47,9 +29,6 @@ pub fn graphite_target(data: &[u8]) {
     let Ok(target) = std::str::from_utf8(data) else {
         return;
     };
-    if nesting(target) > MAX_NESTING {
-        return;
-    }
     match parse(target) {
         Ok(e) => {
             let mut found = Vec::new();
@@ -65,6 +44,118 @@ pub fn graphite_target(data: &[u8]) {
             assert!(pos <= target.len() && target.is_char_boundary(pos));
         }
         Err(e) => panic!("{target:?}: not a syntax error: {e}"),
+    }
+}
+
+/// The series the render check reads: untagged and tagged, with nulls, at two steps, over the
+/// hour the check asks for.
+fn render_app() -> &'static (tokio::runtime::Runtime, axum::Router) {
+    static APP: OnceLock<(tokio::runtime::Runtime, axum::Router)> = OnceLock::new();
+    APP.get_or_init(|| {
+        let mut src = MemSource::default();
+        let wave = |k: usize| -> Vec<Option<f64>> {
+            (0..60)
+                .map(|i| (i % (k + 3) != 0).then_some(((i * (k + 1)) % 17) as f64 - 4.5))
+                .collect()
+        };
+        for (k, name) in [
+            "web.host1.status.5xx",
+            "web.host2.status.5xx",
+            "web.host1.status.2xx",
+            "web.host1.latency.p99",
+            "requests;status=5xx;vhost=a",
+            "requests;status=2xx;vhost=a",
+            "requests;status=5xx;vhost=b",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            src.add(name, 60, 60, wave(k));
+        }
+        src.add(
+            "web.host2.latency.p99",
+            600,
+            600,
+            vec![
+                Some(1e300),
+                None,
+                Some(-0.0),
+                Some(7.0),
+                None,
+                Some(f64::MIN_POSITIVE),
+            ],
+        );
+        let source: Arc<dyn Source> = Arc::new(src);
+        let opts = ApiOptions {
+            limits: Limits {
+                max_series: 1_000,
+                max_points: 200_000,
+                max_time: Duration::from_secs(2),
+            },
+            budget: Some(Budget::new(usize::MAX)),
+            ..ApiOptions::default()
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        (runtime, tally_query::router_with(source, opts))
+    })
+}
+
+/// `/render`: a target evaluated over stored series (every function with whatever arguments
+/// the fuzzer writes) and written in one of the formats; the first byte picks the format and
+/// `maxDataPoints`. The answer is 200 (and a JSON answer parses) or the caller's mistake, 400
+/// with a message; never a 500 (an evaluator that panicked or failed inside).
+pub fn graphite_render(data: &[u8]) {
+    let Some((&opts, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(target) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let format = ["json", "csv", "raw", "svg"][usize::from(opts & 3)];
+    let max_points = if opts & 4 != 0 {
+        "&maxDataPoints=7"
+    } else {
+        ""
+    };
+    let encoded: String = target
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let uri = format!("/render?target={encoded}&from=0&until=3600&format={format}{max_points}");
+    let (runtime, app) = render_app();
+    let (status, body) = runtime.block_on(async {
+        use tower::ServiceExt;
+        let req = axum::http::Request::get(&uri)
+            .body(axum::body::Body::empty())
+            .expect("a request");
+        let r = app.clone().oneshot(req).await.expect("an answer");
+        let status = r.status().as_u16();
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .expect("a body");
+        (status, body)
+    });
+    match status {
+        200 if format == "json" => {
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {
+                panic!("{target:?}: the JSON answer does not parse: {e}");
+            }
+        }
+        200 => {}
+        400 => assert!(!body.is_empty(), "{target:?}: a 400 without a message"),
+        _ => panic!(
+            "{target:?} ({format}): answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        ),
     }
 }
 
@@ -96,9 +187,6 @@ pub fn alert_config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if nesting(text) > MAX_NESTING {
-        return;
-    }
     if let Err(problems) = Alerting::parse(text) {
         assert!(!problems.is_empty() && problems.iter().all(|p| !p.is_empty()));
     }
