@@ -34,6 +34,9 @@ pub struct AgentConfig {
     pub path_prefix: String,
     /// Serve the agent's own counters in Prometheus text on this address.
     pub metrics_listen: Option<String>,
+    /// When set, `/metrics` answers only `Authorization: Bearer <metrics_token>` (401
+    /// otherwise), as the store's `/metrics` needs its read token.
+    pub metrics_token: Option<String>,
     /// Counters with no line in a bucket are shipped as 0 for this long after their last line.
     pub zero_fill_for: DurationText,
     pub input: Vec<InputConfig>,
@@ -55,6 +58,7 @@ impl Default for AgentConfig {
             naming: "tags".into(),
             path_prefix: "servers".into(),
             metrics_listen: None,
+            metrics_token: None,
             zero_fill_for: "1h".into(),
             input: Vec::new(),
             presets: PresetConfig::default(),
@@ -293,6 +297,8 @@ pub struct Settings {
     pub path_naming: bool,
     pub path_prefix: String,
     pub metrics_listen: Option<SocketAddr>,
+    /// The bearer token `/metrics` needs; `None` when open (an empty string is no token).
+    pub metrics_token: Option<String>,
     pub inputs: Vec<Input>,
     pub rules: crate::rules::RuleSet,
     pub output: Output,
@@ -502,6 +508,7 @@ impl TryFrom<AgentConfig> for Settings {
             path_naming: naming_path,
             path_prefix: c.path_prefix,
             metrics_listen,
+            metrics_token: c.metrics_token.filter(|t| !t.is_empty()),
             inputs,
             rules,
             output,

@@ -217,7 +217,7 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
     }
     tailer.scan();
     let metrics = match s.metrics_listen {
-        Some(addr) => Some(serve_metrics(addr, stats.clone())?),
+        Some(addr) => Some(serve_metrics(addr, stats.clone(), s.metrics_token.clone())?),
         None => None,
     };
     let shipper = {

@@ -160,10 +160,16 @@ async fn ingest(
         }
     }
     let body = body?;
-    // Refused before the body is even decoded: the sender keeps the batch and comes back.
+    // Refused before the body is even decoded: the sender keeps the batch and comes back. Its
+    // points are counted as its lines that are not blank (decoding is what the refusal saves).
     if let Some(refusal) = app.store.refusal() {
         let stats = app.store.stats();
         Stats::add(&stats.write_refusals, 1);
+        let lines = body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty())
+            .count();
+        Stats::add(&stats.points_refused, lines as u64);
         return Err(ApiError::Refused(refusal));
     }
     let store = app.store.clone();
@@ -499,7 +505,7 @@ mod tests {
         store.fake_free_space(5 << 20, 100 << 20);
         store.check_space();
         let req = post()
-            .body(Body::from(format!("refused.a 1 {t}\n")))
+            .body(Body::from(format!("refused.a 1 {t}\n\nrefused.b 2 {t}\n")))
             .expect("request");
         let resp = app.clone().oneshot(req).await.expect("a response");
         assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
@@ -518,6 +524,7 @@ mod tests {
         for want in [
             "tally_store_writes_refused 1\n",
             "tally_store_write_refusals 1\n",
+            "tally_store_points_refused 2\n",
             "tally_store_disk_free_bytes 5242880\n",
             "tally_store_disk_reserve_bytes 8388608\n",
         ] {
