@@ -222,10 +222,28 @@ fn issue_17_one_firing_and_one_resolved_per_incident_through_alertmanager_pagerd
     .collect();
     assert_eq!(pd, want);
 
-    // The webhook: one document per state change, the edit's resolve under the old labels.
-    let hooks: Vec<String> = hook
-        .bodies("/hook")
+    // The webhook: one document per state change, the edit's resolve under the old labels;
+    // between them, re-sends (every 3 s) that repeat the state change before them, never a
+    // level or labels that are not current, and none after a resolve.
+    let bodies = hook.bodies("/hook");
+    let mut last: Option<&Value> = None;
+    let mut resends = 0;
+    for b in &bodies {
+        if b["resend"] == true {
+            resends += 1;
+            let before = last.expect("a re-send before any trigger");
+            assert_eq!(before["state"], "firing", "a re-send after a resolve: {b}");
+            for field in ["level", "dedup_key", "labels"] {
+                assert_eq!(b[field], before[field], "re-send {b} of {before}");
+            }
+        } else {
+            last = Some(b);
+        }
+    }
+    assert!(resends >= 1, "no re-send in {bodies:#?}");
+    let hooks: Vec<String> = bodies
         .iter()
+        .filter(|b| b["resend"] != true)
         .map(|b| {
             format!(
                 "{} {} {} {}",

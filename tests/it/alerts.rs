@@ -719,3 +719,102 @@ fn issue_11_changing_a_firing_rule_resolves_the_old_alert_in_alertmanager() {
         },
     );
 }
+
+/// Issue 17: a notifier over https trusts the CA it is given and presents its client
+/// certificate to a receiver that requires one (mTLS). Without the certificate, or trusting
+/// another CA, nothing is delivered, and the notifier's counters say why.
+#[test]
+fn issue_17_notifiers_verify_the_receiver_and_present_a_client_certificate() {
+    use std::sync::Arc;
+    let pki = crate::pki::Pki::new();
+    let server = tally_common::tls::ServerFiles {
+        cert_file: pki.path("server.pem"),
+        key_file: pki.path("server-key.pem"),
+        client_ca_file: Some(pki.path("ca.pem")),
+    }
+    .load()
+    .expect("server TLS config");
+    let c = Catcher::start_tls(vec![], Arc::new(server));
+    let file = |name: &str| pki.path(name).display().to_string();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rules = write_rules(
+        tmp.path(),
+        &format!(
+            r#"[[notify]]
+kind = "webhook"
+url = "{mtls}"
+ca_file = "{ca}"
+client_cert = "{cert}"
+client_key = "{key}"
+[[notify]]
+kind = "webhook"
+url = "{nocert}"
+ca_file = "{ca}"
+[[notify]]
+kind = "webhook"
+url = "{otherca}"
+ca_file = "{ca2}"
+client_cert = "{cert}"
+client_key = "{key}"
+[[rule]]
+name = "High"
+target = "test.value"
+window = "20s"
+reduce = "last"
+crit = 50
+interval = "1s"
+nodata = "keep"
+"#,
+            mtls = c.url("/mtls"),
+            nocert = c.url("/nocert"),
+            otherca = c.url("/otherca"),
+            ca = file("ca.pem"),
+            ca2 = file("ca2.pem"),
+            cert = file("client.pem"),
+            key = file("client-key.pem"),
+        ),
+    );
+    let store = StoreProc::start_on(
+        &tmp.path().join("data"),
+        &format!("127.0.0.1:{}", free_port()),
+        &["--alerts", &rules],
+    );
+    let http = store.http.to_string();
+    ingest(&http, &format!("test.value 60 {}\n", unix_now()));
+    let got = c.wait("/mtls", 30, "a webhook over mTLS", |b| !b.is_empty());
+    assert_eq!(got[0]["rule"], "High");
+    assert_eq!(got[0]["state"], "firing");
+    let url = format!("http://{http}/api/v1/alerts/notifiers");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let notifiers = loop {
+        let v: Value = reqwest::blocking::get(&url)
+            .and_then(|r| r.json())
+            .expect("notifiers");
+        let n = v["notifiers"].as_array().cloned().unwrap_or_default();
+        if n.len() == 3
+            && n[1]["failed_attempts"].as_u64() >= Some(1)
+            && n[2]["failed_attempts"].as_u64() >= Some(1)
+        {
+            break n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failures counted: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(notifiers[0]["sent"], 1, "{notifiers:#?}");
+    assert_eq!(notifiers[0]["failed_attempts"], 0, "{notifiers:#?}");
+    for n in &notifiers[1..] {
+        assert_eq!(n["sent"], 0, "{notifiers:#?}");
+        assert!(n["last_error"].is_string(), "{notifiers:#?}");
+    }
+    assert!(
+        c.bodies("/nocert").is_empty(),
+        "a client without a certificate got through"
+    );
+    assert!(
+        c.bodies("/otherca").is_empty(),
+        "a receiver the CA does not sign was trusted"
+    );
+}

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use tally_common::config::DurationText;
+use tally_common::tls::ClientFiles;
 
 use crate::graphite::{parse, Expr};
 
@@ -59,6 +60,16 @@ pub struct NotifyConfig {
     pub rules: Vec<String>,
     /// Extra HTTP headers (webhook), for example an Authorization header.
     pub headers: BTreeMap<String, String>,
+    /// With an https URL: the CA file the receiver's certificate must chain to (default: the
+    /// public roots).
+    pub ca_file: Option<PathBuf>,
+    /// With an https URL: a certificate (and `client_key`) to present to a receiver that asks
+    /// for one (mTLS).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Webhooks: also send a firing instance again every `resend_interval`, marked
+    /// `"resend": true` (default true; `false` sends state changes only).
+    pub resend: Option<bool>,
 }
 
 /// One `[[rule]]`.
@@ -249,6 +260,8 @@ pub enum NotifyKind {
     Webhook {
         url: String,
         headers: BTreeMap<String, String>,
+        /// A document per re-send too: every `resend_interval` while an instance fires.
+        resend: bool,
     },
     Console,
 }
@@ -261,6 +274,10 @@ pub struct Notifier {
     /// (with `#2`, `#3` … for repeats), not its place in the file. Its counters, its queued
     /// notifications and the incidents it was told of follow it when the file is reordered.
     pub id: String,
+    /// How it verifies the receiver and identifies itself over https (`ca_file`,
+    /// `client_cert`, `client_key`); checked to load when the file is read, and read again at
+    /// every reload.
+    pub tls: ClientFiles,
 }
 
 impl Notifier {
@@ -446,6 +463,7 @@ impl Alerting {
                 "webhook" => NotifyKind::Webhook {
                     url: url(&mut problems, None),
                     headers: n.headers.clone(),
+                    resend: n.resend.unwrap_or(true),
                 },
                 "console" => NotifyKind::Console,
                 other => {
@@ -469,10 +487,40 @@ impl Alerting {
                 0 => base,
                 n => format!("{base} #{}", n + 1),
             };
+            if n.resend.is_some() && !matches!(kind, NotifyKind::Webhook { .. }) {
+                problems.push(format!(
+                    "{place}.resend: only webhooks take it (Alertmanager is re-sent by resend_interval, PagerDuty gets state changes)"
+                ));
+            }
+            let tls = ClientFiles {
+                ca_file: n.ca_file.clone(),
+                cert_file: n.client_cert.clone(),
+                key_file: n.client_key.clone(),
+            };
+            if tls.is_set() {
+                let https = match &kind {
+                    NotifyKind::Alertmanager { url }
+                    | NotifyKind::PagerDuty { url, .. }
+                    | NotifyKind::Webhook { url, .. } => url.starts_with("https://"),
+                    NotifyKind::Console => false,
+                };
+                if !https {
+                    problems.push(format!(
+                        "{place}: ca_file, client_cert and client_key are for an https url"
+                    ));
+                } else if let Err(e) = tls.load([
+                    &format!("{place}.ca_file"),
+                    &format!("{place}.client_cert"),
+                    &format!("{place}.client_key"),
+                ]) {
+                    problems.push(format!("{place}: {e}"));
+                }
+            }
             notifiers.push(Notifier {
                 kind,
                 rules: n.rules.clone(),
                 id,
+                tls,
             });
         }
         let mut out = Vec::new();
@@ -793,6 +841,41 @@ crit = 5
             Some(1)
         );
         assert!(a.notifier("webhook http://h/y").is_none());
+    }
+
+    /// Issue 17: a notifier over https can trust its own CA and present a client
+    /// certificate; files that do not load, or TLS files on an http url, are problems at load.
+    #[test]
+    fn notifier_tls_files_are_checked_when_the_file_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing-ca.pem");
+        let half = dir.path().join("client.pem");
+        std::fs::write(&half, "not a pem").expect("write");
+        let text = format!(
+            "[[notify]]\nkind = \"webhook\"\nurl = \"http://h/x\"\nca_file = \"{m}\"\n\
+             [[notify]]\nkind = \"alertmanager\"\nurl = \"https://am:9093\"\nca_file = \"{m}\"\n\
+             [[notify]]\nkind = \"pagerduty\"\nrouting_key = \"K\"\nclient_cert = \"{h}\"\n",
+            m = missing.display(),
+            h = half.display()
+        );
+        let problems = Alerting::parse(&text).expect_err("bad TLS files");
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert_eq!(
+            problems[0],
+            "notify[0]: ca_file, client_cert and client_key are for an https url"
+        );
+        assert!(
+            problems[1].starts_with("notify[1]: ")
+                && problems[1].contains(&missing.display().to_string()),
+            "{problems:#?}"
+        );
+        assert_eq!(
+            problems[2],
+            "notify[2]: notify[2].client_cert needs notify[2].client_key"
+        );
+        let ok = Alerting::parse("[[notify]]\nkind = \"webhook\"\nurl = \"https://h/x\"\n")
+            .expect("no files: the public roots");
+        assert!(!ok.notifiers[0].tls.is_set());
     }
 
     #[test]

@@ -59,6 +59,78 @@ const AM_RETRY_SECS: i64 = 5;
 /// At most this many outbox notifications are sent per delivery round.
 const OUTBOX_BATCH: usize = 50;
 
+/// How long one notification may take.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The HTTP clients delivery sends with: one shared by the notifiers without TLS files, and
+/// one of its own for each notifier with a CA file or a client certificate. Those are built
+/// again after every reload (which is how a renewed certificate is read); one whose files no
+/// longer load fails its sends, counted and retried like a receiver that is down, until a
+/// reload brings files that do.
+pub(crate) struct Clients {
+    shared: reqwest::Client,
+    own: BTreeMap<String, Result<reqwest::Client, String>>,
+    /// The engine's reload count they were built at (`None`: not built yet).
+    built_at: Option<u64>,
+}
+
+impl Clients {
+    pub(crate) fn new(shared: reqwest::Client) -> Clients {
+        Clients {
+            shared,
+            own: BTreeMap::new(),
+            built_at: None,
+        }
+    }
+
+    /// A shared client with the usual timeout.
+    pub(crate) fn standard() -> Clients {
+        let shared = reqwest::Client::builder()
+            .timeout(SEND_TIMEOUT)
+            .build()
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "no HTTP client with a timeout; using the default one");
+                reqwest::Client::new()
+            });
+        Clients::new(shared)
+    }
+
+    /// Builds the notifiers' own clients if the configuration was reloaded since.
+    fn refresh(&mut self, reloads: u64, notifiers: &[super::config::Notifier]) {
+        if self.built_at == Some(reloads) {
+            return;
+        }
+        self.built_at = Some(reloads);
+        self.own = notifiers
+            .iter()
+            .filter(|n| n.tls.is_set())
+            .map(|n| {
+                let names = ["ca_file", "client_cert", "client_key"];
+                let client = n.tls.load(names).and_then(|config| {
+                    reqwest::Client::builder()
+                        .timeout(SEND_TIMEOUT)
+                        .use_preconfigured_tls(config)
+                        .build()
+                        .map_err(|e| format!("TLS client: {e}"))
+                });
+                if let Err(e) = &client {
+                    tracing::error!(notifier = %n.id, error = %e, "the notifier's TLS files do not load; its sends fail until a reload");
+                }
+                (n.id.clone(), client)
+            })
+            .collect();
+    }
+
+    /// The client notifier `id` sends with, or why it cannot send.
+    fn get(&self, id: &str) -> Result<&reqwest::Client, String> {
+        match self.own.get(id) {
+            Some(Ok(c)) => Ok(c),
+            Some(Err(e)) => Err(e.clone()),
+            None => Ok(&self.shared),
+        }
+    }
+}
+
 impl Inner {
     /// Queues what a transition of instance `key` of `rule` notifies (PagerDuty, webhook,
     /// console), and has Alertmanager told at the next delivery. A first trigger opens the
@@ -120,6 +192,56 @@ impl Inner {
             x.incident = incident;
         }
         self.dirty = true;
+    }
+
+    /// Webhooks get a document per re-send too (`contracts/alerting.md`, section 4): every
+    /// `resend_interval` each firing instance whose incident went to a webhook that takes
+    /// re-sends is sent again under the incident's key, as it is now, marked `"resend": true`.
+    /// Not while it is silenced (a silence holds back pages); PagerDuty gets state changes only.
+    pub(super) fn webhook_resends(&mut self, now: i64) {
+        let resend = self.cfg.resend_interval;
+        let mut due: Vec<(Vec<String>, Notice)> = Vec::new();
+        let (cfg, p) = (&self.cfg, &mut self.p);
+        for rule in &cfg.rules {
+            let Some(run) = p.rules.get_mut(&rule.name) else {
+                continue;
+            };
+            for e in run.instances.values_mut() {
+                let Some(level) = e.inst.level.filter(|_| e.inst.state == State::Firing) else {
+                    continue;
+                };
+                let Some(i) = e.incident.as_mut().filter(|i| now - i.sent_at >= resend) else {
+                    continue;
+                };
+                i.sent_at = now;
+                let to: Vec<String> = i
+                    .notifiers
+                    .iter()
+                    .filter(|id| {
+                        matches!(
+                            cfg.notifier(id).map(|n| &n.kind),
+                            Some(NotifyKind::Webhook { resend: true, .. })
+                        )
+                    })
+                    .cloned()
+                    .collect();
+                let key = i.key.clone();
+                if to.is_empty() || super::state::silenced(&p.silences, &rule.name, &e.series, now)
+                {
+                    continue;
+                }
+                let tr = Transition::Fired {
+                    level,
+                    previous: Some(level),
+                };
+                let mut n = Notice::new(&cfg.external_url, rule, e, &tr, key, now);
+                n.resend = true;
+                due.push((to, n));
+            }
+        }
+        for (to, n) in due {
+            self.queue_to(&to, &n);
+        }
     }
 
     /// The PagerDuty and webhook notifiers that want notifications of rule `rule`.
@@ -242,12 +364,17 @@ impl Inner {
 impl Engine {
     /// Delivers what is due: the Alertmanager batch and the outbox. Failures are counted and
     /// retried; evaluation never waits for them.
-    pub(crate) async fn deliver(&self, client: &reqwest::Client, now: i64) {
-        self.deliver_alertmanager(client, now).await;
-        self.deliver_outbox(client, now).await;
+    pub(crate) async fn deliver(&self, clients: &mut Clients, now: i64) {
+        {
+            let g = self.lock();
+            clients.refresh(g.reloads, &g.cfg.notifiers);
+        }
+        self.deliver_alertmanager(clients, now).await;
+        self.lock().webhook_resends(now);
+        self.deliver_outbox(clients, now).await;
     }
 
-    async fn deliver_alertmanager(&self, client: &reqwest::Client, now: i64) {
+    async fn deliver_alertmanager(&self, clients: &Clients, now: i64) {
         let (targets, batch) = {
             let mut g = self.lock();
             let targets: Vec<(String, String, Vec<String>)> = g
@@ -282,11 +409,15 @@ impl Engine {
             if wanted.is_empty() {
                 continue;
             }
-            let res = client
-                .post(format!("{url}/api/v2/alerts"))
-                .json(&wanted)
-                .send()
-                .await;
+            let res = match clients.get(&id) {
+                Ok(client) => client
+                    .post(format!("{url}/api/v2/alerts"))
+                    .json(&wanted)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
             let mut g = self.lock();
             let retry_at = now - g.cfg.resend_interval + AM_RETRY_SECS;
             // A reload while the request was out may have taken the notifier away.
@@ -301,7 +432,7 @@ impl Engine {
                 }
                 Err(e) => {
                     st.failed_attempts += 1;
-                    st.last_error = Some(e.to_string());
+                    st.last_error = Some(e);
                     // Sent again in a few seconds, not at the next re-send.
                     for run in g.p.rules.values_mut() {
                         for e in run.instances.values_mut() {
@@ -319,7 +450,7 @@ impl Engine {
     /// incident to one notifier go out in the order they were queued: one waits while an
     /// earlier one waits for its retry, so a resolve never overtakes its trigger (PagerDuty
     /// would open the incident after closing it, and keep it open).
-    async fn deliver_outbox(&self, client: &reqwest::Client, now: i64) {
+    async fn deliver_outbox(&self, clients: &Clients, now: i64) {
         let due: Vec<(Outgoing, NotifyKind)> = {
             let g = self.lock();
             let mut waiting: HashSet<(&str, &str)> = HashSet::new();
@@ -352,17 +483,22 @@ impl Engine {
             }
             let (url, headers) = match &kind {
                 NotifyKind::PagerDuty { url, .. } => (url.clone(), BTreeMap::new()),
-                NotifyKind::Webhook { url, headers } => (url.clone(), headers.clone()),
+                NotifyKind::Webhook { url, headers, .. } => (url.clone(), headers.clone()),
                 _ => {
                     done.insert(o.id);
                     continue;
                 }
             };
-            let mut req = client.post(&url).json(&o.body);
-            for (k, v) in &headers {
-                req = req.header(k, v);
-            }
-            let res = req.send().await;
+            let res = match clients.get(&o.to) {
+                Ok(client) => {
+                    let mut req = client.post(&url).json(&o.body);
+                    for (k, v) in &headers {
+                        req = req.header(k, v);
+                    }
+                    req.send().await.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
             let mut g = self.lock();
             let Some(st) = g.stats.get_mut(&o.to) else {
                 continue;
@@ -387,7 +523,7 @@ impl Engine {
                 }
                 Err(e) => {
                     st.failed_attempts += 1;
-                    st.last_error = Some(e.to_string());
+                    st.last_error = Some(e);
                     retry.insert(o.id);
                     failed.insert(incident);
                 }
@@ -450,6 +586,123 @@ labels = {{ team = "{team}" }}
     /// `test.value` from `T`, every 10 s.
     fn values(v: &[f64]) -> Vec<Option<f64>> {
         v.iter().copied().map(Some).collect()
+    }
+
+    /// Issue 17 (`contracts/alerting.md`, section 4): a webhook gets a document per state
+    /// change and per re-send: every `resend_interval` while the instance fires, under the
+    /// incident's key, marked `"resend": true`; never after the resolve, never while silenced.
+    /// A webhook with `resend = false`, and PagerDuty, get the state changes only.
+    #[test]
+    fn issue_17_webhooks_get_a_document_per_re_send_while_firing() {
+        let s = source(&[(
+            "test.value",
+            T,
+            values(&[60., 60., 60., 60., 60., 1., 1., 1., 1., 1., 1., 1.]),
+        )]);
+        let notify = format!(
+            "{PD_HOOK}[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/quiet\"\nresend = false\n"
+        );
+        let (e, _dir) = engine_on_file(&s, &rules(&notify, "web"));
+        for t in (T..=T + 110).step_by(5) {
+            e.evaluate_due(t);
+            e.lock().webhook_resends(t);
+        }
+        let summary = |bodies: Vec<Value>| -> Vec<(String, bool)> {
+            bodies
+                .iter()
+                .map(|h| {
+                    (
+                        h["state"].as_str().unwrap_or("?").to_string(),
+                        h["resend"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect()
+        };
+        let hooks: Vec<Value> = e
+            .lock()
+            .p
+            .outbox
+            .iter()
+            .filter(|o| o.to == "webhook http://127.0.0.1:9/hook")
+            .map(|o| o.body.clone())
+            .collect();
+        let got = summary(hooks.clone());
+        let resends = got.iter().filter(|(_, r)| *r).count();
+        assert!(resends >= 2, "{got:?}");
+        assert_eq!(got.first(), Some(&("firing".to_string(), false)), "{got:?}");
+        assert_eq!(
+            got.last(),
+            Some(&("resolved".to_string(), false)),
+            "{got:?}"
+        );
+        assert_eq!(got.len(), resends + 2, "{got:?}");
+        let key = &hooks[0]["dedup_key"];
+        assert!(hooks.iter().all(|h| &h["dedup_key"] == key), "one incident");
+        for h in &hooks[1..hooks.len() - 1] {
+            assert_eq!(h["previous_state"], "firing");
+            assert_eq!(h["level"], "critical");
+            assert_eq!(h["value"], 60.0);
+        }
+        let times: Vec<i64> = hooks
+            .iter()
+            .filter_map(|h| h["timestamp"].as_str())
+            .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp())
+            .collect();
+        assert!(
+            times[..times.len() - 1]
+                .windows(2)
+                .all(|w| w[1] - w[0] >= 10),
+            "re-sent every resend_interval: {times:?}"
+        );
+        let quiet: Vec<Value> = e
+            .lock()
+            .p
+            .outbox
+            .iter()
+            .filter(|o| o.to.ends_with("/quiet"))
+            .map(|o| o.body.clone())
+            .collect();
+        assert_eq!(
+            summary(quiet),
+            [
+                ("firing".to_string(), false),
+                ("resolved".to_string(), false)
+            ]
+        );
+        assert_eq!(
+            pd_events(&queued(&e, "pagerduty"))
+                .iter()
+                .map(|(a, _)| a.as_str())
+                .collect::<Vec<_>>(),
+            ["trigger", "resolve"]
+        );
+    }
+
+    /// A silenced instance is not re-sent to webhooks.
+    #[test]
+    fn issue_17_a_silenced_instance_is_not_re_sent() {
+        let s = source(&[("test.value", T, values(&[60.; 12]))]);
+        let (e, _dir) = engine_on_file(&s, &rules(PD_HOOK, "web"));
+        e.evaluate_due(T);
+        assert_eq!(queued(&e, "webhook").len(), 1, "the trigger");
+        e.lock().p.silences.push(super::super::state::Silence {
+            id: 1,
+            rule: "High".into(),
+            series: None,
+            until: T + 1000,
+            comment: String::new(),
+        });
+        for t in (T + 5..=T + 60).step_by(5) {
+            e.evaluate_due(t);
+            e.lock().webhook_resends(t);
+        }
+        assert_eq!(
+            queued(&e, "webhook").len(),
+            1,
+            "{:?}",
+            queued(&e, "webhook")
+        );
     }
 
     /// The queued bodies for the notifier whose id starts with `kind`, in order.
@@ -631,9 +884,9 @@ labels = {{ team = "{team}" }}
         let (e, _dir) = engine_on_file(&s, &rules(&notify, "web"));
         e.evaluate_due(T);
         e.evaluate_due(T + 10);
-        let client = reqwest::Client::new();
+        let mut client = Clients::new(reqwest::Client::new());
         rx.answer("/pd", &[429]);
-        e.deliver(&client, T + 10).await;
+        e.deliver(&mut client, T + 10).await;
         let actions = |rx: &Receiver| -> Vec<String> {
             pd_events(&rx.bodies("/pd"))
                 .into_iter()
@@ -641,9 +894,9 @@ labels = {{ team = "{team}" }}
                 .collect()
         };
         assert_eq!(actions(&rx), ["trigger"], "the resolve waits behind it");
-        e.deliver(&client, T + 11).await;
+        e.deliver(&mut client, T + 11).await;
         assert_eq!(actions(&rx), ["trigger"], "backing off");
-        e.deliver(&client, T + 12).await;
+        e.deliver(&mut client, T + 12).await;
         assert_eq!(actions(&rx), ["trigger", "trigger", "resolve"]);
         assert_eq!(e.notifiers()[0].pending, 0);
     }
@@ -659,12 +912,12 @@ labels = {{ team = "{team}" }}
         );
         let hook_b = format!("[[notify]]\nkind = \"webhook\"\nurl = \"{}/b\"\n", rx.url);
         let (e, dir) = engine_on_file(&s, &rules(&format!("{hook_a}{pd}"), "web"));
-        let client = reqwest::Client::new();
+        let mut client = Clients::new(reqwest::Client::new());
         e.evaluate_due(T);
-        e.deliver(&client, T).await;
+        e.deliver(&mut client, T).await;
         rx.answer("/a", &[503]);
         e.evaluate_due(T + 10);
-        e.deliver(&client, T + 10).await;
+        e.deliver(&mut client, T + 10).await;
         let counts = |e: &Engine| -> Vec<(&'static str, u64, u64, usize)> {
             e.notifiers()
                 .iter()
@@ -687,7 +940,7 @@ labels = {{ team = "{team}" }}
                 ("webhook", 0, 0, 0)
             ]
         );
-        e.deliver(&client, T + 12).await;
+        e.deliver(&mut client, T + 12).await;
         assert_eq!(
             counts(&e),
             [

@@ -28,6 +28,8 @@ pub(crate) struct Inner {
     pub(super) dirty: bool,
     /// Lines for the console notifier, printed by the runner.
     pub(super) console: Vec<String>,
+    /// How many times the file was reloaded (delivery builds its TLS clients again after one).
+    pub(super) reloads: u64,
 }
 
 /// The engine; shared by the evaluation loop and the HTTP API.
@@ -150,6 +152,7 @@ impl Engine {
             stats: BTreeMap::new(),
             dirty: false,
             console: Vec::new(),
+            reloads: 0,
         };
         inner.reconcile(unix_now());
         Ok(Engine {
@@ -179,6 +182,7 @@ impl Engine {
         {
             let mut g = self.lock();
             g.cfg = cfg;
+            g.reloads += 1;
             for run in g.p.rules.values_mut() {
                 run.next_eval = 0;
                 // Alertmanager hears of every instance at the next delivery: if the rule's
@@ -304,16 +308,7 @@ impl Engine {
 /// Runs the engine until `shutdown` resolves: every second, evaluates the due rules, prints
 /// console notifications, delivers, and saves the state.
 pub async fn run(engine: Arc<Engine>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let client = match reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "no HTTP client: alerts are evaluated but not delivered");
-            reqwest::Client::new()
-        }
-    };
+    let mut clients = super::delivery::Clients::standard();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -338,7 +333,7 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: tokio::sync::watch::Receiver
             }
             let _ = out.flush();
         }
-        engine.deliver(&client, now).await;
+        engine.deliver(&mut clients, now).await;
         let e = engine.clone();
         let _ = tokio::task::spawn_blocking(move || e.persist()).await;
     }

@@ -207,6 +207,8 @@ pub(crate) struct Notice {
     /// Why an incident ended while its condition may still hold (`rule removed`, `labels
     /// changed`); `None` for state changes.
     pub reason: Option<&'static str>,
+    /// A re-send of a firing instance with no change (webhooks, every `resend_interval`).
+    pub resend: bool,
 }
 
 impl Notice {
@@ -240,6 +242,7 @@ impl Notice {
             since: e.inst.since,
             now,
             reason: None,
+            resend: false,
         }
     }
 
@@ -269,6 +272,7 @@ impl Notice {
             since: e.inst.since,
             now,
             reason: Some(reason),
+            resend: false,
         }
     }
 
@@ -284,6 +288,7 @@ impl Notice {
             op: self.op.clone(),
             graph_url: self.graph_url.clone(),
             notifiers: Vec::new(),
+            sent_at: self.now,
         }
     }
 
@@ -365,6 +370,7 @@ impl Notice {
             "graph_url": self.graph_url,
             "dedup_key": self.key,
             "reason": self.reason,
+            "resend": self.resend,
         })
     }
 }

@@ -109,6 +109,7 @@ impl Inner {
                             op: String::new(),
                             graph_url: sent.map(|a| a.generator_url).unwrap_or_default(),
                             notifiers: Vec::new(),
+                            sent_at: 0,
                         }
                     }
                 };

@@ -74,6 +74,10 @@ pub(crate) struct Incident {
     pub graph_url: String,
     /// The notifiers ([`Notifier::id`](super::config::Notifier::id)) a trigger was queued for.
     pub notifiers: Vec<String>,
+    /// When webhooks were last sent a document of it (its trigger, a level change or a
+    /// re-send): the next re-send is `resend_interval` after.
+    #[serde(default)]
+    pub sent_at: i64,
 }
 
 /// One rule's instances (by series; `""` is the rule-level one) and its last evaluation.
