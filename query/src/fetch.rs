@@ -194,6 +194,16 @@ pub(crate) fn fetch_tagged(
     read_all(ctx, names, path_expression)
 }
 
+/// The series `names`, read as [`fetch_path`] reads a glob's matches (sized, counted, in
+/// parallel, sorted by name), for languages that find names their own way (Atlas).
+pub(crate) fn read_names(
+    ctx: &Ctx,
+    names: Vec<String>,
+    path_expression: &str,
+) -> Result<Vec<TimeSeries>> {
+    read_all(ctx, names, path_expression)
+}
+
 fn read_all(ctx: &Ctx, names: Vec<String>, path_expression: &str) -> Result<Vec<TimeSeries>> {
     // Everything the source can size is counted before anything is read: a request over its
     // limit is refused before it allocates the points.

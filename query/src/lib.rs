@@ -11,10 +11,12 @@
 //! - `router`: everything served, behind the bearer tokens ([`router_with`]).
 //!
 //! Each language is a module of its own: [`graphite`] is graphite-web 1.1.8's target language,
-//! function library, render formats and routes. [`alert`] evaluates threshold rules on it.
+//! function library, render formats and routes; [`atlas`] is Netflix Atlas's stack language and
+//! graph API on the same engine. [`alert`] evaluates threshold rules on them.
 
 pub mod alert;
 mod api_error;
+pub mod atlas;
 pub mod client;
 pub mod config;
 mod error;

@@ -46,14 +46,16 @@ pub fn routes(source: Arc<dyn Source>, opts: ApiOptions) -> Routes {
         Some(engine) => crate::alert::routes::routes(engine),
         None => Routes::new(),
     };
+    let budget = opts.budget.unwrap_or_else(Budget::process);
     Routes::new()
         .add(Method::GET, "/", Access::Open, web_page)
         .add(Method::GET, "/index.html", Access::Open, web_page)
         .merge(crate::graphite::routes::routes(
-            source,
+            source.clone(),
             opts.limits,
-            opts.budget.unwrap_or_else(Budget::process),
+            budget.clone(),
         ))
+        .merge(crate::atlas::routes::routes(source, opts.limits, budget))
         .merge(alerts)
 }
 
@@ -134,6 +136,9 @@ mod tests {
             ),
             "/api/v1/alerts/silences/:id" => ("/api/v1/alerts/silences/1".into(), "", Write),
             "/api/v1/alerts/reload" => (route.path.to_owned(), "", Write),
+            "/api/v1/graph" => ("/api/v1/graph?q=name,a.b,:eq&format=json".into(), "", Read),
+            "/api/v1/tags" | "/api/v1/tags/" => (route.path.to_owned(), "", Read),
+            "/api/v1/tags/:key" => ("/api/v1/tags/name".into(), "", Read),
             other => panic!("no sample request for {} {other}: add one", route.method),
         };
         let req = Request::builder()
