@@ -31,6 +31,7 @@ const TARGETS: &[(&str, &str, Check)] = &[
     ("store", "series_patterns", store_checks::series_patterns),
     ("query", "graphite_target", query_checks::graphite_target),
     ("query", "graphite_render", query_checks::graphite_render),
+    ("query", "atlas_graph", query_checks::atlas_graph),
     ("query", "time", query_checks::time),
     ("query", "alert_config", query_checks::alert_config),
     ("query", "query_table", query_checks::query_table),

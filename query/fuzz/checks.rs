@@ -159,6 +159,62 @@ pub fn graphite_render(data: &[u8]) {
     }
 }
 
+/// `/api/v1/graph`: an Atlas stack program evaluated over the same held series (every word
+/// with whatever arguments the fuzzer writes), the first byte picking the format. The answer
+/// is 200 (and a std.json answer parses) or 400 with a message; never a 500. The interpreter
+/// alone must also refuse every bad program with a position inside it.
+pub fn atlas_graph(data: &[u8]) {
+    let Some((&opts, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(program) = std::str::from_utf8(rest) else {
+        return;
+    };
+    if let Err(e) = tally_query::atlas::stack::Run::program(program) {
+        assert!(e.pos <= program.len(), "{program:?}: {e}");
+        assert!(!e.message.is_empty());
+    }
+    let format = ["std.json", "json", "csv", "txt", "stats.json"][usize::from(opts % 5)];
+    let step = if opts & 8 != 0 { "&step=5m" } else { "" };
+    let encoded: String = program
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let uri = format!("/api/v1/graph?q={encoded}&s=0&e=3600&tz=UTC&format={format}{step}");
+    let (runtime, app) = render_app();
+    let (status, body) = runtime.block_on(async {
+        use tower::ServiceExt;
+        let req = axum::http::Request::get(&uri)
+            .body(axum::body::Body::empty())
+            .expect("a request");
+        let r = app.clone().oneshot(req).await.expect("an answer");
+        let status = r.status().as_u16();
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .expect("a body");
+        (status, body)
+    });
+    match status {
+        200 if format == "std.json" || format == "stats.json" => {
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {
+                panic!("{program:?}: the {format} answer does not parse: {e}");
+            }
+        }
+        200 => {}
+        400 => assert!(!body.is_empty(), "{program:?}: a 400 without a message"),
+        _ => panic!(
+            "{program:?} ({format}): answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        ),
+    }
+}
+
 /// `from`, `until` (and `tally rules test --from`): graphite's time grammar. Epoch seconds read
 /// as themselves; anything else is a time or an error that quotes the input.
 pub fn time(data: &[u8]) {

@@ -128,6 +128,7 @@ pub fn router(store: Store, tokens: Arc<Tokens>) -> Router {
 pub fn routes(store: Store) -> Routes {
     Routes::new()
         .add(Method::POST, INGEST_PATH, Access::Write, ingest)
+        .add(Method::POST, "/api/v1/publish", Access::Write, publish)
         .add(Method::GET, "/metrics", Access::Metrics, metrics)
         .add(Method::GET, "/api/v1/read", Access::Read, read)
         .map_router(|r| r.layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)))
@@ -196,6 +197,57 @@ async fn ingest(
     })?;
     Stats::add(&app.store.stats().batches_acked, 1);
     Ok(Json(reply))
+}
+
+/// `POST /api/v1/publish`: Atlas's JSON payload (`crate::publish`), with the ingest
+/// endpoint's limits and token, answered once the good points are in the synced WAL: 200 when
+/// every item was good, 202 with `{"type": "partial", "errorCount", "message"}` when some were
+/// not (the good ones are written), 400 with `"type": "error"` when none was.
+async fn publish(
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    if let Some(refusal) = app.store.refusal() {
+        Stats::add(&app.store.stats().write_refusals, 1);
+        return Err(ApiError::Refused(refusal));
+    }
+    let store = app.store.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let p = crate::publish::decode(&body).map_err(ApiError::bad_request)?;
+        let stats = store.stats();
+        Stats::add(&stats.points_received, p.batch.len() as u64);
+        Stats::add(&stats.lines_bad, p.failures as u64);
+        let written = store
+            .write(&p.batch, Durability::Sync)
+            .map_err(|e| match e {
+                Error::WritesRefused(refusal) => ApiError::Refused(refusal),
+                e => ApiError::WriteFailed(format!("publish: {e}")),
+            })?;
+        Ok::<_, ApiError>((p, written))
+    })
+    .await
+    .map_err(|e| ApiError::WriteFailed(format!("publish task: {e}")))?;
+    let (mut p, written) = done?;
+    // Points no retention keeps are failures too, as Atlas fails data that is too old.
+    if written.outside_retention > 0 {
+        p.failures += written.outside_retention;
+        p.messages.extend(written.reasons);
+    }
+    Stats::add(&app.store.stats().batches_acked, 1);
+    if p.items == 0 {
+        return Err(ApiError::bad_request("empty payload".into()));
+    }
+    if p.failures == 0 {
+        return Ok(StatusCode::OK.into_response());
+    }
+    let (status, kind) = if p.failures >= p.items {
+        (StatusCode::BAD_REQUEST, "error")
+    } else {
+        (StatusCode::ACCEPTED, "partial")
+    };
+    let body = serde_json::json!({"type": kind, "errorCount": p.failures, "message": p.messages});
+    Ok((status, Json(body)).into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -332,6 +384,60 @@ mod tests {
         assert!(text.contains("tally_store_lines_bad 1\n"), "{text}");
     }
 
+    /// Issue 13: Atlas's publish: acknowledged once durable, the good items kept and the bad
+    /// ones reported by index (202), all bad 400, all good 200.
+    #[tokio::test]
+    async fn publish_keeps_the_good_items_and_reports_the_bad_by_index() {
+        let (_dir, app) = app(None, 1000);
+        let t = now() - now() % 10 - 60;
+        let publish = |body: String| {
+            Request::post("/api/v1/publish")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body))
+                .expect("request")
+        };
+        let body = format!(
+            r#"{{"tags":{{"host":"web1"}},"metrics":[
+                {{"tags":{{"name":"pub.requests","status":"5xx"}},"timestamp":{ms},"value":3}},
+                {{"tags":{{"status":"2xx"}},"timestamp":{ms},"value":1}}]}}"#,
+            ms = t * 1000 + 250
+        );
+        let (status, _, text) = send(&app, publish(body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["type"], "partial");
+        assert_eq!(v["errorCount"], 1);
+        assert_eq!(v["message"][0], "metrics[1]: missing key \"name\"");
+        let uri = format!(
+            "/api/v1/read?name=pub.requests;host=web1;status=5xx&from={}&until={t}",
+            t - 10
+        );
+        let (status, _, text) = send(&app, get(&uri)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["values"], serde_json::json!([3.0]));
+        let good = format!(
+            r#"{{"metrics":[{{"tags":{{"name":"pub.ok"}},"timestamp":{},"value":1}}]}}"#,
+            t * 1000
+        );
+        let (status, _, text) = send(&app, publish(good)).await;
+        assert_eq!((status, text.as_str()), (StatusCode::OK, ""));
+        let (status, _, text) = send(&app, publish(r#"{"metrics":[{"tags":{}}]}"#.into())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains("\"type\":\"error\""), "{text}");
+        let (status, _, text) = send(&app, publish("not json".into())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            error_of(&text).starts_with("not a publish payload"),
+            "{text}"
+        );
+        let (status, _, text) = send(&app, publish(r#"{"metrics":[]}"#.into())).await;
+        assert_eq!(
+            (status, error_of(&text).as_str()),
+            (StatusCode::BAD_REQUEST, "empty payload")
+        );
+    }
+
     #[tokio::test]
     async fn ingest_mistakes_are_json_4xx_that_say_what_was_wrong() {
         let (_dir, app) = app(Some("s3cret"), 1000);
@@ -430,6 +536,14 @@ mod tests {
                 Access::Write,
             ),
             "/metrics" => ("/metrics".to_owned(), String::new(), Access::Metrics),
+            "/api/v1/publish" => (
+                "/api/v1/publish".to_owned(),
+                format!(
+                    r#"{{"metrics":[{{"tags":{{"name":"walk"}},"timestamp":{},"value":1}}]}}"#,
+                    t * 1000
+                ),
+                Access::Write,
+            ),
             "/api/v1/read" => (
                 "/api/v1/read?name=known.series".to_owned(),
                 String::new(),
@@ -454,7 +568,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(StoreOptions::new(dir.path())).expect("open");
         let table = routes(store.clone()).table().to_vec();
-        assert_eq!(table.len(), 3, "{table:?}");
+        assert_eq!(table.len(), 4, "{table:?}");
         let wrong = walk_router(
             &table,
             |tokens| router(store.clone(), Arc::new(tokens)),

@@ -21,6 +21,7 @@ mod http;
 mod index;
 mod layout;
 mod listener;
+pub mod publish;
 pub mod retention;
 mod rollup;
 pub mod server;

@@ -596,7 +596,10 @@ fn consolidate(raw: &Raw, offset: i64, grid: &Grid, cf: Cf) -> Vec<f64> {
             continue;
         }
         let slot = ((t - grid.start) / grid.step) as usize;
-        let o = &mut out[slot];
+        // A grid whose end is not on its step has no slot for the last partial step.
+        let Some(o) = out.get_mut(slot) else {
+            continue;
+        };
         counts[slot] += 1;
         *o = match cf {
             Cf::Avg | Cf::Sum => add_nan(*o, v),

@@ -509,4 +509,120 @@ mod tests {
         );
         assert_eq!(substitute("$(atlas.offset)", &tags, 604_800), "1w");
     }
+
+    /// Programs of random words and values never panic: they evaluate or are refused with a
+    /// message and a position (the fuzz target `atlas_graph` goes further).
+    #[test]
+    fn random_programs_never_panic() {
+        use proptest::prelude::*;
+        const TOKENS: &[&str] = &[
+            "name",
+            "requests",
+            "vhost",
+            "status",
+            "5xx",
+            "a",
+            "1",
+            "0",
+            "-1",
+            "2.5",
+            "NaN",
+            "5m",
+            "1h",
+            "max",
+            "avg",
+            "(",
+            ")",
+            ":eq",
+            ":re",
+            ":in",
+            ":has",
+            ":and",
+            ":or",
+            ":not",
+            ":sum",
+            ":count",
+            ":max",
+            ":min",
+            ":all",
+            ":by",
+            ":offset",
+            ":cf-max",
+            ":add",
+            ":sub",
+            ":mul",
+            ":div",
+            ":gt",
+            ":lt",
+            ":abs",
+            ":per-step",
+            ":const",
+            ":rolling-count",
+            ":rolling-mean",
+            ":des",
+            ":trend",
+            ":integral",
+            ":delay",
+            ":stat",
+            ":stat-max",
+            ":filter",
+            ":topk",
+            ":topk-others-sum",
+            ":consolidate",
+            ":legend",
+            ":color",
+            ":ls",
+            ":limit",
+            ":avg",
+            ":stddev",
+            ":pct",
+            ":dup",
+            ":swap",
+            ":drop",
+            ":rot",
+            ":pick",
+            ":roll",
+            ":ndrop",
+            ":nlist",
+            ":set",
+            ":get",
+            ":call",
+            ":each",
+            ":map",
+            ":as",
+            ":clamp-min",
+            ":time",
+            "hourOfDay",
+            ":cq",
+            ":freeze",
+            ":depth",
+            ":list",
+        ];
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 512,
+            ..ProptestConfig::default()
+        });
+        let strategy = proptest::collection::vec(0..TOKENS.len(), 0..24);
+        let src = source();
+        runner
+            .run(&strategy, |picks| {
+                let program: Vec<&str> = picks.iter().map(|&i| TOKENS[i]).collect();
+                let program = program.join(",");
+                let src = src.clone();
+                let outcome = std::thread::Builder::new()
+                    .stack_size(2 << 20)
+                    .spawn(move || match parse(&program, None) {
+                        Err(e) => assert!(!e.to_string().is_empty()),
+                        Ok(exprs) => {
+                            let ctx = Ctx::new(src, T, T + 3600);
+                            let _ = evaluate(&ctx, &exprs, T, T + 3600, None, 700);
+                        }
+                    })
+                    .expect("thread")
+                    .join();
+                prop_assert!(outcome.is_ok(), "{:?} panicked", picks);
+                Ok(())
+            })
+            .expect("no program panics");
+    }
 }
