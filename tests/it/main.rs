@@ -5,6 +5,7 @@ mod agent_model;
 mod alert_incidents;
 mod alertmanager;
 mod alerts;
+mod atlas;
 mod catcher;
 mod cli;
 mod compat;

@@ -79,6 +79,9 @@ pub struct RuleConfig {
     pub name: String,
     /// A target expression, as `/render` takes it.
     pub target: String,
+    /// Instead of `target`: an Atlas expression, as `/api/v1/graph` takes it. Without
+    /// thresholds each line is a signal: non-zero means the condition holds (critical).
+    pub atlas: Option<String>,
     /// The look-back window each series is reduced over.
     pub window: Option<DurationText>,
     /// `last` (last non-null), `avg`, `max`, `min` or `sum`.
@@ -226,8 +229,13 @@ pub struct Absence {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
+    /// The Graphite target, or the Atlas expression of an Atlas rule.
     pub target: String,
     pub expr: Expr,
+    /// An Atlas rule's expressions (`atlas = "..."`), evaluated instead of `expr`.
+    pub atlas: Option<Vec<crate::atlas::stack::Styled>>,
+    /// An Atlas rule without thresholds: each line's values are signals, non-zero firing.
+    pub signal: bool,
     pub window: i64,
     pub reduce: Reduce,
     pub op: Op,
@@ -537,13 +545,29 @@ impl Alerting {
             if out.iter().any(|o: &Rule| o.name == r.name) {
                 problems.push(format!("{place}.name: another rule has this name"));
             }
-            let expr = match parse(&r.target) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    problems.push(format!("{place}.target: {e}"));
-                    None
+            let atlas_program = r.atlas.as_deref().filter(|a| !a.trim().is_empty());
+            let (expr, atlas) = match (atlas_program, r.target.trim().is_empty()) {
+                (Some(_), false) => {
+                    problems.push(format!("{place}: give target or atlas, not both"));
+                    (None, None)
                 }
+                (Some(program), true) => match crate::atlas::parse(program, None) {
+                    Ok(exprs) => (None, Some(exprs)),
+                    Err(e) => {
+                        problems.push(format!("{place}.atlas: {e}"));
+                        (None, None)
+                    }
+                },
+                (None, _) => match parse(&r.target) {
+                    Ok(e) => (Some(e), None),
+                    Err(e) => {
+                        problems.push(format!("{place}.target: {e}"));
+                        (None, None)
+                    }
+                },
             };
+            let signal =
+                atlas.is_some() && r.warn.is_none() && r.crit.is_none() && r.absent_for.is_none();
             let reduce = r
                 .reduce
                 .as_deref()
@@ -597,7 +621,12 @@ impl Alerting {
                     lookback,
                 }
             });
-            if absent.is_none() && r.warn.is_none() && r.crit.is_none() {
+            if absent.is_none()
+                && r.warn.is_none()
+                && r.crit.is_none()
+                && !signal
+                && atlas_program.is_none()
+            {
                 problems.push(format!(
                     "{place}: needs warn, crit (or both), or absent_for"
                 ));
@@ -635,16 +664,19 @@ impl Alerting {
             }
             let rule = Rule {
                 name: r.name.clone(),
-                target: r.target.clone(),
+                target: atlas_program.map_or_else(|| r.target.clone(), str::to_owned),
                 expr: expr.unwrap_or(Expr::Number {
                     value: 0.0,
                     int: true,
                 }),
+                atlas,
+                signal,
                 window,
                 reduce,
                 op,
                 warn: r.warn,
-                crit: r.crit,
+                // A signal fires critical while non-zero.
+                crit: if signal { Some(0.0) } else { r.crit },
                 recover: r.recover,
                 for_: secs(&format!("{place}.for"), r.for_.as_ref(), 0, &mut problems),
                 keep_firing_for: secs(

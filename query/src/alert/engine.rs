@@ -455,6 +455,52 @@ crit = 100
         );
     }
 
+    /// Issue 13: an Atlas rule's lines are signals: the error percentage per vhost above 50
+    /// in 3 of the last 4 steps fires that vhost's instance, as an Atlas alert expression does.
+    #[test]
+    fn an_atlas_signal_fires_per_line() {
+        let mut m = MemSource::default();
+        // A point a minute, Atlas's step, for the last ten minutes.
+        let v = |x: f64| vec![Some(x); 10];
+        m.add("requests;status=5xx;vhost=a", T - 600, 60, v(80.0));
+        m.add("requests;status=2xx;vhost=a", T - 600, 60, v(20.0));
+        m.add("requests;status=5xx;vhost=b", T - 600, 60, v(1.0));
+        m.add("requests;status=2xx;vhost=b", T - 600, 60, v(99.0));
+        let s: Arc<dyn Source> = Arc::new(m);
+        let rules = r#"
+[[rule]]
+name = "Errors"
+atlas = "name,requests,:eq,status,5xx,:eq,:and,(,vhost,),:by,name,requests,:eq,(,vhost,),:by,:div,100,:mul,50,:gt,4,:rolling-count,3,:ge"
+window = "10m"
+interval = "10s"
+"#;
+        let e = engine(&s, rules);
+        e.evaluate_due(T);
+        let st = states(&e, T);
+        assert_eq!(
+            st,
+            vec![
+                ("name=requests, status=5xx, vhost=a".into(), "firing".into()),
+                ("name=requests, status=5xx, vhost=b".into(), "ok".into())
+            ],
+            "{:?}",
+            e.alerts(T)
+        );
+        assert_eq!(e.alerts(T)[0].level.map(|l| l.as_str()), Some("critical"));
+        let bad =
+            crate::alert::Alerting::parse("[[rule]]\nname = \"X\"\natlas = \"name,a,:eq,:foo\"\n")
+                .expect_err("a bad word");
+        assert!(bad[0].contains("atlas: bad expression"), "{bad:?}");
+        let both = crate::alert::Alerting::parse(
+            "[[rule]]\nname = \"X\"\natlas = \"name,a,:eq\"\ntarget = \"a.b\"\n",
+        )
+        .expect_err("both");
+        assert!(
+            both[0].ends_with("give target or atlas, not both"),
+            "{both:?}"
+        );
+    }
+
     #[test]
     fn absence_fires_for_a_series_that_stopped() {
         let s = src(&[

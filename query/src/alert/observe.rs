@@ -59,6 +59,9 @@ pub(crate) enum Observed {
 /// Evaluates `rule`'s target over the span before `now` and observes each series it returns.
 pub(crate) fn observe(source: &Arc<dyn Source>, rule: &Rule, now: i64) -> Observed {
     let ctx = Ctx::new(source.clone(), now - span(rule), now);
+    if let Some(exprs) = &rule.atlas {
+        return observe_atlas(&ctx, rule, exprs, now);
+    }
     match evaluate(&ctx, &rule.expr) {
         Err(e) => Observed::Error(e.to_string()),
         Ok(series) => Observed::Series(
@@ -75,6 +78,53 @@ pub(crate) fn observe(source: &Arc<dyn Source>, rule: &Rule, now: i64) -> Observ
                 .collect(),
         ),
     }
+}
+
+/// An Atlas rule: each line of its expressions is a series, known by its tags (its label
+/// when it has none). A signal rule sees 1 where a line is non-zero and 0 where it is zero;
+/// NaN stays no data.
+fn observe_atlas(
+    ctx: &Ctx,
+    rule: &Rule,
+    exprs: &[crate::atlas::stack::Styled],
+    now: i64,
+) -> Observed {
+    let start = now - span(rule);
+    let g = match crate::atlas::evaluate(ctx, exprs, start, now, None, usize::MAX) {
+        Ok(g) => g,
+        Err(e) => return Observed::Error(e.to_string()),
+    };
+    let mut out = Vec::new();
+    for d in g.lines {
+        let values: Vec<Option<f64>> = d
+            .line
+            .values
+            .iter()
+            .map(|&v| {
+                if v.is_nan() {
+                    None
+                } else if rule.signal {
+                    Some(if v != 0.0 { 1.0 } else { 0.0 })
+                } else {
+                    Some(v)
+                }
+            })
+            .collect();
+        let Some(obs) = observe_window(rule, g.grid.start, g.grid.step, &values, now) else {
+            continue;
+        };
+        let name = if d.line.tags.is_empty() {
+            d.line.label.clone()
+        } else {
+            crate::atlas::expr::to_label(&d.line.tags)
+        };
+        out.push(SeriesObs {
+            name,
+            tags: d.line.tags,
+            obs,
+        });
+    }
+    Observed::Series(out)
 }
 
 #[cfg(test)]

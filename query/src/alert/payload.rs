@@ -124,6 +124,11 @@ pub(crate) fn graph_url(external_url: &str, rule: &Rule, series: &str) -> String
     } else {
         series
     };
+    if rule.atlas.is_some() {
+        // The Atlas graph of the rule's expression (lines are not Graphite targets).
+        let q: String = form_urlencoded::byte_serialize(rule.target.as_bytes()).collect();
+        return format!("{external_url}/api/v1/graph?q={q}&s=e-3h&format=std.json");
+    }
     let target: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
     format!("{external_url}/render?target={target}&from=-3h&format=svg")
 }

@@ -139,6 +139,9 @@ pub struct Graph {
     pub notices: Vec<String>,
 }
 
+/// Atlas's default step, in seconds.
+pub const DEFAULT_STEP: i64 = 60;
+
 /// The step sizes Atlas allows (`util/Step.scala`), in seconds (Tally keeps seconds).
 const STEPS: &[i64] = &[
     1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60, 120, 180, 240, 300, 360, 600, 720, 900, 1200, 1800,
@@ -162,8 +165,9 @@ pub fn graph_step(primary: i64, width: usize, start: i64, end: i64) -> i64 {
 }
 
 /// Evaluates `exprs` over `[start, end]` (seconds): fetches what their queries match through
-/// `ctx` (limits and budget), picks the step (`step` when asked, else from the stored step and
-/// `width`), and draws every line.
+/// `ctx` (limits and budget), picks the step (`step` when asked, else a minute, never finer
+/// than the stored step; coarser when the range has more steps than `width` pixels), and
+/// draws every line.
 pub fn evaluate(
     ctx: &Ctx,
     exprs: &[Styled],
@@ -202,7 +206,9 @@ pub fn evaluate(
         );
     }
     let native = data.values().flatten().map(|r| r.step).min().unwrap_or(60);
-    let primary = step.map_or(native, |s| s.max(native));
+    // Atlas's primary step is a minute (`DefaultSettings.stepSize`), whatever finer step the
+    // store keeps: stateful words count steps, and Atlas users count them in minutes.
+    let primary = step.map_or(native.max(DEFAULT_STEP), |s| s.max(native));
     let step = graph_step(primary, width, start, end);
     let mut fstart = start - start.rem_euclid(step);
     let fend = end - end.rem_euclid(step);
