@@ -399,6 +399,10 @@ pub enum Expr {
     Consolidate(Box<Expr>, Cf, i64),
     /// A macro's result under its name (`:avg`, `:stddev`, `:pct`), for display.
     Named(String, Box<Expr>),
+    /// `:percentiles`: the percentiles of Spectator percentile buckets (`percentile=T0042`)
+    /// summed across every matching series, per group of the data expression's other keys.
+    /// The data expression groups by `percentile` (first) and those keys.
+    Percentiles(DataExpr, Vec<f64>),
 }
 
 impl Expr {
@@ -420,6 +424,7 @@ impl Expr {
             | Expr::Priority(e, _)
             | Expr::Consolidate(e, ..)
             | Expr::Named(_, e) => e.data_exprs(out),
+            Expr::Percentiles(d, _) => out.push(d),
         }
     }
 
@@ -433,6 +438,14 @@ impl Expr {
             | Expr::GroupBy(_, _, keys) => keys.clone(),
             Expr::Data(_) | Expr::Const(_) | Expr::Time(_) | Expr::StatPlaceholder(_) => Vec::new(),
             Expr::Aggr(..) => Vec::new(),
+            Expr::Percentiles(d, _) => match &d.kind {
+                DataKind::GroupBy(_, keys) => keys
+                    .iter()
+                    .filter(|k| *k != "percentile")
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            },
             Expr::Binary(_, a, b) => {
                 let (ga, gb) = (a.grouping(), b.grouping());
                 let sa: BTreeSet<&String> = ga.iter().collect();
@@ -460,6 +473,7 @@ impl Expr {
                 ..
             })
             | Expr::GroupBy(..) => true,
+            Expr::Percentiles(..) => !self.grouping().is_empty(),
             Expr::Binary(_, a, b) => a.is_grouped() || b.is_grouped(),
             Expr::Filter(e, _) => e.is_grouped(),
             Expr::Unary(_, e)
@@ -855,7 +869,84 @@ impl Env<'_> {
                     .collect()
             }
             Expr::Named(_, inner) => self.eval(inner)?,
+            Expr::Percentiles(d, pcts) => self.eval_percentiles(d, pcts),
         })
+    }
+
+    fn eval_percentiles(&self, d: &DataExpr, pcts: &[f64]) -> Vec<Line> {
+        let g = &self.grid;
+        let keys: Vec<String> = match &d.kind {
+            DataKind::GroupBy(_, k) => k.iter().filter(|k| *k != "percentile").cloned().collect(),
+            _ => Vec::new(),
+        };
+        let lines = self.eval_data(d);
+        // The other keys' groups, each with its buckets by index.
+        let mut groups: BTreeMap<Option<String>, Vec<(usize, bool, &Line)>> = BTreeMap::new();
+        for l in &lines {
+            let Some(p) = l.tags.get("percentile") else {
+                continue;
+            };
+            let Some((timer, idx)) = bucket_of(p) else {
+                continue;
+            };
+            let key = if keys.is_empty() {
+                None
+            } else {
+                match key_string(&keys, &l.tags) {
+                    Some(k) => Some(k),
+                    None => continue,
+                }
+            };
+            groups.entry(key).or_default().push((idx, timer, l));
+        }
+        if groups.is_empty() {
+            return vec![no_data(g, Tags::new())];
+        }
+        let mut pcts = pcts.to_vec();
+        pcts.sort_by(f64::total_cmp);
+        pcts.dedup();
+        let mut out = Vec::new();
+        for (key, buckets) in groups {
+            let timer = buckets[0].1;
+            let factor = if timer { 1e-9 } else { 1.0 };
+            let mut series = vec![vec![f64::NAN; g.len()]; pcts.len()];
+            let mut counts = vec![0.0; super::percentiles::LENGTH];
+            for i in 0..g.len() {
+                counts.iter_mut().for_each(|c| *c = 0.0);
+                for (idx, _, l) in &buckets {
+                    let v = l.values.get(i).copied().unwrap_or(f64::NAN);
+                    counts[*idx] += if v.is_finite() { v } else { 0.0 };
+                }
+                for (j, r) in super::percentiles::estimate(&counts, &pcts)
+                    .into_iter()
+                    .enumerate()
+                {
+                    series[j][i] = r * factor;
+                }
+            }
+            let mut tags = buckets[0].2.tags.clone();
+            let base = match &key {
+                Some(k) => k.clone(),
+                None => d.query.label(),
+            };
+            for (j, values) in series.into_iter().enumerate() {
+                let p = pcts[j];
+                let ps = if p < 10.0 {
+                    format!("  {}", java_double(p))
+                } else if p < 100.0 {
+                    format!(" {}", java_double(p))
+                } else {
+                    java_double(p)
+                };
+                tags.insert("percentile".into(), ps.clone());
+                out.push(Line {
+                    tags: tags.clone(),
+                    label: format!("percentile({base}, {ps})"),
+                    values,
+                });
+            }
+        }
+        out
     }
 
     fn eval_data(&self, d: &DataExpr) -> Vec<Line> {
@@ -1107,6 +1198,18 @@ impl Env<'_> {
         }
         Ok(kept)
     }
+}
+
+/// A `percentile` tag: `T` (a timer, in nanoseconds) or `D` (a distribution summary), then the
+/// bucket index in 4 hex digits.
+fn bucket_of(tag: &str) -> Option<(bool, usize)> {
+    let timer = match tag.as_bytes().first()? {
+        b'T' => true,
+        b'D' => false,
+        _ => return None,
+    };
+    let idx = usize::from_str_radix(tag.get(1..)?, 16).ok()?;
+    (tag.len() == 5 && idx < super::percentiles::LENGTH).then_some((timer, idx))
 }
 
 /// The exact keys every data expression of `e` shares (`AggrMathExpr.filterKeys`), or

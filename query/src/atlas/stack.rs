@@ -761,6 +761,51 @@ impl Run {
                     Box::new(e.unwrap_or(Expr::Const(f64::NAN))),
                 ));
             }
+            "percentiles" => {
+                let pcts: Option<Vec<f64>> = t0
+                    .as_ref()
+                    .and_then(Item::as_list)
+                    .and_then(|l| l.iter().map(Item::as_number).collect());
+                let data = match &t1 {
+                    Some(Item::Query(q)) => Some(DataExpr::aggregate(Af::Sum, q.clone())),
+                    Some(Item::Expr(Expr::Data(d))) if d.kind != DataKind::All => Some(d.clone()),
+                    _ => None,
+                };
+                need!(
+                    pcts.is_some() && data.is_some(),
+                    "DataExpr percentiles:List -- Expr"
+                );
+                let pcts = pcts.unwrap_or_default();
+                if let Some(p) = pcts.iter().find(|p| !(0.0..=100.0).contains(*p)) {
+                    return Err(format!(
+                        "invalid percentile {p}, value must be 0.0 <= p <= 100.0"
+                    ));
+                }
+                let Some(mut d) = data else {
+                    return Err(no_match(self, "DataExpr percentiles:List"));
+                };
+                // Always the sum of the buckets, grouped by bucket and the keys asked for.
+                d.kind = match d.kind {
+                    DataKind::GroupBy(_, keys) => {
+                        let mut k = vec!["percentile".to_string()];
+                        k.extend(keys.into_iter().filter(|k| k != "percentile"));
+                        DataKind::GroupBy(Af::Sum, k)
+                    }
+                    _ => DataKind::GroupBy(Af::Sum, vec!["percentile".to_string()]),
+                };
+                d.cf = None;
+                self.pop();
+                self.pop();
+                self.push_expr(Expr::Percentiles(d, pcts));
+            }
+            "median" => {
+                need!(
+                    matches!(t0, Some(Item::Query(_)) | Some(Item::Expr(Expr::Data(_)))),
+                    "DataExpr -- Expr"
+                );
+                self.stack.push(Item::List(vec![Item::Str("50".into())]));
+                self.simple("percentiles", pos)?;
+            }
             "avg" | "stddev" | "pct" => {
                 let e = t0.as_ref().and_then(Item::as_expr);
                 need!(e.is_some(), "expr:TimeSeriesExpr");
@@ -1231,6 +1276,7 @@ fn map_data(e: Expr, f: &dyn Fn(DataExpr) -> DataExpr) -> Expr {
         Expr::Priority(e, p) => Expr::Priority(m(e), p),
         Expr::Consolidate(e, cf, s) => Expr::Consolidate(m(e), cf, s),
         Expr::Named(n, e) => Expr::Named(n, m(e)),
+        Expr::Percentiles(d, p) => Expr::Percentiles(f(d), p),
         e => e,
     }
 }
