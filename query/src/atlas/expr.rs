@@ -911,6 +911,7 @@ impl Env<'_> {
             let factor = if timer { 1e-9 } else { 1.0 };
             let mut series = vec![vec![f64::NAN; g.len()]; pcts.len()];
             let mut counts = vec![0.0; super::percentiles::LENGTH];
+            #[allow(clippy::needless_range_loop)]
             for i in 0..g.len() {
                 counts.iter_mut().for_each(|c| *c = 0.0);
                 for (idx, _, l) in &buckets {

@@ -41,10 +41,9 @@ pub fn index_of(v: i64) -> usize {
     if v <= 4 {
         return v as usize;
     }
-    let mut shift = 63 - v.leading_zeros() as usize;
+    let shift = 63 - v.leading_zeros() as usize;
     let mut prev_power_of_4 = (v >> shift) << shift;
-    if shift % 2 != 0 {
-        shift -= 1;
+    if !shift.is_multiple_of(2) {
         prev_power_of_4 >>= 1;
     }
     let delta = prev_power_of_4 / 3;
