@@ -1,5 +1,5 @@
-//! `tally check`: a Nagios/Icinga plugin. It reads one target from a running store through the
-//! typed render client, reduces each series over the window, and prints one status line with
+//! `tally check`: a Nagios/Icinga plugin. It reads one target (or, with `--atlas`, one Atlas
+//! expression) from a running store through the typed render client, reduces each series over the window, and prints one status line with
 //! perfdata; the exit code is 0 OK, 1 WARNING, 2 CRITICAL or 3 UNKNOWN (bad arguments too).
 
 use tally_query::alert::config::Reduce;
@@ -59,8 +59,10 @@ pub fn run(a: CheckArgs) -> i32 {
     }
     let now = tally_common::unix_now();
     let series = match RenderClient::with_tls(&a.url, a.token.as_deref(), timeout, &a.tls.files())
-        .and_then(|c| c.render(&a.target, now - window, now))
-    {
+        .and_then(|c| match (&a.atlas, &a.target) {
+            (Some(q), _) => c.atlas(q, now - window, now),
+            (None, t) => c.render(t.as_deref().unwrap_or_default(), now - window, now),
+        }) {
         Ok(s) => s,
         Err(e) => return unknown(e.to_string()),
     };

@@ -117,8 +117,16 @@ pub struct CheckArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// The target expression, as /render takes it.
-    #[arg(short, long)]
-    pub target: String,
+    #[arg(
+        short,
+        long,
+        required_unless_present = "atlas",
+        conflicts_with = "atlas"
+    )]
+    pub target: Option<String>,
+    /// Instead of --target: an Atlas expression, as /api/v1/graph takes it.
+    #[arg(long)]
+    pub atlas: Option<String>,
     /// The window each series is reduced over.
     #[arg(long, default_value = "5m")]
     pub window: String,

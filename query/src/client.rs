@@ -133,6 +133,73 @@ impl RenderClient {
     }
 }
 
+impl RenderClient {
+    /// The lines Atlas expression `q` yields over `[from, until]` (`/api/v1/graph`,
+    /// `format=std.json`, UTC), each named by its legend.
+    pub fn atlas(
+        &self,
+        q: &str,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<RenderedSeries>, ClientError> {
+        let url = format!("{}/api/v1/graph", self.base);
+        let mut req = self.http.get(&url).query(&[
+            ("q", q),
+            ("s", &from.to_string()),
+            ("e", &until.to_string()),
+            ("tz", "UTC"),
+            ("format", "std.json"),
+        ]);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let unreachable = |source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        };
+        let resp = req.send().map_err(unreachable)?;
+        let status = resp.status();
+        let body = resp.text().map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                url: self.base.clone(),
+                status: status.as_u16(),
+                body: body.trim().to_string(),
+            });
+        }
+        parse_std_json(&body).map_err(|text| ClientError::Malformed {
+            url: self.base.clone(),
+            line: 1,
+            text,
+        })
+    }
+}
+
+/// Parses Atlas's `std.json` graph answer into one series per line (`"NaN"` is `None`).
+pub fn parse_std_json(body: &str) -> Result<Vec<RenderedSeries>, String> {
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    let start = v["start"].as_i64().ok_or("no start")? / 1000;
+    let step = v["step"].as_i64().ok_or("no step")? / 1000;
+    let legend = v["legend"].as_array().ok_or("no legend")?;
+    let rows = v["values"].as_array().ok_or("no values")?;
+    let mut out: Vec<RenderedSeries> = legend
+        .iter()
+        .map(|l| RenderedSeries {
+            name: l.as_str().unwrap_or_default().to_string(),
+            start,
+            step,
+            values: Vec::with_capacity(rows.len()),
+        })
+        .collect();
+    for row in rows {
+        let row = row.as_array().ok_or("a row is not a list")?;
+        for (s, x) in out.iter_mut().zip(row) {
+            s.values.push(x.as_f64().filter(|f| f.is_finite()));
+        }
+    }
+    Ok(out)
+}
+
 /// Parses graphite's `format=raw`: one `name,start,end,step|v1,v2,...` line per series, `None`
 /// for a missing value. The name may hold commas and pipes; the numbers never do. A bad line is
 /// returned as its number and (cut) text.

@@ -186,6 +186,29 @@ fn issue_13_publish_graph_in_every_format_and_tags() {
         "{body}"
     );
 
+    // `tally check --atlas` as a Nagios plugin: the 5xx sum peaks at 12 (5 + 7).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "check",
+            "--url",
+            &format!("http://{http}"),
+            "--label",
+            "errors",
+        ])
+        .args([
+            "--atlas",
+            "name,requests,:eq,status,5xx,:eq,:and,:sum",
+            "--window",
+            "30m",
+        ])
+        .args(["--reduce", "max", "--warn", "6", "--crit", "10"])
+        .output()
+        .expect("tally check runs");
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(out.status.code(), Some(2), "{line}");
+    assert!(line.starts_with("ERRORS CRITICAL - "), "{line}");
+    assert!(line.contains("=12"), "{line}");
+
     let (status, body) = get(&http, "/api/v1/tags");
     assert_eq!(status, 200, "{body}");
     let keys: Vec<String> = serde_json::from_str(&body).expect("keys");
