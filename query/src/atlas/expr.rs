@@ -1585,13 +1585,20 @@ mod tests {
             &run_stateful(Stateful::CumulativeMax, &[1.0, N, 3.0, 2.0], 60),
             &[1.0, 1.0, 3.0, 3.0]
         ));
+        // `:rolling-min`, `:rolling-max` and `:rolling-sum`'s tables.
+        let input = [0.0, 1.0, -1.0, N, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0];
         assert!(same(
-            &run_stateful(Stateful::RollingSum(2), &[1.0, N, N, 2.0], 60),
-            &[1.0, 1.0, N, 2.0]
+            &run_stateful(Stateful::RollingMin(3), &input, 60),
+            &[0.0, 0.0, -1.0, -1.0, -1.0, 0.0, 0.0, 1.0, 1.0, 0.0]
         ));
         assert!(same(
-            &run_stateful(Stateful::RollingMax(2), &[1.0, 3.0, 2.0, N, N], 60),
-            &[1.0, 3.0, 3.0, 2.0, N]
+            &run_stateful(Stateful::RollingMax(3), &input, 60),
+            &[0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+        ));
+        let input = [0.0, 1.0, -1.0, N, N, N, 1.0, 1.0, 1.0, 0.0];
+        assert!(same(
+            &run_stateful(Stateful::RollingSum(3), &input, 60),
+            &[0.0, 1.0, 0.0, 0.0, -1.0, N, 1.0, 2.0, 3.0, 2.0]
         ));
     }
 

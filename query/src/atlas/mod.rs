@@ -530,6 +530,102 @@ mod tests {
         assert!(e.to_string().contains("invalid percentile 101"), "{e}");
     }
 
+    /// The summary tables of the math words (`MathVocabulary.scala`), run through the
+    /// interpreter and the evaluator: `a,b,:word` for each column.
+    #[test]
+    fn math_words_match_their_summary_tables() {
+        let n = f64::NAN;
+        let inf = f64::INFINITY;
+        let tables: &[(&str, [f64; 5], [f64; 5], [f64; 5])] = &[
+            (
+                ":add",
+                [3.0, 0.0, 1.0, 1.0, n],
+                [1.0, 0.0, 1.0, 1.0, n],
+                [2.0, 0.0, 0.0, n, n],
+            ),
+            (
+                ":sub",
+                [1.0, 0.0, 1.0, 1.0, n],
+                [2.0, 0.0, 1.0, 1.0, n],
+                [1.0, 0.0, 0.0, n, n],
+            ),
+            (
+                ":div",
+                [0.5, 0.0, n, n, n],
+                [1.0, 0.0, 1.0, 1.0, n],
+                [2.0, 0.0, 0.0, n, n],
+            ),
+            (
+                ":fadd",
+                [3.0, 0.0, 1.0, n, n],
+                [2.0, 0.0, 1.0, 1.0, n],
+                [1.0, 0.0, 0.0, n, n],
+            ),
+            (
+                ":fsub",
+                [1.0, 0.0, 1.0, n, n],
+                [2.0, 0.0, 1.0, 1.0, n],
+                [1.0, 0.0, 0.0, n, n],
+            ),
+            (
+                ":fdiv",
+                [2.0, n, inf, n, n],
+                [2.0, 0.0, 1.0, 1.0, n],
+                [1.0, 0.0, 0.0, n, n],
+            ),
+        ];
+        let ctx = Ctx::new(Arc::new(MemSource::default()), T, T + 120);
+        for (word, want, a, b) in tables {
+            for i in 0..5 {
+                let program = format!("{},{},{word}", a[i], b[i]).replace("NaN", "NaN");
+                let exprs = parse(&program, None).expect("parses");
+                let g = evaluate(&ctx, &exprs, T, T + 120, None, 700).expect("evaluates");
+                let got = g.lines[0].line.values[0];
+                assert!(
+                    (got.is_nan() && want[i].is_nan()) || got == want[i],
+                    "{program}: {got}, want {}",
+                    want[i]
+                );
+            }
+        }
+    }
+
+    /// `DataVocabulary`'s `:sum` table and `FilterVocabulary`'s `:stat` table.
+    #[test]
+    fn data_and_filter_words_match_their_summary_tables() {
+        let mut m = MemSource::default();
+        m.add("t;i=1", T, 60, vec![Some(2.0), Some(4.0), None]);
+        m.add("t;i=2", T, 60, vec![Some(1.0), None, None]);
+        m.add(
+            "s;i=1",
+            T,
+            60,
+            vec![Some(0.0), Some(5.0), Some(1.0), Some(3.0), Some(1.0), None],
+        );
+        let src: Arc<dyn crate::Source> = Arc::new(m);
+        let run = |q: &str, steps: i64| {
+            let ctx = Ctx::new(src.clone(), T - 60, T + steps * 60);
+            let exprs = parse(q, None).expect("parses");
+            let g =
+                evaluate(&ctx, &exprs, T - 60, T - 60 + steps * 60, None, 700).expect("evaluates");
+            g.lines[0].line.values.clone()
+        };
+        let sum = run("name,t,:eq,:sum", 3);
+        assert_eq!(&sum[..2], &[3.0, 4.0]);
+        assert!(sum[2].is_nan());
+        for (stat, want) in [
+            ("avg", 2.0),
+            ("max", 5.0),
+            ("min", 0.0),
+            ("last", 1.0),
+            ("total", 10.0),
+            ("count", 5.0),
+        ] {
+            let got = run(&format!("name,s,:eq,:sum,{stat},:stat"), 6);
+            assert!(got.iter().all(|v| *v == want), "{stat}: {got:?}");
+        }
+    }
+
     #[test]
     fn steps_follow_atlas() {
         assert_eq!(graph_step(60, 700, 0, 3 * 3600), 60);
