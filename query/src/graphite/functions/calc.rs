@@ -10,7 +10,7 @@
 use crate::error::Result;
 use crate::graphite::args::Args;
 use crate::graphite::eval::Value;
-use crate::graphite::py_number::{py_g, py_number};
+use crate::graphite::py_number::{py_float, py_g, py_number};
 use crate::series::TimeSeries;
 
 use super::agg::agg_func;
@@ -442,7 +442,7 @@ fn series_percentile(s: &TimeSeries, n: f64) -> Option<f64> {
 
 pub(crate) fn n_percentile(a: &Args) -> Result<Value> {
     let list = a.series(0, "seriesList")?;
-    let (n, int) = a.num_lit(1, "n")?;
+    let n = a.num(1, "n")?;
     if n == 0.0 {
         return Err(a.err("the requested percent is required to be greater than 0"));
     }
@@ -459,7 +459,7 @@ pub(crate) fn n_percentile(a: &Args) -> Result<Value> {
             format!("nPercentile({}, {})", s.name, py_g(n)),
             vec![Some(p); count],
         );
-        d.tags.insert("nPercentile".into(), py_number(n, int));
+        d.tags.insert("nPercentile".into(), py_float(n));
         out.push(d);
     }
     Ok(Value::Series(out))
@@ -469,7 +469,7 @@ pub(crate) fn n_percentile(a: &Args) -> Result<Value> {
 /// percentile become null (below: nulls stay null).
 pub(crate) fn remove_percentile(a: &Args, above: bool) -> Result<Value> {
     let list = a.series(0, "seriesList")?;
-    let (n, int) = a.num_lit(1, "n")?;
+    let n = a.num(1, "n")?;
     let func = if above {
         "removeAbovePercentile"
     } else {
@@ -495,7 +495,7 @@ pub(crate) fn remove_percentile(a: &Args, above: bool) -> Result<Value> {
             .collect();
         let mut d = renamed(&s, name, values);
         // graphite-web's nPercentile tags the series it was given.
-        d.tags.insert("nPercentile".into(), py_number(n, int));
+        d.tags.insert("nPercentile".into(), py_float(n));
         out.push(d);
     }
     Ok(Value::Series(out))

@@ -7,7 +7,7 @@
 use crate::error::Result;
 use crate::graphite::args::Args;
 use crate::graphite::eval::Value;
-use crate::graphite::py_number::{py_g, py_number, py_optional};
+use crate::graphite::py_number::{py_float, py_g, py_number, py_optional};
 use crate::series::{normalize, TimeSeries};
 
 use super::agg::rows;
@@ -105,21 +105,22 @@ fn pointwise(
 }
 
 pub(crate) fn add(a: &Args) -> Result<Value> {
-    let (c, int) = a.num_lit(1, "constant")?;
+    // A float parameter: graphite-web makes `5` 5.0, and tags it so.
+    let c = a.num(1, "constant")?;
     each(
         a,
         |s| format!("add({},{})", s.name, py_d(c)),
-        Some(("add", py_number(c, int))),
+        Some(("add", py_float(c))),
         |_, v| v.iter().map(|x| x.map(|x| x + c)).collect(),
     )
 }
 
 pub(crate) fn pow(a: &Args) -> Result<Value> {
-    let (f, int) = a.num_lit(1, "factor")?;
+    let f = a.num(1, "factor")?;
     each(
         a,
         |s| format!("pow({},{})", s.name, py_g(f)),
-        Some(("pow", py_number(f, int))),
+        Some(("pow", py_float(f))),
         |_, v| v.iter().map(|x| safe_pow(*x, Some(f))).collect(),
     )
 }
@@ -212,11 +213,11 @@ pub(crate) fn round(a: &Args) -> Result<Value> {
 }
 
 pub(crate) fn scale_to_seconds(a: &Args) -> Result<Value> {
-    let (secs, int) = a.num_lit(1, "seconds")?;
+    let secs = a.num(1, "seconds")?;
     each(
         a,
         |s| format!("scaleToSeconds({},{})", s.name, py_d(secs)),
-        Some(("scaleToSeconds", py_number(secs, int))),
+        Some(("scaleToSeconds", py_float(secs))),
         |s, v| {
             let factor = secs / s.step as f64;
             v.iter()
@@ -499,10 +500,10 @@ pub(crate) fn substr(a: &Args) -> Result<Value> {
 
 pub(crate) fn set_x_files_factor(a: &Args) -> Result<Value> {
     let mut list = a.series(0, "seriesList")?;
-    let (xff, int) = a.num_lit(1, "xFilesFactor")?;
+    let xff = a.num(1, "xFilesFactor")?;
     for s in &mut list {
         s.x_files_factor = xff;
-        s.tags.insert("xFilesFactor".into(), py_number(xff, int));
+        s.tags.insert("xFilesFactor".into(), py_float(xff));
     }
     Ok(Value::Series(list))
 }

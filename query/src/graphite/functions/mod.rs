@@ -51,7 +51,7 @@ specs! {
     "avg", "Combine", "seriesLists:seriesList!*", "Alias of averageSeries.";
     "cactiStyle", "Special", "seriesList:seriesList!,system:string,units:string", "Adds current, max and min to names.";
     "color", "Graph", "seriesList:seriesList!,theColor:string!", "Display only: passes series through.";
-    "consolidateBy", "Special", "seriesList:seriesList!,consolidationFunc:string!=average", "How the series is consolidated for maxDataPoints.";
+    "consolidateBy", "Special", "seriesList:seriesList!,consolidationFunc:string!", "How the series is consolidated for maxDataPoints.";
     "constantLine", "Special", "value:float!", "A horizontal line at a value.";
     "countSeries", "Combine", "seriesLists:seriesList*", "The number of series, at every point.";
     "currentAbove", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose last value is above n.";
@@ -63,10 +63,10 @@ specs! {
     "exclude", "Filter Series", "seriesList:seriesList!,pattern:string!", "Drop series whose name matches a regex.";
     "grep", "Filter Series", "seriesList:seriesList!,pattern:string!", "Keep series whose name matches a regex.";
     "group", "Combine", "seriesLists:seriesList*", "Several series lists as one.";
-    "groupByNode", "Combine", "seriesList:seriesList!,nodeNum:nodeOrTag!,callback:aggFunc=average", "Aggregate series grouped by one node.";
-    "groupByNodes", "Combine", "seriesList:seriesList!,callback:aggFunc!,nodes:nodeOrTag*", "Aggregate series grouped by nodes.";
-    "groupByTags", "Combine", "seriesList:seriesList!,callback:aggFunc!,tags:tag!*", "Aggregate series grouped by tags.";
-    "highest", "Filter Series", "seriesList:seriesList!,n:integer=1,func:aggFunc=average", "The n highest series by a function.";
+    "groupByNode", "Combine", "seriesList:seriesList!,nodeNum:nodeOrTag!,callback:aggOrSeriesFunc=average", "Aggregate series grouped by one node.";
+    "groupByNodes", "Combine", "seriesList:seriesList!,callback:aggOrSeriesFunc!,nodes:nodeOrTag*", "Aggregate series grouped by nodes.";
+    "groupByTags", "Combine", "seriesList:seriesList!,callback:aggOrSeriesFunc!,tags:tag!*", "Aggregate series grouped by tags.";
+    "highest", "Filter Series", "seriesList:seriesList!,n:integer!,func:aggFunc=average", "The n highest series by a function.";
     "highestAverage", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the highest average.";
     "highestCurrent", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the highest last value.";
     "highestMax", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the highest maximum.";
@@ -76,7 +76,7 @@ specs! {
     "legendValue", "Alias", "seriesList:seriesList!,valuesTypes:string*", "Adds aggregates to names.";
     "limit", "Filter Series", "seriesList:seriesList!,n:integer!", "The first n series.";
     "lineWidth", "Graph", "seriesList:seriesList!,width:float!", "Display only: passes series through.";
-    "lowest", "Filter Series", "seriesList:seriesList!,n:integer=1,func:aggFunc=average", "The n lowest series by a function.";
+    "lowest", "Filter Series", "seriesList:seriesList!,n:integer!,func:aggFunc=average", "The n lowest series by a function.";
     "lowestAverage", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the lowest average.";
     "lowestCurrent", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the lowest last value.";
     "maxSeries", "Combine", "seriesLists:seriesList!*", "Maximum of series, point by point.";
@@ -375,7 +375,7 @@ pub fn functions_json() -> Json {
                     };
                     m.insert("default".into(), v);
                 }
-                if ty == "aggFunc" {
+                if ty == "aggFunc" || ty == "aggOrSeriesFunc" {
                     m.insert("options".into(), json!(AGG_FUNCS));
                 }
                 Json::Object(m)
@@ -464,6 +464,64 @@ mod tests {
         assert_eq!(default("timeShift", 2), json!(true));
     }
 
+    /// The other direction of `every_listed_function_dispatches`, over graphite-web 1.1.8's
+    /// whole library: every function it has is listed here with its group and parameters
+    /// (names, types, required, multiple, defaults), nothing is listed that it does not have,
+    /// and a name that is not listed does not dispatch. Of the "Graph" group (display-only
+    /// functions) only the names are checked.
+    #[test]
+    fn the_table_is_graphite_webs_and_dispatch_agrees_issue_12() {
+        let reference: Vec<(&str, &str, &str)> = include_str!("graphite_web_1_1_8.tsv")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let mut f = l.split('\t');
+                Some((f.next()?, f.next()?, f.next().unwrap_or("")))
+            })
+            .collect();
+        assert_eq!(reference.len(), 151);
+        let ctx = Ctx::new(Arc::new(crate::source::MemSource::default()), 0, 600);
+        let mut problems = Vec::new();
+        for (name, group, params) in &reference {
+            match SPECS.iter().find(|s| s.name == *name) {
+                Some(spec) => {
+                    // The display-only "Graph" functions belong to the renderer's work.
+                    if *group != "Graph" && (spec.group != *group || spec.params != *params) {
+                        problems.push(format!(
+                            "{name}: listed {} ({}), graphite-web {group} ({params})",
+                            spec.group, spec.params
+                        ));
+                    }
+                }
+                None if *group == "Graph" => {}
+                None => problems.push(format!("{name} ({group}) is not listed")),
+            }
+            let listed = SPECS.iter().any(|s| s.name == *name);
+            let c = Call {
+                name: (*name).into(),
+                args: vec![],
+                kwargs: vec![],
+                raw: String::new(),
+            };
+            let unknown = matches!(call(&ctx, &c), Err(QueryError::UnknownFunction(_)));
+            if listed == unknown && *name != "seriesByTag" {
+                problems.push(format!(
+                    "{name}: listed {listed} but dispatches {}",
+                    !unknown
+                ));
+            }
+        }
+        for spec in SPECS {
+            if !reference.iter().any(|(n, _, _)| *n == spec.name) {
+                problems.push(format!(
+                    "{} is listed but graphite-web has no such function",
+                    spec.name
+                ));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
     #[test]
     fn functions_json_is_what_grafana_parses() {
         let j = functions_json();
@@ -473,6 +531,6 @@ mod tests {
         assert_eq!(j["sumSeries"]["params"][0]["multiple"], true);
         assert_eq!(j["summarize"]["params"][2]["default"], "sum");
         assert!(j["groupByNode"]["params"][2]["options"].is_array());
-        assert!(SPECS.len() >= 75, "{}", SPECS.len());
+        assert!(SPECS.len() >= 141, "{}", SPECS.len());
     }
 }
