@@ -10,6 +10,8 @@ mod filter;
 mod math;
 pub(crate) mod names;
 mod special;
+#[cfg(test)]
+mod tests_issue12;
 mod transform;
 
 use serde_json::{json, Map, Value as Json};
