@@ -98,10 +98,39 @@ fn prefix(name: &str, n: i64) -> String {
     parts[i..j].join(".")
 }
 
-/// Evaluates a target written by a function (applyByNode's template, aliasQuery's query).
+/// How deep targets written by functions may nest (an aliasQuery whose query is an aliasQuery
+/// ...): each level is a parse and an evaluation on the stack.
+pub(crate) const MAX_WRITTEN_DEPTH: usize = 8;
+
+thread_local! {
+    static WRITTEN_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+pub(crate) fn set_written_depth(d: usize) {
+    WRITTEN_DEPTH.with(|c| c.set(d));
+}
+
+/// Evaluates a target written by a function (applyByNode's template, aliasQuery's query,
+/// useSeriesAbove's group), at most `MAX_WRITTEN_DEPTH` deep: a name that rewrites itself into
+/// the same call again is refused, not followed until the stack runs out.
 pub(crate) fn evaluate_text(a: &Args, target: &str) -> Result<Vec<TimeSeries>> {
     a.ctx.check_time()?;
+    let depth = WRITTEN_DEPTH.with(|d| d.get());
+    if depth >= MAX_WRITTEN_DEPTH {
+        return Err(a.err(format!(
+            "targets written by functions nest more than {MAX_WRITTEN_DEPTH} deep"
+        )));
+    }
     let expr = parse(target).map_err(|e| a.err(format!("the target it made is bad: {e}")))?;
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            WRITTEN_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    WRITTEN_DEPTH.with(|d| d.set(depth + 1));
+    let _leave = Leave;
     evaluate(a.ctx, &expr)
 }
 

@@ -236,3 +236,38 @@ fn generated_points_are_bounded() {
     let c = ctx(&[("a", vals(&[1; 10]))]);
     assert_eq!(eval(&c, "identity('i')").expect("small")[0].len(), 10);
 }
+
+/// Targets written by functions nest (a template whose evaluation writes another), and the
+/// nesting is bounded: at the bound the next one is refused, and the bound is given back after.
+#[test]
+fn written_targets_nest_boundedly() {
+    let c = ctx(&[("a.b", vals(&[1])), ("x", vals(&[7]))]);
+    let r = eval(
+        &c,
+        "applyByNode(a.b, 0, \"applyByNode(%.b, 0, 'scale(%.b, 2)', '%.two')\")",
+    )
+    .expect("two levels");
+    assert_eq!(r[0].name, "a.two");
+    assert_eq!(values(&r[0]), vec![Some(2.0)]);
+    let call = crate::graphite::expr::Call {
+        name: "aliasQuery".into(),
+        args: vec![],
+        kwargs: vec![],
+        raw: String::new(),
+    };
+    let a = crate::graphite::args::Args {
+        ctx: &c,
+        call: &call,
+    };
+    super::combine::set_written_depth(super::combine::MAX_WRITTEN_DEPTH);
+    let refused = super::combine::evaluate_text(&a, "x");
+    super::combine::set_written_depth(0);
+    match refused {
+        Err(QueryError::Argument { reason, .. }) => assert!(reason.contains("nest"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        super::combine::evaluate_text(&a, "x").expect("after")[0].name,
+        "x"
+    );
+}
