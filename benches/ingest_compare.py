@@ -156,13 +156,13 @@ def settle(pid, limit=120):
 class Tally:
     name = "tally"
 
-    def __init__(self, workdir, ack=False):
+    def __init__(self, workdir, ack=False, retentions="10s:2d"):
         self.dir = os.path.join(workdir, "data")
         self.ack = ack
         self.name = "tally-ack" if ack else "tally"
         cfg = os.path.join(workdir, "store.toml")
         with open(cfg, "w") as f:
-            f.write('self_metrics_interval = "0s"\ndefault_retentions = "10s:2d"\n')
+            f.write(f'self_metrics_interval = "0s"\ndefault_retentions = "{retentions}"\n')
         self.proc = subprocess.Popen(
             [TALLY, "-q", "store", "--config", cfg, "--data-dir", self.dir,
              "--line-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
@@ -241,7 +241,7 @@ class Vm:
 class Carbon:
     name = "carbon-cache"
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, retentions="10s:1d"):
         d = workdir
         self.whisper = os.path.join(d, "storage", "whisper")
         for sub in ("conf", "storage/whisper", "storage/lists", "log"):
@@ -279,7 +279,7 @@ ENABLE_TAGS = False
 CARBON_METRIC_INTERVAL = 0
 """)
         with open(os.path.join(d, "conf", "storage-schemas.conf"), "w") as f:
-            f.write("[everything]\npattern = .*\nretentions = 10s:1d\n")
+            f.write(f"[everything]\npattern = .*\nretentions = {retentions}\n")
         with open(os.path.join(d, "conf", "storage-aggregation.conf"), "w") as f:
             f.write("[default]\npattern = .*\nxFilesFactor = 0\naggregationMethod = average\n")
         self.log = open(os.path.join(d, "carbon.out"), "w")

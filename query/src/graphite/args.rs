@@ -95,6 +95,47 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// A number and whether it was written as an int: graphite-web's names and tags show a
+    /// parameter as it was given (`add(x,5)` tags `5`, `add(x,5.0)` tags `5.0`).
+    pub(crate) fn opt_num_lit(&self, i: usize, name: &str) -> Result<Option<(f64, bool)>> {
+        match self.value(i, name)? {
+            Some(Value::Number(v, int)) => Ok(Some((v, int))),
+            Some(Value::Bool(b)) => Ok(Some((if b { 1.0 } else { 0.0 }, true))),
+            Some(Value::Str(s)) => {
+                let t = s.trim();
+                match t.parse::<i64>() {
+                    Ok(n) => Ok(Some((n as f64, true))),
+                    Err(_) => t.parse().map(|v| Some((v, false))).map_err(|_| {
+                        self.err(format!("argument \"{name}\" must be a number, got \"{s}\""))
+                    }),
+                }
+            }
+            None | Some(Value::None) => Ok(None),
+            Some(other) => Err(self.err(format!(
+                "argument \"{name}\" must be a number, got {other:?}"
+            ))),
+        }
+    }
+
+    pub(crate) fn num_lit(&self, i: usize, name: &str) -> Result<(f64, bool)> {
+        self.opt_num_lit(i, name)?
+            .ok_or_else(|| self.err(format!("missing argument \"{name}\"")))
+    }
+
+    /// An integer argument (a count of points, a node), refused when fractional or out of range.
+    pub(crate) fn opt_int(&self, i: usize, name: &str) -> Result<Option<i64>> {
+        match self.opt_num(i, name)? {
+            None => Ok(None),
+            Some(v) if v.fract() == 0.0 && v.abs() <= 1e15 => Ok(Some(v as i64)),
+            Some(v) => Err(self.err(format!("argument \"{name}\" must be an integer, got {v}"))),
+        }
+    }
+
+    pub(crate) fn int(&self, i: usize, name: &str) -> Result<i64> {
+        self.opt_int(i, name)?
+            .ok_or_else(|| self.err(format!("missing argument \"{name}\"")))
+    }
+
     pub(crate) fn num(&self, i: usize, name: &str) -> Result<f64> {
         self.opt_num(i, name)?
             .ok_or_else(|| self.err(format!("missing argument \"{name}\"")))

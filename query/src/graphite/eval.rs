@@ -10,7 +10,7 @@ use crate::graphite::functions;
 use crate::series::TimeSeries;
 
 /// What an expression evaluates to.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) enum Value {
     Series(Vec<TimeSeries>),
     /// A number, and whether it was written as an int (graphite keeps the literal's type).
@@ -18,15 +18,33 @@ pub(crate) enum Value {
     Str(String),
     Bool(bool),
     None,
+    /// A list of series lists (`mapSeries`), which only `reduceSeries` reads.
+    SeriesLists(Vec<Vec<TimeSeries>>),
 }
 
 /// Evaluates one target to its series.
 pub fn evaluate(ctx: &Ctx, expr: &Expr) -> Result<Vec<TimeSeries>> {
     match eval_value(ctx, expr)? {
         Value::Series(s) => Ok(s),
+        Value::SeriesLists(_) => Err(QueryError::BadRequest(
+            "target is a list of series lists (mapSeries): pass it to reduceSeries".into(),
+        )),
         other => Err(QueryError::BadRequest(format!(
             "target is not a series list but {other:?}"
         ))),
+    }
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Series(s) => f.debug_tuple("Series").field(s).finish(),
+            Value::Number(v, int) => f.debug_tuple("Number").field(v).field(int).finish(),
+            Value::Str(s) => f.debug_tuple("Str").field(s).finish(),
+            Value::Bool(b) => f.debug_tuple("Bool").field(b).finish(),
+            Value::None => f.write_str("None"),
+            Value::SeriesLists(l) => write!(f, "a list of {} series lists (mapSeries)", l.len()),
+        }
     }
 }
 
@@ -42,6 +60,7 @@ pub(crate) fn eval_value(ctx: &Ctx, expr: &Expr) -> Result<Value> {
         Expr::Str(s) => Value::Str(s.clone()),
         Expr::Bool(b) => Value::Bool(*b),
         Expr::None => Value::None,
+        Expr::Series(s) => Value::Series(s.as_ref().clone()),
     })
 }
 

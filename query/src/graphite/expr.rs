@@ -39,6 +39,9 @@ pub enum Expr {
     Str(String),
     Bool(bool),
     None,
+    /// Series already evaluated, which a function passes to another (`reduceSeries` calls its
+    /// reduce function on the series it grouped). The parser never makes one.
+    Series(std::sync::Arc<Vec<crate::series::TimeSeries>>),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -87,6 +87,10 @@ fn json_string(out: &mut String, s: &str) {
 
 /// `format=json`: `[{"target", "tags", "datapoints": [[v, ts], ...]}]`.
 pub(crate) fn json(series: &[TimeSeries], no_null_points: bool) -> String {
+    // graphite-web answers `[]` when no series has a value (its `if any(data)`): `delay(x, 0)`.
+    if series.iter().all(TimeSeries::is_empty) {
+        return "[]".into();
+    }
     let mut out = String::from("[");
     let mut first = true;
     for s in series {

@@ -235,33 +235,38 @@ pub(crate) fn percentile_of_series(a: &Args) -> Result<Value> {
         list[0].path_expression,
         py_g(n)
     );
+    // graphite-web 1.1.8's `_getPercentile`: the nearest rank rounded up (a fractional rank
+    // takes the next value), or interpolated.
     let values = rows(&list)
         .iter()
-        .map(|r| {
-            let mut v: Vec<f64> = r.iter().flatten().copied().collect();
-            v.sort_by(f64::total_cmp);
-            get_percentile(&v, n, interpolate)
-        })
+        .map(|r| super::calc::percentile(r, n, interpolate))
         .collect();
     Ok(Value::Series(vec![TimeSeries::new(
         name, start, step, values,
     )]))
 }
 
-/// graphite's `_getPercentile` over sorted non-null values.
-pub(crate) fn get_percentile(sorted: &[f64], n: f64, interpolate: bool) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
+/// `divideSeriesLists(dividendSeriesList, divisorSeriesList)`: the i-th series of one by the
+/// i-th of the other.
+pub(crate) fn divide_series_lists(a: &Args) -> Result<Value> {
+    let dividends = a.series(0, "dividendSeriesList")?;
+    let divisors = a.series(1, "divisorSeriesList")?;
+    if dividends.len() != divisors.len() {
+        return Err(
+            a.err("dividendSeriesList and divisorSeriesList argument must have equal length")
+        );
     }
-    let frac = n / 100.0 * (sorted.len() + 1) as f64;
-    let rank = frac as isize; // int() truncates
-    let idx = (rank.max(1) as usize).min(sorted.len()) - 1;
-    let mut value = sorted[idx];
-    if interpolate && rank > 0 && (rank as usize) < sorted.len() {
-        let next = sorted[rank as usize];
-        value += (frac - rank as f64) * (next - value);
+    let mut out = Vec::new();
+    for (x, y) in dividends.into_iter().zip(divisors) {
+        let name = format!("divideSeries({},{})", x.name, y.name);
+        let mut both = vec![x, y];
+        let Some((start, _, step)) = normalize(&mut both) else {
+            continue;
+        };
+        let values = rows(&both).iter().map(|r| safe_div(r[0], r[1])).collect();
+        out.push(TimeSeries::new(name, start, step, values));
     }
-    Some(value)
+    Ok(Value::Series(out))
 }
 
 pub(crate) fn divide_series(a: &Args) -> Result<Value> {

@@ -4,8 +4,14 @@
 
 mod agg;
 mod alias;
+mod calc;
+mod combine;
 mod filter;
+mod math;
 pub(crate) mod names;
+mod special;
+#[cfg(test)]
+mod tests_issue12;
 mod transform;
 
 use serde_json::{json, Map, Value as Json};
@@ -47,7 +53,7 @@ specs! {
     "avg", "Combine", "seriesLists:seriesList!*", "Alias of averageSeries.";
     "cactiStyle", "Special", "seriesList:seriesList!,system:string,units:string", "Adds current, max and min to names.";
     "color", "Graph", "seriesList:seriesList!,theColor:string!", "Display only: passes series through.";
-    "consolidateBy", "Special", "seriesList:seriesList!,consolidationFunc:string!=average", "How the series is consolidated for maxDataPoints.";
+    "consolidateBy", "Special", "seriesList:seriesList!,consolidationFunc:string!", "How the series is consolidated for maxDataPoints.";
     "constantLine", "Special", "value:float!", "A horizontal line at a value.";
     "countSeries", "Combine", "seriesLists:seriesList*", "The number of series, at every point.";
     "currentAbove", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose last value is above n.";
@@ -59,10 +65,10 @@ specs! {
     "exclude", "Filter Series", "seriesList:seriesList!,pattern:string!", "Drop series whose name matches a regex.";
     "grep", "Filter Series", "seriesList:seriesList!,pattern:string!", "Keep series whose name matches a regex.";
     "group", "Combine", "seriesLists:seriesList*", "Several series lists as one.";
-    "groupByNode", "Combine", "seriesList:seriesList!,nodeNum:nodeOrTag!,callback:aggFunc=average", "Aggregate series grouped by one node.";
-    "groupByNodes", "Combine", "seriesList:seriesList!,callback:aggFunc!,nodes:nodeOrTag*", "Aggregate series grouped by nodes.";
-    "groupByTags", "Combine", "seriesList:seriesList!,callback:aggFunc!,tags:tag!*", "Aggregate series grouped by tags.";
-    "highest", "Filter Series", "seriesList:seriesList!,n:integer=1,func:aggFunc=average", "The n highest series by a function.";
+    "groupByNode", "Combine", "seriesList:seriesList!,nodeNum:nodeOrTag!,callback:aggOrSeriesFunc=average", "Aggregate series grouped by one node.";
+    "groupByNodes", "Combine", "seriesList:seriesList!,callback:aggOrSeriesFunc!,nodes:nodeOrTag*", "Aggregate series grouped by nodes.";
+    "groupByTags", "Combine", "seriesList:seriesList!,callback:aggOrSeriesFunc!,tags:tag!*", "Aggregate series grouped by tags.";
+    "highest", "Filter Series", "seriesList:seriesList!,n:integer!,func:aggFunc=average", "The n highest series by a function.";
     "highestAverage", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the highest average.";
     "highestCurrent", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the highest last value.";
     "highestMax", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the highest maximum.";
@@ -72,7 +78,7 @@ specs! {
     "legendValue", "Alias", "seriesList:seriesList!,valuesTypes:string*", "Adds aggregates to names.";
     "limit", "Filter Series", "seriesList:seriesList!,n:integer!", "The first n series.";
     "lineWidth", "Graph", "seriesList:seriesList!,width:float!", "Display only: passes series through.";
-    "lowest", "Filter Series", "seriesList:seriesList!,n:integer=1,func:aggFunc=average", "The n lowest series by a function.";
+    "lowest", "Filter Series", "seriesList:seriesList!,n:integer!,func:aggFunc=average", "The n lowest series by a function.";
     "lowestAverage", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the lowest average.";
     "lowestCurrent", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the lowest last value.";
     "maxSeries", "Combine", "seriesLists:seriesList!*", "Maximum of series, point by point.";
@@ -112,6 +118,73 @@ specs! {
     "timeShift", "Transform", "seriesList:seriesList!,timeShift:interval!,resetEnd:boolean=true,alignDst:boolean=false", "The series from an interval ago.";
     "timeStack", "Transform", "seriesList:seriesList!,timeShiftUnit:interval=1d,timeShiftStart:integer=0,timeShiftEnd:integer=7", "The series shifted back 0..n units.";
     "transformNull", "Transform", "seriesList:seriesList!,default:float=0,referenceSeries:seriesList", "Replace nulls with a value.";
+    // graphite-web 1.1.8's other functions (issue 12), after the first 80.
+    "aggregateLine", "Calculate", "seriesList:seriesList!,func:aggFunc=average,keepStep:boolean=false", "A line at an aggregate of each series.";
+    "aggregateSeriesLists", "Combine", "seriesListFirstPos:seriesList!,seriesListSecondPos:seriesList!,func:aggFunc!,xFilesFactor:float", "Aggregate the i-th series of two lists, pair by pair.";
+    "aggregateWithWildcards", "Combine", "seriesList:seriesList!,func:aggFunc!,position:node*", "Aggregate series grouped by their name without the given nodes.";
+    "applyByNode", "Combine", "seriesList:seriesList!,nodeNum:node!,templateFunction:string!,newName:string", "Evaluate a template target for each node prefix.";
+    "averageOutsidePercentile", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose average lies outside the n-th percentiles of averages.";
+    "averageSeriesWithWildcards", "Combine", "seriesList:seriesList!,position:node*", "Average of series grouped without the given nodes.";
+    "changed", "Special", "seriesList:seriesList!", "1 where the value changed, else 0.";
+    "cumulative", "Special", "seriesList:seriesList!", "Alias of consolidateBy(seriesList, 'sum').";
+    "delay", "Transform", "seriesList:seriesList!,steps:integer!", "Values moved by a number of steps.";
+    "diffSeriesLists", "Combine", "seriesListFirstPos:seriesList!,seriesListSecondPos:seriesList!", "Difference of the i-th series of two lists.";
+    "divideSeriesLists", "Combine", "dividendSeriesList:seriesList!,divisorSeriesList:seriesList!", "Quotient of the i-th series of two lists.";
+    "events", "Special", "tags:string!*", "Events with the given tags, counted per second.";
+    "exp", "Transform", "seriesList:seriesList!", "e to the power of each point.";
+    "exponentialMovingAverage", "Calculate", "seriesList:seriesList!,windowSize:intOrInterval!", "Exponential moving average over a window.";
+    "fallbackSeries", "Special", "seriesList:seriesList!,fallback:seriesList!", "The fallback when the series list is empty.";
+    "filterSeries", "Filter Series", "seriesList:seriesList!,func:aggFunc!,operator:string!,threshold:float!", "Series whose aggregate compares to a threshold.";
+    "holtWintersAberration", "Calculate", "seriesList:seriesList!,delta:integer=3,bootstrapInterval:interval=7d,seasonality:interval=1d", "How far points lie outside the Holt-Winters bands.";
+    "holtWintersConfidenceArea", "Calculate", "seriesList:seriesList!,delta:integer=3,bootstrapInterval:interval=7d,seasonality:interval=1d", "The area between the Holt-Winters bands.";
+    "holtWintersConfidenceBands", "Calculate", "seriesList:seriesList!,delta:integer=3,bootstrapInterval:interval=7d,seasonality:interval=1d", "Holt-Winters upper and lower bands.";
+    "holtWintersForecast", "Calculate", "seriesList:seriesList!,bootstrapInterval:interval=7d,seasonality:interval=1d", "Holt-Winters forecast.";
+    "identity", "Calculate", "name:string!", "The clock as a series, at one-minute steps.";
+    "integralByInterval", "Transform", "seriesList:seriesList!,intervalUnit:string!", "Running total, restarted every interval.";
+    "interpolate", "Transform", "seriesList:seriesList!,limit:intOrInf=inf", "Fill gaps on the line between their ends.";
+    "invert", "Transform", "seriesList:seriesList!", "1 divided by each point.";
+    "isNonNull", "Transform", "seriesList:seriesList!", "1 where there is a value, 0 where null.";
+    "linearRegression", "Calculate", "seriesList:seriesList!,startSourceAt:date,endSourceAt:date", "The least-squares line through the series.";
+    "log", "Transform", "seriesList:seriesList!,base:integer=10", "Logarithm of each point.";
+    "logit", "Transform", "seriesList:seriesList!", "Logit of each point.";
+    "map", "Combine", "seriesList:seriesList!,mapNodes:nodeOrTag!*", "Alias of mapSeries.";
+    "mapSeries", "Combine", "seriesList:seriesList!,mapNodes:nodeOrTag!*", "Series lists grouped by nodes, for reduceSeries.";
+    "minMax", "Transform", "seriesList:seriesList!", "Each point scaled to 0..1 between the series' min and max.";
+    "mostDeviant", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the largest variance.";
+    "movingWindow", "Calculate", "seriesList:seriesList!,windowSize:intOrInterval!,func:aggFunc=average,xFilesFactor:float", "An aggregate of the window before each point.";
+    "multiplySeriesLists", "Combine", "seriesListFirstPos:seriesList!,seriesListSecondPos:seriesList!", "Product of the i-th series of two lists.";
+    "multiplySeriesWithWildcards", "Combine", "seriesList:seriesList!,position:node*", "Product of series grouped without the given nodes.";
+    "nPercentile", "Calculate", "seriesList:seriesList!,n:float!", "A line at the n-th percentile of each series.";
+    "offsetToZero", "Transform", "seriesList:seriesList!", "Each point minus the series' minimum.";
+    "pct", "Combine", "seriesList:seriesList!,total:any,nodes:nodeOrTag*", "Alias of asPercent.";
+    "pow", "Transform", "seriesList:seriesList!,factor:float!", "Each point to a power.";
+    "powSeries", "Combine", "seriesList:seriesList!*", "The first series to the power of the others, point by point.";
+    "randomWalk", "Special", "name:string!,step:integer=60", "A random walk from 0.";
+    "randomWalkFunction", "Special", "name:string!,step:integer=60", "A random walk from 0.";
+    "reduce", "Combine", "seriesLists:seriesLists!,reduceFunction:string!,reduceNode:node!,reduceMatchers:string!*", "Alias of reduceSeries.";
+    "reduceSeries", "Combine", "seriesLists:seriesLists!,reduceFunction:string!,reduceNode:node!,reduceMatchers:string!*", "A function applied to the matched series of each mapSeries group.";
+    "removeAbovePercentile", "Filter Data", "seriesList:seriesList!,n:float!", "Nulls points above the series' n-th percentile.";
+    "removeBelowPercentile", "Filter Data", "seriesList:seriesList!,n:float!", "Nulls points below the series' n-th percentile.";
+    "removeBetweenPercentile", "Filter Series", "seriesList:seriesList!,n:float!", "Series with a point outside the n-th percentiles across series.";
+    "round", "Transform", "seriesList:seriesList!,precision:integer=0", "Each point rounded.";
+    "scaleToSeconds", "Transform", "seriesList:seriesList!,seconds:float!", "Values per step turned into values per given seconds.";
+    "setXFilesFactor", "Special", "seriesList:seriesList!,xFilesFactor:float!", "The share of non-null points consolidation needs.";
+    "sigmoid", "Transform", "seriesList:seriesList!", "Sigmoid of each point.";
+    "sin", "Transform", "name:string!,amplitude:integer=1,step:integer=60", "Alias of sinFunction.";
+    "smartSummarize", "Transform", "seriesList:seriesList!,intervalString:interval!,func:aggFunc=sum,alignTo:string", "Buckets of an interval from the (aligned) start, aggregated.";
+    "sortBy", "Sorting", "seriesList:seriesList!,func:aggFunc=average,reverse:boolean=false", "Sort by an aggregate.";
+    "squareRoot", "Transform", "seriesList:seriesList!", "Square root of each point.";
+    "stdev", "Calculate", "seriesList:seriesList!,points:integer!,windowTolerance:float=0.1", "Standard deviation over a moving window of points.";
+    "substr", "Special", "seriesList:seriesList!,start:node=0,stop:node=0", "Rename to a slice of the path's nodes.";
+    "sumSeriesLists", "Combine", "seriesListFirstPos:seriesList!,seriesListSecondPos:seriesList!", "Sum of the i-th series of two lists.";
+    "sumSeriesWithWildcards", "Combine", "seriesList:seriesList!,position:node*", "Sum of series grouped without the given nodes.";
+    "timeSlice", "Transform", "seriesList:seriesList!,startSliceAt:date!,endSliceAt:date=now", "Nulls points outside a time slice.";
+    "unique", "Filter Series", "seriesLists:seriesList!*", "Series with distinct names, first kept.";
+    "useSeriesAbove", "Filter Series", "seriesList:seriesList!,value:float!,search:string!,replace:string!", "Series named by substitution from those whose maximum is above a value.";
+    "weightedAverage", "Combine", "seriesListAvg:seriesList!,seriesListWeight:seriesList!,nodes:nodeOrTag*", "Average weighted by another series list.";
+    "xFilesFactor", "Special", "seriesList:seriesList!,xFilesFactor:float!", "Alias of setXFilesFactor.";
+    "add", "Transform", "seriesList:seriesList!,constant:float!", "Adds a constant.";
+    "aliasQuery", "Alias", "seriesList:seriesList!,search:string!,replace:string!,newName:string!", "Rename by the last value of a query made from the name.";
 }
 
 const AGG_FUNCS: &[&str] = &[
@@ -151,16 +224,16 @@ pub(crate) fn call(ctx: &Ctx, call: &Call) -> Result<Value> {
         "integral" => transform::integral(&a),
         "keepLastValue" => transform::keep_last_value(&a),
         "transformNull" => transform::transform_null(&a),
-        "movingAverage" => transform::moving(&a, "average"),
-        "movingMedian" => transform::moving(&a, "median"),
-        "movingSum" => transform::moving(&a, "sum"),
-        "movingMin" => transform::moving(&a, "min"),
-        "movingMax" => transform::moving(&a, "max"),
+        "movingAverage" => transform::moving(&a, Some("average")),
+        "movingMedian" => transform::moving(&a, Some("median")),
+        "movingSum" => transform::moving(&a, Some("sum")),
+        "movingMin" => transform::moving(&a, Some("min")),
+        "movingMax" => transform::moving(&a, Some("max")),
         "summarize" => transform::summarize(&a),
         "hitcount" => transform::hitcount(&a),
         "timeShift" => transform::time_shift(&a),
         "timeStack" => transform::time_stack(&a),
-        "consolidateBy" => transform::consolidate_by(&a),
+        "consolidateBy" => transform::consolidate_by(&a, None),
         "constantLine" => transform::constant_line(&a),
         "time" | "timeFunction" => transform::clock(&a, false),
         "sinFunction" => transform::clock(&a, true),
@@ -197,6 +270,69 @@ pub(crate) fn call(ctx: &Ctx, call: &Call) -> Result<Value> {
         "color" | "lineWidth" | "alpha" => alias::passthrough(&a),
         "secondYAxis" => alias::second_y_axis(&a),
         "dashed" => alias::dashed(&a),
+        // graphite-web 1.1.8's other functions (issue 12).
+        "aggregateSeriesLists" => combine::aggregate_series_lists(&a, None),
+        "sumSeriesLists" => combine::aggregate_series_lists(&a, Some("sum")),
+        "diffSeriesLists" => combine::aggregate_series_lists(&a, Some("diff")),
+        "multiplySeriesLists" => combine::aggregate_series_lists(&a, Some("multiply")),
+        "divideSeriesLists" => agg::divide_series_lists(&a),
+        "aggregateWithWildcards" => combine::aggregate_with_wildcards(&a, None),
+        "sumSeriesWithWildcards" => combine::aggregate_with_wildcards(&a, Some("sum")),
+        "averageSeriesWithWildcards" => combine::aggregate_with_wildcards(&a, Some("average")),
+        "multiplySeriesWithWildcards" => combine::aggregate_with_wildcards(&a, Some("multiply")),
+        "applyByNode" => combine::apply_by_node(&a),
+        "mapSeries" | "map" => combine::map_series(&a),
+        "reduceSeries" | "reduce" => combine::reduce_series(&a),
+        "weightedAverage" => combine::weighted_average(&a),
+        "pct" => agg::as_percent(&a),
+        "powSeries" => math::pow_series(&a),
+        "add" => math::add(&a),
+        "pow" => math::pow(&a),
+        "exp" => math::exp(&a),
+        "log" => math::log(&a),
+        "logit" => math::logit(&a),
+        "sigmoid" => math::sigmoid(&a),
+        "squareRoot" => math::square_root(&a),
+        "invert" => math::invert(&a),
+        "isNonNull" => math::is_non_null(&a),
+        "round" => math::round(&a),
+        "scaleToSeconds" => math::scale_to_seconds(&a),
+        "minMax" => math::min_max(&a),
+        "offsetToZero" => math::offset_to_zero(&a),
+        "changed" => math::changed(&a),
+        "delay" => math::delay(&a),
+        "interpolate" => math::interpolate(&a),
+        "integralByInterval" => math::integral_by_interval(&a),
+        "timeSlice" => math::time_slice(&a),
+        "substr" => math::substr(&a),
+        "setXFilesFactor" | "xFilesFactor" => math::set_x_files_factor(&a),
+        "cumulative" => transform::consolidate_by(&a, Some("sum")),
+        "movingWindow" => transform::moving(&a, None),
+        "sin" => transform::clock(&a, true),
+        "holtWintersForecast" => calc::holt_winters_forecast(&a),
+        "holtWintersConfidenceBands" => calc::holt_winters_confidence_bands(&a),
+        "holtWintersConfidenceArea" => calc::holt_winters_confidence_area(&a),
+        "holtWintersAberration" => calc::holt_winters_aberration(&a),
+        "exponentialMovingAverage" => calc::exponential_moving_average(&a),
+        "linearRegression" => calc::linear_regression(&a),
+        "nPercentile" => calc::n_percentile(&a),
+        "removeAbovePercentile" => calc::remove_percentile(&a, true),
+        "removeBelowPercentile" => calc::remove_percentile(&a, false),
+        "removeBetweenPercentile" => calc::remove_between_percentile(&a),
+        "averageOutsidePercentile" => calc::average_outside_percentile(&a),
+        "mostDeviant" => calc::most_deviant(&a),
+        "stdev" => calc::stdev(&a),
+        "aggregateLine" => calc::aggregate_line(&a),
+        "identity" => calc::identity(&a),
+        "randomWalk" | "randomWalkFunction" => calc::random_walk(&a),
+        "smartSummarize" => special::smart_summarize(&a),
+        "filterSeries" => special::filter_series(&a),
+        "sortBy" => special::sort_by(&a),
+        "unique" => special::unique(&a),
+        "fallbackSeries" => special::fallback_series(&a),
+        "useSeriesAbove" => special::use_series_above(&a),
+        "aliasQuery" => special::alias_query(&a),
+        "events" => special::events(&a),
         other => Err(QueryError::UnknownFunction(other.to_owned())),
     }
 }
@@ -241,7 +377,7 @@ pub fn functions_json() -> Json {
                     };
                     m.insert("default".into(), v);
                 }
-                if ty == "aggFunc" {
+                if ty == "aggFunc" || ty == "aggOrSeriesFunc" {
                     m.insert("options".into(), json!(AGG_FUNCS));
                 }
                 Json::Object(m)
@@ -330,6 +466,64 @@ mod tests {
         assert_eq!(default("timeShift", 2), json!(true));
     }
 
+    /// The other direction of `every_listed_function_dispatches`, over graphite-web 1.1.8's
+    /// whole library: every function it has is listed here with its group and parameters
+    /// (names, types, required, multiple, defaults), nothing is listed that it does not have,
+    /// and a name that is not listed does not dispatch. Of the "Graph" group (display-only
+    /// functions) only the names are checked.
+    #[test]
+    fn the_table_is_graphite_webs_and_dispatch_agrees_issue_12() {
+        let reference: Vec<(&str, &str, &str)> = include_str!("graphite_web_1_1_8.tsv")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let mut f = l.split('\t');
+                Some((f.next()?, f.next()?, f.next().unwrap_or("")))
+            })
+            .collect();
+        assert_eq!(reference.len(), 151);
+        let ctx = Ctx::new(Arc::new(crate::source::MemSource::default()), 0, 600);
+        let mut problems = Vec::new();
+        for (name, group, params) in &reference {
+            match SPECS.iter().find(|s| s.name == *name) {
+                Some(spec) => {
+                    // The display-only "Graph" functions belong to the renderer's work.
+                    if *group != "Graph" && (spec.group != *group || spec.params != *params) {
+                        problems.push(format!(
+                            "{name}: listed {} ({}), graphite-web {group} ({params})",
+                            spec.group, spec.params
+                        ));
+                    }
+                }
+                None if *group == "Graph" => {}
+                None => problems.push(format!("{name} ({group}) is not listed")),
+            }
+            let listed = SPECS.iter().any(|s| s.name == *name);
+            let c = Call {
+                name: (*name).into(),
+                args: vec![],
+                kwargs: vec![],
+                raw: String::new(),
+            };
+            let unknown = matches!(call(&ctx, &c), Err(QueryError::UnknownFunction(_)));
+            if listed == unknown && *name != "seriesByTag" {
+                problems.push(format!(
+                    "{name}: listed {listed} but dispatches {}",
+                    !unknown
+                ));
+            }
+        }
+        for spec in SPECS {
+            if !reference.iter().any(|(n, _, _)| *n == spec.name) {
+                problems.push(format!(
+                    "{} is listed but graphite-web has no such function",
+                    spec.name
+                ));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
     #[test]
     fn functions_json_is_what_grafana_parses() {
         let j = functions_json();
@@ -339,6 +533,6 @@ mod tests {
         assert_eq!(j["sumSeries"]["params"][0]["multiple"], true);
         assert_eq!(j["summarize"]["params"][2]["default"], "sum");
         assert!(j["groupByNode"]["params"][2]["options"].is_array());
-        assert!(SPECS.len() >= 75, "{}", SPECS.len());
+        assert!(SPECS.len() >= 141, "{}", SPECS.len());
     }
 }

@@ -285,13 +285,21 @@ pub(crate) fn transform_null(a: &Args) -> Result<Value> {
 
 /// `movingAverage`, `movingMedian`, `movingSum`, ... : the window *before* each point, fetched
 /// from before `from` so the first points have a full window.
-pub(crate) fn moving(a: &Args, func: &str) -> Result<Value> {
+/// `func` `None` is `movingWindow(seriesList, windowSize, func, xFilesFactor)`.
+pub(crate) fn moving(a: &Args, func: Option<&str>) -> Result<Value> {
     let window = a
         .value(1, "windowSize")?
         .ok_or_else(|| a.err("missing argument \"windowSize\""))?;
-    let xff = a.opt_num(2, "xFilesFactor")?;
+    let (func, xff) = match func {
+        Some(f) => (f.to_owned(), a.opt_num(2, "xFilesFactor")?),
+        None => (
+            a.opt_str(2, "func")?.unwrap_or_else(|| "average".into()),
+            a.opt_num(3, "xFilesFactor")?,
+        ),
+    };
+    let func = func.as_str();
     let agg =
-        agg_func(func).ok_or_else(|| a.err(format!("unsupported aggregation function: {func}")))?;
+        agg_func(func).ok_or_else(|| a.err(format!("Unsupported aggregation function: {func}")))?;
     let probe = a.series(0, "seriesList")?;
     if probe.is_empty() {
         return Ok(Value::Series(vec![]));
@@ -319,7 +327,16 @@ pub(crate) fn moving(a: &Args, func: &str) -> Result<Value> {
     };
     let ctx = a.ctx.with_range(a.ctx.from - preview, a.ctx.until);
     let list = a.series_in(&ctx, 0, "seriesList")?;
-    let tag = format!("moving{}{}", func[..1].to_uppercase(), &func[1..]);
+    // Python's str.capitalize: the first letter upper, the rest lower.
+    let mut chars = func.chars();
+    let tag = format!(
+        "moving{}{}",
+        chars
+            .next()
+            .map(|c| c.to_uppercase().to_string())
+            .unwrap_or_default(),
+        chars.as_str().to_lowercase()
+    );
     let mut out = Vec::new();
     for s in list {
         let s = s.consolidated();
@@ -334,7 +351,16 @@ pub(crate) fn moving(a: &Args, func: &str) -> Result<Value> {
             let win = &vals[i - points..i];
             let non_null = win.iter().filter(|v| v.is_some()).count();
             let ok = non_null > 0 && points > 0 && non_null as f64 / points as f64 >= effective_xff;
-            values.push(if ok { agg(win) } else { None });
+            // graphite-web aggregates the window's non-null values only.
+            values.push(if !ok {
+                None
+            } else if non_null == points {
+                agg(win)
+            } else {
+                let present: Vec<Option<f64>> =
+                    win.iter().filter(|v| v.is_some()).copied().collect();
+                agg(&present)
+            });
         }
         let name = format!("{tag}({},{text})", s.name);
         let mut d = s.derive(name, values);
@@ -633,9 +659,13 @@ pub(crate) fn time_stack(a: &Args) -> Result<Value> {
     Ok(Value::Series(out))
 }
 
-pub(crate) fn consolidate_by(a: &Args) -> Result<Value> {
+/// `consolidateBy(seriesList, func)`; `cumulative(seriesList)` is `consolidateBy(..., 'sum')`.
+pub(crate) fn consolidate_by(a: &Args, fixed: Option<&str>) -> Result<Value> {
     let list = a.series(0, "seriesList")?;
-    let func = a.str(1, "consolidationFunc")?;
+    let func = match fixed {
+        Some(f) => f.to_owned(),
+        None => a.str(1, "consolidationFunc")?,
+    };
     let c = Consolidation::parse(&func)
         .ok_or_else(|| a.err(format!("invalid consolidation function \"{func}\"")))?;
     Ok(Value::Series(
