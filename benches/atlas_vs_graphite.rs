@@ -75,7 +75,9 @@ fn bench(c: &mut Criterion) {
         assert_eq!(atlas_path(&src, from, end, 10), vhosts);
         let mut g = c.benchmark_group(format!("group_by_vhost_{label}"));
         g.sample_size(10);
-        g.bench_function("graphite groupByTags", |b| b.iter(|| graphite(&src, from, end)));
+        g.bench_function("graphite groupByTags", |b| {
+            b.iter(|| graphite(&src, from, end))
+        });
         g.bench_function("atlas :by", |b| b.iter(|| atlas_path(&src, from, end, 10)));
         g.finish();
     }
