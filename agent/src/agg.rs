@@ -340,6 +340,8 @@ struct Series {
     values: Vec<String>,
     /// The newest bucket it had a line in.
     last_seen: i64,
+    /// The oldest bucket it had a line in.
+    first_seen: i64,
     /// A gauge's latest value, which a delta changes and quiet intervals carry (statsd).
     gauge: Option<f64>,
 }
@@ -520,6 +522,7 @@ impl Agg {
         }
         let s = &mut self.series[id as usize];
         s.last_seen = s.last_seen.max(bucket_t);
+        s.first_seen = s.first_seen.min(bucket_t);
         // A gauge's new value, from its last one for a delta.
         let obs = match obs {
             Obs::Delta(d) => Obs::Value(s.gauge.unwrap_or(0.0) + d),
@@ -620,6 +623,7 @@ impl Agg {
             rule: rule as u32,
             values,
             last_seen: i64::MIN,
+            first_seen: i64::MAX,
             gauge: None,
         });
         id
@@ -630,7 +634,10 @@ impl Agg {
     fn open_bucket(&mut self, t: i64) {
         let mut b = Bucket::default();
         for (id, s) in self.series.iter().enumerate() {
-            if s.last_seen == i64::MIN || s.last_seen >= t || t - s.last_seen > self.zero_fill_for {
+            // A series counted before `t` and not too long before (it may have lines after
+            // `t` already: a quiet bucket is opened once the watermark passed it).
+            if s.last_seen == i64::MIN || s.first_seen >= t || t - s.last_seen > self.zero_fill_for
+            {
                 continue;
             }
             // Counters read 0, statsd timers count 0 and sets hold nothing, statsd gauges
@@ -638,10 +645,19 @@ impl Agg {
             let cell = match &self.rules[s.rule as usize].kind {
                 Kind::Counter | Kind::Sum | Kind::StatsdCounter => Cell::Count(0.0),
                 k @ (Kind::StatsdTimer { .. } | Kind::StatsdSet) => empty_cell(k),
-                Kind::StatsdGauge => match s.gauge {
-                    Some(g) => Cell::Gauge(g),
-                    None => continue,
-                },
+                // Its value as of `t`: the latest if nothing came since, else what the bucket
+                // before ended with.
+                Kind::StatsdGauge => {
+                    let before = self
+                        .buckets
+                        .get(&(t - self.interval))
+                        .and_then(|b| b.cells.get(&(id as u32)));
+                    match (before.map(|slot| &slot.cell), s.gauge) {
+                        (Some(Cell::Gauge(g)), _) => Cell::Gauge(*g),
+                        (_, Some(g)) if s.last_seen < t => Cell::Gauge(g),
+                        _ => continue,
+                    }
+                }
                 Kind::Gauge | Kind::Latency { .. } => continue,
             };
             b.cells.insert(id as u32, Slot { cell, dirty: true });
@@ -844,6 +860,7 @@ impl Agg {
                     rule: self.rules[s.rule as usize].name.clone(),
                     values: s.values.clone(),
                     last_seen: s.last_seen,
+                    first_seen: s.first_seen,
                     gauge: s.gauge,
                 })
                 .collect(),
@@ -883,6 +900,7 @@ impl Agg {
                     rule: rule as u32,
                     values: s.values.clone(),
                     last_seen: s.last_seen,
+                    first_seen: s.first_seen,
                     gauge: s.gauge,
                 });
                 id
@@ -1027,6 +1045,9 @@ pub(crate) struct SeriesState {
     pub(crate) values: Vec<String>,
     /// The newest bucket it had a line in (zero-filling stops `zero_fill_for` after it).
     pub(crate) last_seen: i64,
+    /// The oldest bucket it had a line in (checkpoints before it: unknown, taken as long ago).
+    #[serde(default = "long_ago")]
+    pub(crate) first_seen: i64,
     /// A statsd gauge's latest value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) gauge: Option<f64>,
@@ -1065,6 +1086,10 @@ pub(crate) struct CellState {
     /// A statsd set's members ([`member_hash`]), smallest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) set: Vec<u64>,
+}
+
+fn long_ago() -> i64 {
+    i64::MIN
 }
 
 /// A statsd timer's interval in a checkpoint.
