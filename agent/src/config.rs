@@ -688,6 +688,34 @@ mod tests {
         assert_eq!(s.inputs[0].max_line_bytes, 64 * 1024);
         assert_eq!(s.spool_max_bytes, 256 << 20);
         assert_eq!(s.poll_interval, Duration::from_millis(250));
+        assert!(!s.statsd.enabled);
+        assert_eq!(s.statsd.udp, Some("127.0.0.1:8125".parse().expect("addr")));
+        assert_eq!(s.statsd.percentiles, [90.0]);
+    }
+
+    #[test]
+    fn statsd_problems_are_reported_with_their_keys() {
+        let c = AgentConfig::parse(
+            "host = \"web1\"\n[statsd]\nenabled = true\nudp_listen = \"nowhere\"\nnaming = \"graphite\"\n\
+             percentiles = [0.0]\nmax_series = 0\njournal_max_size = \"1KiB\"\n",
+        )
+        .expect("parses");
+        let e = Settings::try_from(c).expect_err("bad values");
+        let keys: Vec<&str> = e.iter().filter_map(|p| p.split(':').next()).collect();
+        assert_eq!(
+            keys,
+            [
+                "statsd.journal_max_size",
+                "statsd.max_series",
+                "statsd.naming",
+                "statsd.percentiles",
+                "statsd.udp_listen"
+            ],
+            "{e:?}"
+        );
+        // statsd alone is a valid agent: no [[input]] needed.
+        let c = AgentConfig::parse("host = \"web1\"\n[statsd]\nenabled = true\n").expect("parses");
+        assert!(Settings::try_from(c).is_ok());
     }
 
     #[test]
