@@ -583,9 +583,7 @@ impl Agg {
             // Too many series: this one counts as `other`, its first value, the rest empty.
             overflow = true;
             capped.extend_from_slice(b"other");
-            for _ in 0..rs.values.len() {
-                capped.push(SEP);
-            }
+            capped.extend(std::iter::repeat_n(SEP, rs.values.len()));
         }
         for (i, v) in key.split(|&b| b == SEP).take(rs.values.len()).enumerate() {
             if full {

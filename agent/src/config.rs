@@ -705,11 +705,11 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "statsd.journal_max_size",
-                "statsd.max_series",
+                "statsd.udp_listen",
                 "statsd.naming",
                 "statsd.percentiles",
-                "statsd.udp_listen"
+                "statsd.max_series",
+                "statsd.journal_max_size"
             ],
             "{e:?}"
         );

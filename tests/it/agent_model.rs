@@ -290,7 +290,7 @@ m.level:+1|g
                     "start store".into()
                 }
             },
-            90..=95 if self.agent.is_some() => {
+            90..=99 if self.agent.is_some() => {
                 let n = 1 + self.rng.below(60);
                 let tcp = self.rng.below(2) == 0;
                 self.statsd_burst(n, tcp);

@@ -45,7 +45,7 @@ pub(crate) fn index(v: i64) -> u16 {
     let mut shift = 63 - v.leading_zeros();
     let prev_power_of_2 = (v >> shift) << shift;
     let mut base = prev_power_of_2;
-    if shift % 2 != 0 {
+    if !shift.is_multiple_of(2) {
         shift -= 1;
         base = prev_power_of_2 >> 1;
     }

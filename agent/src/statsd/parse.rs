@@ -416,9 +416,10 @@ mod tests {
         }
     }
 
-    fn arb_metric() -> impl proptest::strategy::Strategy<
-        Value = (Vec<u8>, u8, f64, Vec<u8>, Option<f64>, Option<Vec<u8>>),
-    > {
+    /// A generated metric: name, type code, value, set member, sample rate, tags.
+    type Generated = (Vec<u8>, u8, f64, Vec<u8>, Option<f64>, Option<Vec<u8>>);
+
+    fn arb_metric() -> impl proptest::strategy::Strategy<Value = Generated> {
         use proptest::prelude::*;
         let name = proptest::collection::vec(
             any::<u8>().prop_filter("no separators", |b| {
