@@ -114,8 +114,10 @@ pub(crate) fn start(
 
 fn udp_loop(sock: &UdpSocket, writer: &Mutex<Writer>, stats: &Stats) {
     let mut buf = vec![0u8; 65536];
-    // Whether the writer holds datagrams of ours, and since when.
+    // Whether the writer holds datagrams of ours, and since when; whether the socket waits
+    // only briefly (a setsockopt per change, not per datagram).
     let mut pending: Option<Instant> = None;
+    let mut short_wait = false;
     let mut error_logged: Option<Instant> = None;
     loop {
         if stats.stopping.load(Ordering::Relaxed) {
@@ -132,9 +134,11 @@ fn udp_loop(sock: &UdpSocket, writer: &Mutex<Writer>, stats: &Stats) {
                     pending = None;
                 }
                 drop(w);
-                if pending.is_some() {
+                if pending.is_some() != short_wait {
                     // Only wait briefly for more while something waits to be written.
-                    let _ = sock.set_read_timeout(Some(Duration::from_millis(1)));
+                    short_wait = pending.is_some();
+                    let wait = if short_wait { 1 } else { 100 };
+                    let _ = sock.set_read_timeout(Some(Duration::from_millis(wait)));
                 }
             }
             Err(e)
@@ -145,6 +149,9 @@ fn udp_loop(sock: &UdpSocket, writer: &Mutex<Writer>, stats: &Stats) {
             {
                 if pending.take().is_some() {
                     lock(writer).flush();
+                }
+                if short_wait {
+                    short_wait = false;
                     let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
                 }
             }
@@ -281,16 +288,19 @@ fn conn_loop(mut conn: TcpStream, writer: &Mutex<Writer>, stats: &Stats, max_lin
         {
             let mut w = lock(writer);
             if too_long {
-                let mut kept = Vec::with_capacity(whole.len());
-                for l in whole.split(|&b| b == b'\n') {
+                let (mut kept, mut n) = (Vec::with_capacity(whole.len()), 0);
+                for l in whole[..whole.len() - 1].split(|&b| b == b'\n') {
                     if l.len() > max_line {
                         stats.statsd_dropped.fetch_add(1, Ordering::Relaxed);
-                    } else if !l.is_empty() {
+                    } else {
                         kept.extend_from_slice(l);
                         kept.push(b'\n');
+                        n += 1;
                     }
                 }
-                w.append(&kept, lines, unix_now());
+                if n > 0 {
+                    w.append(&kept, n, unix_now());
+                }
             } else {
                 w.append(whole, lines, unix_now());
             }
