@@ -13,6 +13,10 @@
 #
 #   mtail, victoria-metrics  the peers benches/*_compare.py measure against (`setup.sh bench`)
 #
+#   Etsy statsd $STATSD_VERSION (npm, run with Debian's node) the statsd differential test and
+#                   benches/statsd_compare.py compare the agent's `[statsd]` against (`setup.sh test`
+#                   and `setup.sh bench`), in $STATSD_PREFIX: `node $STATSD_PREFIX/node_modules/statsd/stats.js`
+#
 # RocksDB: the `rocksdb` crate (0.20.1) binds the headers of RocksDB 7.9.2, and links the shared
 # library in ROCKSDB_LIB_DIR (.cargo/config.toml) rather than compiling the C++ in every profile.
 # Debian's librocksdb 7.8 is built with assertions, and one of them aborts the process on a WAL
@@ -33,12 +37,16 @@ ROCKSDB_PREFIX=${TALLY_ROCKSDB_PREFIX:-/opt/tally/rocksdb-$ROCKSDB_VERSION}
 ROCKSDB_LDCONF=/etc/ld.so.conf.d/tally-rocksdb.conf
 ROCKSDB_SONAME=librocksdb.so.7.9
 
+# Etsy's statsd, pinned, from the npm registry; tests/it/statsd_compat.rs finds it here.
+STATSD_VERSION=0.9.0
+STATSD_PREFIX=${TALLY_STATSD_PREFIX:-/opt/tally/statsd-$STATSD_VERSION}
+
 PKGS=(g++ make libsnappy-dev liblz4-dev libzstd-dev libclang-dev)
 # Extra packages for the test suite (peers the tests run as references); `setup.sh test`.
-TEST_PKGS=(graphite-web graphite-carbon gunicorn python3-whisper prometheus-alertmanager chromium chromium-driver)
+TEST_PKGS=(graphite-web graphite-carbon gunicorn python3-whisper prometheus-alertmanager chromium chromium-driver nodejs npm)
 
 # Peers for the side-by-side benchmark harnesses; `setup.sh bench`.
-BENCH_PKGS=(mtail victoria-metrics graphite-web graphite-carbon gunicorn python3-whisper)
+BENCH_PKGS=(mtail victoria-metrics graphite-web graphite-carbon gunicorn python3-whisper nodejs npm)
 
 SUDO=
 need_root() {
@@ -164,6 +172,25 @@ rocksdb_build() {
   rm -rf "$build"
 }
 
+# Etsy statsd from npm into its own prefix (never into the repository), once: an installed
+# package.json of the pinned version is the mark. npm and node come from install_packages (or are
+# already on the machine: they are not required to be Debian's).
+statsd_install() {
+  local pkg=$STATSD_PREFIX/node_modules/statsd/package.json
+  if [ -f "$pkg" ] && grep -q "\"version\": \"$STATSD_VERSION\"" "$pkg"; then return 0; fi
+  command -v npm >/dev/null || { echo "setup: npm is missing (apt-get install npm)" >&2; exit 1; }
+  echo "setup: installing Etsy statsd $STATSD_VERSION from npm into $STATSD_PREFIX" >&2
+  need_root "install statsd into $STATSD_PREFIX"
+  $SUDO mkdir -p "$STATSD_PREFIX"
+  $SUDO npm install --prefix "$STATSD_PREFIX" --no-audit --no-fund --omit=dev --save-exact \
+    "statsd@$STATSD_VERSION" >&2
+  [ -f "$STATSD_PREFIX/node_modules/statsd/stats.js" ] \
+    || { echo "setup: npm did not install statsd into $STATSD_PREFIX" >&2; exit 1; }
+}
+
+# node and npm need not come from Debian: present on the PATH is enough.
+have_node() { command -v node >/dev/null && command -v npm >/dev/null; }
+
 case "${1:-}" in
   rocksdb-install)
     [ $# -eq 2 ] || { echo "usage: setup.sh rocksdb-install DIR" >&2; exit 2; }
@@ -176,5 +203,12 @@ esac
 want=("${PKGS[@]}")
 [ "${1:-}" = test ] && want+=("${TEST_PKGS[@]}")
 [ "${1:-}" = bench ] && want+=("${BENCH_PKGS[@]}")
+if have_node; then
+  # A node on the PATH (nodesource, nvm) conflicts with Debian's nodejs/npm packages: keep it.
+  filtered=()
+  for p in "${want[@]}"; do [ "$p" = nodejs ] || [ "$p" = npm ] || filtered+=("$p"); done
+  want=("${filtered[@]}")
+fi
 install_packages "${want[@]}"
+case "${1:-}" in test|bench) statsd_install ;; esac
 rocksdb_ready || rocksdb_build

@@ -44,8 +44,20 @@ pub fn run(args: AgentArgs) -> Result<()> {
             .name("agent".into())
             .spawn(move || {
                 let r = tally_agent::run(settings, stats, |ready| {
-                    let metrics = ready.metrics.map_or("off".to_string(), |a| a.to_string());
-                    println!("tally agent: files={} metrics={metrics}", ready.files);
+                    let addr = |a: Option<std::net::SocketAddr>| {
+                        a.map_or("off".to_string(), |a| a.to_string())
+                    };
+                    let statsd = match (ready.statsd_udp, ready.statsd_tcp) {
+                        (None, None) => String::new(),
+                        (udp, tcp) => {
+                            format!(" statsd_udp={} statsd_tcp={}", addr(udp), addr(tcp))
+                        }
+                    };
+                    println!(
+                        "tally agent: files={} metrics={}{statsd}",
+                        ready.files,
+                        addr(ready.metrics)
+                    );
                 });
                 let _ = done_tx.send(());
                 r

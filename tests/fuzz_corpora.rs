@@ -38,6 +38,7 @@ const TARGETS: &[(&str, &str, Check)] = &[
     ("agent", "access_line", agent_checks::access_line),
     ("agent", "rules_line", agent_checks::rules_line),
     ("agent", "agent_config", agent_checks::agent_config),
+    ("agent", "statsd_packet", agent_checks::statsd_packet),
 ];
 
 fn root() -> &'static Path {

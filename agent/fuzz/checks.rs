@@ -12,6 +12,7 @@ use tally_agent::agg::Agg;
 use tally_agent::config::{PresetConfig, RuleConfig};
 use tally_agent::naming::Naming;
 use tally_agent::rules::RuleSet;
+use tally_agent::statsd::parse;
 use tally_agent::{AgentConfig, Settings};
 
 /// A fixed clock: the checks must not depend on when they run.
@@ -138,6 +139,46 @@ pub fn rules_line(data: &[u8]) {
         return;
     };
     run(rules(), text, options & 1 != 0);
+}
+
+/// statsd datagrams (Etsy's protocol with DogStatsD tags), as the listeners journal them and
+/// the reading loop parses them: no panic; every part is a metric or bad with a reason and the
+/// part quoted from the line; and a metric, written back, parses to itself.
+pub fn statsd_packet(data: &[u8]) {
+    parse::lines(data, |line| {
+        parse::parse_line(line, |r| match r {
+            Ok(m) => {
+                assert!(!m.name.is_empty() && m.rate > 0.0 && m.rate.is_finite());
+                let mut text = Vec::new();
+                parse::encode(&m, &mut text);
+                let mut again = Vec::new();
+                parse::lines(&text, |l| {
+                    parse::parse_line(l, |r| {
+                        again.push(r.map(|m| format!("{m:?}")).map_err(|b| b.to_string()))
+                    })
+                });
+                let want = format!("{m:?}");
+                // A negative absolute gauge is written as 0 and then the delta: the last metric
+                // written back is the one.
+                assert!(
+                    again.iter().all(Result::is_ok),
+                    "{want} came back as {again:?}"
+                );
+                if !matches!(m.value, parse::Value::Gauge { delta: false, value } if value.is_sign_negative())
+                {
+                    assert_eq!(again, [Ok(want)]);
+                }
+            }
+            Err(b) => {
+                assert!(!b.reason.is_empty());
+                assert!(memchr_in(line, b.part), "the bad part is not from the line");
+            }
+        })
+    });
+}
+
+fn memchr_in(line: &[u8], part: &[u8]) -> bool {
+    part.is_empty() || line.windows(part.len()).any(|w| w == part)
 }
 
 /// The agent's config file, as `tally agent --config` reads it: text to [`AgentConfig`], then

@@ -30,6 +30,28 @@ pub(crate) enum Kind {
     Gauge,
     /// A histogram of a duration, published as count, percentiles and max, in seconds.
     Latency { percentiles: Vec<f64> },
+    /// statsd `|c`: the sum of value / sample rate, published as count and per-second rate.
+    StatsdCounter,
+    /// statsd `|g`: the last value; a delta adds to it. Carried into quiet intervals.
+    StatsdGauge,
+    /// statsd `|ms`, `|h`, `|d`: samples in an HDR histogram with exact count, sum, sum of
+    /// squares, lower and upper; `buckets` is the prefix of its percentile bucket counters
+    /// (`T` for timers, in nanoseconds; `D` for the others), when they are on.
+    StatsdTimer {
+        percentiles: Vec<f64>,
+        buckets: Option<u8>,
+    },
+    /// statsd `|s`: the number of distinct members in the interval.
+    StatsdSet,
+}
+
+impl Kind {
+    fn is_statsd(&self) -> bool {
+        matches!(
+            self,
+            Kind::StatsdCounter | Kind::StatsdGauge | Kind::StatsdTimer { .. } | Kind::StatsdSet
+        )
+    }
 }
 
 /// One observation.
@@ -39,6 +61,15 @@ pub(crate) enum Obs {
     Value(f64),
     /// Microseconds.
     Micros(u64),
+    /// A gauge's change (statsd `+3|g`, `-3|g`).
+    Delta(f64),
+    /// A statsd timer's sample, and what it counts for (1 / its sample rate).
+    Sample {
+        value: f64,
+        weight: f64,
+    },
+    /// A statsd set's member, hashed ([`member_hash`]).
+    Member(u64),
 }
 
 /// Static description of a rule as the aggregator sees it.
@@ -79,11 +110,216 @@ impl Hist {
     }
 }
 
+/// A statsd set holds at most this many members per interval; more are counted as overflow.
+const SET_MAX: usize = 1 << 20;
+
+/// Values of a statsd timer are kept in the histogram in thousandths of their unit.
+const TIMER_SCALE: f64 = 1000.0;
+
+/// The largest value the timer histogram holds (in thousandths); larger ones are clamped to it.
+const TIMER_MAX: u64 = 1 << 62;
+
+/// A statsd timer's interval: an auto-resizing HDR histogram (two significant digits, so a
+/// percentile is within 1% of the sample Etsy's statsd would pick) and the exact moments.
+#[derive(Debug, Clone)]
+pub(crate) struct Timer {
+    h: Histogram<u32>,
+    /// Samples recorded.
+    n: u64,
+    /// What they count for: the sum of 1 / sample rate.
+    count: f64,
+    sum: f64,
+    sum_squares: f64,
+    lower: f64,
+    upper: f64,
+    /// Percentile bucket counters (index, weighted count), by index, when on.
+    buckets: Vec<(u16, f64)>,
+}
+
+impl Timer {
+    fn new() -> Timer {
+        Timer {
+            h: Histogram::new(2).expect("static histogram precision"),
+            n: 0,
+            count: 0.0,
+            sum: 0.0,
+            sum_squares: 0.0,
+            lower: f64::INFINITY,
+            upper: f64::NEG_INFINITY,
+            buckets: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, value: f64, weight: f64, buckets: Option<u8>) {
+        let scaled = (value * TIMER_SCALE).round().clamp(0.0, TIMER_MAX as f64) as u64;
+        let _ = self.h.record(scaled);
+        self.n += 1;
+        self.count += weight;
+        self.sum += value;
+        self.sum_squares += value * value;
+        self.lower = self.lower.min(value);
+        self.upper = self.upper.max(value);
+        if let Some(prefix) = buckets {
+            // Timers count nanoseconds (Spectator's timers); the others their own unit.
+            let v = if prefix == b'T' { value * 1e6 } else { value };
+            let i = crate::statsd::buckets::index(v.round().clamp(0.0, i64::MAX as f64) as i64);
+            match self.buckets.binary_search_by_key(&i, |b| b.0) {
+                Ok(at) => self.buckets[at].1 += weight,
+                Err(at) => self.buckets.insert(at, (i, weight)),
+            }
+        }
+    }
+
+    /// The sample of rank `k` (1-based) as the histogram knows it, within `[lower, upper]`.
+    fn at_rank(&self, k: u64) -> f64 {
+        if k <= 1 {
+            return self.lower;
+        }
+        if k >= self.n {
+            return self.upper;
+        }
+        let mut seen = 0;
+        for v in self.h.iter_recorded() {
+            seen += u64::from(v.count_at_value());
+            if seen >= k {
+                let mid = self.h.median_equivalent(v.value_iterated_to()) as f64 / TIMER_SCALE;
+                return mid.clamp(self.lower, self.upper);
+            }
+        }
+        self.upper
+    }
+
+    /// The sum and sum of squares of the `k` smallest samples, as the histogram knows them.
+    fn sums_below(&self, k: u64) -> (f64, f64) {
+        if k >= self.n {
+            return (self.sum, self.sum_squares);
+        }
+        let (mut left, mut sum, mut squares) = (k, 0.0, 0.0);
+        for v in self.h.iter_recorded() {
+            if left == 0 {
+                break;
+            }
+            let take = u64::from(v.count_at_value()).min(left);
+            let x = (self.h.median_equivalent(v.value_iterated_to()) as f64 / TIMER_SCALE)
+                .clamp(self.lower, self.upper);
+            sum += take as f64 * x;
+            squares += take as f64 * x * x;
+            left -= take;
+        }
+        (sum, squares)
+    }
+
+    /// Etsy statsd's statistics of the interval (`lib/process_metrics.js`) as `(Etsy's name,
+    /// Tally's name if it has one, value)`: `count` and `count_ps` (`rate`) always; with
+    /// samples also `lower`, `upper`, `sum`, `sum_squares`, `mean`, `median`, `std` and per
+    /// percentile `count_P`, `mean_P`, `upper_P` (`pP`), `sum_P`, `sum_squares_P` (P written
+    /// as Etsy does: `90`, `99_9`).
+    pub(crate) fn stats(&self, interval: i64, percentiles: &[f64], out: &mut Vec<TimerStat>) {
+        let mut push = |etsy: String, tally: Option<&str>, v: f64| {
+            out.push((etsy.clone(), tally.map(|t| t.to_string()), v));
+        };
+        push("count".into(), Some("count"), self.count);
+        push(
+            "count_ps".into(),
+            Some("rate"),
+            self.count / interval as f64,
+        );
+        if self.n == 0 {
+            return;
+        }
+        let n = self.n;
+        for &p in percentiles {
+            let k = if n > 1 {
+                (p / 100.0 * n as f64).round() as u64
+            } else {
+                n
+            };
+            if k == 0 {
+                continue;
+            }
+            let (sum, squares) = self.sums_below(k);
+            let p = fmt_percentile(p);
+            push(format!("count_{p}"), None, k as f64);
+            push(format!("mean_{p}"), None, sum / k as f64);
+            push(
+                format!("upper_{p}"),
+                Some(&format!("p{p}")),
+                self.at_rank(k),
+            );
+            push(format!("sum_{p}"), None, sum);
+            push(format!("sum_squares_{p}"), None, squares);
+        }
+        let mean = self.sum / n as f64;
+        let median = if n % 2 == 1 {
+            self.at_rank(n / 2 + 1)
+        } else {
+            (self.at_rank(n / 2) + self.at_rank(n / 2 + 1)) / 2.0
+        };
+        push("lower".into(), Some("lower"), self.lower);
+        push("upper".into(), Some("upper"), self.upper);
+        push("sum".into(), Some("sum"), self.sum);
+        push("sum_squares".into(), None, self.sum_squares);
+        push("mean".into(), Some("mean"), mean);
+        push("median".into(), Some("median"), median);
+        let std = (self.sum_squares / n as f64 - mean * mean).max(0.0).sqrt();
+        push("std".into(), Some("std"), std);
+    }
+
+    fn state(&self) -> TimerState {
+        TimerState {
+            hist: self
+                .h
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value() as u64))
+                .collect(),
+            n: self.n,
+            count: self.count,
+            sum: self.sum,
+            sum_squares: self.sum_squares,
+            lower: Some(self.lower),
+            upper: Some(self.upper),
+            buckets: self.buckets.clone(),
+        }
+    }
+
+    fn from_state(st: &TimerState) -> Timer {
+        let mut t = Timer::new();
+        for &(v, n) in &st.hist {
+            let _ = t.h.record_n(v, u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        t.n = st.n;
+        t.count = st.count;
+        t.sum = st.sum;
+        t.sum_squares = st.sum_squares;
+        // JSON has no infinities: an empty timer's bounds come back as written (null -> none).
+        t.lower = st.lower.unwrap_or(f64::INFINITY);
+        t.upper = st.upper.unwrap_or(f64::NEG_INFINITY);
+        t.buckets = st.buckets.clone();
+        t
+    }
+}
+
+/// One statistic of a timer: Etsy's name, Tally's name (if Tally publishes it), the value.
+pub(crate) type TimerStat = (String, Option<String>, f64);
+
+/// A statsd set member's hash: FNV-1a, 64 bits, written out here so that the hashes in a
+/// checkpoint mean the same to every build.
+pub(crate) fn member_hash(member: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in member {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 #[derive(Debug, Clone)]
 enum Cell {
     Count(f64),
     Gauge(f64),
     Hist(Box<Hist>),
+    Timer(Box<Timer>),
+    Set(Box<FxHashSet<u64>>),
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +340,10 @@ struct Series {
     values: Vec<String>,
     /// The newest bucket it had a line in.
     last_seen: i64,
+    /// The oldest bucket it had a line in.
+    first_seen: i64,
+    /// A gauge's latest value, which a delta changes and quiet intervals carry (statsd).
+    gauge: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -162,6 +402,10 @@ pub struct Agg {
     key: Vec<u8>,
     /// The newest line time added.
     newest: i64,
+    /// At most this many series per rule (0: no cap); more go to a series named `other`.
+    max_series: usize,
+    /// How statsd series are named (the statsd aggregator's).
+    statsd_naming: Option<crate::naming::StatsdNaming>,
 }
 
 /// Separates tag values in a series key; sanitized values
@@ -197,7 +441,25 @@ impl Agg {
             counts: AggCounts::default(),
             key: Vec::new(),
             newest: i64::MIN,
+            max_series: 0,
+            statsd_naming: None,
         }
+    }
+
+    /// The statsd aggregator: at most `max_series` series per type, named by `naming`.
+    pub(crate) fn for_statsd(
+        mut self,
+        max_series: usize,
+        naming: crate::naming::StatsdNaming,
+    ) -> Agg {
+        self.max_series = max_series;
+        self.statsd_naming = Some(naming);
+        self
+    }
+
+    /// Buckets starting before this are closed.
+    pub(crate) fn horizon(&self) -> i64 {
+        self.horizon
     }
 
     /// How the emitted series are named.
@@ -255,19 +517,24 @@ impl Agg {
             Some(&id) => id,
             None => self.new_series(rule, key),
         };
-        let s = &mut self.series[id as usize];
-        s.last_seen = s.last_seen.max(bucket_t);
         if !self.buckets.contains_key(&bucket_t) {
             self.open_bucket(bucket_t);
+        }
+        let s = &mut self.series[id as usize];
+        s.last_seen = s.last_seen.max(bucket_t);
+        s.first_seen = s.first_seen.min(bucket_t);
+        // A gauge's new value, from its last one for a delta.
+        let obs = match obs {
+            Obs::Delta(d) => Obs::Value(s.gauge.unwrap_or(0.0) + d),
+            o => o,
+        };
+        if let (Kind::Gauge | Kind::StatsdGauge, Obs::Value(v)) = (&self.rules[rule].kind, obs) {
+            s.gauge = Some(v);
         }
         let bucket = self.buckets.get_mut(&bucket_t).expect("just opened");
         let kind = &self.rules[rule].kind;
         let slot = bucket.cells.entry(id).or_insert_with(|| Slot {
-            cell: match kind {
-                Kind::Counter | Kind::Sum => Cell::Count(0.0),
-                Kind::Gauge => Cell::Gauge(0.0),
-                Kind::Latency { .. } => Cell::Hist(Box::new(Hist::new())),
-            },
+            cell: empty_cell(kind),
             dirty: true,
         });
         slot.dirty = true;
@@ -277,6 +544,20 @@ impl Agg {
             (Cell::Gauge(g), Obs::Value(v)) => *g = v,
             (Cell::Hist(h), Obs::Micros(us)) => h.record(us, 1),
             (Cell::Hist(h), Obs::Value(secs)) => h.record((secs * 1e6).max(0.0) as u64, 1),
+            (Cell::Timer(tm), Obs::Sample { value, weight }) => {
+                let buckets = match kind {
+                    Kind::StatsdTimer { buckets, .. } => *buckets,
+                    _ => None,
+                };
+                tm.record(value, weight, buckets);
+            }
+            (Cell::Set(set), Obs::Member(m)) => {
+                if set.len() < SET_MAX || set.contains(&m) {
+                    set.insert(m);
+                } else {
+                    self.counts.overflow += 1;
+                }
+            }
             _ => {}
         }
     }
@@ -297,9 +578,22 @@ impl Agg {
         let rs = &mut self.rule_series[rule];
         let mut capped: Vec<u8> = Vec::with_capacity(key.len());
         let mut overflow = false;
+        let full = self.max_series > 0 && rs.by_key.len() >= self.max_series;
+        if full {
+            // Too many series: this one counts as `other`, its first value, the rest empty.
+            overflow = true;
+            capped.extend_from_slice(b"other");
+            capped.extend(std::iter::repeat_n(SEP, rs.values.len()));
+        }
         for (i, v) in key.split(|&b| b == SEP).take(rs.values.len()).enumerate() {
+            if full {
+                break;
+            }
             let seen = &mut rs.values[i];
-            if seen.contains(v) || seen.len() < cap {
+            if cap == usize::MAX {
+                // No per-value cap: nothing to remember.
+                capped.extend_from_slice(v);
+            } else if seen.contains(v) || seen.len() < cap {
                 if !seen.contains(v) {
                     seen.insert(v.into());
                 }
@@ -327,6 +621,8 @@ impl Agg {
             rule: rule as u32,
             values,
             last_seen: i64::MIN,
+            first_seen: i64::MAX,
+            gauge: None,
         });
         id
     }
@@ -336,20 +632,33 @@ impl Agg {
     fn open_bucket(&mut self, t: i64) {
         let mut b = Bucket::default();
         for (id, s) in self.series.iter().enumerate() {
-            let counter = matches!(self.rules[s.rule as usize].kind, Kind::Counter | Kind::Sum);
-            if counter
-                && s.last_seen != i64::MIN
-                && s.last_seen < t
-                && t - s.last_seen <= self.zero_fill_for
+            // A series counted before `t` and not too long before (it may have lines after
+            // `t` already: a quiet bucket is opened once the watermark passed it).
+            if s.last_seen == i64::MIN || s.first_seen >= t || t - s.last_seen > self.zero_fill_for
             {
-                b.cells.insert(
-                    id as u32,
-                    Slot {
-                        cell: Cell::Count(0.0),
-                        dirty: true,
-                    },
-                );
+                continue;
             }
+            // Counters read 0, statsd timers count 0 and sets hold nothing, statsd gauges
+            // keep their value: what Etsy's statsd sends for a key it knows.
+            let cell = match &self.rules[s.rule as usize].kind {
+                Kind::Counter | Kind::Sum | Kind::StatsdCounter => Cell::Count(0.0),
+                k @ (Kind::StatsdTimer { .. } | Kind::StatsdSet) => empty_cell(k),
+                // Its value as of `t`: the latest if nothing came since, else what the bucket
+                // before ended with.
+                Kind::StatsdGauge => {
+                    let before = self
+                        .buckets
+                        .get(&(t - self.interval))
+                        .and_then(|b| b.cells.get(&(id as u32)));
+                    match (before.map(|slot| &slot.cell), s.gauge) {
+                        (Some(Cell::Gauge(g)), _) => Cell::Gauge(*g),
+                        (_, Some(g)) if s.last_seen < t => Cell::Gauge(g),
+                        _ => continue,
+                    }
+                }
+                Kind::Gauge | Kind::Latency { .. } => continue,
+            };
+            b.cells.insert(id as u32, Slot { cell, dirty: true });
         }
         self.buckets.insert(t, b);
     }
@@ -401,7 +710,15 @@ impl Agg {
                 slot.dirty = false;
                 let s = &self.series[id as usize];
                 let rule = &self.rules[s.rule as usize];
+                if rule.kind.is_statsd() {
+                    let naming = self.statsd_naming.get_or_insert_with(|| {
+                        crate::naming::StatsdNaming::tags(&self.naming.host)
+                    });
+                    statsd_points(naming, rule, s, &slot.cell, t, self.interval, out);
+                    continue;
+                }
                 match &slot.cell {
+                    Cell::Timer(_) | Cell::Set(_) => {}
                     Cell::Count(v) | Cell::Gauge(v) => out.push(Point {
                         name: self.naming.rule_series(rule, &s.values, None),
                         value: *v,
@@ -447,6 +764,47 @@ impl Agg {
         }
     }
 
+    /// Forgets the series that had nothing since `before` and have no cell in an open bucket,
+    /// so that names which stopped coming (a statsd flood) do not keep the series cap full.
+    pub(crate) fn forget_idle(&mut self, before: i64) {
+        if !self.series.iter().any(|s| s.last_seen < before) {
+            return;
+        }
+        let mut st = self.snapshot();
+        let mut used = vec![false; st.series.len()];
+        for b in &st.buckets {
+            for c in &b.cells {
+                used[c.series as usize] = true;
+            }
+        }
+        let mut map = vec![u32::MAX; st.series.len()];
+        let mut kept = Vec::with_capacity(st.series.len());
+        for (i, s) in std::mem::take(&mut st.series).into_iter().enumerate() {
+            if used[i] || s.last_seen >= before {
+                map[i] = kept.len() as u32;
+                kept.push(s);
+            }
+        }
+        if kept.len() == self.series.len() {
+            return;
+        }
+        st.series = kept;
+        for b in &mut st.buckets {
+            for c in &mut b.cells {
+                c.series = map[c.series as usize];
+            }
+        }
+        self.series.clear();
+        for rs in &mut self.rule_series {
+            rs.by_key.clear();
+            for v in &mut rs.values {
+                v.clear();
+            }
+        }
+        self.buckets.clear();
+        self.restore(&st);
+    }
+
     /// The checkpointable state.
     pub(crate) fn snapshot(&self) -> AggState {
         let mut buckets: Vec<BucketState> = self
@@ -457,22 +815,31 @@ impl Agg {
                     .cells
                     .iter()
                     .map(|(&id, slot)| {
-                        let (value, hist, max_us) = match &slot.cell {
-                            Cell::Count(v) | Cell::Gauge(v) => (*v, Vec::new(), 0),
-                            Cell::Hist(h) => (
-                                0.0,
-                                h.h.iter_recorded()
-                                    .map(|v| (v.value_iterated_to(), v.count_at_value() as u64))
-                                    .collect(),
-                                h.max_us,
-                            ),
-                        };
+                        let (mut value, mut hist, mut max_us) = (0.0, Vec::new(), 0);
+                        let (mut timer, mut set) = (None, Vec::new());
+                        match &slot.cell {
+                            Cell::Count(v) | Cell::Gauge(v) => value = *v,
+                            Cell::Hist(h) => {
+                                hist =
+                                    h.h.iter_recorded()
+                                        .map(|v| (v.value_iterated_to(), v.count_at_value() as u64))
+                                        .collect();
+                                max_us = h.max_us;
+                            }
+                            Cell::Timer(t) => timer = Some(t.state()),
+                            Cell::Set(s) => {
+                                set = s.iter().copied().collect();
+                                set.sort_unstable();
+                            }
+                        }
                         CellState {
                             series: id,
                             dirty: slot.dirty,
                             value,
                             hist,
                             max_us,
+                            timer,
+                            set,
                         }
                     })
                     .collect();
@@ -491,6 +858,8 @@ impl Agg {
                     rule: self.rules[s.rule as usize].name.clone(),
                     values: s.values.clone(),
                     last_seen: s.last_seen,
+                    first_seen: s.first_seen,
+                    gauge: s.gauge,
                 })
                 .collect(),
             buckets,
@@ -516,9 +885,12 @@ impl Agg {
                     key.extend_from_slice(v.as_bytes());
                     key.push(SEP);
                 }
+                let capped = self.rules[rule].max_values == usize::MAX;
                 let rs = &mut self.rule_series[rule];
                 for (i, v) in s.values.iter().enumerate() {
-                    rs.values[i].insert(v.as_bytes().into());
+                    if !capped {
+                        rs.values[i].insert(v.as_bytes().into());
+                    }
                 }
                 let id = self.series.len() as u32;
                 rs.by_key.insert(key.into_boxed_slice(), id);
@@ -526,6 +898,8 @@ impl Agg {
                     rule: rule as u32,
                     values: s.values.clone(),
                     last_seen: s.last_seen,
+                    first_seen: s.first_seen,
+                    gauge: s.gauge,
                 });
                 id
             }));
@@ -538,8 +912,12 @@ impl Agg {
                 };
                 let rule = self.series[*id as usize].rule as usize;
                 let cell = match self.rules[rule].kind {
-                    Kind::Counter | Kind::Sum => Cell::Count(c.value),
-                    Kind::Gauge => Cell::Gauge(c.value),
+                    Kind::Counter | Kind::Sum | Kind::StatsdCounter => Cell::Count(c.value),
+                    Kind::Gauge | Kind::StatsdGauge => Cell::Gauge(c.value),
+                    Kind::StatsdTimer { .. } => Cell::Timer(Box::new(
+                        c.timer.as_ref().map_or_else(Timer::new, Timer::from_state),
+                    )),
+                    Kind::StatsdSet => Cell::Set(Box::new(c.set.iter().copied().collect())),
                     Kind::Latency { .. } => {
                         let mut h = Hist::new();
                         for &(v, n) in &c.hist {
@@ -559,6 +937,77 @@ impl Agg {
             }
             self.buckets.insert(b.t, bucket);
         }
+    }
+}
+
+/// A cell of `kind` with nothing in it yet.
+fn empty_cell(kind: &Kind) -> Cell {
+    match kind {
+        Kind::Counter | Kind::Sum | Kind::StatsdCounter => Cell::Count(0.0),
+        Kind::Gauge | Kind::StatsdGauge => Cell::Gauge(0.0),
+        Kind::Latency { .. } => Cell::Hist(Box::new(Hist::new())),
+        Kind::StatsdTimer { .. } => Cell::Timer(Box::new(Timer::new())),
+        Kind::StatsdSet => Cell::Set(Box::default()),
+    }
+}
+
+/// The points of one statsd cell: a series' values are its name and its tags.
+fn statsd_points(
+    naming: &crate::naming::StatsdNaming,
+    rule: &RuleShape,
+    s: &Series,
+    cell: &Cell,
+    t: i64,
+    interval: i64,
+    out: &mut Vec<Point>,
+) {
+    use crate::naming::StatsdType;
+    let name = s.values.first().map_or("other", String::as_str);
+    let tags = s.values.get(1).map_or("", String::as_str);
+    let mut push = |ty: StatsdType, stat: Option<&str>, value: f64| {
+        if let Some(name) = naming.name(ty, name, tags, stat) {
+            out.push(Point {
+                name,
+                value,
+                time: t,
+            });
+        }
+    };
+    match (&rule.kind, cell) {
+        (Kind::StatsdCounter, Cell::Count(v)) => {
+            push(StatsdType::Counter, Some("count"), *v);
+            push(StatsdType::Counter, Some("rate"), *v / interval as f64);
+        }
+        (Kind::StatsdGauge, Cell::Gauge(v)) => push(StatsdType::Gauge, None, *v),
+        (Kind::StatsdSet, Cell::Set(set)) => push(StatsdType::Set, None, set.len() as f64),
+        (
+            Kind::StatsdTimer {
+                percentiles,
+                buckets,
+            },
+            Cell::Timer(tm),
+        ) => {
+            let mut stats = Vec::with_capacity(9 + 5 * percentiles.len());
+            tm.stats(interval, percentiles, &mut stats);
+            let etsy = naming.is_etsy();
+            for (etsy_name, tally_name, v) in &stats {
+                let stat = if etsy {
+                    Some(etsy_name)
+                } else {
+                    tally_name.as_ref()
+                };
+                if let Some(stat) = stat {
+                    push(StatsdType::Timer, Some(stat), *v);
+                }
+            }
+            if let Some(prefix) = buckets {
+                for &(i, n) in &tm.buckets {
+                    let b = format!("{}{i:04X}", char::from(*prefix));
+                    push(StatsdType::Bucket, Some(&b), n);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -594,6 +1043,12 @@ pub(crate) struct SeriesState {
     pub(crate) values: Vec<String>,
     /// The newest bucket it had a line in (zero-filling stops `zero_fill_for` after it).
     pub(crate) last_seen: i64,
+    /// The oldest bucket it had a line in (checkpoints before it: unknown, taken as long ago).
+    #[serde(default = "long_ago")]
+    pub(crate) first_seen: i64,
+    /// A statsd gauge's latest value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gauge: Option<f64>,
 }
 
 /// One open bucket.
@@ -623,6 +1078,50 @@ pub(crate) struct CellState {
     /// A latency cell's exact largest value, in microseconds.
     #[serde(default)]
     pub(crate) max_us: u64,
+    /// A statsd timer's interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) timer: Option<TimerState>,
+    /// A statsd set's members ([`member_hash`]), smallest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) set: Vec<u64>,
+}
+
+fn long_ago() -> i64 {
+    i64::MIN
+}
+
+/// A statsd timer's interval in a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct TimerState {
+    /// The histogram as `[value, count]` pairs, values in thousandths of the unit.
+    pub(crate) hist: Vec<(u64, u64)>,
+    pub(crate) n: u64,
+    pub(crate) count: f64,
+    pub(crate) sum: f64,
+    pub(crate) sum_squares: f64,
+    /// `None` while it holds no sample.
+    #[serde(with = "finite")]
+    pub(crate) lower: Option<f64>,
+    #[serde(with = "finite")]
+    pub(crate) upper: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) buckets: Vec<(u16, f64)>,
+}
+
+/// An `f64` that may be infinite in memory, written as `null` (JSON has no infinities).
+mod finite {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(x) if x.is_finite() => s.serialize_some(x),
+            _ => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Option::<f64>::deserialize(d)
+    }
 }
 
 #[cfg(test)]

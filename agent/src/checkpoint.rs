@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agg::AggState;
 use crate::error::{Error, Result};
+use crate::statsd::journal::Position;
 use crate::tail::FileState;
 
 /// The checkpoint's file name in the data directory.
@@ -35,6 +36,17 @@ pub(crate) struct Checkpoint {
     /// even when the shipper has emptied the spool.
     pub(crate) seq: u64,
     pub(crate) files: Vec<FileState>,
+    pub(crate) agg: AggState,
+    /// The statsd journal's position and the statsd aggregator (absent in checkpoints of
+    /// agents before statsd: nothing read, nothing open).
+    #[serde(default)]
+    pub(crate) statsd: StatsdState,
+}
+
+/// The statsd part of a checkpoint: where in the journal, and the buckets it left open.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StatsdState {
+    pub(crate) journal: Position,
     pub(crate) agg: AggState,
 }
 
@@ -143,6 +155,7 @@ mod tests {
                 gz: false,
             }],
             agg: a.snapshot(),
+            statsd: StatsdState::default(),
         };
         assert_eq!(
             cp.agg.counts,

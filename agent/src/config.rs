@@ -43,6 +43,7 @@ pub struct AgentConfig {
     pub presets: PresetConfig,
     pub rule: Vec<RuleConfig>,
     pub output: OutputConfig,
+    pub statsd: StatsdConfig,
 }
 
 impl Default for AgentConfig {
@@ -64,6 +65,73 @@ impl Default for AgentConfig {
             presets: PresetConfig::default(),
             rule: Vec::new(),
             output: OutputConfig::default(),
+            statsd: StatsdConfig::default(),
+        }
+    }
+}
+
+/// `[statsd]`: the agent as the host's statsd daemon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct StatsdConfig {
+    /// Listen for statsd (default off).
+    pub enabled: bool,
+    /// The UDP address; `""` for none.
+    pub udp_listen: String,
+    /// The TCP address (newline-separated lines); `""` for none.
+    pub tcp_listen: String,
+    /// `tags` (`api.hits;host=web1;stat=count`) or `etsy` (Etsy statsd's graphite backend:
+    /// `stats.counters.api.hits.count`, `stats.timers.api.time.upper_90`, ...).
+    pub naming: String,
+    /// `etsy` naming: Etsy's `legacyNamespace` (`stats.<counter>` is the rate,
+    /// `stats_counts.<counter>` the count; the prefixes below are not used).
+    pub legacy_namespace: bool,
+    /// `etsy` naming without the legacy namespace: Etsy's `globalPrefix`, `prefixCounter`,
+    /// `prefixTimer`, `prefixGauge`, `prefixSet` (an empty one is left out).
+    pub global_prefix: String,
+    pub prefix_counter: String,
+    pub prefix_timer: String,
+    pub prefix_gauge: String,
+    pub prefix_set: String,
+    /// Percentiles of every timer (Etsy's `percentThreshold`).
+    pub percentiles: Vec<f64>,
+    /// Also publish each timer's percentile bucket counters (Spectator's table, tagged
+    /// `percentile=T00xx`), which add up across hosts.
+    pub percentile_buckets: bool,
+    /// The cap on distinct series per type (counters, gauges, timers, histograms, sets); more
+    /// count as `other`.
+    pub max_series: usize,
+    /// Accepted packets waiting to be counted are kept up to this size; past it datagrams are
+    /// dropped (counted) and TCP senders wait.
+    pub journal_max_size: SizeText,
+    /// A longer TCP line is dropped and counted.
+    pub max_line_size: SizeText,
+    /// At most this many TCP connections; more are closed at once.
+    pub tcp_max_connections: usize,
+    /// The UDP socket's receive buffer (capped by the kernel's net.core.rmem_max).
+    pub receive_buffer_size: SizeText,
+}
+
+impl Default for StatsdConfig {
+    fn default() -> Self {
+        StatsdConfig {
+            enabled: false,
+            udp_listen: "127.0.0.1:8125".into(),
+            tcp_listen: "127.0.0.1:8125".into(),
+            naming: "tags".into(),
+            legacy_namespace: true,
+            global_prefix: "stats".into(),
+            prefix_counter: "counters".into(),
+            prefix_timer: "timers".into(),
+            prefix_gauge: "gauges".into(),
+            prefix_set: "sets".into(),
+            percentiles: vec![90.0],
+            percentile_buckets: false,
+            max_series: 10_000,
+            journal_max_size: "256MiB".into(),
+            max_line_size: "64KiB".into(),
+            tcp_max_connections: 256,
+            receive_buffer_size: "8MiB".into(),
         }
     }
 }
@@ -305,6 +373,7 @@ pub struct Settings {
     pub spool_max_bytes: u64,
     pub ship_timeout: Duration,
     pub max_backoff: Duration,
+    pub statsd: crate::statsd::StatsdSettings,
     /// Read every input to its end, commit, and stop (set by `tally agent --once`).
     pub once: bool,
 }
@@ -361,9 +430,10 @@ impl TryFrom<AgentConfig> for Settings {
                 ),
             );
         }
-        if c.input.is_empty() {
+        if c.input.is_empty() && !c.statsd.enabled {
             problems.note("no [[input]]: name the log files to tail with [[input]] paths = [...]");
         }
+        let statsd = statsd_settings(&c.statsd, &mut problems);
         for (i, input) in c.input.iter().enumerate() {
             let place = format!("input[{i}]");
             if input.paths.is_empty() {
@@ -493,7 +563,7 @@ impl TryFrom<AgentConfig> for Settings {
             problems.extend(ps);
             crate::rules::RuleSet::default()
         });
-        if rules.is_empty() && problems.is_empty() {
+        if rules.is_empty() && problems.is_empty() && !statsd.enabled {
             problems.note("no rules: enable presets or add a [[rule]]");
         }
         problems.into_result(Settings {
@@ -515,8 +585,99 @@ impl TryFrom<AgentConfig> for Settings {
             spool_max_bytes,
             ship_timeout,
             max_backoff,
+            statsd,
             once: false,
         })
+    }
+}
+
+/// Validates `[statsd]`, adding its problems under `statsd.<key>`.
+fn statsd_settings(c: &StatsdConfig, problems: &mut Problems) -> crate::statsd::StatsdSettings {
+    let addr = |problems: &mut Problems, key: &str, a: &str| -> Option<SocketAddr> {
+        if a.is_empty() {
+            return None;
+        }
+        a.parse()
+            .map_err(|_| {
+                problems.push(
+                    &format!("statsd.{key}"),
+                    format!("\"{a}\" is not an address like 127.0.0.1:8125 (or \"\" for none)"),
+                )
+            })
+            .ok()
+    };
+    let udp = addr(problems, "udp_listen", &c.udp_listen);
+    let tcp = addr(problems, "tcp_listen", &c.tcp_listen);
+    if c.enabled && c.udp_listen.is_empty() && c.tcp_listen.is_empty() {
+        problems.push(
+            "statsd",
+            "enabled, but udp_listen and tcp_listen are both \"\"",
+        );
+    }
+    let etsy_naming = match c.naming.as_str() {
+        "tags" => None,
+        "etsy" => {
+            for (key, v) in [
+                ("global_prefix", &c.global_prefix),
+                ("prefix_counter", &c.prefix_counter),
+                ("prefix_timer", &c.prefix_timer),
+                ("prefix_gauge", &c.prefix_gauge),
+                ("prefix_set", &c.prefix_set),
+            ] {
+                if !v.is_empty() && v.split('.').any(|n| n.is_empty() || n.contains([' ', ';'])) {
+                    problems.push(
+                        &format!("statsd.{key}"),
+                        format!("\"{v}\" is not dot-separated path nodes"),
+                    );
+                }
+            }
+            Some(crate::naming::StatsdNaming::Etsy {
+                legacy: c.legacy_namespace,
+                global: c.global_prefix.clone(),
+                counter: c.prefix_counter.clone(),
+                timer: c.prefix_timer.clone(),
+                gauge: c.prefix_gauge.clone(),
+                set: c.prefix_set.clone(),
+            })
+        }
+        other => {
+            problems.push(
+                "statsd.naming",
+                format!("\"{other}\" is neither \"tags\" nor \"etsy\""),
+            );
+            None
+        }
+    };
+    for p in &c.percentiles {
+        if !(*p > 0.0 && *p <= 100.0) {
+            problems.push(
+                "statsd.percentiles",
+                format!("{p} is not a percentile in (0, 100]"),
+            );
+        }
+    }
+    if c.max_series == 0 {
+        problems.push("statsd.max_series", "at least 1");
+    }
+    if c.tcp_max_connections == 0 {
+        problems.push("statsd.tcp_max_connections", "at least 1");
+    }
+    let journal_max_bytes = problems.size("statsd.journal_max_size", &c.journal_max_size, 1 << 20);
+    let max_line_bytes = problems.size("statsd.max_line_size", &c.max_line_size, 64);
+    let receive_buffer_bytes =
+        problems.size("statsd.receive_buffer_size", &c.receive_buffer_size, 0);
+    crate::statsd::StatsdSettings {
+        enabled: c.enabled,
+        udp,
+        tcp,
+        etsy_naming,
+        percentiles: c.percentiles.clone(),
+        percentile_buckets: c.percentile_buckets,
+        max_series: c.max_series,
+        journal_max_bytes,
+        max_line_bytes: usize::try_from(max_line_bytes).unwrap_or(usize::MAX),
+        tcp_max_connections: c.tcp_max_connections,
+        receive_buffer_bytes: usize::try_from(receive_buffer_bytes).unwrap_or(usize::MAX),
     }
 }
 
@@ -534,6 +695,34 @@ mod tests {
         assert_eq!(s.inputs[0].max_line_bytes, 64 * 1024);
         assert_eq!(s.spool_max_bytes, 256 << 20);
         assert_eq!(s.poll_interval, Duration::from_millis(250));
+        assert!(!s.statsd.enabled);
+        assert_eq!(s.statsd.udp, Some("127.0.0.1:8125".parse().expect("addr")));
+        assert_eq!(s.statsd.percentiles, [90.0]);
+    }
+
+    #[test]
+    fn statsd_problems_are_reported_with_their_keys() {
+        let c = AgentConfig::parse(
+            "host = \"web1\"\n[statsd]\nenabled = true\nudp_listen = \"nowhere\"\nnaming = \"graphite\"\n\
+             percentiles = [0.0]\nmax_series = 0\njournal_max_size = \"1KiB\"\n",
+        )
+        .expect("parses");
+        let e = Settings::try_from(c).expect_err("bad values");
+        let keys: Vec<&str> = e.iter().filter_map(|p| p.split(':').next()).collect();
+        assert_eq!(
+            keys,
+            [
+                "statsd.udp_listen",
+                "statsd.naming",
+                "statsd.percentiles",
+                "statsd.max_series",
+                "statsd.journal_max_size"
+            ],
+            "{e:?}"
+        );
+        // statsd alone is a valid agent: no [[input]] needed.
+        let c = AgentConfig::parse("host = \"web1\"\n[statsd]\nenabled = true\n").expect("parses");
+        assert!(Settings::try_from(c).is_ok());
     }
 
     #[test]

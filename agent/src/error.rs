@@ -38,6 +38,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A statsd address (`[statsd] udp_listen`, `tcp_listen`) could not be listened on.
+    #[error("statsd {proto} listen \"{addr}\"")]
+    StatsdListen {
+        proto: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// A thread of the agent (the shipper, the metrics server) could not be started.
     #[error("starting the {name} thread")]
     Thread {

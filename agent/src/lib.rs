@@ -25,6 +25,7 @@
 //! - `spool`: segments waiting for the destination; `ship`: sends them, then deletes them.
 //! - `stats`: the agent's own counters ([`Stats`]); `server`: `/metrics`.
 //! - [`config`]: the TOML file, validated into [`Settings`]; `error`: [`Error`].
+//! - [`statsd`]: the statsd listeners, their journal, the protocol and its aggregation.
 //! - [`gen`]: a deterministic access-log generator with exact expected totals (tests, benches,
 //!   the demo).
 
@@ -41,6 +42,7 @@ mod server;
 mod ship;
 mod spool;
 mod stats;
+pub mod statsd;
 pub mod tail;
 
 pub use config::{AgentConfig, Settings};

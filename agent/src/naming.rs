@@ -119,6 +119,132 @@ pub(crate) fn push_sanitized(out: &mut Vec<u8>, v: &[u8], path: bool) {
     }
 }
 
+/// Which statsd namespace a series is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatsdType {
+    Counter,
+    Gauge,
+    Timer,
+    /// A timer's percentile bucket counter (`stat` is its bucket, `T0042`).
+    Bucket,
+    Set,
+}
+
+/// How the statsd series are named (`[statsd] naming`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsdNaming {
+    /// Tally's tagged names: `<name>;host=web1;<packet tags>;stat=<stat>`; gauges and sets
+    /// carry no `stat`, bucket counters `stat=percentile;percentile=T0042`.
+    Tags { host: String },
+    /// Etsy statsd's graphite backend (`backends/graphite.js`): with `legacy`,
+    /// `stats.<name>` (counter rate), `stats_counts.<name>`, `stats.timers.<name>.<stat>`,
+    /// `stats.gauges.<name>`, `stats.sets.<name>.count`; without, `<global>.<counter>.<name>.rate`
+    /// and `.count`, `<global>.<timer>.<name>.<stat>`, `<global>.<gauge>.<name>`,
+    /// `<global>.<set>.<name>.count` (an empty prefix is left out). Packet tags follow as
+    /// `;k=v`, as Etsy writes them.
+    Etsy {
+        legacy: bool,
+        global: String,
+        counter: String,
+        timer: String,
+        gauge: String,
+        set: String,
+    },
+}
+
+impl StatsdNaming {
+    pub(crate) fn is_etsy(&self) -> bool {
+        matches!(self, StatsdNaming::Etsy { .. })
+    }
+
+    pub(crate) fn tags(host: &str) -> StatsdNaming {
+        StatsdNaming::Tags {
+            host: host.to_string(),
+        }
+    }
+
+    /// The name of one statistic of a statsd series. `name` is its sanitized name, `tags` its
+    /// tags as `k=v;k2=v2` (sorted; may be empty). `None` for a name the store would refuse.
+    pub(crate) fn name(
+        &self,
+        ty: StatsdType,
+        name: &str,
+        tags: &str,
+        stat: Option<&str>,
+    ) -> Option<String> {
+        let parsed = || {
+            tags.split(';')
+                .filter_map(|t| t.split_once('='))
+                .collect::<Vec<(&str, &str)>>()
+        };
+        match self {
+            StatsdNaming::Tags { host } => {
+                let mut all = parsed();
+                all.push(("host", host));
+                match (ty, stat) {
+                    (StatsdType::Bucket, Some(b)) => {
+                        all.push(("percentile", b));
+                        all.push(("stat", "percentile"));
+                    }
+                    (StatsdType::Gauge | StatsdType::Set, _) => {}
+                    (_, Some(s)) => all.push(("stat", s)),
+                    (_, None) => {}
+                }
+                tagged_name(name, &all).ok()
+            }
+            StatsdNaming::Etsy {
+                legacy,
+                global,
+                counter,
+                timer,
+                gauge,
+                set,
+            } => {
+                let mut n = String::with_capacity(name.len() + tags.len() + 32);
+                let node = |n: &mut String, s: &str| {
+                    if !s.is_empty() {
+                        if !n.is_empty() {
+                            n.push('.');
+                        }
+                        n.push_str(s);
+                    }
+                };
+                let (space, last): (&[&str], Option<&str>) = match (ty, legacy, stat) {
+                    (StatsdType::Counter, true, Some("rate")) => (&["stats"], None),
+                    (StatsdType::Counter, true, _) => (&["stats_counts"], None),
+                    (StatsdType::Counter, false, s) => (&[global, counter], s),
+                    (StatsdType::Timer, true, s) => (&["stats", "timers"], s),
+                    (StatsdType::Timer, false, s) => (&[global, timer], s),
+                    (StatsdType::Bucket, true, _) => (&["stats", "timers"], None),
+                    (StatsdType::Bucket, false, _) => (&[global, timer], None),
+                    (StatsdType::Gauge, true, _) => (&["stats", "gauges"], None),
+                    (StatsdType::Gauge, false, _) => (&[global, gauge], None),
+                    (StatsdType::Set, true, _) => (&["stats", "sets"], Some("count")),
+                    (StatsdType::Set, false, _) => (&[global, set], Some("count")),
+                };
+                for s in space {
+                    node(&mut n, s);
+                }
+                node(&mut n, name);
+                if ty == StatsdType::Bucket {
+                    node(&mut n, "percentile");
+                    node(&mut n, stat.unwrap_or_default());
+                }
+                if let Some(l) = last {
+                    node(&mut n, l);
+                }
+                if !tags.is_empty() {
+                    n.push(';');
+                    n.push_str(tags);
+                }
+                tally_proto::series_name::canonicalize(&n)
+                    .ok()
+                    .map(|c| c.into_owned())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,20 +16,24 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::agg::{Agg, Point};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, StatsdState};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::naming::Naming;
+use crate::naming::StatsdNaming;
 use crate::rules::{Matcher, RuleSet};
 use crate::server::serve_metrics;
 use crate::ship;
 use crate::spool::Spool;
 use crate::stats::{RuleMatches, Stats};
+use crate::statsd::journal::{self, Position};
+use crate::statsd::listen::Listeners;
+use crate::statsd::{self as statsd_mod, Ingest};
 use crate::tail::{FileState, Tailer};
 use tally_common::unix_now;
 
@@ -40,6 +44,22 @@ pub struct Ready {
     pub metrics: Option<SocketAddr>,
     /// The files followed after the first scan.
     pub files: usize,
+    /// The statsd addresses listened on, if `[statsd]` is enabled.
+    pub statsd_udp: Option<SocketAddr>,
+    pub statsd_tcp: Option<SocketAddr>,
+}
+
+/// The statsd side of the reading loop: the journal, its own aggregator, the listeners.
+struct Statsd {
+    agg: Agg,
+    reader: journal::Reader,
+    ingest: Ingest,
+    listeners: Option<Listeners>,
+    bytes: Arc<AtomicU64>,
+    /// The journal was read to its end by the last read.
+    caught_up: bool,
+    /// When idle series are next forgotten, in Unix seconds.
+    next_forget: i64,
 }
 
 struct Pipeline {
@@ -50,6 +70,7 @@ struct Pipeline {
     rules: RuleSet,
     matcher: Matcher,
     spool: Spool,
+    statsd: Statsd,
     /// What the last checkpoint written recorded, to skip writing an identical one.
     written: Option<Written>,
     /// When the agent's own counters are next due, in Unix seconds.
@@ -61,6 +82,8 @@ struct Written {
     files: Vec<FileState>,
     /// Lines read when it was written.
     lines: u64,
+    /// The statsd journal's position.
+    journal: Position,
 }
 
 impl Pipeline {
@@ -81,6 +104,25 @@ impl Pipeline {
         }
         let mut points: Vec<Point> = Vec::new();
         self.agg.emit(&mut points);
+        // statsd has a clock of its own: the journal's markers, and the clock once the journal
+        // is read to its end (a log's backlog does not complete statsd buckets, nor the other
+        // way round).
+        let st = &mut self.statsd;
+        let newest = st.agg.newest();
+        let to = if st.caught_up {
+            newest.max(now - 1)
+        } else {
+            newest
+        };
+        if to != i64::MIN {
+            st.agg.advance(to);
+        }
+        st.agg.emit(&mut points);
+        if now >= st.next_forget {
+            st.next_forget = now + st.agg.interval();
+            st.agg
+                .forget_idle(to.saturating_sub(self.s.zero_fill_for + 2 * st.agg.interval()));
+        }
         self.publish_counts();
         if now >= self.next_self {
             let t = now - now.rem_euclid(self.agg.interval());
@@ -107,10 +149,11 @@ impl Pipeline {
                 .fetch_add(points.len() as u64, Ordering::Relaxed);
             self.stats.notify();
         }
+        let journal = self.statsd.reader.position();
         let unchanged = self
             .written
             .as_ref()
-            .is_some_and(|w| w.files == files && w.lines == lines);
+            .is_some_and(|w| w.files == files && w.lines == lines && w.journal == journal);
         if points.is_empty() && unchanged {
             return Ok(());
         }
@@ -118,10 +161,20 @@ impl Pipeline {
             seq: self.spool.next_seq() - 1,
             files: files.clone(),
             agg: self.agg.snapshot(),
+            statsd: StatsdState {
+                journal,
+                agg: self.statsd.agg.snapshot(),
+            },
         };
         cp.save(&self.s.data_dir)?;
+        // What the checkpoint passed is counted for good: its segments can go.
+        self.statsd.reader.delete_counted(journal);
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
-        self.written = Some(Written { files, lines });
+        self.written = Some(Written {
+            files,
+            lines,
+            journal,
+        });
         Ok(())
     }
 
@@ -135,7 +188,10 @@ impl Pipeline {
         st.lines_bad.store(m.bad, Ordering::Relaxed);
         st.lines_late.store(a.late, Ordering::Relaxed);
         st.lines_future.store(a.future, Ordering::Relaxed);
-        st.tag_overflow.store(a.overflow, Ordering::Relaxed);
+        st.tag_overflow.store(
+            a.overflow + self.statsd.agg.counts().overflow,
+            Ordering::Relaxed,
+        );
         st.lines_too_long.store(t.too_long, Ordering::Relaxed);
         st.bytes_read.store(t.bytes, Ordering::Relaxed);
         st.truncations.store(t.truncations, Ordering::Relaxed);
@@ -146,6 +202,14 @@ impl Pipeline {
             .store(self.tailer.backlog(), Ordering::Relaxed);
         st.points_dropped
             .store(self.spool.dropped_points, Ordering::Relaxed);
+        let sd = &self.statsd;
+        st.statsd_metrics
+            .store(sd.ingest.metrics, Ordering::Relaxed);
+        st.statsd_bad.store(sd.ingest.bad, Ordering::Relaxed);
+        st.statsd_journal_bytes
+            .store(sd.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        st.statsd_series
+            .store(sd.agg.sizes().series as u64, Ordering::Relaxed);
         let sizes = self.agg.sizes();
         st.open_buckets
             .store(sizes.open_buckets as u64, Ordering::Relaxed);
@@ -210,12 +274,55 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
         naming,
     );
     let mut tailer = Tailer::new(s.inputs.clone());
+    let statsd_naming = s
+        .statsd
+        .etsy_naming
+        .clone()
+        .unwrap_or_else(|| StatsdNaming::tags(&s.host));
+    // Lateness of one interval: statsd metrics are never late (the journal's clock only goes
+    // forward), but the quiet interval just completed must still be opened to be zero-filled.
+    let mut statsd_agg = Agg::new(
+        s.interval,
+        s.interval,
+        s.zero_fill_for,
+        statsd_mod::shapes(&s.statsd),
+        agg.naming().clone(),
+    )
+    .for_statsd(s.statsd.max_series, statsd_naming);
     if let Some(cp) = &checkpoint {
         agg.restore(&cp.agg);
+        statsd_agg.restore(&cp.statsd.agg);
         tailer.restore(&cp.files);
         tracing::info!(files = cp.files.len(), "resuming from the checkpoint");
     }
     tailer.scan();
+    // The journal is read whether or not statsd is on now: what was accepted is counted.
+    let journal_dir = s.data_dir.join("statsd");
+    let (journal_bytes, newest_segment) =
+        journal::open(&journal_dir).map_err(|e| Error::io("opening", &journal_dir, e))?;
+    let journal_pos = checkpoint
+        .as_ref()
+        .map(|c| c.statsd.journal)
+        .unwrap_or_default();
+    let bytes = Arc::new(AtomicU64::new(journal_bytes));
+    let reader = journal::Reader::new(&journal_dir, journal_pos, bytes.clone());
+    let listeners = if s.statsd.enabled && !s.once {
+        let writer = journal::Writer::new(
+            &journal_dir,
+            newest_segment.max(journal_pos.seq),
+            bytes.clone(),
+            s.statsd.journal_max_bytes,
+            stats.clone(),
+        );
+        Some(crate::statsd::listen::start(
+            &s.statsd,
+            Arc::new(Mutex::new(writer)),
+            stats.clone(),
+        )?)
+    } else {
+        None
+    };
+    let (statsd_udp, statsd_tcp) = listeners.as_ref().map_or((None, None), |l| (l.udp, l.tcp));
     let metrics = match s.metrics_listen {
         Some(addr) => Some(serve_metrics(addr, stats.clone(), s.metrics_token.clone())?),
         None => None,
@@ -247,18 +354,53 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
         rules,
         matcher,
         spool,
+        statsd: Statsd {
+            agg: statsd_agg,
+            reader,
+            ingest: Ingest::default(),
+            listeners,
+            bytes,
+            caught_up: false,
+            next_forget: 0,
+        },
         written: None,
         next_self: 0,
     };
     // The first checkpoint at once: from now on this data directory has started, and a restart
     // reads files it does not know from their beginning, not their end (`start_at`).
     agent.commit(false)?;
-    on_ready(Ready { metrics, files });
+    on_ready(Ready {
+        metrics,
+        files,
+        statsd_udp,
+        statsd_tcp,
+    });
     let result = main_loop(&mut agent);
     stats.stopping.store(true, Ordering::Relaxed);
     stats.notify();
+    if let Some(l) = agent.statsd.listeners.take() {
+        l.join();
+    }
     let _ = shipper.join();
     result
+}
+
+impl Statsd {
+    /// Counts what the journal holds, a slice at a time; whether there is more.
+    fn read(&mut self, now: i64) -> bool {
+        let (agg, ingest) = (&mut self.agg, &mut self.ingest);
+        let more = match self.reader.read(&mut |t, line| {
+            crate::statsd::parse::lines(line, |l| ingest.line(agg, l, t, now));
+        }) {
+            Ok(more) => more,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the statsd journal failed");
+                false
+            }
+        };
+        self.caught_up = !more;
+        more
+    }
 }
 
 fn main_loop(a: &mut Pipeline) -> Result<()> {
@@ -278,8 +420,18 @@ fn main_loop(a: &mut Pipeline) -> Result<()> {
         let more = a.tailer.read(&mut |line| {
             rules.process(matcher, agg, line, now);
         });
-        let read_any = matcher.counts.lines != before;
-        if stopping || (a.s.once && !more) {
+        let statsd_before = a.statsd.ingest.metrics + a.statsd.ingest.bad;
+        let statsd_more = a.statsd.read(now);
+        let read_any = matcher.counts.lines != before
+            || a.statsd.ingest.metrics + a.statsd.ingest.bad != statsd_before;
+        if stopping || (a.s.once && !more && !statsd_more) {
+            if stopping {
+                // Whatever the listeners accepted until now is counted in this last commit.
+                if let Some(l) = a.statsd.listeners.take() {
+                    l.join();
+                }
+                while a.statsd.read(unix_now()) {}
+            }
             a.commit(!more)?;
             a.publish_counts();
             return Ok(());
@@ -309,7 +461,7 @@ fn main_loop(a: &mut Pipeline) -> Result<()> {
                 );
             }
         }
-        if !more && !read_any {
+        if !more && !statsd_more && !read_any {
             a.stats.sleep_unless_stopping(a.s.poll_interval);
         }
     }

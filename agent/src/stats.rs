@@ -35,6 +35,13 @@ tally_common::counters! {
         ship_errors: Counter = "Failed delivery attempts.",
         ship_latency_ms: Gauge = "Age of the oldest point of the last delivered batch, in ms.",
         ship_request_ms: Gauge = "Duration of the last delivery, in ms.",
+        statsd_packets: Counter = "statsd datagrams and TCP lines accepted (written to the journal).",
+        statsd_metrics: Counter = "statsd metrics counted.",
+        statsd_bad: Counter = "statsd metrics that did not parse (logged at most once per 10 s).",
+        statsd_dropped: Counter = "statsd datagrams and TCP lines not accepted: the journal was full or failed, or a line was longer than max_line_size.",
+        statsd_journal_bytes: Gauge = "Bytes in the statsd journal not yet deleted (read and committed segments are).",
+        statsd_connections: Gauge = "statsd TCP connections open.",
+        statsd_series: Gauge = "Distinct statsd series known.",
     }
     extra {
         /// Lines matched per rule, in the rules' order.

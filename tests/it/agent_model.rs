@@ -1,13 +1,16 @@
 //! The agent's promise, tested as a model: random sequences of appends, rename rotations,
-//! copytruncates, truncations, deletions, `kill -9` of the agent and of the store, run against
-//! real files, the real agent and the real store. At the end the per-file totals in the store
-//! equal the lines written, exactly: nothing lost, nothing counted twice.
+//! copytruncates, truncations, deletions, statsd bursts (TCP and UDP), `kill -9` of the agent
+//! and of the store, run against real files, the real agent and the real store. At the end the
+//! per-file totals in the store equal the lines written, and the statsd totals the metrics the
+//! agent accepted, exactly: nothing lost, nothing counted twice (issue 16: a gauge's `+1`
+//! deltas, applied twice, would show too).
 //!
 //! `TALLY_MODEL_SEED` and `TALLY_MODEL_STEPS` replay or lengthen a run; the seed and the
 //! operations are printed, so a failure can be replayed.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::net::{TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -15,9 +18,13 @@ use crate::proc::{free_port, unix_now as now, AgentProc, Rng, StoreProc};
 
 /// The store's total of `lines;file=<f>`, or `None` if the store does not answer.
 fn stored_total(http: &str, file: &str) -> Option<u64> {
-    let url = format!(
-        "http://{http}/render?target=sumSeries(seriesByTag('name=lines','file={file}'))&from=-2h&until=%2B2h&format=json"
-    );
+    total_of(http, &format!("seriesByTag('name=lines','file={file}')"))
+}
+
+/// The store's total of every point of `series`, or `None` if the store does not answer.
+fn total_of(http: &str, series: &str) -> Option<u64> {
+    let url =
+        format!("http://{http}/render?target=sumSeries({series})&from=-2h&until=%2B2h&format=json");
     let resp = reqwest::blocking::Client::new()
         .get(url)
         .timeout(Duration::from_secs(5))
@@ -37,6 +44,18 @@ fn stored_total(http: &str, file: &str) -> Option<u64> {
     Some(total as u64)
 }
 
+/// The newest non-null value of `series`.
+fn last_value(http: &str, series: &str) -> Option<f64> {
+    let url = format!("http://{http}/render?target={series}&from=-2h&until=%2B2h&format=json");
+    let v: serde_json::Value =
+        serde_json::from_str(&reqwest::blocking::get(url).ok()?.text().ok()?).ok()?;
+    v.as_array()?.first()?["datapoints"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find_map(|p| p[0].as_f64())
+}
+
 struct Model {
     dir: PathBuf,
     logs: PathBuf,
@@ -49,6 +68,14 @@ struct Model {
     store: Option<StoreProc>,
     agent: Option<AgentProc>,
     log: Vec<String>,
+    /// The statsd ports (fixed, so that a restarted agent listens where the last one did).
+    statsd_udp: u16,
+    statsd_tcp: u16,
+    /// statsd counter increments and timer samples accepted (each burst metric is one of
+    /// each, and one `+1` of the gauge).
+    statsd: u64,
+    /// Datagrams and lines the running agent accepted since it started.
+    accepted_by_agent: u64,
 }
 
 impl Model {
@@ -93,6 +120,44 @@ impl Model {
 
     fn start_agent(&mut self) {
         self.agent = Some(AgentProc::start(&self.dir.join("agent.toml")));
+        self.accepted_by_agent = 0;
+    }
+
+    /// Sends `n` statsd lines (a counter, a timer sample and a gauge delta each) over TCP or
+    /// UDP and waits until the agent says it accepted them; only then do they count.
+    fn statsd_burst(&mut self, n: u64, tcp: bool) {
+        let line = b"m.hits:1|c
+m.time:5|ms
+m.level:+1|g
+";
+        if tcp {
+            let mut c = TcpStream::connect(("127.0.0.1", self.statsd_tcp)).expect("statsd tcp");
+            for _ in 0..n {
+                c.write_all(line).expect("statsd write");
+            }
+            // Three lines each.
+            self.accepted_by_agent += 3 * n;
+        } else {
+            let s = UdpSocket::bind("127.0.0.1:0").expect("udp");
+            for _ in 0..n {
+                s.send_to(line, ("127.0.0.1", self.statsd_udp))
+                    .expect("statsd send");
+            }
+            self.accepted_by_agent += n;
+        }
+        let agent = self.agent.as_ref().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while agent.metric("tally_agent_statsd_packets") != Some(self.accepted_by_agent as f64) {
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not accept a statsd burst: {:?} of {}; ops {:#?}",
+                agent.metric("tally_agent_statsd_packets"),
+                self.accepted_by_agent,
+                self.log
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.statsd += n;
     }
 
     fn start_store(&mut self) {
@@ -103,18 +168,37 @@ impl Model {
         ));
     }
 
+    /// The files' totals, then statsd's counter total and timer count.
     fn totals(&self) -> Option<Vec<u64>> {
-        self.files
+        let mut t: Vec<Option<u64>> = self
+            .files
             .iter()
             .map(|f| stored_total(&self.http, f))
-            .collect()
+            .collect();
+        t.push(total_of(
+            &self.http,
+            "seriesByTag('name=m.hits','stat=count')",
+        ));
+        t.push(total_of(
+            &self.http,
+            "seriesByTag('name=m.time','stat=count')",
+        ));
+        t.into_iter().collect()
+    }
+
+    /// What [`Model::totals`] must come to.
+    fn expected(&self) -> Vec<u64> {
+        let mut w = self.written.clone();
+        w.push(self.statsd);
+        w.push(self.statsd);
+        w
     }
 
     /// Waits until the store holds exactly what was written; false on timeout.
     fn wait_converged(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.totals().as_ref() == Some(&self.written) {
+            if self.totals() == Some(self.expected()) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -127,7 +211,7 @@ impl Model {
             panic!(
                 "no convergence before {before}: store {:?}, written {:?}; ops: {:#?}",
                 self.totals(),
-                self.written,
+                self.expected(),
                 self.log
             );
         }
@@ -206,6 +290,12 @@ impl Model {
                     "start store".into()
                 }
             },
+            90..=99 if self.agent.is_some() => {
+                let n = 1 + self.rng.below(60);
+                let tcp = self.rng.below(2) == 0;
+                self.statsd_burst(n, tcp);
+                format!("statsd {} x{n}", if tcp { "tcp" } else { "udp" })
+            }
             _ => {
                 let ms = self.rng.below(800);
                 std::thread::sleep(Duration::from_millis(ms));
@@ -233,6 +323,7 @@ fn issue_5_store_totals_equal_lines_written_through_rotation_crashes_and_outages
     let logs = dir.join("logs");
     fs::create_dir_all(&logs).expect("mkdir");
     let http = format!("127.0.0.1:{}", free_port());
+    let (statsd_udp, statsd_tcp) = (free_port(), free_port());
     let config = format!(
         r#"host = "model"
 data_dir = "{data}"
@@ -242,6 +333,11 @@ commit_interval = "200ms"
 poll_interval = "50ms"
 scan_interval = "200ms"
 metrics_listen = "127.0.0.1:0"
+
+[statsd]
+enabled = true
+udp_listen = "127.0.0.1:{udp}"
+tcp_listen = "127.0.0.1:{tcp}"
 
 [[input]]
 paths = ["{logs}/*.log*"]
@@ -263,6 +359,8 @@ max_backoff = "500ms"
 "#,
         data = dir.join("agent").display(),
         logs = logs.display(),
+        udp = statsd_udp,
+        tcp = statsd_tcp,
     );
     fs::write(dir.join("agent.toml"), config).expect("config");
     let mut m = Model {
@@ -277,6 +375,10 @@ max_backoff = "500ms"
         store: None,
         agent: None,
         log: Vec::new(),
+        statsd_udp,
+        statsd_tcp,
+        statsd: 0,
+        accepted_by_agent: 0,
     };
     m.start_store();
     m.start_agent();
@@ -295,26 +397,40 @@ max_backoff = "500ms"
     let totals = m.totals();
     assert!(
         converged,
-        "seed {seed}: store totals {totals:?} != lines written {:?}\nops: {:#?}",
-        m.written, m.log
+        "seed {seed}: store totals {totals:?} != lines and statsd metrics written {:?}\nops: {:#?}",
+        m.expected(),
+        m.log
     );
     // And nothing arrives later to double a count.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         m.totals(),
-        Some(m.written.clone()),
+        Some(m.expected()),
         "seed {seed}: a count changed after convergence; ops: {:#?}",
+        m.log
+    );
+    // Every `+1` of the gauge applied exactly once: its last value is the number sent.
+    let level = last_value(&m.http, "seriesByTag('name=m.level')");
+    assert_eq!(
+        level,
+        (m.statsd > 0).then_some(m.statsd as f64),
+        "seed {seed}: the gauge; ops: {:#?}",
         m.log
     );
     let mut agent = m.agent.take().expect("running");
     assert_eq!(agent.metric("tally_agent_lines_bad"), Some(0.0));
+    assert_eq!(agent.metric("tally_agent_statsd_bad"), Some(0.0));
     assert!(
         agent.terminate().success(),
         "the agent stops cleanly on SIGTERM"
     );
     eprintln!(
-        "agent model: seed {seed}: {} ops, {:?} lines, all counted exactly once",
+        "agent model: seed {seed}: {} ops ({} statsd bursts, {} agent kills), {:?} lines and {} \
+         statsd metrics, all counted exactly once",
         m.log.len(),
-        m.written
+        m.log.iter().filter(|o| o.starts_with("statsd")).count(),
+        m.log.iter().filter(|o| *o == "kill -9 agent").count(),
+        m.written,
+        m.statsd
     );
 }

@@ -5,6 +5,11 @@
 //! the end the store must hold exactly the generator's counts: requests by status class and by
 //! vhost, beacons by source, latency samples. Fewer is a lost line, more a line counted twice.
 //!
+//! Issue 16: statsd traffic goes next to the log lines. Before some kills a burst of statsd
+//! lines is sent over TCP and, once the agent's `/metrics` says it accepted them (wrote them to
+//! its journal), the kill follows within 40 ms, while the journal is read, counted and
+//! committed; the store must end with exactly the accepted counter increments and timer samples.
+//!
 //! The parameters are `crash.rs`'s (`TALLY_CRASH_*`). The long run of the session:
 //!
 //! ```text
@@ -13,6 +18,8 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -165,7 +172,54 @@ fn generate(
     (runs, rotations)
 }
 
-fn agent_config(dir: &Path, http: &str, rng: &mut Rng) -> PathBuf {
+/// The agent's statsd TCP port and `/metrics` port (fixed: every restart listens there).
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    statsd: u16,
+    metrics: u16,
+}
+
+/// Sends `n` statsd lines (a counter increment and a timer sample each) over TCP to an agent
+/// that has accepted nothing yet (every kill is followed by a start, every burst by a kill) and
+/// waits until it has accepted all `2n` lines; `false` if it was not listening within 5 s (then
+/// nothing was sent). Once sent, the lines must be accepted.
+fn statsd_burst(ports: Ports, n: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut conn = loop {
+        match TcpStream::connect(("127.0.0.1", ports.statsd)) {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => return false,
+        }
+    };
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&format!("crash.hits:1|c\ncrash.time:{}|ms\n", i % 50));
+    }
+    if conn.write_all(text.as_bytes()).is_err() {
+        return false;
+    }
+    drop(conn);
+    let want = (2 * n) as f64;
+    while Instant::now() < deadline {
+        let got = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", ports.metrics))
+            .ok()
+            .and_then(|r| r.text().ok())
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix("tally_agent_statsd_packets ")
+                        .and_then(|v| v.parse::<f64>().ok())
+                })
+            });
+        if got == Some(want) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("the running agent did not accept {n} statsd lines within 5 s");
+}
+
+fn agent_config(dir: &Path, http: &str, rng: &mut Rng, ports: Ports) -> PathBuf {
     let commit = ["100ms", "300ms", "1s"][rng.below(3) as usize];
     let path = dir.join("agent.toml");
     std::fs::write(
@@ -178,6 +232,12 @@ lateness = "1h"
 commit_interval = "{commit}"
 poll_interval = "50ms"
 scan_interval = "200ms"
+metrics_listen = "127.0.0.1:{metrics}"
+
+[statsd]
+enabled = true
+udp_listen = ""
+tcp_listen = "127.0.0.1:{statsd}"
 
 [[input]]
 paths = ["{logs}/access.log*"]
@@ -191,6 +251,8 @@ max_backoff = "300ms"
 "#,
             data = dir.join("agent").display(),
             logs = dir.join("logs").display(),
+            metrics = ports.metrics,
+            statsd = ports.statsd,
         ),
     )
     .expect("agent config");
@@ -226,8 +288,15 @@ fn issue_17_agent_crash_loop_counts_every_line_exactly_once() {
     };
     let mut rng = Rng(params.seed);
     let log = dir.join("agent.log");
+    let ports = Ports {
+        statsd: free_port(),
+        metrics: free_port(),
+    };
+    // statsd counter increments the agents accepted (each also a timer sample).
+    let mut statsd_total = 0u64;
+    let mut bursts = 0usize;
     let start = |rng: &mut Rng| {
-        let config = agent_config(&dir, &http, rng).display().to_string();
+        let config = agent_config(&dir, &http, rng, ports).display().to_string();
         Child9::spawn(&["-q", "agent", "--config", &config], &log)
     };
     let mut agent = start(&mut rng);
@@ -235,7 +304,19 @@ fn issue_17_agent_crash_loop_counts_every_line_exactly_once() {
     let mut ops: Vec<String> = Vec::new();
     let started = Instant::now();
     while kills.total < params.kills && started.elapsed().as_secs() < params.secs {
-        let what = if rng.below(10) < 4 {
+        let what = if rng.below(10) < 3 {
+            // Just after statsd lines were accepted: while the journal is read and committed.
+            let n = 1 + rng.below(300);
+            let mut what = String::from("statsd burst not accepted, then kill");
+            if statsd_burst(ports, n) {
+                statsd_total += n;
+                bursts += 1;
+                let ms = rng.below(40);
+                std::thread::sleep(Duration::from_millis(ms));
+                what = format!("{ms} ms after {n} statsd lines were accepted");
+            }
+            what
+        } else if rng.below(10) < 4 {
             // Just after lines land: while the agent reads, commits and ships them.
             let seen = appended.load(Relaxed);
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -273,7 +354,13 @@ fn issue_17_agent_crash_loop_counts_every_line_exactly_once() {
     stop.store(true, Relaxed);
     let (runs, rotations) = generator.join().expect("generator");
     let truth = truth.lock().expect("truth").clone();
-    let want = truth.expected();
+    let mut want = truth.expected();
+    for stat in ["crash.hits", "crash.time"] {
+        want.push((
+            format!("sumSeries(seriesByTag('name={stat}','stat=count'))"),
+            statsd_total,
+        ));
+    }
     let totals = || -> Vec<Option<u64>> { want.iter().map(|(t, _)| total(&http, t)).collect() };
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut got = totals();
@@ -293,7 +380,8 @@ fn issue_17_agent_crash_loop_counts_every_line_exactly_once() {
     eprintln!(
         "agent crash loop, seed {}: {} kills in {:.0} s ({} within 300 ms of a start; busy at \
          the kill: reading {}, shipping {}); {} lines ({} bad) in {} gen-log runs, {} rotations; \
-         {} totals checked: lost {lost}, counted twice {doubled}",
+         {statsd_total} statsd lines in {bursts} bursts; {} totals checked: lost {lost}, counted \
+         twice {doubled}",
         params.seed,
         kills.total,
         started.elapsed().as_secs_f64(),

@@ -21,6 +21,7 @@ mod http_front;
 mod pki;
 mod proc;
 mod query_api;
+mod statsd_compat;
 mod store_ingest;
 mod tls;
 mod web;
