@@ -250,9 +250,11 @@ fn render_format(
         })
     };
     let graph_params = || p.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    // Checked whatever the format (graphite-web ignores a bad one; we say so).
+    let max_points = p.usize("maxDataPoints")?;
     match format {
         "json" => {
-            if let Some(max) = p.usize("maxDataPoints")? {
+            if let Some(max) = max_points {
                 consolidate_for_display(&mut series, max);
             }
             json_or_jsonp(json(&series, p.flag("noNullPoints")))
@@ -371,7 +373,7 @@ async fn find(
                     .collect();
                 json!({ "nodes": nodes })
             }
-            other => return Err(QueryError::BadRequest(format!("format \"{other}\" is not one of treejson, completer, nodelist"))),
+            other => return Err(QueryError::BadRequest(format!("format \"{other}\" is not one of treejson, completer, nodelist, json, pickle, msgpack"))),
         };
         Ok(json_response(&v))
     })
@@ -935,6 +937,217 @@ mod tests {
                 assert!(body.contains("is not a JavaScript function name"), "{body}");
             }
         }
+    }
+
+    async fn get_bytes(
+        source: Arc<dyn Source>,
+        uri: &str,
+    ) -> (u16, String, axum::http::HeaderMap, Vec<u8>) {
+        let req = Request::get(uri).body(Body::empty()).expect("request");
+        let r = routes(source, Limits::default(), Budget::new(usize::MAX))
+            .guard(Default::default(), |_| {
+                StatusCode::UNAUTHORIZED.into_response()
+            })
+            .oneshot(req)
+            .await
+            .expect("answer");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let ctype = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        (status, ctype, headers, body)
+    }
+
+    fn two_series() -> Arc<dyn Source> {
+        let mut m = MemSource::default();
+        m.add("a.b", 600, 60, vec![Some(1.0), None, Some(3.0)]);
+        m.add("a.c", 600, 60, vec![Some(2.0), Some(2.0), Some(2.0)]);
+        Arc::new(m)
+    }
+
+    /// Issue 12: no format at all is graphite-web's PNG graph; the text formats graphite-web
+    /// has (dygraph, rickshaw) answer in its shapes, and the cache parameters set its headers.
+    #[tokio::test]
+    async fn issue_12_png_by_default_dygraph_rickshaw_and_cache_headers() {
+        let (status, ctype, headers, body) = get_bytes(
+            two_series(),
+            "/render?target=a.*&from=540&until=720&now=720",
+        )
+        .await;
+        assert_eq!((status, ctype.as_str()), (200, "image/png"));
+        let png = tiny_skia::Pixmap::decode_png(&body).expect("a png");
+        assert_eq!((png.width(), png.height()), (330, 250));
+        assert_eq!(headers[header::CACHE_CONTROL], "max-age=60");
+        assert_eq!(headers[header::EXPIRES], "Thu, 01 Jan 1970 00:13:00 GMT");
+        let (_, _, headers, _) = get_bytes(
+            two_series(),
+            "/render?target=a.b&from=540&until=720&format=json&noCache=1",
+        )
+        .await;
+        assert_eq!(
+            headers[header::CACHE_CONTROL],
+            "max-age=0, no-cache, no-store, must-revalidate, private"
+        );
+        let (_, _, headers, _) = get_bytes(
+            two_series(),
+            "/render?target=a.b&from=540&until=720&format=json&cacheTimeout=0",
+        )
+        .await;
+        assert!(headers[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap_or("")
+            .contains("no-cache"));
+        let (_, _, headers, _) = get_bytes(
+            two_series(),
+            "/render?target=a.b&from=540&until=720&format=json&cacheTimeout=300",
+        )
+        .await;
+        assert_eq!(headers[header::CACHE_CONTROL], "max-age=300");
+        let (status, _, _, body) = get_bytes(
+            two_series(),
+            "/render?target=a.b&from=540&until=720&cacheTimeout=soon",
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            "parameter \"cacheTimeout\": \"soon\" is not a whole number of seconds\n"
+        );
+        let (_, ctype, _, body) = get_bytes(
+            two_series(),
+            "/render?target=a.*&from=540&until=720&format=dygraph",
+        )
+        .await;
+        assert_eq!(ctype, "application/json");
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            r#"{"labels" : ["Time", "a.b", "a.c"], "data" : [[600000, 1.0, 2.0], [660000, null, 2.0], [720000, 3.0, 2.0]]}"#
+        );
+        let (_, ctype, _, body) = get_bytes(
+            two_series(),
+            "/render?target=a.b&from=540&until=720&format=rickshaw&jsonp=cb",
+        )
+        .await;
+        assert_eq!(ctype, "text/javascript");
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            r#"cb([{"target": "a.b", "datapoints": [{"x": 600, "y": 1.0}, {"x": 660, "y": null}, {"x": 720, "y": 3.0}]}])"#
+        );
+        let (status, ctype, _, body) = get_bytes(
+            two_series(),
+            "/render?target=color(a.b,'red')&from=540&until=720&format=svg",
+        )
+        .await;
+        assert_eq!((status, ctype.as_str()), (200, "image/svg+xml"));
+        assert!(
+            String::from_utf8_lossy(&body).contains("stroke=\"#c80032\""),
+            "red is graphite's (200,0,50)"
+        );
+        let (status, _, _, body) = get_bytes(
+            two_series(),
+            "/render?target=a.b&from=540&until=720&lineMode=wavy",
+        )
+        .await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    }
+
+    /// Issue 12: what a federating graphite-web asks with local=1: pickle and msgpack of
+    /// `TimeSeries.getInfo()` from /render and of nodes from /metrics/find.
+    #[tokio::test]
+    async fn issue_12_cluster_formats_for_render_and_find() {
+        use serde_pickle::{HashableValue as H, Value as V};
+        let (status, ctype, _, body) = get_bytes(
+            two_series(),
+            "/render?target=a.*&from=540&until=720&format=pickle&local=1&noCache=1",
+        )
+        .await;
+        assert_eq!((status, ctype.as_str()), (200, "application/pickle"));
+        let V::List(list) =
+            serde_pickle::value_from_slice(&body, Default::default()).expect("unpickles")
+        else {
+            panic!()
+        };
+        assert_eq!(list.len(), 2);
+        let V::Dict(d) = &list[0] else {
+            panic!("{list:?}")
+        };
+        assert_eq!(
+            d.get(&H::String("name".into())),
+            Some(&V::String("a.b".into()))
+        );
+        assert_eq!(
+            d.get(&H::String("pathExpression".into())),
+            Some(&V::String("a.*".into()))
+        );
+        assert_eq!(
+            d.get(&H::String("values".into())),
+            Some(&V::List(vec![V::F64(1.0), V::None, V::F64(3.0)]))
+        );
+        // `pickle=1` without a format is the same answer.
+        let (_, ctype, _, again) = get_bytes(
+            two_series(),
+            "/render?target=a.*&from=540&until=720&pickle=1",
+        )
+        .await;
+        assert_eq!((ctype.as_str(), &again), ("application/pickle", &body));
+        let (_, ctype, _, body) = get_bytes(
+            two_series(),
+            "/render?target=a.c&from=540&until=720&format=msgpack&local=1",
+        )
+        .await;
+        assert_eq!(ctype, "application/x-msgpack");
+        let v: serde_json::Value = rmp_serde::from_slice(&body).expect("unpacks");
+        assert_eq!(
+            v,
+            serde_json::json!([{"name": "a.c", "pathExpression": "a.c", "start": 600, "end": 780, "step": 60,
+            "values": [2.0, 2.0, 2.0], "valuesPerPoint": 1, "consolidationFunc": "average", "xFilesFactor": 0.0}])
+        );
+        let (_, ctype, headers, body) = get_bytes(
+            two_series(),
+            "/metrics/find?query=a.*&local=1&format=pickle&from=540&until=720",
+        )
+        .await;
+        assert_eq!(ctype, "application/pickle");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+        let nodes = serde_pickle::value_from_slice(&body, Default::default()).expect("unpickles");
+        let leaf = |p: &str| {
+            V::Dict(
+                [
+                    (H::String("path".into()), V::String(p.into())),
+                    (H::String("is_leaf".into()), V::Bool(true)),
+                    (
+                        H::String("intervals".into()),
+                        V::List(vec![V::Tuple(vec![V::F64(540.0), V::F64(720.0)])]),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+            )
+        };
+        assert_eq!(nodes, V::List(vec![leaf("a.b"), leaf("a.c")]));
+        let (_, ctype, _, body) =
+            get_bytes(two_series(), "/metrics/find?query=*&local=1&format=msgpack").await;
+        assert_eq!(ctype, "application/x-msgpack");
+        let v: serde_json::Value = rmp_serde::from_slice(&body).expect("unpacks");
+        assert_eq!(v, serde_json::json!([{"path": "a", "is_leaf": false}]));
+        let (_, _, _, body) = get_bytes(
+            two_series(),
+            "/metrics/find?query=a.b&format=json&from=540&until=720",
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!([{"path": "a.b", "is_leaf": true, "intervals": [{"start": 540.0, "end": 720.0}]}])
+        );
     }
 
     fn enc(s: &str) -> String {

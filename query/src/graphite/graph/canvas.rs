@@ -1,6 +1,6 @@
 //! The drawing context graphite-web's `glyph.py` draws on, cairo's calls and semantics (a current
 //! path, save/restore, clip by intersection, `text_path` text placed by the font's extents), over
-//! two surfaces: a PNG (tiny-skia, antialiased; text unantialiased as graphite sets it) and SVG
+//! two surfaces: a PNG (tiny-skia, antialiased, text too) and SVG
 //! text. One layout draws both, so a style function or an option looks the same in either.
 //!
 //! The font is DejaVu Sans, compiled in (`query/fonts`, with its licence): what cairo's "Sans"
@@ -473,8 +473,10 @@ impl Canvas {
                     );
                     p
                 };
-                // graphite turns antialiasing off for text (cairo ANTIALIAS_NONE).
-                paint.anti_alias = false;
+                // graphite turns antialiasing off for text (cairo ANTIALIAS_NONE) but has
+                // FreeType hint the glyphs to the pixel grid; unhinted glyphs drawn aliased
+                // come out broken, so ours are antialiased.
+                paint.anti_alias = true;
                 let base = Transform::from_row(
                     cos as f32,
                     sin as f32,
