@@ -173,3 +173,73 @@ pub(crate) fn vertical_line(a: &Args) -> Result<Value> {
     s.style.color = a.opt_str(2, "color")?;
     Ok(Value::Series(vec![s]))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::fetch::Ctx;
+    use crate::graphite::{evaluate, parse};
+    use crate::source::MemSource;
+
+    fn ctx() -> Ctx {
+        let mut m = MemSource::default();
+        m.add("a.b", 60, 60, vec![Some(1.0), None, Some(3.0)]);
+        m.add("a.c", 60, 60, vec![Some(10.0), Some(20.0), Some(30.0)]);
+        Ctx::new(Arc::new(m), 0, 240)
+    }
+
+    fn eval(ctx: &Ctx, t: &str) -> crate::error::Result<Vec<crate::series::TimeSeries>> {
+        evaluate(ctx, &parse(t).expect("parses"))
+    }
+
+    /// graphite keeps one running total per stack for the whole request: a second target
+    /// stacks on the first.
+    #[test]
+    fn stacked_across_targets_and_named_stacks() {
+        let ctx = ctx();
+        let first = eval(&ctx, "stacked(a.b)").expect("evaluates");
+        assert_eq!(first[0].name, "stacked(a.b)");
+        assert_eq!(
+            first[0].tags.get("stacked").map(String::as_str),
+            Some("__DEFAULT__")
+        );
+        assert!(first[0].style.stacked);
+        let second = eval(&ctx, "stacked(a.c)").expect("evaluates");
+        assert_eq!(second[0].raw(), [Some(11.0), Some(20.0), Some(33.0), None]);
+        let other = eval(&ctx, "stacked(a.c, 'x')").expect("evaluates");
+        assert_eq!(other[0].name, "a.c", "a named stack keeps the name");
+        assert_eq!(other[0].raw(), [Some(10.0), Some(20.0), Some(30.0), None]);
+    }
+
+    #[test]
+    fn area_between_threshold_and_vertical_line() {
+        let ctx = ctx();
+        let s = eval(&ctx, "areaBetween(a.*)").expect("evaluates");
+        assert_eq!(s[0].name, "areaBetween(a.*)");
+        assert!(s[0].style.invisible && s[0].style.stacked && !s[1].style.invisible);
+        assert_eq!(s[0].tags.get("areaBetween").map(String::as_str), Some("1"));
+        let e = eval(&ctx, "areaBetween(a.b)").expect_err("one series");
+        assert!(e.to_string().contains("*exactly* 2 series"), "{e}");
+        let t = eval(&ctx, "threshold(5, 'limit', 'red')").expect("evaluates");
+        assert_eq!(
+            (t[0].name.as_str(), t[0].style.color.as_deref()),
+            ("limit", Some("red"))
+        );
+        let v = eval(&ctx, "verticalLine('120', 'deploy')").expect("evaluates");
+        assert_eq!(
+            (v[0].start, v[0].end, v[0].style.draw_as_infinite),
+            (120, 120, true)
+        );
+        let e = eval(&ctx, "verticalLine('1000')").expect_err("after the range");
+        assert_eq!(
+            e.to_string(),
+            "verticalLine: timestamp 1000 exists after end of range"
+        );
+        // derive() drops the style, as graphite's copy() drops options.
+        let d = eval(&ctx, "scale(color(a.b, 'red'), 2)").expect("evaluates");
+        assert_eq!(d[0].style.color, None);
+        let k = eval(&ctx, "alias(color(a.b, 'red'), 'x')").expect("evaluates");
+        assert_eq!(k[0].style.color.as_deref(), Some("red"));
+    }
+}

@@ -1150,7 +1150,10 @@ impl LineGraph {
         .unwrap_or(start);
         let delta = Duration::milliseconds((unit as f64 * step * 1000.0) as i64);
         while dt < start {
-            dt += delta;
+            match dt.checked_add_signed(delta) {
+                Some(d) => dt = d,
+                None => break,
+            }
         }
         (dt, delta)
     }
@@ -1284,7 +1287,10 @@ impl LineGraph {
                 let x = self.x_of(dt);
                 let y = self.area.ymax + ascent;
                 self.c.text(&label, x, y, Align::Center, VAlign::Top, 0.0)?;
-                dt += delta;
+                match dt.checked_add_signed(delta) {
+                    Some(d) => dt = d,
+                    None => break,
+                }
             }
         }
         Ok(())
@@ -1355,7 +1361,10 @@ impl LineGraph {
                     self.c.line_to(x, top);
                     self.c.stroke();
                 }
-                dt += delta;
+                match dt.checked_add_signed(delta) {
+                    Some(d) => dt = d,
+                    None => break,
+                }
             }
         }
         self.c.set_line_width(0.5);
