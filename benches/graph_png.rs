@@ -44,6 +44,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("10_series_24h_800x400", |b| {
         b.iter(|| render_png(data.clone(), params).expect("renders"))
     });
+    // What of that is the PNG encoding alone (the decoded graph, encoded again).
+    let pixmap = tiny_skia::Pixmap::decode_png(&png).expect("decodes");
+    g.bench_function("encode_only_800x400", |b| {
+        b.iter(|| pixmap.encode_png().expect("encodes"))
+    });
     g.finish();
 }
 

@@ -323,14 +323,12 @@ impl Canvas {
         s
     }
 
-    /// Fills the current path (non-zero winding) and clears it.
+    /// Fills the current path (non-zero winding) and clears it. The SVG text is made only for
+    /// an SVG surface: formatting every point is most of a PNG's time otherwise.
     pub(crate) fn fill(&mut self) {
-        let paint = self.paint();
-        let path = self.skia_path();
-        let d = self.svg_d();
-        let (clip, color) = (self.svg_clip_attr(), self.svg_paint("fill"));
-        match (&mut self.surface, path) {
-            (Surface::Png(p), Some(path)) => {
+        if let Surface::Png(_) = self.surface {
+            let paint = self.paint();
+            if let (Some(path), Surface::Png(p)) = (self.skia_path(), &mut self.surface) {
                 let mask = match &self.state.clip {
                     Clip::Png(m) => Some(&**m),
                     _ => None,
@@ -343,24 +341,25 @@ impl Canvas {
                     mask,
                 );
             }
-            (Surface::Svg { out, .. }, _) if !d.is_empty() => {
-                let _ = writeln!(out, "<path d=\"{d}\"{color}{clip}/>");
+        } else {
+            let d = self.svg_d();
+            let (clip, color) = (self.svg_clip_attr(), self.svg_paint("fill"));
+            if let Surface::Svg { out, .. } = &mut self.surface {
+                if !d.is_empty() {
+                    let _ = writeln!(out, "<path d=\"{d}\"{color}{clip}/>");
+                }
             }
-            _ => {}
         }
         self.path.clear();
     }
 
     /// Strokes the current path with the line width and dash in force, and clears it.
     pub(crate) fn stroke(&mut self) {
-        let paint = self.paint();
-        let path = self.skia_path();
-        let d = self.svg_d();
-        let (clip, color) = (self.svg_clip_attr(), self.svg_paint("stroke"));
         let width = self.state.line_width;
         let dash = self.state.dash;
-        match (&mut self.surface, path) {
-            (Surface::Png(p), Some(path)) => {
+        if let Surface::Png(_) = self.surface {
+            let paint = self.paint();
+            if let (Some(path), Surface::Png(p)) = (self.skia_path(), &mut self.surface) {
                 let stroke = Stroke {
                     width: width as f32,
                     miter_limit: 10.0,
@@ -374,27 +373,31 @@ impl Canvas {
                 };
                 p.stroke_path(&path, &paint, &stroke, Transform::identity(), mask);
             }
-            (Surface::Svg { out, .. }, _) if !d.is_empty() => {
-                let dash = dash.map_or_else(String::new, |(l, off)| {
-                    format!(" stroke-dasharray=\"{l:.2},{l:.2}\" stroke-dashoffset=\"{off:.2}\"")
-                });
-                let _ = writeln!(
-                    out,
-                    "<path d=\"{d}\" fill=\"none\"{color} stroke-width=\"{width:.2}\" stroke-miterlimit=\"10\"{dash}{clip}/>"
-                );
+        } else {
+            let d = self.svg_d();
+            let (clip, color) = (self.svg_clip_attr(), self.svg_paint("stroke"));
+            if let Surface::Svg { out, .. } = &mut self.surface {
+                if !d.is_empty() {
+                    let dash = dash.map_or_else(String::new, |(l, off)| {
+                        format!(
+                            " stroke-dasharray=\"{l:.2},{l:.2}\" stroke-dashoffset=\"{off:.2}\""
+                        )
+                    });
+                    let _ = writeln!(
+                        out,
+                        "<path d=\"{d}\" fill=\"none\"{color} stroke-width=\"{width:.2}\" stroke-miterlimit=\"10\"{dash}{clip}/>"
+                    );
+                }
             }
-            _ => {}
         }
         self.path.clear();
     }
 
     /// Intersects the clip with the current path, and clears it.
     pub(crate) fn clip(&mut self) {
-        let path = self.skia_path();
-        let d = self.svg_d();
         let (w, h) = (self.width, self.height);
-        match (&mut self.surface, path) {
-            (Surface::Png(_), Some(path)) => {
+        if let Surface::Png(_) = self.surface {
+            if let Some(path) = self.skia_path() {
                 let mask = match &mut self.state.clip {
                     Clip::Png(m) => {
                         m.intersect_path(&path, FillRule::Winding, true, Transform::identity());
@@ -409,20 +412,21 @@ impl Canvas {
                     self.state.clip = Clip::Png(Box::new(m));
                 }
             }
-            (Surface::Svg { out, next_clip }, _) => {
+        } else {
+            let d = self.svg_d();
+            let parent = match self.state.clip {
+                Clip::Svg(p) => format!(" clip-path=\"url(#c{p})\""),
+                _ => String::new(),
+            };
+            if let Surface::Svg { out, next_clip } = &mut self.surface {
                 let id = *next_clip;
                 *next_clip += 1;
-                let parent = match self.state.clip {
-                    Clip::Svg(p) => format!(" clip-path=\"url(#c{p})\""),
-                    _ => String::new(),
-                };
                 let _ = writeln!(
                     out,
                     "<clipPath id=\"c{id}\"{parent}><path d=\"{d}\"/></clipPath>"
                 );
                 self.state.clip = Clip::Svg(id);
             }
-            _ => {}
         }
         self.path.clear();
     }
