@@ -7,8 +7,9 @@
 //! - Tally's pickle and msgpack answers, decoded by graphite-web's own `unpickle` and
 //!   `umsgpack` (the code that reads them in a cluster), equal what graphite-web fed by carbon
 //!   sends for the same data.
-//! - A dashboard graph drawn by both: the two PNGs are kept in `tests/artifacts/` and their
-//!   sizes and the pixels of a series must agree.
+//! - A dashboard graph drawn by both: sizes and the rows of a series must agree. Each run
+//!   writes the pair under the target's tmp dir (`issue12/`); `tests/artifacts/` keeps the pair
+//!   of one run, to look at side by side.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -311,7 +312,8 @@ fn issue_12_cluster_formats_and_graphs_match_graphite_web() {
     let (gs, gc, gpng) = bytes(&gw.url(&graph));
     assert_eq!((ts, tc.as_str()), (200, "image/png"));
     assert_eq!((gs, gc.as_str()), (200, "image/png"));
-    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
+    // Each run's pair goes to the target's tmp dir; tests/artifacts keeps one run's pair.
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("issue12");
     std::fs::create_dir_all(&artifacts).expect("mkdir");
     std::fs::write(artifacts.join("issue12_dashboard_tally.png"), &tpng).expect("write");
     std::fs::write(artifacts.join("issue12_dashboard_graphite_web.png"), &gpng).expect("write");
