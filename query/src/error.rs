@@ -30,6 +30,9 @@ pub enum QueryError {
     /// The store failed (RocksDB, I/O, corrupt data): not the caller's doing.
     #[error(transparent)]
     Store(tally_store::Error),
+    /// Something of ours failed (encoding an image, a compiled-in font): not the caller's doing.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Store errors convert here, once, by the store's own classification
@@ -48,7 +51,10 @@ impl QueryError {
     /// Whether the request was at fault (answered 4xx with this message) rather than the server
     /// (answered 5xx generically, the detail logged).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, QueryError::Store(_) | QueryError::Busy(_))
+        !matches!(
+            self,
+            QueryError::Store(_) | QueryError::Busy(_) | QueryError::Internal(_)
+        )
     }
 }
 

@@ -39,6 +39,9 @@ struct Read {
     budget: Arc<Budget>,
     /// Points taken from `budget`.
     held: AtomicUsize,
+    /// graphite's `requestContext['totalStack']`: the running totals of `stacked()` by stack
+    /// name, shared by every target of the request.
+    stacks: std::sync::Mutex<std::collections::HashMap<String, Vec<f64>>>,
 }
 
 impl Read {
@@ -48,6 +51,7 @@ impl Read {
             points: AtomicUsize::new(0),
             budget,
             held: AtomicUsize::new(0),
+            stacks: Default::default(),
         }
     }
 
@@ -118,6 +122,16 @@ impl Ctx {
             )));
         }
         Ok(())
+    }
+
+    /// Runs `f` on the request's running total of the stack `name` (`stacked()`).
+    pub(crate) fn with_stack<T>(&self, name: &str, f: impl FnOnce(&mut Vec<f64>) -> T) -> T {
+        let mut stacks = self
+            .read
+            .stacks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(stacks.entry(name.to_owned()).or_default())
     }
 
     /// The same request over another range (for look-back and time shifts).

@@ -35,5 +35,5 @@ pub use fetch::Ctx;
 pub use graphite::GRAPHITE_VERSION;
 pub use limits::{Budget, Limits, DEFAULT_MAX_POINTS_IN_FLIGHT};
 pub use router::{router, router_with, ApiOptions};
-pub use series::{Consolidation, TimeSeries};
+pub use series::{Consolidation, Style, TimeSeries};
 pub use source::{Fetched, MemSource, Source};

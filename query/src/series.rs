@@ -30,6 +30,19 @@ impl Consolidation {
         })
     }
 
+    /// graphite's name of it (`consolidationFunc`, as its cluster formats carry it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Consolidation::Average => "average",
+            Consolidation::AvgZero => "avg_zero",
+            Consolidation::Sum => "sum",
+            Consolidation::Min => "min",
+            Consolidation::Max => "max",
+            Consolidation::First => "first",
+            Consolidation::Last => "last",
+        }
+    }
+
     fn apply(self, buf: &[f64]) -> f64 {
         match self {
             Consolidation::Average | Consolidation::AvgZero => {
@@ -44,6 +57,24 @@ impl Consolidation {
     }
 }
 
+/// How a graph draws a series: graphite-web's `series.options` and `series.color`, set by the
+/// functions of its "Graph" group (`color`, `dashed`, `secondYAxis`, `stacked`, ...). Only the
+/// PNG and SVG renderers read it; like graphite's `series.copy()`, [`TimeSeries::derive`] drops it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Style {
+    /// A colour as graphite takes it: a name, `rrggbb`, `#rrggbb` or `rrggbbaa`.
+    pub color: Option<String>,
+    pub alpha: Option<f64>,
+    pub line_width: Option<f64>,
+    /// Dash length, in pixels.
+    pub dashed: Option<f64>,
+    pub second_y_axis: bool,
+    pub draw_as_infinite: bool,
+    pub stacked: bool,
+    /// Drawn fully transparent (the lower edge of `areaBetween`).
+    pub invisible: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeSeries {
     pub name: String,
@@ -56,6 +87,7 @@ pub struct TimeSeries {
     pub consolidation: Consolidation,
     pub values_per_point: usize,
     pub x_files_factor: f64,
+    pub style: Style,
 }
 
 /// Tags of a name as graphite-web derives them: a tagged name's tags, else `{name: <name>}`.
@@ -97,6 +129,7 @@ impl TimeSeries {
             consolidation: Consolidation::Average,
             values_per_point: 1,
             x_files_factor: 0.0,
+            style: Style::default(),
         }
     }
 
@@ -106,6 +139,7 @@ impl TimeSeries {
         s.name = name.into();
         s.values = values;
         s.values_per_point = 1;
+        s.style = Style::default();
         s
     }
 

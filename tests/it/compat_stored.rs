@@ -11,7 +11,7 @@ use crate::graphite_web::GraphiteWeb;
 use crate::proc::StoreProc;
 
 /// 40 minutes of 10 s points for plain and tagged series, with gaps and a counter reset.
-fn plaintext(now: i64) -> String {
+pub(crate) fn plaintext(now: i64) -> String {
     let mut out = String::new();
     let start = now - 2400;
     for i in 0..240i64 {
@@ -304,7 +304,7 @@ impl Compare<'_> {
     }
 }
 
-fn wait_for(gw: &GraphiteWeb, what: &str, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_for(gw: &GraphiteWeb, what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !ok() {
         assert!(

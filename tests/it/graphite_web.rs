@@ -32,7 +32,24 @@ impl GraphiteWeb {
         Self::start_inner(true)
     }
 
+    /// graphite-web with no data of its own that federates `servers` (host:port) with
+    /// `CLUSTER_SERVERS`, as a large Graphite site runs its front ends.
+    pub fn start_cluster(servers: &[String]) -> GraphiteWeb {
+        let list: Vec<String> = servers.iter().map(|s| format!("'{s}'")).collect();
+        Self::start_with(
+            false,
+            &format!(
+                "CLUSTER_SERVERS = [{}]\nREMOTE_EXCLUDE_LOCAL = False\nFIND_CACHE_DURATION = 0\n",
+                list.join(", ")
+            ),
+        )
+    }
+
     fn start_inner(with_carbon: bool) -> GraphiteWeb {
+        Self::start_with(with_carbon, "")
+    }
+
+    fn start_with(with_carbon: bool, extra_settings: &str) -> GraphiteWeb {
         assert!(
             Path::new("/usr/lib/python3/dist-packages/graphite").exists(),
             "graphite-web is not installed: run scripts/setup.sh test (./x test does)"
@@ -57,7 +74,7 @@ impl GraphiteWeb {
              DATABASES = {{'default': {{'NAME': '{d}/storage/graphite.db', 'ENGINE': 'django.db.backends.sqlite3', \
              'OPTIONS': {{'timeout': 30}}}}}}\n",
             d = d.display()
-        );
+        ) + extra_settings;
         std::fs::write(d.join("web/tally_compat_settings.py"), settings).expect("settings");
         let env = |c: &mut Command| {
             c.env("PYTHONPATH", d.join("web"))

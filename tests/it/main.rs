@@ -16,6 +16,7 @@ mod crash_store;
 mod demo;
 mod disk_full;
 mod grafana;
+mod graphite_cluster;
 mod graphite_web;
 mod http_front;
 mod pki;

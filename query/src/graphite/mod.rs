@@ -1,6 +1,6 @@
 //! graphite-web 1.1.8's language on Tally's engine: the target grammar ([`parse`]), the
 //! evaluator ([`evaluate`]) with graphite's semantics for nulls, steps (lcm), names and tags, the
-//! function library, the render formats (`maxDataPoints` consolidation; json, csv, raw and svg)
+//! function library, the render formats (`maxDataPoints` consolidation; png, svg, json, csv, raw, dygraph, rickshaw, pickle, msgpack)
 //! and the graphite-web routes Grafana's Graphite data source calls.
 //!
 //! It reads series through what every language shares: [`crate::Ctx`] and the fetch behind it,
@@ -10,19 +10,22 @@
 //! - `eval`: targets to series; `args`: a function's arguments, evaluated on demand;
 //! - `functions`: the library, and the `/functions` listing;
 //! - `py_number`: Python's number formatting, which graphite's names and formats use;
-//! - `render` and `svg`: the `/render` output formats;
+//! - `render`: the `/render` text formats; `graph`: the PNG and SVG graphs; `cluster`: the
+//!   pickle and msgpack formats graphite-web's cluster members exchange;
 //! - `routes`: graphite-web's HTTP API.
 
 mod args;
+mod cluster;
 mod eval;
 mod expr;
 mod functions;
+pub mod graph;
 mod py_number;
 pub(crate) mod render;
 pub(crate) mod routes;
-mod svg;
 
 pub use eval::evaluate;
 pub use expr::{parse, Call, Expr};
 pub use functions::functions_json;
+pub use graph::{render_png, render_svg};
 pub use routes::GRAPHITE_VERSION;

@@ -154,6 +154,83 @@ pub(crate) fn raw(series: &[TimeSeries]) -> String {
     out
 }
 
+/// A value as graphite's dygraph and rickshaw writers print it: Python's repr, `null` for a gap
+/// or NaN, and JSON-readable infinities.
+fn plain_value(v: Option<f64>, infinity: (&str, &str)) -> String {
+    match v {
+        None => "null".into(),
+        Some(x) if x.is_nan() => "null".into(),
+        Some(x) if x.is_infinite() => if x > 0.0 { infinity.0 } else { infinity.1 }.into(),
+        Some(x) => py_float(x),
+    }
+}
+
+/// `format=dygraph`: `{"labels" : ["Time", names...], "data" : [[ts000, v...], ...]}`, rows on
+/// the first series' timestamps (graphite writes `Infinity` there, as dygraph reads it).
+pub(crate) fn dygraph(series: &[TimeSeries]) -> String {
+    let Some(first) = series.first() else {
+        return "{}".into();
+    };
+    let step = first.step.max(1);
+    let rows = usize::try_from((first.end - first.start + step - 1) / step).unwrap_or(0);
+    let mut data: Vec<String> = (0..rows)
+        .map(|i| format!("[{}000", first.start + i as i64 * step))
+        .collect();
+    let mut labels = vec!["Time".to_owned()];
+    for s in series {
+        labels.push(s.name.clone());
+        for (row, v) in data.iter_mut().zip(s.values()) {
+            row.push_str(", ");
+            row.push_str(&plain_value(v, ("Infinity", "-Infinity")));
+        }
+    }
+    let mut out = String::from("{\"labels\" : [");
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        json_string(&mut out, l);
+    }
+    out.push_str("], \"data\" : [");
+    for (i, row) in data.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(row);
+        out.push(']');
+    }
+    out.push_str("]}");
+    out
+}
+
+/// `format=rickshaw`: `[{"target": name, "datapoints": [{"x": ts, "y": v}, ...]}]`.
+pub(crate) fn rickshaw(series: &[TimeSeries]) -> String {
+    let mut out = String::from("[");
+    for (i, s) in series.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str("{\"target\": ");
+        json_string(&mut out, &s.name);
+        out.push_str(", \"datapoints\": [");
+        let step = s.step.max(1);
+        let times = (s.start..s.end).step_by(usize::try_from(step).unwrap_or(1));
+        for (j, (t, v)) in times.zip(s.values()).enumerate() {
+            if j > 0 {
+                out.push_str(", ");
+            }
+            let _ = write!(
+                out,
+                "{{\"x\": {t}, \"y\": {}}}",
+                plain_value(v, ("1e9999", "-1e9999"))
+            );
+        }
+        out.push_str("]}");
+    }
+    out.push(']');
+    out
+}
+
 fn utc(ts: i64) -> String {
     let (y, m, d) = civil_from_days(ts.div_euclid(86_400));
     let secs = ts.rem_euclid(86_400);
@@ -223,7 +300,16 @@ mod tests {
         );
         assert_eq!(json(&[s.clone()], true).matches('[').count(), 4);
         assert_eq!(raw(&[s.clone()]), "a.b,60,240,60|1.0,None,inf\n");
-        assert_eq!(csv(&[s]), "a.b,1970-01-01 00:01:00,1.0\r\na.b,1970-01-01 00:02:00,\r\na.b,1970-01-01 00:03:00,inf\r\n");
+        assert_eq!(csv(&[s.clone()]), "a.b,1970-01-01 00:01:00,1.0\r\na.b,1970-01-01 00:02:00,\r\na.b,1970-01-01 00:03:00,inf\r\n");
+        assert_eq!(
+            dygraph(&[s.clone()]),
+            r#"{"labels" : ["Time", "a.b"], "data" : [[60000, 1.0], [120000, null], [180000, Infinity]]}"#
+        );
+        assert_eq!(dygraph(&[]), "{}");
+        assert_eq!(
+            rickshaw(&[s.clone()]),
+            r#"[{"target": "a.b", "datapoints": [{"x": 60, "y": 1.0}, {"x": 120, "y": null}, {"x": 180, "y": 1e9999}]}]"#
+        );
         let empty = TimeSeries::new("e", 0, 10, vec![None, None]);
         assert_eq!(json(&[empty], true), "[]");
     }

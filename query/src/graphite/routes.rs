@@ -20,10 +20,11 @@ use tally_common::auth::{Access, Routes};
 use crate::api_error::{ApiError, ErrorBody};
 use crate::error::QueryError;
 use crate::fetch::Ctx;
+use crate::graphite::cluster;
 use crate::graphite::eval::evaluate;
 use crate::graphite::expr::parse;
 use crate::graphite::functions::functions_json;
-use crate::graphite::render::{consolidate_for_display, csv, json, raw};
+use crate::graphite::render::{consolidate_for_display, csv, dygraph, json, raw, rickshaw};
 use crate::limits::{Budget, Limits};
 use crate::source::Source;
 use crate::time::parse_time;
@@ -185,7 +186,10 @@ async fn render(
 ) -> Result<Response, ApiError> {
     blocking(ErrorBody::Text, move || {
         let p = Params::new(q, &body);
-        let now = unix_now();
+        let now = match p.get("now").filter(|s| !s.is_empty()) {
+            Some(n) => parse_time(n, unix_now())?,
+            None => unix_now(),
+        };
         let mut from = parse_time(
             p.get("from").filter(|s| !s.is_empty()).unwrap_or("-1d"),
             now,
@@ -213,41 +217,103 @@ async fn render(
             let expr = parse(target)?;
             series.extend(evaluate(&ctx, &expr)?);
         }
-        let format = p.get("format").unwrap_or("json");
-        let (ctype, body) = match format {
-            "json" => {
-                if let Some(max) = p.usize("maxDataPoints")? {
-                    consolidate_for_display(&mut series, max);
-                }
-                let body = json(&series, p.flag("noNullPoints"));
-                if let Some(cb) = jsonp_callback(&p)? {
-                    return Ok(jsonp(cb, &body));
-                }
-                ("application/json", body)
-            }
-            "csv" => ("text/csv", csv(&series)),
-            "raw" => ("text/plain", raw(&series)),
-            "svg" => {
-                let dim = |k: &str, d: u32| p.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
-                let opts = crate::graphite::svg::SvgOptions {
-                    width: dim("width", 800),
-                    height: dim("height", 400),
-                    title: p.get("title").map(str::to_owned),
-                };
-                (
-                    "image/svg+xml",
-                    crate::graphite::svg::svg(&mut series, &opts),
-                )
-            }
-            other => {
-                return Err(QueryError::BadRequest(format!(
-                    "format \"{other}\" is not supported: use json, csv, raw or svg"
-                )))
-            }
-        };
-        Ok(([(header::CONTENT_TYPE, ctype)], body).into_response())
+        let cache = cache_timeout(&p)?;
+        let mut resp = render_format(&p, series)?;
+        cache_headers(&mut resp, cache, now);
+        Ok(resp)
     })
     .await
+}
+
+/// The format a render asks for, as graphite-web picks it: `pickle` or `rawData` present, then
+/// `format`; none at all is a PNG graph.
+fn render_format(
+    p: &Params,
+    mut series: Vec<crate::series::TimeSeries>,
+) -> Result<Response, QueryError> {
+    let mut format = "png";
+    if p.get("pickle").is_some() {
+        format = "pickle";
+    }
+    if p.get("rawData").is_some() {
+        format = "raw";
+    }
+    if let Some(f) = p.get("format") {
+        format = f;
+    }
+    let text =
+        |ctype: &'static str, body: String| ([(header::CONTENT_TYPE, ctype)], body).into_response();
+    let json_or_jsonp = |body: String| -> Result<Response, QueryError> {
+        Ok(match jsonp_callback(p)? {
+            Some(cb) => jsonp(cb, &body),
+            None => text("application/json", body),
+        })
+    };
+    let graph_params = || p.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    // Checked whatever the format (graphite-web ignores a bad one; we say so).
+    let max_points = p.usize("maxDataPoints")?;
+    match format {
+        "json" => {
+            if let Some(max) = max_points {
+                consolidate_for_display(&mut series, max);
+            }
+            json_or_jsonp(json(&series, p.flag("noNullPoints")))
+        }
+        "csv" => Ok(text("text/csv", csv(&series))),
+        "raw" => Ok(text("text/plain", raw(&series))),
+        "dygraph" => json_or_jsonp(dygraph(&series)),
+        "rickshaw" => json_or_jsonp(rickshaw(&series)),
+        "pickle" => Ok(([(header::CONTENT_TYPE, "application/pickle")], cluster::render_pickle(&series)?).into_response()),
+        "msgpack" => Ok(([(header::CONTENT_TYPE, "application/x-msgpack")], cluster::render_msgpack(&series)?).into_response()),
+        "svg" => {
+            let svg = crate::graphite::graph::render_svg(series, graph_params())?;
+            match jsonp_callback(p)? {
+                Some(cb) => Ok(jsonp(cb, &serde_json::to_string(&svg).unwrap_or_default())),
+                None => Ok(text("image/svg+xml", svg)),
+            }
+        }
+        "png" | "" => Ok(([(header::CONTENT_TYPE, "image/png")], crate::graphite::graph::render_png(series, graph_params())?).into_response()),
+        other => Err(QueryError::BadRequest(format!(
+            "format \"{other}\" is not supported: use png, svg, json, csv, raw, dygraph, rickshaw, pickle or msgpack"
+        ))),
+    }
+}
+
+/// graphite-web's caching parameters: `noCache`, or `cacheTimeout` seconds (default 60, 0 is
+/// no cache). Tally answers from the store every time; the answer's headers say how long a
+/// client or proxy may keep it, as graphite-web's do.
+fn cache_timeout(p: &Params) -> Result<Option<i64>, QueryError> {
+    let timeout = match p.get("cacheTimeout").filter(|s| !s.is_empty()) {
+        Some(t) => t.trim().parse::<i64>().map_err(|_| {
+            QueryError::BadRequest(format!(
+                "parameter \"cacheTimeout\": \"{t}\" is not a whole number of seconds"
+            ))
+        })?,
+        None => 60,
+    };
+    Ok((p.get("noCache").is_none() && timeout != 0).then_some(timeout.max(0)))
+}
+
+fn http_date(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        .unwrap_or_default()
+}
+
+/// Django's `patch_response_headers` (cacheable for `timeout` s) or `add_never_cache_headers`.
+fn cache_headers(r: &mut Response, timeout: Option<i64>, now: i64) {
+    let (expires, control) = match timeout {
+        Some(t) => (http_date(now + t), format!("max-age={t}")),
+        None => (
+            http_date(now),
+            "max-age=0, no-cache, no-store, must-revalidate, private".to_owned(),
+        ),
+    };
+    for (k, v) in [(header::EXPIRES, expires), (header::CACHE_CONTROL, control)] {
+        if let Ok(v) = header::HeaderValue::from_str(&v) {
+            r.headers_mut().insert(k, v);
+        }
+    }
 }
 
 async fn find(
@@ -265,7 +331,11 @@ async fn find(
         }
         let base = query.rsplit_once('.').map_or(String::new(), |(b, _)| format!("{b}."));
         let text = |m: &tally_store::FindMatch| m.path.rsplit('.').next().unwrap_or(&m.path).to_owned();
-        let v = match p.get("format").unwrap_or("treejson") {
+        let format = p.get("format").unwrap_or("treejson");
+        if matches!(format, "pickle" | "msgpack" | "json") {
+            return cluster_find(&p, format, matches);
+        }
+        let v = match format {
             "treejson" => {
                 // graphite-web's tree_json: one node per name (the first in name order wins),
                 // branches before leaves.
@@ -303,11 +373,77 @@ async fn find(
                     .collect();
                 json!({ "nodes": nodes })
             }
-            other => return Err(QueryError::BadRequest(format!("format \"{other}\" is not one of treejson, completer, nodelist"))),
+            other => return Err(QueryError::BadRequest(format!("format \"{other}\" is not one of treejson, completer, nodelist, json, pickle, msgpack"))),
         };
         Ok(json_response(&v))
     })
     .await
+}
+
+/// `/metrics/find` in the formats graphite-web's cluster members ask for (`local=1`: Tally has
+/// only its own data): nodes sorted by their last component, a leaf with its interval (the
+/// asked range, else everything up to now); a path both leaf and branch is both nodes.
+fn cluster_find(
+    p: &Params,
+    format: &str,
+    matches: Vec<tally_store::FindMatch>,
+) -> Result<Response, QueryError> {
+    let now = unix_now();
+    let time = |k: &str| -> Result<Option<i64>, QueryError> {
+        match p.get(k).filter(|s| !s.is_empty() && *s != "-1") {
+            Some(t) => Ok(Some(parse_time(t, now)?)),
+            None => Ok(None),
+        }
+    };
+    let interval = (
+        time("from")?.unwrap_or(0) as f64,
+        time("until")?.unwrap_or(now) as f64,
+    );
+    let mut nodes: Vec<cluster::NodeInfo> = Vec::new();
+    for m in matches {
+        if m.has_children || !m.is_leaf {
+            nodes.push(cluster::NodeInfo {
+                path: m.path.clone(),
+                is_leaf: false,
+                intervals: None,
+            });
+        }
+        if m.is_leaf {
+            nodes.push(cluster::NodeInfo {
+                path: m.path,
+                is_leaf: true,
+                intervals: Some(vec![interval]),
+            });
+        }
+    }
+    let name = |n: &cluster::NodeInfo| n.path.rsplit('.').next().unwrap_or(&n.path).to_owned();
+    nodes.sort_by_key(|n| name(n));
+    let bytes = |ctype: &'static str, b: Vec<u8>| {
+        (
+            [
+                (header::CONTENT_TYPE, ctype),
+                (header::CACHE_CONTROL, "no-cache"),
+                (header::PRAGMA, "no-cache"),
+            ],
+            b,
+        )
+            .into_response()
+    };
+    Ok(match format {
+        "pickle" => bytes("application/pickle", cluster::find_pickle(&nodes)?),
+        "msgpack" => bytes("application/x-msgpack", cluster::find_msgpack(&nodes)?),
+        _ => {
+            nodes.sort_by(|a, b| a.path.cmp(&b.path));
+            let v: Vec<serde_json::Value> = nodes
+                .iter()
+                .map(|n| match &n.intervals {
+                    Some(iv) => json!({"path": n.path, "is_leaf": true, "intervals": iv.iter().map(|(s, e)| json!({"start": s, "end": e})).collect::<Vec<_>>()}),
+                    None => json!({"path": n.path, "is_leaf": false}),
+                })
+                .collect();
+            json_response(&serde_json::Value::Array(v))
+        }
+    })
 }
 
 async fn expand(
@@ -801,6 +937,217 @@ mod tests {
                 assert!(body.contains("is not a JavaScript function name"), "{body}");
             }
         }
+    }
+
+    async fn get_bytes(
+        source: Arc<dyn Source>,
+        uri: &str,
+    ) -> (u16, String, axum::http::HeaderMap, Vec<u8>) {
+        let req = Request::get(uri).body(Body::empty()).expect("request");
+        let r = routes(source, Limits::default(), Budget::new(usize::MAX))
+            .guard(Default::default(), |_| {
+                StatusCode::UNAUTHORIZED.into_response()
+            })
+            .oneshot(req)
+            .await
+            .expect("answer");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let ctype = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        (status, ctype, headers, body)
+    }
+
+    fn two_series() -> Arc<dyn Source> {
+        let mut m = MemSource::default();
+        m.add("a.b", 600, 60, vec![Some(1.0), None, Some(3.0)]);
+        m.add("a.c", 600, 60, vec![Some(2.0), Some(2.0), Some(2.0)]);
+        Arc::new(m)
+    }
+
+    /// Issue 12: no format at all is graphite-web's PNG graph; the text formats graphite-web
+    /// has (dygraph, rickshaw) answer in its shapes, and the cache parameters set its headers.
+    #[tokio::test]
+    async fn issue_12_png_by_default_dygraph_rickshaw_and_cache_headers() {
+        let (status, ctype, headers, body) = get_bytes(
+            two_series(),
+            "/render?target=a.*&from=540&until=720&now=720",
+        )
+        .await;
+        assert_eq!((status, ctype.as_str()), (200, "image/png"));
+        let png = tiny_skia::Pixmap::decode_png(&body).expect("a png");
+        assert_eq!((png.width(), png.height()), (330, 250));
+        assert_eq!(headers[header::CACHE_CONTROL], "max-age=60");
+        assert_eq!(headers[header::EXPIRES], "Thu, 01 Jan 1970 00:13:00 GMT");
+        let (_, _, headers, _) = get_bytes(
+            two_series(),
+            "/render?target=a.b&from=540&until=720&format=json&noCache=1",
+        )
+        .await;
+        assert_eq!(
+            headers[header::CACHE_CONTROL],
+            "max-age=0, no-cache, no-store, must-revalidate, private"
+        );
+        let (_, _, headers, _) = get_bytes(
+            two_series(),
+            "/render?target=a.b&from=540&until=720&format=json&cacheTimeout=0",
+        )
+        .await;
+        assert!(headers[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap_or("")
+            .contains("no-cache"));
+        let (_, _, headers, _) = get_bytes(
+            two_series(),
+            "/render?target=a.b&from=540&until=720&format=json&cacheTimeout=300",
+        )
+        .await;
+        assert_eq!(headers[header::CACHE_CONTROL], "max-age=300");
+        let (status, _, _, body) = get_bytes(
+            two_series(),
+            "/render?target=a.b&from=540&until=720&cacheTimeout=soon",
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            "parameter \"cacheTimeout\": \"soon\" is not a whole number of seconds\n"
+        );
+        let (_, ctype, _, body) = get_bytes(
+            two_series(),
+            "/render?target=a.*&from=540&until=720&format=dygraph",
+        )
+        .await;
+        assert_eq!(ctype, "application/json");
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            r#"{"labels" : ["Time", "a.b", "a.c"], "data" : [[600000, 1.0, 2.0], [660000, null, 2.0], [720000, 3.0, 2.0]]}"#
+        );
+        let (_, ctype, _, body) = get_bytes(
+            two_series(),
+            "/render?target=a.b&from=540&until=720&format=rickshaw&jsonp=cb",
+        )
+        .await;
+        assert_eq!(ctype, "text/javascript");
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            r#"cb([{"target": "a.b", "datapoints": [{"x": 600, "y": 1.0}, {"x": 660, "y": null}, {"x": 720, "y": 3.0}]}])"#
+        );
+        let (status, ctype, _, body) = get_bytes(
+            two_series(),
+            "/render?target=color(a.b,'red')&from=540&until=720&format=svg",
+        )
+        .await;
+        assert_eq!((status, ctype.as_str()), (200, "image/svg+xml"));
+        assert!(
+            String::from_utf8_lossy(&body).contains("stroke=\"#c80032\""),
+            "red is graphite's (200,0,50)"
+        );
+        let (status, _, _, body) = get_bytes(
+            two_series(),
+            "/render?target=a.b&from=540&until=720&lineMode=wavy",
+        )
+        .await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    }
+
+    /// Issue 12: what a federating graphite-web asks with local=1: pickle and msgpack of
+    /// `TimeSeries.getInfo()` from /render and of nodes from /metrics/find.
+    #[tokio::test]
+    async fn issue_12_cluster_formats_for_render_and_find() {
+        use serde_pickle::{HashableValue as H, Value as V};
+        let (status, ctype, _, body) = get_bytes(
+            two_series(),
+            "/render?target=a.*&from=540&until=720&format=pickle&local=1&noCache=1",
+        )
+        .await;
+        assert_eq!((status, ctype.as_str()), (200, "application/pickle"));
+        let V::List(list) =
+            serde_pickle::value_from_slice(&body, Default::default()).expect("unpickles")
+        else {
+            panic!()
+        };
+        assert_eq!(list.len(), 2);
+        let V::Dict(d) = &list[0] else {
+            panic!("{list:?}")
+        };
+        assert_eq!(
+            d.get(&H::String("name".into())),
+            Some(&V::String("a.b".into()))
+        );
+        assert_eq!(
+            d.get(&H::String("pathExpression".into())),
+            Some(&V::String("a.*".into()))
+        );
+        assert_eq!(
+            d.get(&H::String("values".into())),
+            Some(&V::List(vec![V::F64(1.0), V::None, V::F64(3.0)]))
+        );
+        // `pickle=1` without a format is the same answer.
+        let (_, ctype, _, again) = get_bytes(
+            two_series(),
+            "/render?target=a.*&from=540&until=720&pickle=1",
+        )
+        .await;
+        assert_eq!((ctype.as_str(), &again), ("application/pickle", &body));
+        let (_, ctype, _, body) = get_bytes(
+            two_series(),
+            "/render?target=a.c&from=540&until=720&format=msgpack&local=1",
+        )
+        .await;
+        assert_eq!(ctype, "application/x-msgpack");
+        let v: serde_json::Value = rmp_serde::from_slice(&body).expect("unpacks");
+        assert_eq!(
+            v,
+            serde_json::json!([{"name": "a.c", "pathExpression": "a.c", "start": 600, "end": 780, "step": 60,
+            "values": [2.0, 2.0, 2.0], "valuesPerPoint": 1, "consolidationFunc": "average", "xFilesFactor": 0.0}])
+        );
+        let (_, ctype, headers, body) = get_bytes(
+            two_series(),
+            "/metrics/find?query=a.*&local=1&format=pickle&from=540&until=720",
+        )
+        .await;
+        assert_eq!(ctype, "application/pickle");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+        let nodes = serde_pickle::value_from_slice(&body, Default::default()).expect("unpickles");
+        let leaf = |p: &str| {
+            V::Dict(
+                [
+                    (H::String("path".into()), V::String(p.into())),
+                    (H::String("is_leaf".into()), V::Bool(true)),
+                    (
+                        H::String("intervals".into()),
+                        V::List(vec![V::Tuple(vec![V::F64(540.0), V::F64(720.0)])]),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+            )
+        };
+        assert_eq!(nodes, V::List(vec![leaf("a.b"), leaf("a.c")]));
+        let (_, ctype, _, body) =
+            get_bytes(two_series(), "/metrics/find?query=*&local=1&format=msgpack").await;
+        assert_eq!(ctype, "application/x-msgpack");
+        let v: serde_json::Value = rmp_serde::from_slice(&body).expect("unpacks");
+        assert_eq!(v, serde_json::json!([{"path": "a", "is_leaf": false}]));
+        let (_, _, _, body) = get_bytes(
+            two_series(),
+            "/metrics/find?query=a.b&format=json&from=540&until=720",
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!([{"path": "a.b", "is_leaf": true, "intervals": [{"start": 540.0, "end": 720.0}]}])
+        );
     }
 
     fn enc(s: &str) -> String {

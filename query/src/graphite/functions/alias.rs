@@ -1,12 +1,11 @@
-//! Naming series (alias, aliasByNode, aliasSub, aliasByTags, cactiStyle, legendValue) and the
-//! display-only functions that dashboards carry (color, lineWidth, ...), which pass series through.
+//! Naming series (alias, aliasByNode, aliasSub, aliasByTags, cactiStyle, legendValue).
 
 use regex::Regex;
 
 use crate::error::Result;
 use crate::graphite::args::Args;
 use crate::graphite::eval::Value;
-use crate::graphite::py_number::{py_float, py_g, py_optional};
+use crate::graphite::py_number::py_optional;
 
 use super::agg::agg_func;
 use super::names::agg_key;
@@ -101,32 +100,6 @@ pub(crate) fn alias_sub(a: &Args) -> Result<Value> {
 
 pub(crate) fn alias_by_tags(a: &Args) -> Result<Value> {
     alias_by_node(a)
-}
-
-/// Display-only: the series pass through unchanged (the options matter only to a renderer).
-pub(crate) fn passthrough(a: &Args) -> Result<Value> {
-    Ok(Value::Series(a.series(0, "seriesList")?))
-}
-
-pub(crate) fn second_y_axis(a: &Args) -> Result<Value> {
-    let mut list = a.series(0, "seriesList")?;
-    for s in &mut list {
-        s.tags.insert("secondYAxis".into(), "1".into());
-        s.name = format!("secondYAxis({})", s.name);
-    }
-    Ok(Value::Series(list))
-}
-
-pub(crate) fn dashed(a: &Args) -> Result<Value> {
-    let mut list = a.series(0, "seriesList")?;
-    let given = a.opt_num(1, "dashLength")?;
-    let len = given.unwrap_or(5.0);
-    for s in &mut list {
-        s.tags
-            .insert("dashed".into(), given.map_or_else(|| "5".into(), py_float));
-        s.name = format!("dashed({}, {})", s.name, py_g(len));
-    }
-    Ok(Value::Series(list))
 }
 
 pub(crate) fn cacti_style(a: &Args) -> Result<Value> {

@@ -10,6 +10,7 @@ mod filter;
 mod math;
 pub(crate) mod names;
 mod special;
+mod style;
 #[cfg(test)]
 mod tests_issue12;
 mod transform;
@@ -45,23 +46,25 @@ specs! {
     "aliasByNode", "Alias", "seriesList:seriesList!,nodes:nodeOrTag!*", "Rename to the given nodes or tags.";
     "aliasByTags", "Alias", "seriesList:seriesList!,tags:nodeOrTag!*", "Rename to the given tags or nodes.";
     "aliasSub", "Alias", "seriesList:seriesList!,search:string!,replace:string!", "Rename by regex substitution (Python \\1 references).";
-    "alpha", "Graph", "seriesList:seriesList!,alpha:float!", "Display only: passes series through.";
+    "alpha", "Graph", "seriesList:seriesList!,alpha:float!", "Draws the series with this opacity (0 to 1).";
+    "areaBetween", "Graph", "seriesList:seriesList!", "Fills the area between exactly two series.";
     "asPercent", "Combine", "seriesList:seriesList!,total:any,nodes:nodeOrTag*", "Each series as a percent of a total.";
     "averageAbove", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose average is above n.";
     "averageBelow", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose average is at most n.";
     "averageSeries", "Combine", "seriesLists:seriesList!*", "Average of series, point by point.";
     "avg", "Combine", "seriesLists:seriesList!*", "Alias of averageSeries.";
     "cactiStyle", "Special", "seriesList:seriesList!,system:string,units:string", "Adds current, max and min to names.";
-    "color", "Graph", "seriesList:seriesList!,theColor:string!", "Display only: passes series through.";
+    "color", "Graph", "seriesList:seriesList!,theColor:string!", "Draws the series in this colour (a name or rrggbb[aa]).";
     "consolidateBy", "Special", "seriesList:seriesList!,consolidationFunc:string!", "How the series is consolidated for maxDataPoints.";
     "constantLine", "Special", "value:float!", "A horizontal line at a value.";
     "countSeries", "Combine", "seriesLists:seriesList*", "The number of series, at every point.";
     "currentAbove", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose last value is above n.";
     "currentBelow", "Filter Series", "seriesList:seriesList!,n:float!", "Series whose last value is at most n.";
-    "dashed", "Graph", "seriesList:seriesList!,dashLength:float", "Display only: passes series through.";
+    "dashed", "Graph", "seriesList:seriesList!,dashLength:integer=5", "Draws the series dashed.";
     "derivative", "Transform", "seriesList:seriesList!", "Difference from the previous point.";
     "diffSeries", "Combine", "seriesLists:seriesList!*", "First series minus the others.";
     "divideSeries", "Combine", "dividendSeriesList:seriesList!,divisorSeries:seriesList!", "Point-by-point division.";
+    "drawAsInfinite", "Graph", "seriesList:seriesList!", "Draws each non-zero point as a vertical line across the graph.";
     "exclude", "Filter Series", "seriesList:seriesList!,pattern:string!", "Drop series whose name matches a regex.";
     "grep", "Filter Series", "seriesList:seriesList!,pattern:string!", "Keep series whose name matches a regex.";
     "group", "Combine", "seriesLists:seriesList*", "Several series lists as one.";
@@ -77,7 +80,7 @@ specs! {
     "keepLastValue", "Transform", "seriesList:seriesList!,limit:intOrInf=inf", "Fill gaps with the last value.";
     "legendValue", "Alias", "seriesList:seriesList!,valuesTypes:string*", "Adds aggregates to names.";
     "limit", "Filter Series", "seriesList:seriesList!,n:integer!", "The first n series.";
-    "lineWidth", "Graph", "seriesList:seriesList!,width:float!", "Display only: passes series through.";
+    "lineWidth", "Graph", "seriesList:seriesList!,width:float!", "Draws the series with this line width.";
     "lowest", "Filter Series", "seriesList:seriesList!,n:integer!,func:aggFunc=average", "The n lowest series by a function.";
     "lowestAverage", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the lowest average.";
     "lowestCurrent", "Filter Series", "seriesList:seriesList!,n:integer!", "The n series with the lowest last value.";
@@ -102,17 +105,19 @@ specs! {
     "removeBelowValue", "Filter Data", "seriesList:seriesList!,n:float!", "Nulls points below n.";
     "removeEmptySeries", "Filter Series", "seriesList:seriesList!,xFilesFactor:float", "Drops series with no data.";
     "scale", "Transform", "seriesList:seriesList!,factor:float!", "Multiplies by a constant.";
-    "secondYAxis", "Graph", "seriesList:seriesList!", "Display only: passes series through.";
+    "secondYAxis", "Graph", "seriesList:seriesList!", "Draws the series against a second y axis on the right.";
     "seriesByTag", "Special", "tagExpressions:string!*", "Series whose tags match every expression.";
     "sinFunction", "Transform", "name:string!,amplitude:integer=1,step:integer=60", "A sine wave of the clock.";
     "sortByMaxima", "Sorting", "seriesList:seriesList!", "Sort by maximum, descending.";
     "sortByMinima", "Sorting", "seriesList:seriesList!", "Sort by minimum, ascending.";
     "sortByName", "Sorting", "seriesList:seriesList!,natural:boolean=false,reverse:boolean=false", "Sort by name.";
     "sortByTotal", "Sorting", "seriesList:seriesList!", "Sort by sum, descending.";
+    "stacked", "Graph", "seriesList:seriesList!,stack:string", "Stacks series on those before them (in this stack, across targets).";
     "stddevSeries", "Combine", "seriesLists:seriesList!*", "Standard deviation, point by point.";
     "sum", "Combine", "seriesLists:seriesList!*", "Alias of sumSeries.";
     "sumSeries", "Combine", "seriesLists:seriesList!*", "Sum of series, point by point.";
     "summarize", "Transform", "seriesList:seriesList!,intervalString:interval!,func:aggFunc=sum,alignToFrom:boolean=false", "Buckets of an interval, aggregated.";
+    "threshold", "Graph", "value:float!,label:string,color:string", "A horizontal line at a value, with a label and colour.";
     "time", "Transform", "name:string!,step:integer=60", "The clock as a series.";
     "timeFunction", "Transform", "name:string!,step:integer=60", "The clock as a series.";
     "timeShift", "Transform", "seriesList:seriesList!,timeShift:interval!,resetEnd:boolean=true,alignDst:boolean=false", "The series from an interval ago.";
@@ -185,6 +190,7 @@ specs! {
     "xFilesFactor", "Special", "seriesList:seriesList!,xFilesFactor:float!", "Alias of setXFilesFactor.";
     "add", "Transform", "seriesList:seriesList!,constant:float!", "Adds a constant.";
     "aliasQuery", "Alias", "seriesList:seriesList!,search:string!,replace:string!,newName:string!", "Rename by the last value of a query made from the name.";
+    "verticalLine", "Graph", "ts:date!,label:string,color:string", "A vertical line at a time.";
 }
 
 const AGG_FUNCS: &[&str] = &[
@@ -267,9 +273,16 @@ pub(crate) fn call(ctx: &Ctx, call: &Call) -> Result<Value> {
         "aliasSub" => alias::alias_sub(&a),
         "cactiStyle" => alias::cacti_style(&a),
         "legendValue" => alias::legend_value(&a),
-        "color" | "lineWidth" | "alpha" => alias::passthrough(&a),
-        "secondYAxis" => alias::second_y_axis(&a),
-        "dashed" => alias::dashed(&a),
+        "color" => style::color(&a),
+        "lineWidth" => style::line_width(&a),
+        "alpha" => style::alpha(&a),
+        "secondYAxis" => style::second_y_axis(&a),
+        "dashed" => style::dashed(&a),
+        "drawAsInfinite" => style::draw_as_infinite(&a),
+        "stacked" => style::stacked(&a),
+        "areaBetween" => style::area_between(&a),
+        "threshold" => style::threshold(&a),
+        "verticalLine" => style::vertical_line(&a),
         // graphite-web 1.1.8's other functions (issue 12).
         "aggregateSeriesLists" => combine::aggregate_series_lists(&a, None),
         "sumSeriesLists" => combine::aggregate_series_lists(&a, Some("sum")),
