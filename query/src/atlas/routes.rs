@@ -1,9 +1,11 @@
 //! Atlas's HTTP API: `GET /api/v1/graph` (`atlas-eval` `graph/Grapher.scala`, the engines of
 //! `atlas-chart`) and `GET /api/v1/tags[/{key}]` (`atlas-webapi` `TagsApi.scala`).
 //!
-//! Graph formats: `json` (NaN written bare, as Atlas does), `std.json` (NaN quoted, so any JSON
-//! parser reads it), `stats.json`, `csv` and `txt`. Atlas's default, a PNG, is not drawn yet: a
-//! request without `format` is answered 400 saying which formats are served.
+//! Graph formats: `png` (the default), `json` (NaN written bare, as Atlas does), `std.json` (NaN
+//! quoted, so any JSON parser reads it), `stats.json`, `csv` and `txt`. The PNG is drawn by the
+//! Graphite graph renderer (`graphite::graph`, graphite-web's `LineGraph` layout) with Atlas's
+//! parameters and style words mapped onto it: colours, alpha, line width, stacks, vspans, the
+//! second axis, legends; it is not Atlas's own chart layout.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -69,7 +71,7 @@ where
     }
 }
 
-const FORMATS: &str = "json, std.json, stats.json, csv or txt";
+const FORMATS: &str = "png, json, std.json, stats.json, csv or txt";
 
 async fn graph(State(api): State<Api>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     blocking(move || {
@@ -78,14 +80,13 @@ async fn graph(State(api): State<Api>, RawQuery(q): RawQuery) -> Result<Response
             .filter(|q| !q.trim().is_empty())
             .ok_or_else(|| bad("parameter \"q\" is required"))?;
         let format = get(&p, "format").unwrap_or("png");
-        if !matches!(format, "json" | "std.json" | "stats.json" | "csv" | "txt") {
-            return Err(bad(if format == "png" {
-                format!(
-                    "format=png (the default) is not drawn by Tally yet; ask for format={FORMATS}"
-                )
-            } else {
-                format!("unknown format \"{format}\"; one of {FORMATS}")
-            }));
+        if !matches!(
+            format,
+            "png" | "json" | "std.json" | "stats.json" | "csv" | "txt"
+        ) {
+            return Err(bad(format!(
+                "unknown format \"{format}\"; one of {FORMATS}"
+            )));
         }
         // The first `tz` is the graph's; Atlas repeats it for extra axes' labels.
         let tz_name = p
@@ -132,9 +133,105 @@ async fn graph(State(api): State<Api>, RawQuery(q): RawQuery) -> Result<Response
             .with_limits(api.limits)
             .with_budget(api.budget.clone());
         let g = evaluate(&ctx, &exprs, start, end, step, width).map_err(ApiError::from)?;
+        if format == "png" {
+            return png(&g, &p, tz_name);
+        }
         Ok(render(&g, format, tz))
     })
     .await
+}
+
+/// Atlas's `[AA]RRGGBB` (or `RGB`) as graphite takes a colour: `rrggbb[aa]`.
+fn graphite_color(c: &str) -> String {
+    match c.len() {
+        3 => c.chars().flat_map(|x| [x, x]).collect(),
+        8 => format!("{}{}", &c[2..], &c[..2]),
+        _ => c.to_owned(),
+    }
+}
+
+/// The graph as a PNG: each line a series under its legend, its style words as the series'
+/// style, Atlas's graph parameters as the graph options they correspond to.
+fn png(g: &Graph, p: &[(String, String)], tz: &str) -> Result<Response, ApiError> {
+    let series: Vec<crate::series::TimeSeries> = g
+        .lines
+        .iter()
+        .map(|d| {
+            let values = d
+                .line
+                .values
+                .iter()
+                .map(|v| (!v.is_nan()).then_some(*v))
+                .collect();
+            let mut s = crate::series::TimeSeries::new(
+                d.line.label.clone(),
+                g.grid.start,
+                g.grid.step,
+                values,
+            );
+            let st = &d.style;
+            s.style.color = st.color.as_deref().map(graphite_color);
+            s.style.alpha = st
+                .alpha
+                .as_deref()
+                .and_then(|a| u8::from_str_radix(a, 16).ok())
+                .map(|a| f64::from(a) / 255.0);
+            s.style.line_width = st.line_width;
+            s.style.second_y_axis = st.axis.is_some_and(|a| a > 0);
+            match st.line_style.as_deref() {
+                Some("stack") => s.style.stacked = true,
+                Some("vspan") => s.style.draw_as_infinite = true,
+                _ => {}
+            }
+            s
+        })
+        .collect();
+    let mut opts: Vec<(String, String)> = vec![
+        ("width".into(), get(p, "w").unwrap_or("700").into()),
+        ("height".into(), get(p, "h").unwrap_or("300").into()),
+        ("tz".into(), tz.into()),
+    ];
+    let dark = get(p, "theme") == Some("dark");
+    opts.push((
+        "bgcolor".into(),
+        if dark { "black" } else { "white" }.into(),
+    ));
+    opts.push((
+        "fgcolor".into(),
+        if dark { "white" } else { "black" }.into(),
+    ));
+    for (atlas, graphite) in [
+        ("title", "title"),
+        ("ylabel", "vtitle"),
+        ("l", "yMin"),
+        ("u", "yMax"),
+    ] {
+        if let Some(v) = get(p, atlas) {
+            opts.push((graphite.into(), v.into()));
+        }
+    }
+    if get(p, "no_legend") == Some("1") {
+        opts.push(("hideLegend".into(), "true".into()));
+    }
+    if get(p, "only_graph") == Some("1") {
+        opts.push(("graphOnly".into(), "true".into()));
+    }
+    if get(p, "stack") == Some("1") {
+        opts.push(("areaMode".into(), "stacked".into()));
+    } else if g
+        .lines
+        .iter()
+        .any(|d| d.style.line_style.as_deref() == Some("area"))
+    {
+        opts.push(("areaMode".into(), "all".into()));
+    }
+    if get(p, "scale") == Some("log") {
+        opts.push(("logBase".into(), "10".into()));
+    }
+    let png =
+        crate::graphite::render_png(series, opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(ApiError::from)?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 
 /// A JSON number as Atlas writes it: NaN and the infinities bare (`json`) or quoted
@@ -567,10 +664,6 @@ mod tests {
                 "unknown format \"gif\"",
             ),
             (
-                "/api/v1/graph?q=name,a,:eq",
-                "format=png (the default) is not drawn by Tally yet",
-            ),
-            (
                 "/api/v1/graph?q=name,a,:eq&step=0s&format=json",
                 "below Tally's resolution",
             ),
@@ -581,6 +674,39 @@ mod tests {
             let message = v["error"].as_str().unwrap_or_default();
             assert!(message.contains(want), "{uri}: {message}");
         }
+    }
+
+    /// The default format is a PNG of the requested size, with the style words drawn: a red
+    /// stacked line is red pixels.
+    #[tokio::test]
+    async fn png_is_the_default_and_draws_the_style_words() {
+        let q =
+            "q=name,requests,:eq,:sum,(,vhost,),:by,ff0000,:color,:stack&s=e-1h&tz=UTC&w=400&h=200";
+        let app = routes(source(), Limits::default(), Budget::new(usize::MAX))
+            .guard(Default::default(), |_| {
+                StatusCode::UNAUTHORIZED.into_response()
+            });
+        let r = app
+            .oneshot(
+                Request::get(format!("/api/v1/graph?{q}"))
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "image/png");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 24)
+            .await
+            .expect("body");
+        let img = tiny_skia::Pixmap::decode_png(&body).expect("a PNG");
+        assert_eq!((img.width(), img.height()), (400, 200));
+        let red = img
+            .pixels()
+            .iter()
+            .filter(|p| p.red() > 200 && p.green() < 60 && p.blue() < 60)
+            .count();
+        assert!(red > 100, "{red} red pixels");
     }
 
     #[tokio::test]
