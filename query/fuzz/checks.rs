@@ -103,6 +103,36 @@ fn render_app() -> &'static (tokio::runtime::Runtime, axum::Router) {
     })
 }
 
+/// Every byte but letters and digits as `%XX`, for a query string.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A GET of `uri` from the held series' router: the status and the body.
+fn get(uri: &str) -> (u16, axum::body::Bytes) {
+    let (runtime, app) = render_app();
+    runtime.block_on(async {
+        use tower::ServiceExt;
+        let req = axum::http::Request::get(uri)
+            .body(axum::body::Body::empty())
+            .expect("a request");
+        let r = app.clone().oneshot(req).await.expect("an answer");
+        let status = r.status().as_u16();
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .expect("a body");
+        (status, body)
+    })
+}
+
 /// `/render`: a target evaluated over stored series (every function with whatever arguments
 /// the fuzzer writes) and written in one of the formats; the first byte picks the format and
 /// `maxDataPoints`. The answer is 200 (and a JSON answer parses) or the caller's mistake, 400
@@ -120,30 +150,9 @@ pub fn graphite_render(data: &[u8]) {
     } else {
         ""
     };
-    let encoded: String = target
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let encoded = percent_encode(target);
     let uri = format!("/render?target={encoded}&from=0&until=3600&format={format}{max_points}");
-    let (runtime, app) = render_app();
-    let (status, body) = runtime.block_on(async {
-        use tower::ServiceExt;
-        let req = axum::http::Request::get(&uri)
-            .body(axum::body::Body::empty())
-            .expect("a request");
-        let r = app.clone().oneshot(req).await.expect("an answer");
-        let status = r.status().as_u16();
-        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
-            .await
-            .expect("a body");
-        (status, body)
-    });
+    let (status, body) = get(&uri);
     match status {
         200 if format == "json" => {
             if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {
@@ -176,30 +185,9 @@ pub fn atlas_graph(data: &[u8]) {
     }
     let format = ["std.json", "json", "csv", "txt", "stats.json"][usize::from(opts % 5)];
     let step = if opts & 8 != 0 { "&step=5m" } else { "" };
-    let encoded: String = program
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let encoded = percent_encode(program);
     let uri = format!("/api/v1/graph?q={encoded}&s=0&e=3600&tz=UTC&format={format}{step}");
-    let (runtime, app) = render_app();
-    let (status, body) = runtime.block_on(async {
-        use tower::ServiceExt;
-        let req = axum::http::Request::get(&uri)
-            .body(axum::body::Body::empty())
-            .expect("a request");
-        let r = app.clone().oneshot(req).await.expect("an answer");
-        let status = r.status().as_u16();
-        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
-            .await
-            .expect("a body");
-        (status, body)
-    });
+    let (status, body) = get(&uri);
     match status {
         200 if format == "std.json" || format == "stats.json" => {
             if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {

@@ -101,39 +101,21 @@ impl RenderClient {
         from: i64,
         until: i64,
     ) -> Result<Vec<RenderedSeries>, ClientError> {
-        let url = format!("{}/render", self.base);
-        let mut req = self.http.get(&url).query(&[
+        let (from, until) = (from.to_string(), until.to_string());
+        let query = [
             ("target", target),
-            ("from", &from.to_string()),
-            ("until", &until.to_string()),
+            ("from", &from),
+            ("until", &until),
             ("format", "raw"),
-        ]);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let unreachable = |source| ClientError::Unreachable {
-            url: self.base.clone(),
-            source,
-        };
-        let resp = req.send().map_err(unreachable)?;
-        let status = resp.status();
-        let body = resp.text().map_err(unreachable)?;
-        if !status.is_success() {
-            return Err(ClientError::Status {
-                url: self.base.clone(),
-                status: status.as_u16(),
-                body: body.trim().to_string(),
-            });
-        }
+        ];
+        let body = self.get("/render", &query)?;
         parse_raw(&body).map_err(|(line, text)| ClientError::Malformed {
             url: self.base.clone(),
             line,
             text,
         })
     }
-}
 
-impl RenderClient {
     /// The lines Atlas expression `q` yields over `[from, until]` (`/api/v1/graph`,
     /// `format=std.json`, UTC), each named by its legend.
     pub fn atlas(
@@ -142,14 +124,26 @@ impl RenderClient {
         from: i64,
         until: i64,
     ) -> Result<Vec<RenderedSeries>, ClientError> {
-        let url = format!("{}/api/v1/graph", self.base);
-        let mut req = self.http.get(&url).query(&[
+        let (from, until) = (from.to_string(), until.to_string());
+        let query = [
             ("q", q),
-            ("s", &from.to_string()),
-            ("e", &until.to_string()),
+            ("s", &from),
+            ("e", &until),
             ("tz", "UTC"),
             ("format", "std.json"),
-        ]);
+        ];
+        let body = self.get("/api/v1/graph", &query)?;
+        parse_std_json(&body).map_err(|text| ClientError::Malformed {
+            url: self.base.clone(),
+            line: 1,
+            text,
+        })
+    }
+
+    /// The body of a successful GET of `path` with `query`, the token sent when there is one.
+    fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<String, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.get(&url).query(query);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -167,11 +161,7 @@ impl RenderClient {
                 body: body.trim().to_string(),
             });
         }
-        parse_std_json(&body).map_err(|text| ClientError::Malformed {
-            url: self.base.clone(),
-            line: 1,
-            text,
-        })
+        Ok(body)
     }
 }
 
