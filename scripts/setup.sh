@@ -95,9 +95,15 @@ install_packages() {
 rocksdb_ready() {
   local lib=$ROCKSDB_PREFIX/lib/librocksdb.so.$ROCKSDB_VERSION
   [ -f "$lib" ] && [ -f "$ROCKSDB_PREFIX/BUILD-INFO" ] && [ -f "$ROCKSDB_LDCONF" ] || return 1
-  /sbin/ldconfig -p | grep -qF "$ROCKSDB_SONAME (libc6,x86-64) => $ROCKSDB_PREFIX/lib/$ROCKSDB_SONAME" \
+  # The outputs are read whole before grep looks at them: `ldconfig -p | grep -q` under pipefail
+  # fails whenever grep stops reading first and ldconfig dies of SIGPIPE, which made a cached
+  # library look missing and started a 40-minute rebuild.
+  local cache deps
+  cache=$(/sbin/ldconfig -p)
+  grep -qF "$ROCKSDB_SONAME (libc6,x86-64) => $ROCKSDB_PREFIX/lib/$ROCKSDB_SONAME" <<<"$cache" \
     || return 1
-  ! ldd "$lib" | grep -q 'not found'
+  deps=$(ldd "$lib")
+  ! grep -q 'not found' <<<"$deps"
 }
 
 # Checks a built tree (DIR) and installs its library into the cache, then makes it loadable.
@@ -116,7 +122,9 @@ rocksdb_install() {
       || { echo "setup: $tree was built without $c (install libsnappy-dev liblz4-dev libzstd-dev and rebuild)" >&2; exit 1; }
   done
   # NDEBUG: no assert() may be left, since one aborts the process on a recoverable WAL error.
-  if nm -D --undefined-only "$lib" | grep -qw __assert_fail; then
+  local undefined
+  undefined=$(nm -D --undefined-only "$lib")
+  if grep -qw __assert_fail <<<"$undefined"; then
     echo "setup: $lib still calls __assert_fail: it was not built with DEBUG_LEVEL=0 (NDEBUG)" >&2
     exit 1
   fi
