@@ -665,7 +665,9 @@ fn aggregate_raw(af: Af, cf: Cf, offset: i64, series: &[&Raw], grid: &Grid) -> V
     let same = series.iter().all(|r| {
         r.step == first.step && r.start == first.start && r.values.len() == first.values.len()
     });
-    if same && first.step < grid.step {
+    // At the grid's own step too: each stored value is then one slot, and aggregating first
+    // saves consolidating every series on its own.
+    if same && first.step <= grid.step {
         let values = aggregate(
             af,
             first.values.len(),
