@@ -153,15 +153,29 @@ fn graphite_color(c: &str) -> String {
 /// The graph as a PNG: each line a series under its legend, its style words as the series'
 /// style, Atlas's graph parameters as the graph options they correspond to.
 fn png(g: &Graph, p: &[(String, String)], tz: &str) -> Result<Response, ApiError> {
+    // `:stack` lines are drawn on the running total of the stacked lines before them, as
+    // graphite's `stacked()` makes them (a missing value adds nothing).
+    let mut total = vec![0.0; g.grid.len()];
     let series: Vec<crate::series::TimeSeries> = g
         .lines
         .iter()
         .map(|d| {
+            let stacked = d.style.line_style.as_deref() == Some("stack");
             let values = d
                 .line
                 .values
                 .iter()
-                .map(|v| (!v.is_nan()).then_some(*v))
+                .enumerate()
+                .map(|(i, v)| {
+                    if v.is_nan() {
+                        None
+                    } else if let Some(t) = total.get_mut(i).filter(|_| stacked) {
+                        *t += v;
+                        Some(*t)
+                    } else {
+                        Some(*v)
+                    }
+                })
                 .collect();
             let mut s = crate::series::TimeSeries::new(
                 d.line.label.clone(),
