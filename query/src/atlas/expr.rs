@@ -1069,42 +1069,31 @@ impl Env<'_> {
             }
         };
         let b_subset_of_a = gb.iter().all(|k| ga.contains(k));
-        let mut out = Vec::new();
-        if b_subset_of_a {
-            // Each line of the left side meets the line of the right with its key.
-            let mut index: HashMap<Option<String>, Vec<&Line>> = HashMap::new();
-            for y in &lb {
-                index.entry(key(&gb, y)).or_default().push(y);
-            }
-            for x in &la {
-                match index.get(&key(&gb, x)).map(Vec::as_slice) {
-                    None | Some([]) => {}
-                    Some([y]) => out.push(combine(x, y, x.tags.clone())),
-                    Some(_) => {
-                        return Err(bad(format!(
-                            ":{}: too many values for key {}",
-                            op.name(),
-                            key(&gb, x).unwrap_or_default()
-                        )))
-                    }
-                }
-            }
+        // The side grouped by more keys probes the other by the other's keys; a result keeps
+        // the probing line's tags, and the left side stays the left operand.
+        let (probe, indexed, keys, probe_is_left) = if b_subset_of_a {
+            (&la, &lb, &gb, true)
         } else {
-            let mut index: HashMap<Option<String>, Vec<&Line>> = HashMap::new();
-            for x in &la {
-                index.entry(key(&ga, x)).or_default().push(x);
-            }
-            for y in &lb {
-                match index.get(&key(&ga, y)).map(Vec::as_slice) {
-                    None | Some([]) => {}
-                    Some([x]) => out.push(combine(x, y, y.tags.clone())),
-                    Some(_) => {
-                        return Err(bad(format!(
-                            ":{}: too many values for key {}",
-                            op.name(),
-                            key(&ga, y).unwrap_or_default()
-                        )))
-                    }
+            (&lb, &la, &ga, false)
+        };
+        let mut index: HashMap<Option<String>, Vec<&Line>> = HashMap::new();
+        for l in indexed {
+            index.entry(key(keys, l)).or_default().push(l);
+        }
+        let mut out = Vec::new();
+        for p in probe {
+            match index.get(&key(keys, p)).map(Vec::as_slice) {
+                None | Some([]) => {}
+                Some([o]) => {
+                    let (x, y) = if probe_is_left { (p, *o) } else { (*o, p) };
+                    out.push(combine(x, y, p.tags.clone()));
+                }
+                Some(_) => {
+                    return Err(bad(format!(
+                        ":{}: too many values for key {}",
+                        op.name(),
+                        key(keys, p).unwrap_or_default()
+                    )))
                 }
             }
         }
