@@ -73,6 +73,13 @@ fn no_target_or_pattern_can_overflow_the_stack() {
             "/metrics/find?query={}",
             enc(&format!("{}a{}", "{".repeat(5000), "}".repeat(5000)))
         ),
+        // Atlas: an expression 5,000 deep, one that doubles itself 40 times, a deep query.
+        format!("/api/v1/graph?format=json&q=1{}", ",:abs".repeat(5000)),
+        format!("/api/v1/graph?format=json&q=1{}", ",:dup,:add".repeat(40)),
+        format!(
+            "/api/v1/graph?format=json&q=name,a,:eq{}",
+            ",:not".repeat(5000)
+        ),
     ] {
         let (status, body) = get(&store.url(&path));
         assert_eq!(status, 400, "{}: {body}", &path[..40]);

@@ -649,6 +649,49 @@ mod tests {
         assert_eq!(substitute("$(atlas.offset)", &tags, 604_800), "1w");
     }
 
+    /// Issue 17: no program can build an expression or a query deep enough to overflow a
+    /// worker's stack (2 MiB, as tokio's) when it is evaluated, named or dropped, nor one that
+    /// doubles itself out of memory; one just inside the bounds still evaluates (in a debug
+    /// build, whose frames are the largest).
+    #[test]
+    fn no_program_is_too_deep_or_too_big_for_a_workers_stack() {
+        let deep =
+            |word: &str, n: usize, base: &str| format!("{base}{}", format!(",{word}").repeat(n));
+        let check = move || {
+            let deepest = deep(":abs", stack::MAX_EXPR_DEPTH - 1, "name,requests,:eq,:sum");
+            let g = graph(&deepest);
+            assert_eq!(g.lines[0].line.values[5], 36.0);
+            let mixed = format!(
+                "name,requests,:eq{}{}",
+                ",name,requests,:eq,:or".repeat(stack::MAX_QUERY_DEPTH - 2),
+                ",:sum,:neg,:abs,1,:add,1,:sub".repeat(12)
+            );
+            assert_eq!(graph(&mixed).lines[0].line.values[5], 36.0);
+            for (program, says) in [
+                (
+                    deep(":abs", stack::MAX_EXPR_DEPTH, "1"),
+                    "deeper than 64 levels",
+                ),
+                (deep(":abs", 90_000, "1"), "deeper than 64 levels"),
+                (deep(":not", 90_000, "name,a,:eq"), "deeper than 256 levels"),
+                (deep(":dup,:add", 40, "1"), "more than 4096 parts"),
+                (deep(":dup,:or", 40, "name,a,:eq"), "more than 4096 parts"),
+                (deep("(,:abs,),:call", 20_000, "1"), "deeper than 64 levels"),
+            ] {
+                let e = parse(&program, None).err().map(|e| e.to_string());
+                let e = e.unwrap_or_else(|| panic!("{} was accepted", clip(&program)));
+                assert!(e.contains(says), "{e}");
+                assert!(e.contains("position"), "{e}");
+            }
+        };
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(check)
+            .expect("spawns")
+            .join()
+            .expect("nothing overflowed");
+    }
+
     /// Programs of random words and values never panic: they evaluate or are refused with a
     /// message and a position (the fuzz target `atlas_graph` goes further).
     #[test]

@@ -167,6 +167,13 @@ const MAX_CALL_DEPTH: usize = 10;
 /// Most tokens a program may have, and the deepest list nesting.
 const MAX_TOKENS: usize = 100_000;
 const MAX_LIST_DEPTH: usize = 64;
+/// The deepest expression a word may build (`1,:abs,:abs,…`: every pass over it recurses, so
+/// depth is what a worker's stack must hold), the deepest query (`:and`/`:or`/`:not` chains,
+/// whose frames are small) and the most nodes one item may have (`1,:dup,:add,:dup,:add,…`
+/// doubles it with every pair of words).
+pub const MAX_EXPR_DEPTH: usize = 64;
+pub const MAX_QUERY_DEPTH: usize = 256;
+pub const MAX_ITEM_NODES: usize = 4096;
 
 /// The tokens of a program with their byte offsets: split on commas, trimmed, empty ones
 /// dropped (`Interpreter.splitAndTrim`).
@@ -230,6 +237,9 @@ impl Run {
                         message,
                     };
                     self.word(&t[1..], *pos).map_err(err)?;
+                    if let Some(top) = self.stack.last() {
+                        weigh(top).map_err(err)?;
+                    }
                 }
                 Item::Str(t) => self.stack.push(Item::Str(unescape(t))),
                 other => self.stack.push(other.clone()),
@@ -1389,6 +1399,84 @@ fn unescape(t: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Checks that an item is within [`MAX_EXPR_DEPTH`], [`MAX_QUERY_DEPTH`] and
+/// [`MAX_ITEM_NODES`]. The walk stops at the first bound passed, so it recurses at most one
+/// level past a bound and visits at most one node past the count. Every word's result is
+/// weighed as it is pushed, and words build items only from weighed ones, so no item on the
+/// stack can be much past a bound and nothing later (evaluation, naming, dropping) recurses
+/// deeper than that.
+fn weigh(item: &Item) -> Result<(), String> {
+    let mut nodes = 0;
+    weigh_item(item, &mut nodes)
+}
+
+fn count(nodes: &mut usize) -> Result<(), String> {
+    *nodes += 1;
+    if *nodes > MAX_ITEM_NODES {
+        return Err(format!(
+            "the expression has more than {MAX_ITEM_NODES} parts"
+        ));
+    }
+    Ok(())
+}
+
+fn weigh_item(item: &Item, nodes: &mut usize) -> Result<(), String> {
+    match item {
+        // A list of strings (`:in`'s values, `:by`'s keys) is data, not structure.
+        Item::Str(_) => Ok(()),
+        Item::List(l) => {
+            count(nodes)?;
+            l.iter().try_for_each(|i| weigh_item(i, nodes))
+        }
+        Item::Query(q) => weigh_query(q, 1, nodes),
+        Item::Expr(e) => weigh_expr(e, 1, nodes),
+        Item::Styled(s) => weigh_expr(&s.expr, 1, nodes),
+    }
+}
+
+fn weigh_query(q: &Query, depth: usize, nodes: &mut usize) -> Result<(), String> {
+    count(nodes)?;
+    if depth > MAX_QUERY_DEPTH {
+        return Err(format!(
+            "queries nest deeper than {MAX_QUERY_DEPTH} levels of :and, :or and :not"
+        ));
+    }
+    match q {
+        Query::And(a, b) | Query::Or(a, b) => {
+            weigh_query(a, depth + 1, nodes)?;
+            weigh_query(b, depth + 1, nodes)
+        }
+        Query::Not(a) => weigh_query(a, depth + 1, nodes),
+        _ => Ok(()),
+    }
+}
+
+fn weigh_expr(e: &Expr, depth: usize, nodes: &mut usize) -> Result<(), String> {
+    count(nodes)?;
+    if depth > MAX_EXPR_DEPTH {
+        return Err(format!(
+            "expressions nest deeper than {MAX_EXPR_DEPTH} levels"
+        ));
+    }
+    match e {
+        Expr::Data(d) | Expr::Percentiles(d, _) => weigh_query(&d.query, 1, nodes),
+        Expr::Const(_) | Expr::Time(_) | Expr::StatPlaceholder(_) => Ok(()),
+        Expr::Binary(_, a, b) | Expr::Filter(a, b) => {
+            weigh_expr(a, depth + 1, nodes)?;
+            weigh_expr(b, depth + 1, nodes)
+        }
+        Expr::Unary(_, a)
+        | Expr::Aggr(_, a)
+        | Expr::GroupBy(_, a, _)
+        | Expr::As(a, ..)
+        | Expr::Stateful(_, a)
+        | Expr::Stat(a, _)
+        | Expr::Priority(a, _)
+        | Expr::Consolidate(a, ..)
+        | Expr::Named(_, a) => weigh_expr(a, depth + 1, nodes),
+    }
 }
 
 /// Groups `(` … `)` into list items, checking they balance.
