@@ -6,7 +6,7 @@
 //! type  := c | g | ms | h | d | s
 //! ```
 //!
-//! A packet is several lines separated by `\n` (a trailing `\r` is dropped, empty lines are
+//! A packet is several lines separated by `\n` (trailing `\r`s are dropped, empty lines are
 //! skipped). Every part of a line is one metric; `a:1|c:20|ms` is a counter and a timer named
 //! `a`. Where Etsy's `stats.js` accepts something this parser accepts it too, with the same
 //! meaning, except:
@@ -86,11 +86,14 @@ impl fmt::Display for Bad<'_> {
     }
 }
 
-/// Calls `f` for every line of a packet (split at `\n`, without a trailing `\r`, empty lines
+/// Calls `f` for every line of a packet (split at `\n`, without trailing `\r`s, empty lines
 /// skipped).
 pub fn lines(packet: &[u8], mut f: impl FnMut(&[u8])) {
     for line in packet.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // Every trailing `\r`, not one: one left at the end would end the last tag's value,
+        // which could then not be written back (the fuzzer's find).
+        let end = line.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
+        let line = &line[..end];
         if !line.is_empty() {
             f(line);
         }
@@ -362,7 +365,7 @@ mod tests {
             ))
         );
         let mut lines_seen = Vec::new();
-        lines(b"a:1|c\r\n\nb:2|c\nc:3|c", |l| lines_seen.push(l.to_vec()));
+        lines(b"a:1|c\r\n\nb:2|c\nc:3|c\r\r\r\n\r\r", |l| lines_seen.push(l.to_vec()));
         assert_eq!(lines_seen, [&b"a:1|c"[..], b"b:2|c", b"c:3|c"]);
     }
 
