@@ -75,65 +75,195 @@ fn points(s: &TimeSeries) -> impl Iterator<Item = (Option<f64>, i64)> + '_ {
 /// Powers of ten a double holds exactly, for [`short_decimal`].
 const POW10: [f64; 7] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6];
 
+/// `v` with `d` decimals, when that reads back as `v` exactly (see [`short_decimal`]).
+fn reads_back(a: f64, d: usize) -> Option<u64> {
+    let scaled = a * POW10[d];
+    if scaled >= (1u64 << 49) as f64 {
+        return None;
+    }
+    // `round` without libm's call: under 2^49 adding a half is exact, and the cast truncates,
+    // which is `floor` for a positive number.
+    let x = (scaled + 0.5) as u64;
+    (x as f64 / POW10[d] == a).then_some(x)
+}
+
 /// The shortest decimal that reads back as `v` (what ryu and Python's `repr` write), for the
 /// common case of a value with at most six decimals, in a few multiplications instead of ryu's
-/// general digit generation (which was a quarter of a big `/render`'s time).
+/// general digit generation (which was a quarter of a big `/render`'s time). Written to
+/// `out[n..]`; the new end is returned, or `None` for anything else (more decimals, huge,
+/// tiny, or needing an exponent), which goes to ryu; the property test checks both agree.
 ///
 /// With `d` decimals, `x = round(v * 10^d)` reads back as `v` exactly when `x / 10^d == v`:
 /// `x` and `10^d` are exact doubles and division rounds correctly, as parsing the decimal does.
-/// The first `d` that reads back is the shortest, and it is the only candidate with that many
-/// decimals because `|v| * 10^d < 2^49` keeps `10^-d` over four units in the last place of `v`
-/// (so no two `d`-decimal numbers round to `v`, and the product's rounding error, under 1/8,
-/// cannot move `round` off the right integer). Anything else (more decimals, huge, tiny, or
-/// needing an exponent) is `None` and goes to ryu; the property test checks both agree.
-fn short_decimal(v: f64, out: &mut String) -> bool {
+/// The fewest decimals that read back are the shortest text, and that `x` is the only
+/// candidate with that many because `|v| * 10^d < 2^49` keeps `10^-d` over four units in the
+/// last place of `v` (so no two `d`-decimal numbers round to `v`, and the product's rounding
+/// error, under 1/8, cannot move `round` off the right integer). Reading back is monotone in
+/// `d` (a `d`-decimal text is also a `d + 1` one), so the search starts at `guess`, the count
+/// the previous value needed (a series' values mostly share it), and walks down or up.
+fn short_decimal(v: f64, guess: &mut usize, out: &mut [u8; 64], n: usize) -> Option<usize> {
     let a = v.abs();
     if !(1e-3..1e15).contains(&a) {
-        return false;
+        return None;
     }
-    for (d, &p) in POW10.iter().enumerate() {
-        let scaled = a * p;
-        if scaled >= (1u64 << 49) as f64 {
-            return false;
-        }
-        // `round` without libm's call: under 2^49 adding a half is exact, and the cast
-        // truncates, which is `floor` for a positive number.
-        let x = (scaled + 0.5) as u64;
-        if x as f64 / p == a {
-            if v < 0.0 {
-                out.push('-');
-            }
-            let mut buf = itoa::Buffer::new();
-            let digits = buf.format(x);
-            if d == 0 {
-                out.push_str(digits);
-                out.push_str(".0");
-            } else if digits.len() > d {
-                let (int, frac) = digits.split_at(digits.len() - d);
-                out.push_str(int);
-                out.push('.');
-                out.push_str(frac);
-            } else {
-                out.push_str("0.");
-                for _ in digits.len()..d {
-                    out.push('0');
+    let mut d = (*guess).min(POW10.len() - 1);
+    // Fewer decimals than the guess when the guess's scaled value is past the bound.
+    while d > 0 && a * POW10[d] >= (1u64 << 49) as f64 {
+        d -= 1;
+    }
+    let x = match reads_back(a, d) {
+        Some(mut x) => {
+            while d > 0 {
+                match reads_back(a, d - 1) {
+                    Some(fewer) => {
+                        d -= 1;
+                        x = fewer;
+                    }
+                    None => break,
                 }
-                out.push_str(digits);
             }
-            return true;
+            x
+        }
+        None => loop {
+            d += 1;
+            if d == POW10.len() {
+                return None;
+            }
+            if let Some(x) = reads_back(a, d) {
+                break x;
+            }
+        },
+    };
+    *guess = d;
+    // Digits right to left, the point `d` digits from the right, at least one digit before it.
+    let mut tmp = [0u8; 24];
+    let mut i = tmp.len();
+    let mut x = x;
+    let mut k = 0;
+    loop {
+        if k == d && d > 0 {
+            i -= 1;
+            tmp[i] = b'.';
+        }
+        i -= 1;
+        tmp[i] = b'0' + (x % 10) as u8;
+        x /= 10;
+        k += 1;
+        if x == 0 && k > d {
+            break;
         }
     }
-    false
+    let mut n = n;
+    if v < 0.0 {
+        out[n] = b'-';
+        n += 1;
+    }
+    for &b in &tmp[i..] {
+        out[n] = b;
+        n += 1;
+    }
+    if d == 0 {
+        out[n] = b'.';
+        out[n + 1] = b'0';
+        n += 2;
+    }
+    Some(n)
 }
 
-fn json_number(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("null");
-    } else if v.is_infinite() {
+/// Copies `s` to `out[n..]`, returning the new end.
+fn put(out: &mut [u8; 64], n: usize, s: &[u8]) -> usize {
+    let mut n = n;
+    for &b in s {
+        out[n] = b;
+        n += 1;
+    }
+    n
+}
+
+/// One `[value, timestamp]`, assembled on the stack and appended in one copy.
+fn json_point(
+    out: &mut Vec<u8>,
+    v: Option<f64>,
+    t: i64,
+    stamp: &mut Stamp,
+    guess: &mut usize,
+    comma: bool,
+) {
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    if comma {
+        n = put(&mut buf, n, b", ");
+    }
+    n = put(&mut buf, n, b"[");
+    n = match v {
+        None => put(&mut buf, n, b"null"),
+        Some(x) if x.is_nan() => put(&mut buf, n, b"null"),
         // graphite-web writes infinities as 1e9999 (valid JSON that parses to infinity).
-        out.push_str(if v > 0.0 { "1e9999" } else { "-1e9999" });
-    } else if !short_decimal(v, out) {
-        out.push_str(ryu::Buffer::new().format_finite(v));
+        Some(x) if x.is_infinite() => {
+            put(&mut buf, n, if x > 0.0 { b"1e9999" } else { b"-1e9999" })
+        }
+        Some(x) => match short_decimal(x, guess, &mut buf, n) {
+            Some(end) => end,
+            None => put(&mut buf, n, ryu::Buffer::new().format_finite(x).as_bytes()),
+        },
+    };
+    n = put(&mut buf, n, b", ");
+    n = put(&mut buf, n, stamp.text(t));
+    n = put(&mut buf, n, b"]");
+    out.extend_from_slice(&buf[..n]);
+}
+
+/// A timestamp's decimal text, kept from one point to the next: a series' timestamps step
+/// evenly, and adding the step to the digits is a few carries where formatting is ten
+/// divisions.
+#[derive(Default)]
+struct Stamp {
+    digits: [u8; 20],
+    /// The text is `digits[start..]`; 20 when there is none yet.
+    start: usize,
+    t: i64,
+}
+
+impl Stamp {
+    fn new() -> Stamp {
+        Stamp {
+            start: 20,
+            ..Stamp::default()
+        }
+    }
+
+    fn text(&mut self, t: i64) -> &[u8] {
+        let delta = t.wrapping_sub(self.t);
+        if self.start == 20
+            || t < 0
+            || self.t < 0
+            || !(0..1 << 32).contains(&delta)
+            || !self.add(delta as u64)
+        {
+            let mut b = itoa::Buffer::new();
+            let text = b.format(t).as_bytes();
+            self.start = 20 - text.len();
+            self.digits[self.start..].copy_from_slice(text);
+        }
+        self.t = t;
+        &self.digits[self.start..]
+    }
+
+    /// Adds `delta` to the digits; false (and the digits in any state) when it carries past
+    /// the first one, for [`Stamp::text`] to format afresh.
+    fn add(&mut self, delta: u64) -> bool {
+        let mut carry = delta;
+        let mut i = 20;
+        while carry > 0 {
+            if i == self.start {
+                return false;
+            }
+            i -= 1;
+            let d = u64::from(self.digits[i] - b'0') + carry;
+            self.digits[i] = b'0' + (d % 10) as u8;
+            carry = d / 10;
+        }
+        true
     }
 }
 
@@ -147,54 +277,93 @@ pub(crate) fn json(series: &[TimeSeries], no_null_points: bool) -> String {
     if series.iter().all(TimeSeries::is_empty) {
         return "[]".into();
     }
+    // Big answers are written by up to four threads, each a run of whole series (balanced
+    // by their points), joined in order; small ones here.
+    let total: usize = series.iter().map(|s| s.raw().len()).sum();
+    let threads = if total < 200_000 {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    };
+    let mut chunks: Vec<&[TimeSeries]> = Vec::with_capacity(threads);
+    let mut rest = series;
+    for k in (1..=threads).rev() {
+        let want = rest.iter().map(|s| s.raw().len()).sum::<usize>() / k;
+        let mut take = 0;
+        let mut got = 0;
+        while take < rest.len() && (got < want || take == 0 || k == 1) {
+            got += rest[take].raw().len();
+            take += 1;
+        }
+        let (chunk, tail) = rest.split_at(take);
+        chunks.push(chunk);
+        rest = tail;
+    }
+    let parts: Vec<Vec<u8>> = if chunks.len() == 1 {
+        vec![json_series(chunks[0], no_null_points)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|c| scope.spawn(move || json_series(c, no_null_points)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(parts.iter().map(Vec::len).sum::<usize>() + 8);
+    out.push(b'[');
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        if out.len() > 1 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(part);
+    }
+    out.push(b']');
+    // Only ASCII and `json_string`'s valid UTF-8 went in.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The `{"target", "tags", "datapoints"}` objects of `series`, comma-separated.
+fn json_series(series: &[TimeSeries], no_null_points: bool) -> Vec<u8> {
     // About 24 bytes a point ("[12.345, 1800000000], "): one allocation for most answers.
     let total: usize = series.iter().map(|s| s.raw().len()).sum();
-    let mut out = String::with_capacity(total.saturating_mul(24).min(1 << 30) + 64);
-    out.push('[');
-    let mut first = true;
-    let mut stamp = itoa::Buffer::new();
+    let mut out: Vec<u8> = Vec::with_capacity(total.saturating_mul(24).min(1 << 30) + 64);
+    let mut guess = 0;
     for s in series {
         if no_null_points && !points(s).any(|(v, _)| v.is_some_and(|x| !x.is_nan())) {
             continue;
         }
-        if !first {
-            out.push_str(", ");
+        if !out.is_empty() {
+            out.extend_from_slice(b", ");
         }
-        first = false;
-        out.push_str("{\"target\": ");
-        json_string(&mut out, &s.name);
-        out.push_str(", \"tags\": {");
+        let mut head = String::from("{\"target\": ");
+        json_string(&mut head, &s.name);
+        head.push_str(", \"tags\": {");
         for (i, (k, v)) in s.tags.iter().enumerate() {
             if i > 0 {
-                out.push_str(", ");
+                head.push_str(", ");
             }
-            json_string(&mut out, k);
-            out.push_str(": ");
+            json_string(&mut head, k);
+            head.push_str(": ");
             // Tag values are always strings: Grafana's backend rejects numbers.
-            json_string(&mut out, v);
+            json_string(&mut head, v);
         }
-        out.push_str("}, \"datapoints\": [");
+        head.push_str("}, \"datapoints\": [");
+        out.extend_from_slice(head.as_bytes());
         let mut first_point = true;
+        let mut stamp = Stamp::new();
         for (v, t) in points(s) {
             if no_null_points && v.is_none_or(|x| x.is_nan()) {
                 continue;
             }
-            if !first_point {
-                out.push_str(", ");
-            }
+            json_point(&mut out, v, t, &mut stamp, &mut guess, !first_point);
             first_point = false;
-            out.push('[');
-            match v {
-                Some(x) => json_number(&mut out, x),
-                None => out.push_str("null"),
-            }
-            out.push_str(", ");
-            out.push_str(stamp.format(t));
-            out.push(']');
         }
-        out.push_str("]}");
+        out.extend_from_slice(b"]}");
     }
-    out.push(']');
     out
 }
 
@@ -327,10 +496,69 @@ pub(crate) fn csv(series: &[TimeSeries]) -> String {
 mod tests {
     use super::*;
 
+    /// ryu's text of `v`, and the fast path's from every starting guess (all must agree).
     fn ryu_or_fast(v: f64) -> (String, Option<String>) {
-        let mut fast = String::new();
-        let hit = short_decimal(v, &mut fast).then_some(fast);
-        (ryu::Buffer::new().format_finite(v).to_owned(), hit)
+        let mut got: Option<String> = None;
+        for start in 0..=POW10.len() {
+            let mut guess = start;
+            let mut buf = [0u8; 64];
+            let hit = short_decimal(v, &mut guess, &mut buf, 3)
+                .map(|n| String::from_utf8_lossy(&buf[3..n]).into_owned());
+            if start > 0 {
+                assert_eq!(hit, got, "{v:e} from guess {start}");
+            }
+            got = hit;
+        }
+        (ryu::Buffer::new().format_finite(v).to_owned(), got)
+    }
+
+    /// Timestamps kept as text step as formatting them would, across carries, a longer
+    /// number, jumps back and negative times.
+    #[test]
+    fn stamps_are_itoas() {
+        let mut stamp = Stamp::new();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut t: i64 = 0;
+        for i in 0..200_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            t = match (i % 1000, rng % 50) {
+                (0, _) => (rng % 2_000_000_000) as i64 - 1_000_000_000,
+                (_, 0) => t - (rng % 1000) as i64,
+                (_, 1) => t + (rng % (1 << 40)) as i64,
+                (_, 2) => 99_999_999_990 + (rng % 20) as i64,
+                _ => t + (rng % 120) as i64,
+            };
+            let want = itoa::Buffer::new().format(t).to_owned();
+            assert_eq!(std::str::from_utf8(stamp.text(t)), Ok(want.as_str()), "{t}");
+        }
+    }
+
+    /// A big answer written by several threads is the same text as by one.
+    #[test]
+    fn a_big_answer_is_the_same_from_any_number_of_threads() {
+        let mut all = Vec::new();
+        for i in 0..300u32 {
+            let values = (0..1000u32)
+                .map(|j| match (i % 7, (i + j) % 13) {
+                    (3, _) => None,
+                    (_, 0) => None,
+                    (_, 1) => Some(f64::NAN),
+                    (_, 2) => Some(f64::INFINITY),
+                    _ => Some(f64::from(i * 1000 + j) / 1000.0 - 17.0),
+                })
+                .collect();
+            all.push(TimeSeries::new(format!("s.{i}"), 1_800_000_000, 60, values));
+        }
+        for no_null in [false, true] {
+            let one = format!(
+                "[{}]",
+                String::from_utf8(json_series(&all, no_null)).expect("utf-8")
+            );
+            assert_eq!(json(&all, no_null), one);
+            assert!(one.len() > 200_000 * 10);
+        }
     }
 
     /// The fast path writes exactly what ryu writes, whenever it answers.
