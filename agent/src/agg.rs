@@ -15,6 +15,8 @@
 
 use hdrhistogram::Histogram;
 use rustc_hash::{FxHashMap, FxHashSet};
+
+type KeyMap = std::collections::HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>;
 use serde::{Deserialize, Serialize};
 
 use crate::naming::Naming;
@@ -119,11 +121,21 @@ const TIMER_SCALE: f64 = 1000.0;
 /// The largest value the timer histogram holds (in thousandths); larger ones are clamped to it.
 const TIMER_MAX: u64 = 1 << 62;
 
-/// A statsd timer's interval: an auto-resizing HDR histogram (two significant digits, so a
-/// percentile is within 1% of the sample Etsy's statsd would pick) and the exact moments.
+/// Samples a timer keeps as they are before it moves them into a histogram.
+const TIMER_SMALL: usize = 256;
+
+/// A statsd timer's interval: its first [`TIMER_SMALL`] samples as they are (percentiles are
+/// then Etsy's exactly), then an auto-resizing HDR histogram (two significant digits, so a
+/// percentile is within 1% of the sample Etsy's statsd would pick), and the exact moments.
+///
+/// Most timers of a busy host see a few samples an interval; a histogram each (kilobytes of
+/// counts at random offsets) made the aggregator's working set tens of megabytes at a few
+/// thousand timers, and every sample a cache miss.
 #[derive(Debug, Clone)]
 pub(crate) struct Timer {
-    h: Histogram<u32>,
+    /// The samples while there are at most [`TIMER_SMALL`]; empty once `h` holds them.
+    small: Vec<f64>,
+    h: Option<Box<Histogram<u32>>>,
     /// Samples recorded.
     n: u64,
     /// What they count for: the sum of 1 / sample rate.
@@ -139,7 +151,8 @@ pub(crate) struct Timer {
 impl Timer {
     fn new() -> Timer {
         Timer {
-            h: Histogram::new(2).expect("static histogram precision"),
+            small: Vec::new(),
+            h: None,
             n: 0,
             count: 0.0,
             sum: 0.0,
@@ -151,8 +164,19 @@ impl Timer {
     }
 
     fn record(&mut self, value: f64, weight: f64, buckets: Option<u8>) {
-        let scaled = (value * TIMER_SCALE).round().clamp(0.0, TIMER_MAX as f64) as u64;
-        let _ = self.h.record(scaled);
+        match &mut self.h {
+            Some(h) => Timer::record_in(h, value),
+            None if self.small.len() < TIMER_SMALL => self.small.push(value),
+            None => {
+                let mut h = Box::new(Histogram::new(2).expect("static histogram precision"));
+                for v in self.small.drain(..) {
+                    Timer::record_in(&mut h, v);
+                }
+                self.small = Vec::new();
+                Timer::record_in(&mut h, value);
+                self.h = Some(h);
+            }
+        }
         self.n += 1;
         self.count += weight;
         self.sum += value;
@@ -170,37 +194,53 @@ impl Timer {
         }
     }
 
-    /// The sample of rank `k` (1-based) as the histogram knows it, within `[lower, upper]`.
-    fn at_rank(&self, k: u64) -> f64 {
+    fn record_in(h: &mut Histogram<u32>, value: f64) {
+        let scaled = (value * TIMER_SCALE).round().clamp(0.0, TIMER_MAX as f64) as u64;
+        let _ = h.record(scaled);
+    }
+
+    /// The sample of rank `k` (1-based): exactly, from the samples sorted, or as the histogram
+    /// knows it, within `[lower, upper]`.
+    fn at_rank(&self, sorted: &[f64], k: u64) -> f64 {
         if k <= 1 {
             return self.lower;
         }
         if k >= self.n {
             return self.upper;
         }
+        let Some(h) = &self.h else {
+            return sorted.get(k as usize - 1).copied().unwrap_or(self.upper);
+        };
         let mut seen = 0;
-        for v in self.h.iter_recorded() {
+        for v in h.iter_recorded() {
             seen += u64::from(v.count_at_value());
             if seen >= k {
-                let mid = self.h.median_equivalent(v.value_iterated_to()) as f64 / TIMER_SCALE;
+                let mid = h.median_equivalent(v.value_iterated_to()) as f64 / TIMER_SCALE;
                 return mid.clamp(self.lower, self.upper);
             }
         }
         self.upper
     }
 
-    /// The sum and sum of squares of the `k` smallest samples, as the histogram knows them.
-    fn sums_below(&self, k: u64) -> (f64, f64) {
+    /// The sum and sum of squares of the `k` smallest samples, exactly or as the histogram
+    /// knows them.
+    fn sums_below(&self, sorted: &[f64], k: u64) -> (f64, f64) {
         if k >= self.n {
             return (self.sum, self.sum_squares);
         }
+        let Some(h) = &self.h else {
+            let below = &sorted[..(k as usize).min(sorted.len())];
+            return below
+                .iter()
+                .fold((0.0, 0.0), |(s, q), &x| (s + x, q + x * x));
+        };
         let (mut left, mut sum, mut squares) = (k, 0.0, 0.0);
-        for v in self.h.iter_recorded() {
+        for v in h.iter_recorded() {
             if left == 0 {
                 break;
             }
             let take = u64::from(v.count_at_value()).min(left);
-            let x = (self.h.median_equivalent(v.value_iterated_to()) as f64 / TIMER_SCALE)
+            let x = (h.median_equivalent(v.value_iterated_to()) as f64 / TIMER_SCALE)
                 .clamp(self.lower, self.upper);
             sum += take as f64 * x;
             squares += take as f64 * x * x;
@@ -228,6 +268,9 @@ impl Timer {
             return;
         }
         let n = self.n;
+        let mut sorted = self.small.clone();
+        sorted.sort_by(f64::total_cmp);
+        let sorted = &sorted[..];
         for &p in percentiles {
             let k = if n > 1 {
                 (p / 100.0 * n as f64).round() as u64
@@ -237,23 +280,23 @@ impl Timer {
             if k == 0 {
                 continue;
             }
-            let (sum, squares) = self.sums_below(k);
+            let (sum, squares) = self.sums_below(sorted, k);
             let p = fmt_percentile(p);
             push(format!("count_{p}"), None, k as f64);
             push(format!("mean_{p}"), None, sum / k as f64);
             push(
                 format!("upper_{p}"),
                 Some(&format!("p{p}")),
-                self.at_rank(k),
+                self.at_rank(sorted, k),
             );
             push(format!("sum_{p}"), None, sum);
             push(format!("sum_squares_{p}"), None, squares);
         }
         let mean = self.sum / n as f64;
         let median = if n % 2 == 1 {
-            self.at_rank(n / 2 + 1)
+            self.at_rank(sorted, n / 2 + 1)
         } else {
-            (self.at_rank(n / 2) + self.at_rank(n / 2 + 1)) / 2.0
+            (self.at_rank(sorted, n / 2) + self.at_rank(sorted, n / 2 + 1)) / 2.0
         };
         push("lower".into(), Some("lower"), self.lower);
         push("upper".into(), Some("upper"), self.upper);
@@ -267,11 +310,12 @@ impl Timer {
 
     fn state(&self) -> TimerState {
         TimerState {
-            hist: self
-                .h
-                .iter_recorded()
-                .map(|v| (v.value_iterated_to(), v.count_at_value() as u64))
-                .collect(),
+            hist: self.h.as_ref().map_or_else(Vec::new, |h| {
+                h.iter_recorded()
+                    .map(|v| (v.value_iterated_to(), v.count_at_value() as u64))
+                    .collect()
+            }),
+            samples: self.small.clone(),
             n: self.n,
             count: self.count,
             sum: self.sum,
@@ -284,8 +328,24 @@ impl Timer {
 
     fn from_state(st: &TimerState) -> Timer {
         let mut t = Timer::new();
-        for &(v, n) in &st.hist {
-            let _ = t.h.record_n(v, u32::try_from(n).unwrap_or(u32::MAX));
+        if !st.hist.is_empty() {
+            let mut h = Box::new(Histogram::new(2).expect("static histogram precision"));
+            for &(v, n) in &st.hist {
+                let _ = h.record_n(v, u32::try_from(n).unwrap_or(u32::MAX));
+            }
+            t.h = Some(h);
+        }
+        // A checkpoint from before the samples were kept has only the histogram; one that
+        // somehow has both, or too many samples, keeps them all in the histogram.
+        if t.h.is_none() && st.samples.len() <= TIMER_SMALL {
+            t.small = st.samples.clone();
+        } else {
+            let h = t.h.get_or_insert_with(|| {
+                Box::new(Histogram::new(2).expect("static histogram precision"))
+            });
+            for &v in &st.samples {
+                Timer::record_in(h, v);
+            }
         }
         t.n = st.n;
         t.count = st.count;
@@ -348,8 +408,11 @@ struct Series {
 
 #[derive(Debug, Default, Clone)]
 struct RuleSeries {
-    /// Joined tag values (`\x1f`-separated) to series id.
-    by_key: FxHashMap<Box<[u8]>, u32>,
+    /// Joined tag values (`\x1f`-separated) to series id. foldhash, not Fx: Fx's hash of
+    /// these keys (long shared prefixes, a few differing bytes) made lookups compare several
+    /// keys each (a fifth of a statsd metric's time), and its fixed seed lets a sender choose
+    /// names that collide; foldhash's is random per process.
+    by_key: KeyMap,
     /// Distinct values seen per tag, for the cardinality cap.
     values: Vec<FxHashSet<Box<[u8]>>>,
 }
@@ -423,7 +486,7 @@ impl Agg {
         let rule_series = rules
             .iter()
             .map(|r| RuleSeries {
-                by_key: FxHashMap::default(),
+                by_key: KeyMap::default(),
                 values: vec![FxHashSet::default(); r.tags.len()],
             })
             .collect();
@@ -1095,6 +1158,9 @@ fn long_ago() -> i64 {
 pub(crate) struct TimerState {
     /// The histogram as `[value, count]` pairs, values in thousandths of the unit.
     pub(crate) hist: Vec<(u64, u64)>,
+    /// The samples, while the timer holds them as they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) samples: Vec<f64>,
     pub(crate) n: u64,
     pub(crate) count: f64,
     pub(crate) sum: f64,
@@ -1297,5 +1363,60 @@ mod tests {
                 1000
             )]
         );
+    }
+
+    /// A timer is exact (Etsy's own percentiles) while it keeps its samples, within the
+    /// histogram's 1% once it has more, and a checkpoint brings either back unchanged.
+    #[test]
+    fn timers_are_exact_while_small_and_close_once_in_the_histogram() {
+        fn etsy(values: &[f64], p: f64) -> (f64, f64, f64) {
+            let mut v = values.to_vec();
+            v.sort_by(f64::total_cmp);
+            let k = (p / 100.0 * v.len() as f64).round() as usize;
+            let sum: f64 = v[..k].iter().sum();
+            let n = v.len();
+            let median = if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            };
+            (v[k - 1], sum / k as f64, median)
+        }
+        fn stat(t: &Timer, name: &str) -> f64 {
+            let mut out = Vec::new();
+            t.stats(10, &[90.0], &mut out);
+            out.iter().find(|s| s.0 == name).map(|s| s.2).expect(name)
+        }
+        for n in [1usize, 2, 7, 100, TIMER_SMALL, TIMER_SMALL + 1, 5000] {
+            let values: Vec<f64> = (0..n)
+                .map(|i| ((i * 7919) % 1000) as f64 / 4.0 + 0.25)
+                .collect();
+            let mut t = Timer::new();
+            for &v in &values {
+                t.record(v, 1.0, None);
+            }
+            assert_eq!(t.h.is_some(), n > TIMER_SMALL, "{n}");
+            let again = Timer::from_state(&t.state());
+            assert_eq!(again.state(), t.state(), "{n}");
+            if n < 2 {
+                continue;
+            }
+            let (upper, mean, median) = etsy(&values, 90.0);
+            for (got, want, name) in [
+                (stat(&t, "upper_90"), upper, "upper_90"),
+                (stat(&t, "mean_90"), mean, "mean_90"),
+                (stat(&t, "median"), median, "median"),
+            ] {
+                if n <= TIMER_SMALL {
+                    assert_eq!(got, want, "{name} of {n}");
+                } else {
+                    assert!(
+                        (got - want).abs() <= want * 0.01 + 0.01,
+                        "{name} of {n}: {got} vs {want}"
+                    );
+                }
+                assert_eq!(stat(&again, name), got, "{name} of {n} restored");
+            }
+        }
     }
 }

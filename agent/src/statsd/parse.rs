@@ -365,7 +365,9 @@ mod tests {
             ))
         );
         let mut lines_seen = Vec::new();
-        lines(b"a:1|c\r\n\nb:2|c\nc:3|c\r\r\r\n\r\r", |l| lines_seen.push(l.to_vec()));
+        lines(b"a:1|c\r\n\nb:2|c\nc:3|c\r\r\r\n\r\r", |l| {
+            lines_seen.push(l.to_vec())
+        });
         assert_eq!(lines_seen, [&b"a:1|c"[..], b"b:2|c", b"c:3|c"]);
     }
 
