@@ -1,10 +1,13 @@
 //! Graph images: `format=png` (and no format at all, graphite-web's default) and `format=svg`,
 //! drawn as graphite-web 1.1.8's `LineGraph` draws them, with its options (`options`), its axes
-//! (`ticks`) and its layout (`line`), on a cairo-like canvas with a PNG and an SVG surface
-//! (`canvas`). The style functions (`color`, `dashed`, `secondYAxis`, `stacked`, ...) reach it
+//! (`ticks`) and its layout (`line`), on what graphite's `Graph` base class sets up for every
+//! graph type (`base`: size, colours, fonts, title; `legend`), on a cairo-like canvas with a PNG
+//! and an SVG surface (`canvas`). The style functions (`color`, `dashed`, `secondYAxis`, `stacked`, ...) reach it
 //! through each series' [`crate::series::Style`].
 
+mod base;
 mod canvas;
+mod legend;
 mod line;
 mod options;
 mod ticks;
