@@ -279,14 +279,15 @@ fn render_format(
             }
         }
         "png" | "" => Ok(([(header::CONTENT_TYPE, "image/png")], crate::graphite::graph::render_png(series, graph_params())?).into_response()),
+        "pdf" => Ok(([(header::CONTENT_TYPE, "application/x-pdf")], crate::graphite::graph::render_pdf(series, graph_params())?).into_response()),
         other => Err(QueryError::BadRequest(format!(
-            "format \"{other}\" is not supported: use png, svg, json, csv, raw, dygraph, rickshaw, pickle or msgpack"
+            "format \"{other}\" is not supported: use png, svg, pdf, json, csv, raw, dygraph, rickshaw, pickle or msgpack"
         ))),
     }
 }
 
 /// `graphType=pie`, graphite-web's other graph type (`line` is the default): a slice per
-/// `name:value` target and per series of the others, as a PNG unless `format` is svg
+/// `name:value` target and per series of the others, as a PNG unless `format` is svg or pdf
 /// (graphite-web's data formats are for series: asked of a pie, it draws the PNG).
 fn render_pie(p: &Params, ctx: &Ctx, graph_type: &str) -> Result<Response, QueryError> {
     use crate::graphite::graph::{pie_slices, render_pie, ImageFormat, PieMode};
@@ -297,12 +298,13 @@ fn render_pie(p: &Params, ctx: &Ctx, graph_type: &str) -> Result<Response, Query
     }
     let format = match p.get("format").unwrap_or("png") {
         "svg" => ImageFormat::Svg,
+        "pdf" => ImageFormat::Pdf,
         "png" | "" | "json" | "csv" | "raw" | "dygraph" | "rickshaw" | "pickle" | "msgpack" => {
             ImageFormat::Png
         }
         other => {
             return Err(QueryError::BadRequest(format!(
-                "format \"{other}\" is not supported: use png, svg, json, csv, raw, dygraph, rickshaw, pickle or msgpack"
+                "format \"{other}\" is not supported: use png, svg, pdf, json, csv, raw, dygraph, rickshaw, pickle or msgpack"
             )))
         }
     };
@@ -317,6 +319,7 @@ fn render_pie(p: &Params, ctx: &Ctx, graph_type: &str) -> Result<Response, Query
     )?;
     Ok(match format {
         ImageFormat::Png => ([(header::CONTENT_TYPE, "image/png")], image).into_response(),
+        ImageFormat::Pdf => ([(header::CONTENT_TYPE, "application/x-pdf")], image).into_response(),
         ImageFormat::Svg => {
             let svg = String::from_utf8(image)
                 .map_err(|e| QueryError::Internal(format!("the pie's svg is not utf-8: {e}")))?;

@@ -21,6 +21,10 @@ static SANS_BOLD: &[u8] = include_bytes!("../../../fonts/DejaVuSans-Bold.ttf");
 static SANS_OBLIQUE: &[u8] = include_bytes!("../../../fonts/DejaVuSans-Oblique.ttf");
 static SANS_BOLD_OBLIQUE: &[u8] = include_bytes!("../../../fonts/DejaVuSans-BoldOblique.ttf");
 
+/// The four compiled-in font files (regular, bold, oblique, bold oblique), for a renderer of
+/// our SVG that needs the same fonts (`pdf`).
+pub(crate) const FONT_FILES: [&[u8]; 4] = [SANS, SANS_BOLD, SANS_OBLIQUE, SANS_BOLD_OBLIQUE];
+
 fn faces() -> &'static [Option<FontRef<'static>>; 4] {
     static FACES: OnceLock<[Option<FontRef<'static>>; 4]> = OnceLock::new();
     FACES.get_or_init(|| {
@@ -573,7 +577,7 @@ impl Canvas {
                 };
                 let _ = writeln!(
                     out,
-                    "<text x=\"{ox:.2}\" y=\"{oy:.2}\" font-family=\"DejaVu Sans, sans-serif\" font-size=\"{}\"{}{} fill=\"{}\"{opacity}{transform}{clip}>{}</text>",
+                    "<text x=\"{ox:.2}\" y=\"{oy:.2}\" font-family=\"DejaVu Sans, sans-serif\" font-size=\"{}\" font-kerning=\"none\"{}{} fill=\"{}\"{opacity}{transform}{clip}>{}</text>",
                     font.size,
                     if font.bold { " font-weight=\"bold\"" } else { "" },
                     if font.italic { " font-style=\"oblique\"" } else { "" },

@@ -1,8 +1,9 @@
-//! Graph images: `format=png` (and no format at all, graphite-web's default) and `format=svg`,
-//! drawn as graphite-web 1.1.8's `LineGraph` (`line`) and, for `graphType=pie`,
+//! Graph images: `format=png` (and no format at all, graphite-web's default), `format=svg` and
+//! `format=pdf`, drawn as graphite-web 1.1.8's `LineGraph` (`line`) and, for `graphType=pie`,
 //! its `PieGraph` (`pie`) draw them, with their options (`options`), on what graphite's `Graph`
 //! base class sets up for both (`base`: size, colours, fonts, title; `legend`), on a cairo-like
-//! canvas with a PNG and an SVG surface (`canvas`). The line graph's axes are `ticks`. The style functions (`color`, `dashed`, `secondYAxis`,
+//! canvas with a PNG and an SVG surface (`canvas`); the PDF is the SVG converted (`pdf`). The
+//! line graph's axes are `ticks`. The style functions (`color`, `dashed`, `secondYAxis`,
 //! `stacked`, ...) reach it through each series' [`crate::series::Style`].
 
 mod base;
@@ -10,6 +11,7 @@ mod canvas;
 mod legend;
 mod line;
 mod options;
+mod pdf;
 mod pie;
 mod ticks;
 
@@ -19,11 +21,12 @@ use crate::series::TimeSeries;
 pub(crate) use options::Options;
 pub(crate) use pie::{slices as pie_slices, PieMode};
 
-/// The formats graphite-web draws a graph in (`format=png`, `svg`).
+/// The formats graphite-web draws a graph in (`format=png`, `svg`, `pdf`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageFormat {
     Png,
     Svg,
+    Pdf,
 }
 
 /// The PNG graphite-web would draw for `series` with the graph options among `params`.
@@ -51,6 +54,15 @@ pub fn render_svg<'a>(
     Ok(drawn.canvas.into_svg(&svg_script(drawn.meta)))
 }
 
+/// The same graph as PDF, a page of `width` x `height` points.
+pub fn render_pdf<'a>(
+    series: Vec<TimeSeries>,
+    params: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<u8>> {
+    let drawn = line::LineGraph::draw(series, Options::from_params(params), true)?;
+    pdf::svg_to_pdf(&drawn.canvas.into_svg(""))
+}
+
 /// The pie graphite-web would draw (`graphType=pie`) of `slices` (name, value, in order) with
 /// the pie options among `params`, in `format`.
 pub fn render_pie<'a>(
@@ -64,6 +76,9 @@ pub fn render_pie<'a>(
         ImageFormat::Svg => Ok(pie::PieGraph::draw(slices, options, true)?
             .into_svg(&svg_script(None))
             .into_bytes()),
+        ImageFormat::Pdf => {
+            pdf::svg_to_pdf(&pie::PieGraph::draw(slices, options, true)?.into_svg(""))
+        }
     }
 }
 
