@@ -17,6 +17,7 @@ mod demo;
 mod disk_full;
 mod grafana;
 mod graphite_cluster;
+mod graphite_pie;
 mod graphite_web;
 mod http_front;
 mod pki;

@@ -1,6 +1,6 @@
 //! graphite-web 1.1.8's language on Tally's engine: the target grammar ([`parse`]), the
 //! evaluator ([`evaluate`]) with graphite's semantics for nulls, steps (lcm), names and tags, the
-//! function library, the render formats (`maxDataPoints` consolidation; png, svg, json, csv, raw, dygraph, rickshaw, pickle, msgpack)
+//! function library, the render formats (`maxDataPoints` consolidation; png, svg, pdf, json, csv, raw, dygraph, rickshaw, pickle, msgpack; line and pie graphs)
 //! and the graphite-web routes Grafana's Graphite data source calls.
 //!
 //! It reads series through what every language shares: [`crate::Ctx`] and the fetch behind it,
@@ -10,7 +10,7 @@
 //! - `eval`: targets to series; `args`: a function's arguments, evaluated on demand;
 //! - `functions`: the library, and the `/functions` listing;
 //! - `py_number`: Python's number formatting, which graphite's names and formats use;
-//! - `render`: the `/render` text formats; `graph`: the PNG and SVG graphs; `cluster`: the
+//! - `render`: the `/render` text formats; `graph`: the PNG, SVG and PDF graphs; `cluster`: the
 //!   pickle and msgpack formats graphite-web's cluster members exchange;
 //! - `routes`: graphite-web's HTTP API.
 
@@ -27,5 +27,5 @@ pub(crate) mod routes;
 pub use eval::evaluate;
 pub use expr::{parse, Call, Expr};
 pub use functions::functions_json;
-pub use graph::{render_png, render_svg};
+pub use graph::{render_pdf, render_pie, render_png, render_svg, ImageFormat};
 pub use routes::GRAPHITE_VERSION;

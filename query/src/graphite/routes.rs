@@ -209,6 +209,12 @@ async fn render(
         let ctx = Ctx::new(api.source.clone(), from, until)
             .with_limits(api.limits)
             .with_budget(api.budget.clone());
+        if let Some(kind) = p.get("graphType").filter(|t| *t != "line") {
+            let cache = cache_timeout(&p)?;
+            let mut resp = render_pie(&p, &ctx, kind)?;
+            cache_headers(&mut resp, cache, now);
+            return Ok(resp);
+        }
         let mut series = Vec::new();
         for target in p.all(&["target", "target[]"]) {
             if target.trim().is_empty() {
@@ -273,10 +279,56 @@ fn render_format(
             }
         }
         "png" | "" => Ok(([(header::CONTENT_TYPE, "image/png")], crate::graphite::graph::render_png(series, graph_params())?).into_response()),
+        "pdf" => Ok(([(header::CONTENT_TYPE, "application/x-pdf")], crate::graphite::graph::render_pdf(series, graph_params())?).into_response()),
         other => Err(QueryError::BadRequest(format!(
-            "format \"{other}\" is not supported: use png, svg, json, csv, raw, dygraph, rickshaw, pickle or msgpack"
+            "format \"{other}\" is not supported: use png, svg, pdf, json, csv, raw, dygraph, rickshaw, pickle or msgpack"
         ))),
     }
+}
+
+/// `graphType=pie`, graphite-web's other graph type (`line` is the default): a slice per
+/// `name:value` target and per series of the others, as a PNG unless `format` is svg or pdf
+/// (graphite-web's data formats are for series: asked of a pie, it draws the PNG).
+fn render_pie(p: &Params, ctx: &Ctx, graph_type: &str) -> Result<Response, QueryError> {
+    use crate::graphite::graph::{pie_slices, render_pie, ImageFormat, PieMode};
+    if graph_type != "pie" {
+        return Err(QueryError::BadRequest(format!(
+            "parameter \"graphType\": \"{graph_type}\" is not one of line, pie"
+        )));
+    }
+    let format = match p.get("format").unwrap_or("png") {
+        "svg" => ImageFormat::Svg,
+        "pdf" => ImageFormat::Pdf,
+        "png" | "" | "json" | "csv" | "raw" | "dygraph" | "rickshaw" | "pickle" | "msgpack" => {
+            ImageFormat::Png
+        }
+        other => {
+            return Err(QueryError::BadRequest(format!(
+                "format \"{other}\" is not supported: use png, svg, pdf, json, csv, raw, dygraph, rickshaw, pickle or msgpack"
+            )))
+        }
+    };
+    let mode = PieMode::parse(p.get("pieMode"))?;
+    let targets = p.all(&["target", "target[]"]);
+    let targets = targets.into_iter().filter(|t| !t.trim().is_empty());
+    let slices = pie_slices(targets, mode, |t| evaluate(ctx, &parse(t)?))?;
+    let image = render_pie(
+        slices,
+        p.0.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        format,
+    )?;
+    Ok(match format {
+        ImageFormat::Png => ([(header::CONTENT_TYPE, "image/png")], image).into_response(),
+        ImageFormat::Pdf => ([(header::CONTENT_TYPE, "application/x-pdf")], image).into_response(),
+        ImageFormat::Svg => {
+            let svg = String::from_utf8(image)
+                .map_err(|e| QueryError::Internal(format!("the pie's svg is not utf-8: {e}")))?;
+            match jsonp_callback(p)? {
+                Some(cb) => jsonp(cb, &serde_json::to_string(&svg).unwrap_or_default()),
+                None => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+            }
+        }
+    })
 }
 
 /// graphite-web's caching parameters: `noCache`, or `cacheTimeout` seconds (default 60, 0 is

@@ -21,6 +21,10 @@ static SANS_BOLD: &[u8] = include_bytes!("../../../fonts/DejaVuSans-Bold.ttf");
 static SANS_OBLIQUE: &[u8] = include_bytes!("../../../fonts/DejaVuSans-Oblique.ttf");
 static SANS_BOLD_OBLIQUE: &[u8] = include_bytes!("../../../fonts/DejaVuSans-BoldOblique.ttf");
 
+/// The four compiled-in font files (regular, bold, oblique, bold oblique), for a renderer of
+/// our SVG that needs the same fonts (`pdf`).
+pub(crate) const FONT_FILES: [&[u8]; 4] = [SANS, SANS_BOLD, SANS_OBLIQUE, SANS_BOLD_OBLIQUE];
+
 fn faces() -> &'static [Option<FontRef<'static>>; 4] {
     static FACES: OnceLock<[Option<FontRef<'static>>; 4]> = OnceLock::new();
     FACES.get_or_init(|| {
@@ -81,6 +85,8 @@ impl FontSpec {
 pub(crate) enum Cmd {
     Move(f64, f64),
     Line(f64, f64),
+    /// A cubic Bézier: two control points, then the end.
+    Curve(f64, f64, f64, f64, f64, f64),
     Close,
 }
 
@@ -238,6 +244,47 @@ impl Canvas {
         }
     }
 
+    /// cairo's `arc`: a line to the arc's start (a move with no current point), then the arc
+    /// clockwise on screen from `a1` to `a2` (radians, 0 along +x), `a2` first brought to at
+    /// least `a1` by whole turns. More than a turn draws one turn: filled, that is the same.
+    pub(crate) fn arc(&mut self, xc: f64, yc: f64, r: f64, a1: f64, a2: f64) {
+        if ![xc, yc, r, a1, a2].iter().all(|v| v.is_finite()) {
+            return;
+        }
+        if r <= 0.0 {
+            self.line_to(xc, yc);
+            return;
+        }
+        let mut a2 = a2;
+        if a2 < a1 {
+            a2 = (a2 - a1) % std::f64::consts::TAU;
+            if a2 < 0.0 {
+                a2 += std::f64::consts::TAU;
+            }
+            a2 += a1;
+        }
+        let sweep = (a2 - a1).min(std::f64::consts::TAU);
+        let point = |a: f64| (xc + r * a.cos(), yc + r * a.sin());
+        let (x, y) = point(a1);
+        self.line_to(x, y);
+        // Pieces of at most a quarter turn, each one Bézier (off the circle by 0.03 % of r).
+        let pieces = (sweep / std::f64::consts::FRAC_PI_2).ceil().max(1.0) as usize;
+        let step = sweep / pieces as f64;
+        let k = 4.0 / 3.0 * (step / 4.0).tan() * r;
+        for i in 0..pieces {
+            let (s, e) = (a1 + step * i as f64, a1 + step * (i + 1) as f64);
+            let ((sx, sy), (ex, ey)) = (point(s), point(e));
+            self.path.push(Cmd::Curve(
+                sx - k * s.sin(),
+                sy + k * s.cos(),
+                ex + k * e.sin(),
+                ey - k * e.cos(),
+                ex,
+                ey,
+            ));
+        }
+    }
+
     pub(crate) fn close_path(&mut self) {
         self.path.push(Cmd::Close);
     }
@@ -276,6 +323,9 @@ impl Canvas {
             match *c {
                 Cmd::Move(x, y) => pb.move_to(x as f32, y as f32),
                 Cmd::Line(x, y) => pb.line_to(x as f32, y as f32),
+                Cmd::Curve(x1, y1, x2, y2, x, y) => pb.cubic_to(
+                    x1 as f32, y1 as f32, x2 as f32, y2 as f32, x as f32, y as f32,
+                ),
                 Cmd::Close => pb.close(),
             }
         }
@@ -288,6 +338,9 @@ impl Canvas {
             let _ = match *c {
                 Cmd::Move(x, y) => write!(d, "M {x:.2} {y:.2} "),
                 Cmd::Line(x, y) => write!(d, "L {x:.2} {y:.2} "),
+                Cmd::Curve(x1, y1, x2, y2, x, y) => {
+                    write!(d, "C {x1:.2} {y1:.2} {x2:.2} {y2:.2} {x:.2} {y:.2} ")
+                }
                 Cmd::Close => write!(d, "Z "),
             };
         }
@@ -524,7 +577,7 @@ impl Canvas {
                 };
                 let _ = writeln!(
                     out,
-                    "<text x=\"{ox:.2}\" y=\"{oy:.2}\" font-family=\"DejaVu Sans, sans-serif\" font-size=\"{}\"{}{} fill=\"{}\"{opacity}{transform}{clip}>{}</text>",
+                    "<text x=\"{ox:.2}\" y=\"{oy:.2}\" font-family=\"DejaVu Sans, sans-serif\" font-size=\"{}\" font-kerning=\"none\"{}{} fill=\"{}\"{opacity}{transform}{clip}>{}</text>",
                     font.size,
                     if font.bold { " font-weight=\"bold\"" } else { "" },
                     if font.italic { " font-style=\"oblique\"" } else { "" },

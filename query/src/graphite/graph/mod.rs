@@ -1,18 +1,33 @@
-//! Graph images: `format=png` (and no format at all, graphite-web's default) and `format=svg`,
-//! drawn as graphite-web 1.1.8's `LineGraph` draws them, with its options (`options`), its axes
-//! (`ticks`) and its layout (`line`), on a cairo-like canvas with a PNG and an SVG surface
-//! (`canvas`). The style functions (`color`, `dashed`, `secondYAxis`, `stacked`, ...) reach it
-//! through each series' [`crate::series::Style`].
+//! Graph images: `format=png` (and no format at all, graphite-web's default), `format=svg` and
+//! `format=pdf`, drawn as graphite-web 1.1.8's `LineGraph` (`line`) and, for `graphType=pie`,
+//! its `PieGraph` (`pie`) draw them, with their options (`options`), on what graphite's `Graph`
+//! base class sets up for both (`base`: size, colours, fonts, title; `legend`), on a cairo-like
+//! canvas with a PNG and an SVG surface (`canvas`); the PDF is the SVG converted (`pdf`). The
+//! line graph's axes are `ticks`. The style functions (`color`, `dashed`, `secondYAxis`,
+//! `stacked`, ...) reach it through each series' [`crate::series::Style`].
 
+mod base;
 mod canvas;
+mod legend;
 mod line;
 mod options;
+mod pdf;
+mod pie;
 mod ticks;
 
 use crate::error::Result;
 use crate::series::TimeSeries;
 
 pub(crate) use options::Options;
+pub(crate) use pie::{slices as pie_slices, PieMode};
+
+/// The formats graphite-web draws a graph in (`format=png`, `svg`, `pdf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Png,
+    Svg,
+    Pdf,
+}
 
 /// The PNG graphite-web would draw for `series` with the graph options among `params`.
 pub fn render_png<'a>(
@@ -24,17 +39,47 @@ pub fn render_png<'a>(
         .into_png()
 }
 
+/// graphite's SVG metadata script, `metadata = {...}` (`{}` for a graph without data or a pie).
+fn svg_script(meta: Option<serde_json::Value>) -> String {
+    let m = meta.map_or_else(|| "{}".to_owned(), |m| m.to_string());
+    format!("<script>\n  <![CDATA[\n    metadata = {m}\n  ]]>\n</script>\n")
+}
+
 /// The same graph as SVG, with graphite's metadata script (`metadata = {...}`) at its end.
 pub fn render_svg<'a>(
     series: Vec<TimeSeries>,
     params: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<String> {
     let drawn = line::LineGraph::draw(series, Options::from_params(params), true)?;
-    let script = match drawn.meta {
-        Some(m) => format!("<script>\n  <![CDATA[\n    metadata = {m}\n  ]]>\n</script>\n"),
-        None => "<script>\n  <![CDATA[\n    metadata = {}\n  ]]>\n</script>\n".to_owned(),
-    };
-    Ok(drawn.canvas.into_svg(&script))
+    Ok(drawn.canvas.into_svg(&svg_script(drawn.meta)))
+}
+
+/// The same graph as PDF, a page of `width` x `height` points.
+pub fn render_pdf<'a>(
+    series: Vec<TimeSeries>,
+    params: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<u8>> {
+    let drawn = line::LineGraph::draw(series, Options::from_params(params), true)?;
+    pdf::svg_to_pdf(&drawn.canvas.into_svg(""))
+}
+
+/// The pie graphite-web would draw (`graphType=pie`) of `slices` (name, value, in order) with
+/// the pie options among `params`, in `format`.
+pub fn render_pie<'a>(
+    slices: Vec<(String, f64)>,
+    params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    format: ImageFormat,
+) -> Result<Vec<u8>> {
+    let options = Options::for_pie(params);
+    match format {
+        ImageFormat::Png => pie::PieGraph::draw(slices, options, false)?.into_png(),
+        ImageFormat::Svg => Ok(pie::PieGraph::draw(slices, options, true)?
+            .into_svg(&svg_script(None))
+            .into_bytes()),
+        ImageFormat::Pdf => {
+            pdf::svg_to_pdf(&pie::PieGraph::draw(slices, options, true)?.into_svg(""))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -62,7 +107,7 @@ mod tests {
         Pixmap::decode_png(&bytes).expect("a png")
     }
 
-    fn rgb(p: &Pixmap, x: u32, y: u32) -> (u8, u8, u8) {
+    pub(super) fn rgb(p: &Pixmap, x: u32, y: u32) -> (u8, u8, u8) {
         let px = p.pixel(x, y).expect("inside").demultiply();
         (px.red(), px.green(), px.blue())
     }
@@ -139,12 +184,21 @@ mod tests {
 
     /// Dark pixels (text) in the band of rows.
     fn ink(p: &Pixmap, rows: std::ops::Range<u32>) -> usize {
-        rows.flat_map(|y| (0..p.width()).map(move |x| (x, y)))
+        dark_in(p, 0..p.width(), rows).len()
+    }
+
+    /// The dark pixels (text) in the box of columns `xs` and rows `ys`.
+    pub(super) fn dark_in(
+        p: &Pixmap,
+        xs: std::ops::Range<u32>,
+        ys: std::ops::Range<u32>,
+    ) -> Vec<(u32, u32)> {
+        ys.flat_map(|y| xs.clone().map(move |x| (x, y)))
             .filter(|&(x, y)| {
                 let (r, g, b) = rgb(p, x, y);
                 r < 80 && g < 80 && b < 80
             })
-            .count()
+            .collect()
     }
 
     #[test]

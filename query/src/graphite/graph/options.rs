@@ -1,14 +1,14 @@
 //! Graph options as graphite-web 1.1.8 reads them (`render/views.py` `parseOptions` and
-//! `render/glyph.py`): a request parameter named like one of `LineGraph.customizable` becomes an
-//! int, a float, a bool or a string by graphite's rules, and the graph asks for each with its
-//! default. Templates (`template=`) and colour names are graphite's own.
+//! `render/glyph.py`): a request parameter named like one of the graph type's `customizable`
+//! (`LineGraph`'s or `PieGraph`'s) becomes an int, a float, a bool or a string by graphite's
+//! rules, and the graph asks for each with its default. Templates (`template=`) and colour names are graphite's own.
 
 use std::collections::HashMap;
 
 use crate::error::QueryError;
 
-/// Every option `LineGraph` takes (graphite's `Graph.customizable + LineGraph.customizable`).
-const CUSTOMIZABLE: &[&str] = &[
+/// Every option a graph takes (graphite's `Graph.customizable`).
+const GRAPH: &[&str] = &[
     "width",
     "height",
     "margin",
@@ -22,6 +22,10 @@ const CUSTOMIZABLE: &[&str] = &[
     "template",
     "yAxisSide",
     "outputFormat",
+];
+
+/// What `LineGraph` takes besides (`LineGraph.customizable`).
+const LINE: &[&str] = &[
     "title",
     "vtitle",
     "lineMode",
@@ -70,6 +74,17 @@ const CUSTOMIZABLE: &[&str] = &[
     "connectedLimit",
     "hideXAxis",
     "hideNullFromLegend",
+];
+
+/// What `PieGraph` takes besides (`PieGraph.customizable`).
+const PIE: &[&str] = &[
+    "title",
+    "valueLabels",
+    "valueLabelsMin",
+    "hideLegend",
+    "pieLabels",
+    "areaAlpha",
+    "valueLabelsColor",
 ];
 
 /// One option's value after graphite's coercion.
@@ -130,11 +145,22 @@ fn coerce(name: &str, val: &str) -> Option<Opt> {
 pub(crate) struct Options(HashMap<String, Opt>);
 
 impl Options {
-    /// The options among `params` (name, value), the last value of a name winning as in Django.
+    /// A line graph's options among `params` (name, value), the last value of a name winning
+    /// as in Django.
     pub(crate) fn from_params<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self::taking(params, LINE)
+    }
+
+    /// A pie graph's options among `params`.
+    pub(crate) fn for_pie<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self::taking(params, PIE)
+    }
+
+    /// The options of [`GRAPH`] and `own` among `params`.
+    fn taking<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>, own: &[&str]) -> Self {
         let mut m = HashMap::new();
         for (k, v) in params {
-            if CUSTOMIZABLE.contains(&k) {
+            if GRAPH.contains(&k) || own.contains(&k) {
                 match coerce(k, v) {
                     Some(o) => {
                         m.insert(k.to_owned(), o);

@@ -22,23 +22,23 @@ impl LineGraph {
     /// clips everything at and under the area just filled away for the areas drawn after it.
     fn fill_area_and_clip(&mut self, x: f64, start_x: f64, from: Option<f64>) {
         let start_x = if start_x == 0.0 {
-            self.area.xmin
+            self.g.area.xmin
         } else {
             start_x
         };
-        let from = from.filter(|f| *f != 0.0).unwrap_or(self.area.ymax);
-        let pattern: Vec<Cmd> = self.c.copy_path();
-        self.c.line_to(x, from);
-        self.c.line_to(start_x, from);
-        self.c.close_path();
-        self.c.fill();
+        let from = from.filter(|f| *f != 0.0).unwrap_or(self.g.area.ymax);
+        let pattern: Vec<Cmd> = self.g.c.copy_path();
+        self.g.c.line_to(x, from);
+        self.g.c.line_to(start_x, from);
+        self.g.c.close_path();
+        self.g.c.fill();
         let a = (
-            self.area.xmin,
-            self.area.xmax,
-            self.area.ymin,
-            self.area.ymax,
+            self.g.area.xmin,
+            self.g.area.xmax,
+            self.g.area.ymin,
+            self.g.area.ymax,
         );
-        self.c.append_path(&pattern);
+        self.g.c.append_path(&pattern);
         for (px, py) in [
             (x, from),
             (a.1, from),
@@ -53,16 +53,16 @@ impl LineGraph {
             (a.0, from),
             (start_x, from),
         ] {
-            self.c.line_to(px, py);
+            self.g.c.line_to(px, py);
         }
-        self.c.close_path();
-        self.c.clip();
+        self.g.c.close_path();
+        self.g.c.clip();
     }
 
     pub(super) fn draw_lines(&mut self) -> Result<()> {
         let width = self.line_width;
-        self.c.set_line_width(width);
-        self.c.set_dash(None);
+        self.g.c.set_line_width(width);
+        self.g.c.set_dash(None);
         if self.data.iter().any(|s| s.ts.style.stacked) {
             // sort_stacked: stacked series first, each group in order.
             let (a, b): (Vec<Ser>, Vec<Ser>) = std::mem::take(&mut self.data)
@@ -99,8 +99,8 @@ impl LineGraph {
                 }
             }
         }
-        if self.p.flag("areaAlpha") {
-            let alpha = self.p.num("areaAlpha").ok().flatten().unwrap_or(0.5);
+        if self.g.p.flag("areaAlpha") {
+            let alpha = self.g.p.num("areaAlpha").ok().flatten().unwrap_or(0.5);
             let mut strokes = Vec::new();
             for s in &mut self.data {
                 if s.ts.style.stacked {
@@ -122,55 +122,55 @@ impl LineGraph {
             }
             self.data.extend(strokes);
         }
-        self.c.set_line_width(1.0);
+        self.g.c.set_line_width(1.0);
         let a = (
-            self.area.xmin,
-            self.area.ymin,
-            self.area.xmax,
-            self.area.ymax,
+            self.g.area.xmin,
+            self.g.area.ymin,
+            self.g.area.xmax,
+            self.g.area.ymax,
         );
-        self.c.rectangle(a.0, a.1, a.2 - a.0, a.3 - a.1);
-        self.c.clip();
-        self.c.set_line_width(width);
-        self.c.save();
+        self.g.c.rectangle(a.0, a.1, a.2 - a.0, a.3 - a.1);
+        self.g.c.clip();
+        self.g.c.set_line_width(width);
+        self.g.c.save();
         let mut clip_restored = false;
         let data = std::mem::take(&mut self.data);
         for s in &data {
             let style = &s.ts.style;
             if !style.stacked && !clip_restored {
                 clip_restored = true;
-                self.c.restore();
+                self.g.c.restore();
             }
             if let Some(w) = style.line_width {
-                self.c.set_line_width(w);
+                self.g.c.set_line_width(w);
             }
-            self.c.set_dash(style.dashed.map(|d| (d, 1.0)));
+            self.g.c.set_dash(style.dashed.map(|d| (d, 1.0)));
             let missing = (s.ts.start - self.start) as f64 / s.ts.step as f64;
             let shift = s.x_step * (missing / s.ts.values_per_point.max(1) as f64);
-            let mut x = self.area.xmin + shift + width / 2.0;
-            let mut y = self.area.ymin;
+            let mut x = self.g.area.xmin + shift + width / 2.0;
+            let mut y = self.g.area.ymin;
             let mut start_x = x;
             let color = s.color.clone().unwrap_or_else(|| "black".into());
             let c = if style.invisible {
-                self.color(&color, 0.0, true, "color")?
+                self.g.color(&color, 0.0, true, "color")?
             } else {
-                self.color(
+                self.g.color(
                     &color,
                     style.alpha.filter(|a| *a != 0.0).unwrap_or(1.0),
                     false,
                     "color",
                 )?
             };
-            self.c.set_color(c);
+            self.g.c.set_color(c);
             let side = self.side_of(s);
             let mut nones = 0usize;
-            let draw_null_as_zero = self.p.flag("drawNullAsZero");
+            let draw_null_as_zero = self.g.p.flag("drawNullAsZero");
             for (index, value) in s.values().into_iter().enumerate() {
                 let mut value = value.or(draw_null_as_zero.then_some(0.0));
                 match value {
                     None => {
                         if nones == 0 {
-                            self.c.line_to(x, y);
+                            self.g.c.line_to(x, y);
                             if style.stacked {
                                 let from = self.y_coord(0.0, side);
                                 self.fill_area_and_clip(x, start_x, from);
@@ -185,9 +185,9 @@ impl LineGraph {
                             Some(yy) => y = yy.max(0.0),
                         }
                         if style.draw_as_infinite && value.is_some_and(|v| v > 0.0) {
-                            self.c.move_to(x, self.area.ymax);
-                            self.c.line_to(x, self.area.ymin);
-                            self.c.stroke();
+                            self.g.c.move_to(x, self.g.area.ymax);
+                            self.g.c.line_to(x, self.g.area.ymin);
+                            self.g.c.stroke();
                             x += s.x_step;
                             continue;
                         }
@@ -197,25 +197,25 @@ impl LineGraph {
                         match self.line_mode {
                             LineMode::Staircase => {
                                 if nones > 0 {
-                                    self.c.move_to(x, y);
+                                    self.g.c.move_to(x, y);
                                 } else {
-                                    self.c.line_to(x, y);
+                                    self.g.c.line_to(x, y);
                                 }
                                 x += s.x_step;
-                                self.c.line_to(x, y);
+                                self.g.c.line_to(x, y);
                             }
                             LineMode::Slope => {
                                 if nones > 0 {
-                                    self.c.move_to(x, y);
+                                    self.g.c.move_to(x, y);
                                 }
-                                self.c.line_to(x, y);
+                                self.g.c.line_to(x, y);
                                 x += s.x_step;
                             }
                             LineMode::Connected => {
                                 if nones as f64 > self.connected_limit || nones == index {
-                                    self.c.move_to(x, y);
+                                    self.g.c.move_to(x, y);
                                 }
-                                self.c.line_to(x, y);
+                                self.g.c.line_to(x, y);
                                 x += s.x_step;
                             }
                         }
@@ -232,9 +232,9 @@ impl LineGraph {
                 let from = self.y_coord(0.0, side);
                 self.fill_area_and_clip(x_pos, start_x, from);
             } else {
-                self.c.stroke();
+                self.g.c.stroke();
             }
-            self.c.set_line_width(width);
+            self.g.c.set_line_width(width);
         }
         self.data = data;
         Ok(())

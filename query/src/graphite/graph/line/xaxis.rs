@@ -223,6 +223,7 @@ impl LineGraph {
     /// zone pytz does not know.
     pub(super) fn tz_offset(&self) -> i64 {
         let Some(tz) = self
+            .g
             .p
             .str("tz")
             .and_then(|name| name.parse::<chrono_tz::Tz>().ok())
@@ -292,6 +293,6 @@ impl LineGraph {
 
     pub(super) fn x_of(&self, dt: NaiveDateTime) -> f64 {
         let start = self.local(self.start);
-        self.area.xmin + (dt - start).num_seconds() as f64 * self.x_scale
+        self.g.area.xmin + (dt - start).num_seconds() as f64 * self.x_scale
     }
 }

@@ -1,11 +1,15 @@
-//! The legend (graphite's `drawLegend`): as many columns as the longest name allows, under the
-//! plot, which it pushes up; with a second y axis, right-axis series on the right.
+//! The legend (graphite's `drawLegend`, which line and pie graphs share): as many columns as
+//! the longest name allows, under the plot, which it pushes up; with a second y axis,
+//! right-axis series on the right.
 
-use super::LineGraph;
 use crate::error::Result;
+use crate::graphite::graph::base::Graph;
 use crate::graphite::graph::canvas::{Align, VAlign};
 
-impl LineGraph {
+/// One legend entry: the name, its colour, and whether it belongs to the right y axis.
+pub(crate) type Element = (String, String, bool);
+
+impl Graph {
     fn legend_box(&mut self, color: &str, x: f64, y: f64, size: f64) -> Result<()> {
         self.set_color(color, "color")?;
         self.draw_rect(x, y, size, size, true);
@@ -14,10 +18,13 @@ impl LineGraph {
         self.set_color(&self.fg.clone(), "fgcolor")
     }
 
-    pub(super) fn draw_legend(
+    /// Draws `elements` (`unique`: each name once) and takes their room from the bottom of the
+    /// drawing area; `second_y` is whether the graph has a right y axis.
+    pub(crate) fn draw_legend(
         &mut self,
-        mut elements: Vec<(String, String, bool)>,
+        mut elements: Vec<Element>,
         unique: bool,
+        second_y: bool,
     ) -> Result<()> {
         if unique {
             let mut seen: Vec<String> = Vec::new();
@@ -50,7 +57,7 @@ impl LineGraph {
         let line_height = e.height + 1.0;
         let label_width = e.width + 2.0 * (box_size + padding);
         self.c.set_line_width(1.0);
-        if self.second_y && right_side_labels {
+        if second_y && right_side_labels {
             let mut columns = ((self.width - self.area.xmin) / label_width)
                 .floor()
                 .max(1.0);
