@@ -204,7 +204,7 @@ impl Ingest {
         }
         if name.first() == Some(&b'.')
             || name.last() == Some(&b'.')
-            || memchr::memmem::find(name, b"..").is_some()
+            || memchr::memchr_iter(b'.', name).any(|i| name.get(i + 1) == Some(&b'.'))
         {
             return Err("the name has an empty path node");
         }
