@@ -309,7 +309,9 @@ pub(crate) fn json(series: &[TimeSeries], no_null_points: bool) -> String {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_default())
+                // A writer that panicked passes its panic on rather than leaving its series
+                // silently out of the answer.
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         })
     };
