@@ -31,21 +31,36 @@ pub fn run(a: RulesTestArgs) -> Result<()> {
         .filter(|r| a.rule.as_ref().is_none_or(|n| *n == r.name))
     {
         any = true;
-        if rule.atlas.is_some() {
-            // Replaying history goes through /render, which takes Graphite targets only.
-            println!(
-                "{}: an Atlas rule; `tally rules test` replays Graphite targets only, skipped",
-                rule.name
-            );
-            continue;
-        }
         let span = tally_query::alert::span(rule);
-        let series = client.render(&rule.target, from - span, until)?;
-        let changes = tally_query::alert::backtest::backtest(rule, &series, from, until);
+        let (count, changes) = if rule.atlas.is_some() {
+            // An Atlas program is evaluated afresh for every evaluation's window, as the live
+            // engine does (its stateful words start at the window's start).
+            let mut seen = std::collections::BTreeSet::new();
+            let changes = tally_query::alert::backtest::backtest_atlas(
+                rule,
+                |s, e| {
+                    let lines = client.atlas_alert_lines(&rule.target, s, e)?;
+                    seen.extend(lines.iter().map(|l| l.name.clone()));
+                    Ok::<_, tally_query::client::ClientError>(lines)
+                },
+                from,
+                until,
+            )?;
+            (seen.len(), changes)
+        } else {
+            let series = client.render(&rule.target, from - span, until)?;
+            let changes = tally_query::alert::backtest::backtest(rule, &series, from, until);
+            (series.len(), changes)
+        };
         println!(
-            "{}: {} series, {} state changes from {} to {}",
+            "{}: {} {}, {} state changes from {} to {}",
             rule.name,
-            series.len(),
+            count,
+            if rule.atlas.is_some() {
+                "lines"
+            } else {
+                "series"
+            },
             changes.len(),
             iso(from),
             iso(until)

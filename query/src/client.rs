@@ -140,6 +140,32 @@ impl RenderClient {
         })
     }
 
+    /// The lines an Atlas alert rule's program yields over `[from, until]`, as the alert
+    /// engine evaluates them: at the data's own step (the widest width, so a rule's window is
+    /// never consolidated) and named by their tags.
+    pub fn atlas_alert_lines(
+        &self,
+        q: &str,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<RenderedSeries>, ClientError> {
+        let (from, until) = (from.to_string(), until.to_string());
+        let query = [
+            ("q", q),
+            ("s", &from),
+            ("e", &until),
+            ("tz", "UTC"),
+            ("w", "10000"),
+            ("format", "std.json"),
+        ];
+        let body = self.get("/api/v1/graph", &query)?;
+        parse_std_json_named(&body, true).map_err(|text| ClientError::Malformed {
+            url: self.base.clone(),
+            line: 1,
+            text,
+        })
+    }
+
     /// The body of a successful GET of `path` with `query`, the token sent when there is one.
     fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<String, ClientError> {
         let url = format!("{}{path}", self.base);
@@ -167,15 +193,36 @@ impl RenderClient {
 
 /// Parses Atlas's `std.json` graph answer into one series per line (`"NaN"` is `None`).
 pub fn parse_std_json(body: &str) -> Result<Vec<RenderedSeries>, String> {
+    parse_std_json_named(body, false)
+}
+
+/// [`parse_std_json`], each line named by its tags (`k=v, ...`, as the alert engine names an
+/// Atlas line) when `by_tags` and it has any, else by its legend.
+pub fn parse_std_json_named(body: &str, by_tags: bool) -> Result<Vec<RenderedSeries>, String> {
     let v: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
     let start = v["start"].as_i64().ok_or("no start")? / 1000;
     let step = v["step"].as_i64().ok_or("no step")? / 1000;
     let legend = v["legend"].as_array().ok_or("no legend")?;
     let rows = v["values"].as_array().ok_or("no values")?;
+    let metrics = v["metrics"].as_array();
     let mut out: Vec<RenderedSeries> = legend
         .iter()
-        .map(|l| RenderedSeries {
-            name: l.as_str().unwrap_or_default().to_string(),
+        .enumerate()
+        .map(|(i, l)| RenderedSeries {
+            name: metrics
+                .and_then(|m| m.get(i))
+                .and_then(|m| m.as_object())
+                .filter(|m| by_tags && !m.is_empty())
+                .map_or_else(
+                    || l.as_str().unwrap_or_default().to_string(),
+                    |m| {
+                        let tags: crate::atlas::query::Tags = m
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                            .collect();
+                        crate::atlas::expr::to_label(&tags)
+                    },
+                ),
             start,
             step,
             values: Vec::with_capacity(rows.len()),

@@ -354,7 +354,7 @@ fn issue_6_rules_test_replays_stored_history() {
     ingest(&http, &text);
     let rules = write_rules(
         tmp.path(),
-        "[[rule]]\nname = \"Spike\"\ntarget = \"seriesByTag('name=beacons')\"\nwindow = \"1m\"\nreduce = \"avg\"\ncrit = 50\nfor = \"1m\"\ninterval = \"1m\"\n",
+        "[[rule]]\nname = \"Spike\"\ntarget = \"seriesByTag('name=beacons')\"\nwindow = \"1m\"\nreduce = \"avg\"\ncrit = 50\nfor = \"1m\"\ninterval = \"1m\"\n\n[[rule]]\nname = \"AtlasSpike\"\natlas = \"name,beacons,:eq,:sum,50,:gt,2,:rolling-count,2,:ge\"\nwindow = \"3m\"\ninterval = \"1m\"\n",
     );
     let out = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args([
@@ -385,6 +385,20 @@ fn issue_6_rules_test_replays_stored_history() {
     );
     assert!(
         lines[2].contains("RESOLVED critical beacons;source=cdn_fastly  value=2"),
+        "{text}"
+    );
+    // The Atlas rule, each window evaluated afresh over /api/v1/graph: its line fires once the
+    // spike has held for two minutes and resolves once it is gone.
+    assert!(
+        lines[3].starts_with("AtlasSpike: 1 lines, 2 state changes"),
+        "{text}"
+    );
+    assert!(
+        lines[4].contains("FIRING   critical name=beacons  value=1"),
+        "{text}"
+    );
+    assert!(
+        lines[5].contains("RESOLVED critical name=beacons  value=0"),
         "{text}"
     );
 }

@@ -7,7 +7,7 @@
 
 use super::config::Rule;
 use super::machine::{step, Instance, Transition};
-use super::observe::{observe_window, span};
+use super::observe::{atlas_value, observe_window, span};
 
 /// A stored series as `/render` returns it, `values[i]` at `start + i * step`: what a backtest
 /// replays and what `tally check` reduces. It is what the render client reads.
@@ -57,6 +57,43 @@ pub fn backtest(rule: &Rule, series: &[History], from: i64, until: i64) -> Vec<C
     }
     out.sort_by(|a, b| a.at.cmp(&b.at).then(a.series.cmp(&b.series)));
     out
+}
+
+/// The same for an Atlas rule. Its stateful words (`:rolling-count`, `:des`, ...) start from
+/// empty state at each evaluation's window start, so the history cannot be fetched once and
+/// sliced: `fetch(start, end)` is called for every evaluation with the window a live one would
+/// evaluate, and returns the lines it yields, each named as the live engine names it (by its
+/// tags, or its legend when it has none).
+pub fn backtest_atlas<E>(
+    rule: &Rule,
+    mut fetch: impl FnMut(i64, i64) -> Result<Vec<History>, E>,
+    from: i64,
+    until: i64,
+) -> Result<Vec<Change>, E> {
+    let mut out = Vec::new();
+    let span = span(rule);
+    let mut instances: std::collections::BTreeMap<String, Instance> = Default::default();
+    let mut t = from;
+    while t <= until {
+        for h in fetch(t - span, t)? {
+            let values: Vec<Option<f64>> = h.values.iter().map(|&v| atlas_value(rule, v)).collect();
+            let Some(obs) = observe_window(rule, h.start, h.step, &values, t) else {
+                continue;
+            };
+            let inst = instances.entry(h.name.clone()).or_default();
+            if let Some(tr) = step(rule, inst, &obs, t) {
+                out.push(Change {
+                    at: t,
+                    series: h.name.clone(),
+                    transition: tr,
+                    value: inst.value,
+                });
+            }
+        }
+        t += rule.interval;
+    }
+    out.sort_by(|a, b| a.at.cmp(&b.at).then(a.series.cmp(&b.series)));
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -124,6 +161,20 @@ mod tests {
         m.add(name, start, 10, values.clone());
         let src: Arc<dyn Source> = Arc::new(m);
         let engine = Engine::new(src, cfg, None).expect("engine");
+        let live = live_lines(&engine, &rule, from, until);
+        let history = History {
+            name: name.into(),
+            start,
+            step: 10,
+            values,
+        };
+        let replayed = change_lines(&rule, backtest(&rule, &[history], from, until));
+        (live, replayed)
+    }
+
+    /// The live engine's console lines at every evaluation from `from` to `until`, without
+    /// the threshold (which a change does not carry).
+    fn live_lines(engine: &Engine, rule: &Rule, from: i64, until: i64) -> Vec<String> {
         let mut live = Vec::new();
         let mut t = from;
         while t <= until {
@@ -136,13 +187,17 @@ mod tests {
             );
             t += rule.interval;
         }
-        let history = History {
-            name: name.into(),
-            start,
-            step: 10,
-            values,
-        };
-        let replayed = backtest(&rule, &[history], from, until)
+        live.into_iter()
+            .map(|l| {
+                l.rsplit_once(" threshold=")
+                    .map_or(l.clone(), |x| x.0.into())
+            })
+            .collect()
+    }
+
+    /// Changes as the live engine's console lines.
+    fn change_lines(rule: &Rule, changes: Vec<Change>) -> Vec<String> {
+        changes
             .into_iter()
             .map(|c| {
                 let (what, level) = match c.transition {
@@ -160,16 +215,67 @@ mod tests {
                     level.as_str()
                 )
             })
-            .collect();
-        // The console line ends with the threshold, which a change does not carry.
-        let live = live
-            .into_iter()
-            .map(|l| {
-                l.rsplit_once(" threshold=")
-                    .map_or(l.clone(), |x| x.0.into())
-            })
-            .collect();
-        (live, replayed)
+            .collect()
+    }
+
+    /// An Atlas signal rule with a stateful word fires and resolves per line at the same
+    /// evaluations live and replayed, the replay evaluating every window afresh as
+    /// `tally rules test` does over `/api/v1/graph`.
+    #[test]
+    fn atlas_rules_agree_live_and_in_rules_test() {
+        const T: i64 = 1_800_000_000;
+        let rules = "[[rule]]\nname = \"Errors\"\natlas = \"name,requests,:eq,(,vhost,),:by,40,:gt,3,:rolling-count,2,:ge\"\nwindow = \"5m\"\ninterval = \"60s\"\n";
+        let cfg = Alerting::parse(rules).expect("valid");
+        let rule = cfg.rules[0].clone();
+        let mut m = MemSource::default();
+        // A point a minute (Atlas's step): vhost a spikes for 5 minutes, vhost b never.
+        m.add(
+            "requests;vhost=a",
+            T,
+            60,
+            (0..40)
+                .map(|i| Some(if (10..15).contains(&i) { 90.0 } else { 5.0 }))
+                .collect(),
+        );
+        m.add("requests;vhost=b", T, 60, vec![Some(7.0); 40]);
+        let src: Arc<dyn Source> = Arc::new(m);
+        let engine = Engine::new(src.clone(), cfg, None).expect("engine");
+        let (from, until) = (T + 300, T + 2340);
+        let live = live_lines(&engine, &rule, from, until);
+        let exprs = rule.atlas.clone().expect("an atlas rule");
+        let fetch = |s: i64, e: i64| -> Result<Vec<History>, String> {
+            let ctx = crate::fetch::Ctx::new(src.clone(), s, e);
+            let g = crate::atlas::evaluate(&ctx, &exprs, s, e, None, 10_000)
+                .map_err(|e| e.to_string())?;
+            Ok(g.lines
+                .into_iter()
+                .map(|d| History {
+                    name: if d.line.tags.is_empty() {
+                        d.line.label.clone()
+                    } else {
+                        crate::atlas::expr::to_label(&d.line.tags)
+                    },
+                    start: g.grid.start,
+                    step: g.grid.step,
+                    values: d
+                        .line
+                        .values
+                        .iter()
+                        .map(|&v| (!v.is_nan()).then_some(v))
+                        .collect(),
+                })
+                .collect())
+        };
+        let replayed = change_lines(
+            &rule,
+            backtest_atlas(&rule, fetch, from, until).expect("fetches"),
+        );
+        assert_eq!(live.len(), 2, "one firing, one resolved: {live:#?}");
+        assert!(
+            live[0].contains("FIRING Errors") && live[0].contains("vhost=a"),
+            "{live:#?}"
+        );
+        assert_eq!(replayed, live);
     }
 
     /// `rules test` used to count a NaN point as a report in absence rules, where the live

@@ -80,6 +80,15 @@ pub(crate) fn observe(source: &Arc<dyn Source>, rule: &Rule, now: i64) -> Observ
     }
 }
 
+/// What an Atlas rule sees of a line's value: a signal rule 1 where the line is non-zero and 0
+/// where it is zero; no data stays no data.
+pub(crate) fn atlas_value(rule: &Rule, v: Option<f64>) -> Option<f64> {
+    match v {
+        Some(v) if rule.signal => Some(if v != 0.0 { 1.0 } else { 0.0 }),
+        v => v,
+    }
+}
+
 /// An Atlas rule: each line of its expressions is a series, known by its tags (its label
 /// when it has none). A signal rule sees 1 where a line is non-zero and 0 where it is zero;
 /// NaN stays no data.
@@ -100,15 +109,7 @@ fn observe_atlas(
             .line
             .values
             .iter()
-            .map(|&v| {
-                if v.is_nan() {
-                    None
-                } else if rule.signal {
-                    Some(if v != 0.0 { 1.0 } else { 0.0 })
-                } else {
-                    Some(v)
-                }
-            })
+            .map(|&v| atlas_value(rule, (!v.is_nan()).then_some(v)))
             .collect();
         let Some(obs) = observe_window(rule, g.grid.start, g.grid.step, &values, now) else {
             continue;
