@@ -124,20 +124,7 @@ impl RenderClient {
         from: i64,
         until: i64,
     ) -> Result<Vec<RenderedSeries>, ClientError> {
-        let (from, until) = (from.to_string(), until.to_string());
-        let query = [
-            ("q", q),
-            ("s", &from),
-            ("e", &until),
-            ("tz", "UTC"),
-            ("format", "std.json"),
-        ];
-        let body = self.get("/api/v1/graph", &query)?;
-        parse_std_json(&body).map_err(|text| ClientError::Malformed {
-            url: self.base.clone(),
-            line: 1,
-            text,
-        })
+        self.graph(q, from, until, None, false)
     }
 
     /// The lines an Atlas alert rule's program yields over `[from, until]`, as the alert
@@ -149,17 +136,30 @@ impl RenderClient {
         from: i64,
         until: i64,
     ) -> Result<Vec<RenderedSeries>, ClientError> {
+        self.graph(q, from, until, Some("10000"), true)
+    }
+
+    fn graph(
+        &self,
+        q: &str,
+        from: i64,
+        until: i64,
+        width: Option<&str>,
+        by_tags: bool,
+    ) -> Result<Vec<RenderedSeries>, ClientError> {
         let (from, until) = (from.to_string(), until.to_string());
-        let query = [
+        let mut query = vec![
             ("q", q),
             ("s", &from),
             ("e", &until),
             ("tz", "UTC"),
-            ("w", "10000"),
             ("format", "std.json"),
         ];
+        if let Some(w) = width {
+            query.push(("w", w));
+        }
         let body = self.get("/api/v1/graph", &query)?;
-        parse_std_json_named(&body, true).map_err(|text| ClientError::Malformed {
+        parse_std_json_named(&body, by_tags).map_err(|text| ClientError::Malformed {
             url: self.base.clone(),
             line: 1,
             text,

@@ -43,20 +43,32 @@ pub fn backtest(rule: &Rule, series: &[History], from: i64, until: i64) -> Vec<C
                 .unwrap_or(&[]);
             // A series that says nothing (absence: no report in the look-back) keeps its state.
             if let Some(obs) = observe_window(rule, h.start + lo * dt, dt, window, t) {
-                if let Some(tr) = step(rule, &mut inst, &obs, t) {
-                    out.push(Change {
-                        at: t,
-                        series: h.name.clone(),
-                        transition: tr,
-                        value: inst.value,
-                    });
-                }
+                stepped(rule, &mut inst, &obs, t, &h.name, &mut out);
             }
             t += rule.interval;
         }
     }
     out.sort_by(|a, b| a.at.cmp(&b.at).then(a.series.cmp(&b.series)));
     out
+}
+
+/// Steps `inst` with what an evaluation at `t` observed, recording a change.
+fn stepped(
+    rule: &Rule,
+    inst: &mut Instance,
+    obs: &super::machine::Obs,
+    t: i64,
+    series: &str,
+    out: &mut Vec<Change>,
+) {
+    if let Some(tr) = step(rule, inst, obs, t) {
+        out.push(Change {
+            at: t,
+            series: series.to_owned(),
+            transition: tr,
+            value: inst.value,
+        });
+    }
 }
 
 /// The same for an Atlas rule. Its stateful words (`:rolling-count`, `:des`, ...) start from
@@ -81,14 +93,7 @@ pub fn backtest_atlas<E>(
                 continue;
             };
             let inst = instances.entry(h.name.clone()).or_default();
-            if let Some(tr) = step(rule, inst, &obs, t) {
-                out.push(Change {
-                    at: t,
-                    series: h.name.clone(),
-                    transition: tr,
-                    value: inst.value,
-                });
-            }
+            stepped(rule, inst, &obs, t, &h.name, &mut out);
         }
         t += rule.interval;
     }
