@@ -112,15 +112,13 @@ fn short_decimal(v: f64, guess: &mut usize, out: &mut [u8; 64], n: usize) -> Opt
         d -= 1;
     }
     let x = match reads_back(a, d) {
+        // Fewer decimals: only by dropping trailing zeros. Under the bound `x` is the only
+        // `d`-decimal candidate, so a `d - 1` one `y` would make `10 y` another: `10 y == x`.
+        // Dropping a zero keeps the same rational, so it reads back too; no division needed.
         Some(mut x) => {
-            while d > 0 {
-                match reads_back(a, d - 1) {
-                    Some(fewer) => {
-                        d -= 1;
-                        x = fewer;
-                    }
-                    None => break,
-                }
+            while d > 0 && x % 10 == 0 {
+                d -= 1;
+                x /= 10;
             }
             x
         }
@@ -135,33 +133,26 @@ fn short_decimal(v: f64, guess: &mut usize, out: &mut [u8; 64], n: usize) -> Opt
         },
     };
     *guess = d;
-    // Digits right to left, the point `d` digits from the right, at least one digit before it.
-    let mut tmp = [0u8; 24];
-    let mut i = tmp.len();
-    let mut x = x;
-    let mut k = 0;
-    loop {
-        if k == d && d > 0 {
-            i -= 1;
-            tmp[i] = b'.';
-        }
-        i -= 1;
-        tmp[i] = b'0' + (x % 10) as u8;
-        x /= 10;
-        k += 1;
-        if x == 0 && k > d {
-            break;
-        }
-    }
     let mut n = n;
     if v < 0.0 {
         out[n] = b'-';
         n += 1;
     }
-    for &b in &tmp[i..] {
-        out[n] = b;
-        n += 1;
+    // Digits right to left into place: at least `d + 1` of them, the point `d` from the right.
+    let digits = (POW10_INT.iter().take_while(|&&p| x >= p).count() + 1).max(d + 1);
+    let end = n + digits + usize::from(d > 0);
+    let mut at = end;
+    let mut x = x;
+    for k in 0..digits {
+        if k == d && d > 0 {
+            at -= 1;
+            out[at] = b'.';
+        }
+        at -= 1;
+        out[at] = b'0' + (x % 10) as u8;
+        x /= 10;
     }
+    n = end;
     if d == 0 {
         out[n] = b'.';
         out[n + 1] = b'0';
@@ -169,6 +160,19 @@ fn short_decimal(v: f64, guess: &mut usize, out: &mut [u8; 64], n: usize) -> Opt
     }
     Some(n)
 }
+
+/// `10^1 ..= 10^16`: a number has one digit more than the count of these it reaches.
+const POW10_INT: [u64; 16] = {
+    let mut t = [0u64; 16];
+    let mut p = 10u64;
+    let mut i = 0;
+    while i < 16 {
+        t[i] = p;
+        p = p.saturating_mul(10);
+        i += 1;
+    }
+    t
+};
 
 /// Copies `s` to `out[n..]`, returning the new end.
 fn put(out: &mut [u8; 64], n: usize, s: &[u8]) -> usize {
