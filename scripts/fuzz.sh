@@ -71,7 +71,10 @@ for spec in "${targets[@]}"; do
     nice -n 10 cargo +nightly fuzz cmin --fuzz-dir "$fuzz" "$t" "$corpus" >"$log.cmin" 2>&1
     rm -f "$seeds"/*
     cp "$corpus"/* "$seeds"/
-    line="$krate/$t: ${secs}s, ${execs:-?} execs, cov ${cov:-?}, seeds $before -> $(count "$seeds"), crash inputs $crashes (exit $status)"
+    # The time it really ran: libFuzzer's "Done N runs in S second(s)", absent when it stopped
+    # at a crash (then the executions before it are all there is).
+    ran=$(grep -o 'runs in [0-9]* second' "$log" | grep -o '[0-9]*' | tail -1)
+    line="$krate/$t: ${ran:-stopped before} ${ran:+of }${secs}s, ${execs:-?} execs, cov ${cov:-?}, seeds $before -> $(count "$seeds"), crash inputs $crashes (exit $status)"
     echo "$line"
     summary+=("$line")
 done
