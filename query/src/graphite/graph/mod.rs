@@ -107,6 +107,17 @@ mod tests {
         Pixmap::decode_png(&bytes).expect("a png")
     }
 
+    /// Pixels in graphite's "No Data" red.
+    pub(super) fn no_data_red(p: &Pixmap) -> usize {
+        (0..p.height())
+            .flat_map(|y| (0..p.width()).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let (r, g, b) = rgb(p, x, y);
+                r > 150 && g < 100 && b < 120
+            })
+            .count()
+    }
+
     pub(super) fn rgb(p: &Pixmap, x: u32, y: u32) -> (u8, u8, u8) {
         let px = p.pixel(x, y).expect("inside").demultiply();
         (px.red(), px.green(), px.blue())
@@ -232,13 +243,7 @@ mod tests {
     #[test]
     fn no_data_and_bad_options() {
         let p = png(vec![], &[]);
-        let red = (0..p.height())
-            .flat_map(|y| (0..p.width()).map(move |x| (x, y)))
-            .filter(|&(x, y)| {
-                let (r, g, b) = rgb(&p, x, y);
-                r > 150 && g < 100 && b < 120
-            })
-            .count();
+        let red = no_data_red(&p);
         assert!(red > 50, "\"No Data\" in graphite's red: {red}");
         for (k, v, msg) in [
             (

@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(label(ValueLabels::None, 50.0, 0.5, 0.0), None);
     }
 
-    use crate::graphite::graph::tests::{dark_in, rgb};
+    use crate::graphite::graph::tests::{dark_in, no_data_red, rgb};
     use crate::graphite::graph::{render_pie, ImageFormat};
     use std::f64::consts::{PI, TAU};
     use tiny_skia::Pixmap;
@@ -524,13 +524,7 @@ mod tests {
         assert_eq!(rgb(&p, at(0.6, 60.0).0, at(0.6, 60.0).1), (0, 200, 0));
         // No slices at all: graphite's red "No Data".
         let p = png(&[], &[]);
-        let red = (0..p.height())
-            .flat_map(|y| (0..p.width()).map(move |x| (x, y)))
-            .filter(|&(x, y)| {
-                let (r, g, b) = rgb(&p, x, y);
-                r > 150 && g < 100 && b < 120
-            })
-            .count();
+        let red = no_data_red(&p);
         assert!(red > 50, "\"No Data\" in red: {red}");
     }
 
