@@ -21,7 +21,8 @@ use crate::compat_stored::{plaintext, wait_for};
 use crate::graphite_web::GraphiteWeb;
 use crate::proc::StoreProc;
 
-fn bytes(url: &str) -> (u16, String, Vec<u8>) {
+/// Status, content type and body of a GET.
+pub(crate) fn bytes(url: &str) -> (u16, String, Vec<u8>) {
     let r = reqwest::blocking::get(url).expect("request");
     let status = r.status().as_u16();
     let ctype = r

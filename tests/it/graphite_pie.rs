@@ -10,24 +10,9 @@
 use serde_json::Value;
 
 use crate::compat::{enc, get};
+use crate::graphite_cluster::bytes;
 use crate::graphite_web::GraphiteWeb;
 use crate::proc::{ingest, unix_now, StoreProc};
-
-fn bytes(url: &str) -> (u16, String, Vec<u8>) {
-    let r = reqwest::blocking::get(url).expect("request");
-    let status = r.status().as_u16();
-    let ctype = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    (
-        status,
-        ctype,
-        r.bytes().map(|b| b.to_vec()).unwrap_or_default(),
-    )
-}
 
 fn png(body: &[u8]) -> tiny_skia::Pixmap {
     tiny_skia::Pixmap::decode_png(body).expect("a png")
