@@ -37,6 +37,10 @@ pub enum Command {
     /// Run the time-series store: plaintext on :2003, HTTP on :8080 (ingest and the Graphite
     /// API that Grafana reads), data in ./data.
     Store(StoreArgs),
+    /// A query node over several stores (behind carbon-c-relay): the Graphite and Atlas APIs,
+    /// the web page and alerts over all of them, fetches pushed down to each store, replicas
+    /// merged point by point, an answer missing a store marked partial.
+    Query(QueryArgs),
     /// Run the agent: tail access logs, count what the rules match per interval, and ship the
     /// points to a Tally store (acknowledged) or a Graphite carbon (plaintext).
     Agent(AgentArgs),
@@ -83,6 +87,39 @@ pub struct StoreArgs {
     /// The alerting file: rules and notifiers (see examples/alerts.toml). Reloaded on SIGHUP.
     #[arg(long)]
     pub alerts: Option<PathBuf>,
+    /// Check the configuration, report every problem, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// The stores' HTTP base URLs, comma-separated (`http://10.0.0.1:8080,10.0.0.2:8080`).
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// A store-style TOML config: its HTTP limits, tokens, TLS and `[query]` table apply to
+    /// the node (its data keys are not used). Flags below override it.
+    #[arg(short, long, env = "TALLY_QUERY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// HTTP address [default: 0.0.0.0:8080].
+    #[arg(long)]
+    pub http_listen: Option<String>,
+    /// How long each store may take to answer before the answer goes without it.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub peer_timeout: std::time::Duration,
+    /// How many stores hold each series (the relay's `replication`): an answer is partial
+    /// only when at least this many stores did not answer.
+    #[arg(long, default_value_t = 1)]
+    pub replication: usize,
+    /// A file holding the stores' read token (sent as a bearer token to every store).
+    #[arg(long)]
+    pub peer_token_file: Option<PathBuf>,
+    /// The alerting file: rules evaluated over every store. Reloaded on SIGHUP.
+    #[arg(long)]
+    pub alerts: Option<PathBuf>,
+    /// Where the node keeps its own documents (the alert engine's state).
+    #[arg(long, default_value = "./tally-query-state")]
+    pub state_dir: PathBuf,
     /// Check the configuration, report every problem, and exit.
     #[arg(long)]
     pub check_config: bool,

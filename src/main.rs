@@ -8,6 +8,7 @@ mod cli;
 mod compact;
 mod demo;
 mod gen_log;
+mod query_node;
 mod rules_test;
 mod serve;
 
@@ -53,6 +54,7 @@ fn main() {
     init_logging(&cli.global);
     let result = match cli.command {
         Command::Store(args) => serve::run(args),
+        Command::Query(args) => query_node::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Agent(args) => agent::run(args),
         Command::GenLog(args) => gen_log::run(args),

@@ -14,7 +14,7 @@ use crate::cli::StoreArgs;
 
 /// The store's settings and the query side's, from the file (if any) and the flags; every
 /// problem of both parts is reported at once, each with the file it is in.
-fn settings(args: &StoreArgs) -> Result<(Settings, QuerySettings)> {
+pub(crate) fn settings(args: &StoreArgs) -> Result<(Settings, QuerySettings)> {
     let in_file = |ps: Vec<String>| match &args.config {
         Some(path) => tally_common::config::in_file(path, ps),
         None => ps,
@@ -120,7 +120,7 @@ pub async fn serve_store(
         alerts: None,
     };
     let alerts_file = query.alerts_file;
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     let (alert_stop, alert_stop_rx) = tokio::sync::watch::channel(false);
     let engine_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
@@ -135,29 +135,18 @@ pub async fn serve_store(
     let extra = move |store: tally_store::Store| {
         let source: Arc<dyn tally_query::Source> = Arc::new(store);
         if let Some(cfg) = alerting {
-            match tally_query::alert::Engine::new(source.clone(), cfg, alerts_file) {
-                Ok(engine) => {
-                    let engine = Arc::new(engine);
-                    api.alerts = Some(engine.clone());
-                    let runner = tally_query::alert::engine::run(engine.clone(), alert_stop_rx);
-                    let task = tokio::spawn(async move {
-                        let _ = bound_rx.await;
-                        tokio::select! {
-                            _ = runner => {}
-                            _ = async {
-                                while hup.recv().await.is_some() {
-                                    if let Err(ps) = tokio::task::block_in_place(|| engine.reload()) {
-                                        tracing::error!(problems = ?ps, "alert rules not reloaded; the old ones stay");
-                                    }
-                                }
-                            } => {}
-                        }
-                    });
-                    if let Ok(mut t) = started.lock() {
-                        *t = Some(task);
-                    }
+            if let Some((engine, task)) = start_alerts(
+                source.clone(),
+                cfg,
+                alerts_file,
+                alert_stop_rx,
+                bound_rx,
+                hup,
+            ) {
+                api.alerts = Some(engine);
+                if let Ok(mut t) = started.lock() {
+                    *t = Some(task);
                 }
-                Err(e) => tracing::error!(error = %e, "alerting is off: the engine did not start"),
             }
         }
         tally_query::router_with(source, api)
@@ -173,6 +162,43 @@ pub async fn serve_store(
     };
     tally_store::server::run(settings, Some(Box::new(extra)), on_bound, shutdown).await?;
     Ok(())
+}
+
+/// Starts the alert engine over `source`: its first evaluation waits for `bound` (the address
+/// line comes first), it reloads its file on SIGHUP (`hup`) and stops, saving its state, when
+/// `stop` turns true. Returns the engine (for the alert API) and its task; `None`, logged, when
+/// it cannot start.
+pub fn start_alerts(
+    source: Arc<dyn tally_query::Source>,
+    cfg: tally_query::alert::Alerting,
+    file: Option<std::path::PathBuf>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    bound: tokio::sync::oneshot::Receiver<()>,
+    mut hup: tokio::signal::unix::Signal,
+) -> Option<(Arc<tally_query::alert::Engine>, tokio::task::JoinHandle<()>)> {
+    let engine = match tally_query::alert::Engine::new(source, cfg, file) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            tracing::error!(error = %e, "alerting is off: the engine did not start");
+            return None;
+        }
+    };
+    let runner = tally_query::alert::engine::run(engine.clone(), stop);
+    let reloading = engine.clone();
+    let task = tokio::spawn(async move {
+        let _ = bound.await;
+        tokio::select! {
+            _ = runner => {}
+            _ = async {
+                while hup.recv().await.is_some() {
+                    if let Err(ps) = tokio::task::block_in_place(|| reloading.reload()) {
+                        tracing::error!(problems = ?ps, "alert rules not reloaded; the old ones stay");
+                    }
+                }
+            } => {}
+        }
+    });
+    Some((engine, task))
 }
 
 /// Formats every configuration problem, one per line.

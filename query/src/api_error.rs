@@ -88,6 +88,7 @@ impl From<QueryError> for ApiError {
                 1,
             ),
             QueryError::Busy(why) => retry(StatusCode::SERVICE_UNAVAILABLE, why, 1),
+            QueryError::Unavailable(why) => retry(StatusCode::SERVICE_UNAVAILABLE, why, 5),
             e if e.is_client_error() => ApiError::client(StatusCode::BAD_REQUEST, e.to_string()),
             e => ApiError::internal(e),
         }

@@ -22,6 +22,9 @@ pub enum QueryError {
     /// their bound): not the caller's mistake; retry shortly.
     #[error("{0}")]
     Busy(String),
+    /// No store a query node federates answered: not the caller's mistake; retry shortly.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     BadRequest(String),
     /// The store refused what the caller asked for: a bad glob, tag expression or series name.
@@ -53,7 +56,10 @@ impl QueryError {
     pub fn is_client_error(&self) -> bool {
         !matches!(
             self,
-            QueryError::Store(_) | QueryError::Busy(_) | QueryError::Internal(_)
+            QueryError::Store(_)
+                | QueryError::Busy(_)
+                | QueryError::Unavailable(_)
+                | QueryError::Internal(_)
         )
     }
 }

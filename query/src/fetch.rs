@@ -192,9 +192,35 @@ pub(crate) fn fetch_path(ctx: &Ctx, pattern: &str) -> Result<Vec<TimeSeries>> {
             Err(_) => Vec::new(),
         }
     } else {
+        if let Some(read) = ctx.source.read_glob(pattern, ctx.from, ctx.until) {
+            return take_read(ctx, read?, pattern);
+        }
         ctx.source.expand(pattern)?
     };
     read_all(ctx, names, pattern)
+}
+
+/// Series a source read in one go ([`Source::read_glob`], [`Source::read_tagged`]), counted
+/// against the limits as they arrive, sorted by name.
+fn take_read(
+    ctx: &Ctx,
+    read: Vec<crate::source::Named>,
+    path_expression: &str,
+) -> Result<Vec<TimeSeries>> {
+    let points = read
+        .iter()
+        .fold(0usize, |a, (_, f)| a.saturating_add(f.values.len()));
+    ctx.account(read.len(), points)?;
+    let mut series: Vec<TimeSeries> = read
+        .into_iter()
+        .map(|(name, f)| {
+            let mut s = TimeSeries::new(name, f.start, f.step, f.values);
+            s.path_expression = path_expression.to_owned();
+            s
+        })
+        .collect();
+    series.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(series)
 }
 
 /// Every tagged series matching all the tag expressions (`name=requests`, `status=~5..`), sorted
@@ -204,6 +230,9 @@ pub(crate) fn fetch_tagged(
     exprs: &[&str],
     path_expression: &str,
 ) -> Result<Vec<TimeSeries>> {
+    if let Some(read) = ctx.source.read_tagged(exprs, ctx.from, ctx.until) {
+        return take_read(ctx, read?, path_expression);
+    }
     let names = ctx.source.select_by_tags(exprs)?;
     read_all(ctx, names, path_expression)
 }
@@ -247,12 +276,19 @@ fn read_all(ctx: &Ctx, names: Vec<String>, path_expression: &str) -> Result<Vec<
             .map_or(2, |n| n.get())
             .min(8);
         let chunk = names.len().div_ceil(threads);
+        // A store that does not answer a reader marks the request, whichever thread reads.
+        let partial = crate::partial::current();
         std::thread::scope(|scope| {
             let handles: Vec<_> = names
                 .chunks(chunk)
                 .zip(sizes.chunks(chunk))
                 .map(|(part, sizes)| {
-                    scope.spawn(move || part.iter().zip(sizes).map(read).collect::<Vec<_>>())
+                    let partial = partial.clone();
+                    scope.spawn(move || {
+                        crate::partial::enter(partial, || {
+                            part.iter().zip(sizes).map(read).collect::<Vec<_>>()
+                        })
+                    })
                 })
                 .collect();
             // A reader that panicked passes its panic on, as a sequential read would, rather

@@ -8,7 +8,9 @@
 //!   parallel, counted against the request's [`Limits`] (`limits`);
 //! - [`time`]: the `from`/`until` grammar;
 //! - `error` and `api_error`: [`QueryError`], and the HTTP error answer;
-//! - `router`: everything served, behind the bearer tokens ([`router_with`]).
+//! - `router`: everything served, behind the bearer tokens ([`router_with`]);
+//! - `federate`: a query node's source, the stores behind a relay read as one, and `partial`,
+//!   how an answer missing a store's share says so.
 //!
 //! Each language is a module of its own: [`graphite`] is graphite-web 1.1.8's target language,
 //! function library, render formats and routes; [`atlas`] is Netflix Atlas's stack language and
@@ -20,9 +22,11 @@ pub mod atlas;
 pub mod client;
 pub mod config;
 mod error;
+pub mod federate;
 mod fetch;
 pub mod graphite;
 mod limits;
+pub mod partial;
 mod router;
 mod series;
 mod source;
@@ -34,6 +38,6 @@ pub use error::{QueryError, Result};
 pub use fetch::Ctx;
 pub use graphite::GRAPHITE_VERSION;
 pub use limits::{Budget, Limits, DEFAULT_MAX_POINTS_IN_FLIGHT};
-pub use router::{router, router_with, ApiOptions};
+pub use router::{router, router_with, router_with_extra, ApiOptions};
 pub use series::{Consolidation, Style, TimeSeries};
-pub use source::{Fetched, MemSource, Source};
+pub use source::{Fetched, MemSource, Named, Source};

@@ -34,8 +34,16 @@ pub fn router(source: Arc<dyn Source>) -> Router {
 
 /// The routes, over any [`Source`], behind the tokens of `opts`.
 pub fn router_with(source: Arc<dyn Source>, opts: ApiOptions) -> Router {
+    router_with_extra(source, opts, Routes::new())
+}
+
+/// The same with `extra` routes of the caller's (a query node's `/metrics`) behind the same
+/// tokens.
+pub fn router_with_extra(source: Arc<dyn Source>, opts: ApiOptions, extra: Routes) -> Router {
     let tokens = opts.tokens.clone();
-    routes(source, opts).guard(tokens, |path| unauthorized(path).into_response())
+    routes(source, opts)
+        .merge(extra)
+        .guard(tokens, |path| unauthorized(path).into_response())
 }
 
 /// Every route served, each declared with what it needs: the web page's shell is open (it is a

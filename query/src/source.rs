@@ -17,6 +17,9 @@ pub struct Fetched {
     pub values: Vec<Option<f64>>,
 }
 
+/// A series read with its name.
+pub type Named = (String, Fetched);
+
 pub trait Source: Send + Sync {
     /// Nodes matching a glob, at the glob's depth.
     fn find(&self, pattern: &str) -> Result<Vec<FindMatch>>;
@@ -30,6 +33,17 @@ pub trait Source: Send + Sync {
     /// request over its limit is refused before it allocates; `None` when not known (then
     /// the values are counted once read).
     fn points(&self, _name: &str, _from: i64, _until: i64) -> Option<usize> {
+        None
+    }
+    /// Every series a glob matches, read over `(from, until]`, in one go: a source whose
+    /// series are elsewhere (a query node over stores) answers here so that each store
+    /// resolves the glob itself. `None` (the default): [`Source::expand`], then
+    /// [`Source::fetch`] for each name.
+    fn read_glob(&self, _pattern: &str, _from: i64, _until: i64) -> Option<Result<Vec<Named>>> {
+        None
+    }
+    /// The same for a tag selection ([`Source::select_by_tags`]).
+    fn read_tagged(&self, _exprs: &[&str], _from: i64, _until: i64) -> Option<Result<Vec<Named>>> {
         None
     }
     fn tag_names(&self) -> Vec<String>;

@@ -200,6 +200,72 @@ pub async fn run(
     Ok(())
 }
 
+/// Serves `app` alone on `settings.http_listen` with the store's HTTP front (connection cap,
+/// header, body and idle timeouts, load shedding, TLS reloaded on SIGHUP) until `shutdown`
+/// completes: the port of a process that holds no store (`tally query`). `on_bound` is told the
+/// real address once listening. The front's own counters are `stats`.
+pub async fn serve_http(
+    settings: &Settings,
+    app: Router,
+    stats: Arc<crate::Stats>,
+    on_bound: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let tls = match &settings.tls {
+        Some(t) => Some(Arc::new(
+            Tls::load(t.files.clone()).map_err(|e| Error::Config(vec![format!("tls: {e}")]))?,
+        )),
+        None => None,
+    };
+    let front_opts = FrontOptions {
+        max_connections: settings.http.max_connections,
+        max_requests: settings.http.max_requests,
+        header_timeout: settings.http.header_timeout,
+        body_timeout: settings.http.body_timeout,
+        idle_timeout: settings.http.idle_timeout,
+    };
+    let hup = match &tls {
+        Some(_) => Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        )?),
+        None => None,
+    };
+    let listener = TcpListener::bind(settings.http_listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reload = match (tls.clone(), hup) {
+        (Some(tls), Some(mut hup)) => {
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        got = hup.recv() => if got.is_none() { return },
+                        _ = stop.changed() => return,
+                    }
+                    tls.reload_logged();
+                }
+            }))
+        }
+        _ => None,
+    };
+    info!(http = %addr, "listening");
+    on_bound(addr);
+    front::serve(
+        listener,
+        app,
+        front_opts,
+        tls,
+        Counters::Alone(stats),
+        shutdown,
+    )
+    .await;
+    let _ = stop_tx.send(true);
+    if let Some(r) = reload {
+        let _ = r.await;
+    }
+    Ok(())
+}
+
 /// Descriptors the store needs besides its connections: RocksDB's files, the runtime, logs.
 const STORE_DESCRIPTORS: usize = 256;
 

@@ -48,7 +48,7 @@ pub(crate) fn plaintext(now: i64) -> String {
     out
 }
 
-const RENDER: &[&str] = &[
+pub(crate) const RENDER: &[&str] = &[
     "srv.web1.requests",
     "srv.*.cpu",
     "srv.{web1,web3}.cpu",
@@ -192,7 +192,7 @@ fn compat_targets_use_every_function() {
     assert!(distinct.len() >= 150, "{} distinct targets", distinct.len());
 }
 
-const FIND: &[&str] = &[
+pub(crate) const FIND: &[&str] = &[
     "*",
     "srv.*",
     "srv.web1.*",

@@ -15,6 +15,7 @@ mod crash_agent;
 mod crash_store;
 mod demo;
 mod disk_full;
+mod federation;
 mod grafana;
 mod graphite_cluster;
 mod graphite_pie;

@@ -98,6 +98,44 @@ impl StoreProc {
     }
 }
 
+/// `tally query` over stores, on a port it picks; killed when dropped.
+pub struct QueryProc {
+    pub child: Child,
+    pub http: SocketAddr,
+}
+
+impl QueryProc {
+    /// A query node over `peers` (HTTP addresses) with `extra` flags.
+    pub fn start(peers: &[SocketAddr], state: &Path, extra: &[&str]) -> QueryProc {
+        let list: Vec<String> = peers.iter().map(|p| format!("http://{p}")).collect();
+        let mut cmd = Command::new(tally_bin());
+        cmd.args(["-q", "query", "--http-listen", "127.0.0.1:0", "--peers"])
+            .arg(list.join(","))
+            .arg("--state-dir")
+            .arg(state)
+            .args(extra);
+        let (child, line) = spawn_first_line(&mut cmd, "query node prints its address");
+        // "tally query: http=127.0.0.1:P peers=..."
+        let http = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no http= in {line:?}"));
+        QueryProc { child, http }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+}
+
+impl Drop for QueryProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `cmd` with stdout piped and returns the child with the first line it prints (the
 /// `tally` commands print their addresses there once they listen).
 fn spawn_first_line(cmd: &mut Command, what: &str) -> (Child, String) {

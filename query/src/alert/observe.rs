@@ -58,6 +58,19 @@ pub(crate) enum Observed {
 
 /// Evaluates `rule`'s target over the span before `now` and observes each series it returns.
 pub(crate) fn observe(source: &Arc<dyn Source>, rule: &Rule, now: i64) -> Observed {
+    // A query node's rule sees the whole site or nothing: an answer lacking a store's share
+    // is an evaluation error (the rule's `on_error`), never "no data" or a false recovery.
+    let (observed, missed) = crate::partial::collect(|| observe_all(source, rule, now));
+    if missed.is_empty() {
+        return observed;
+    }
+    Observed::Error(format!(
+        "partial data: the stores {} did not answer",
+        crate::partial::header_value(&missed)
+    ))
+}
+
+fn observe_all(source: &Arc<dyn Source>, rule: &Rule, now: i64) -> Observed {
     let ctx = Ctx::new(source.clone(), now - span(rule), now);
     if let Some(exprs) = &rule.atlas {
         return observe_atlas(&ctx, rule, exprs, now);
@@ -162,5 +175,80 @@ mod tests {
             observe_window(&absent, 0, 10, &[None, Some(f64::NAN)], 50),
             None
         );
+    }
+
+    /// A source that answers, but as a query node does when a store is away: the request's
+    /// scope is marked partial.
+    struct Partial(crate::MemSource);
+
+    impl Source for Partial {
+        fn find(&self, p: &str) -> crate::Result<Vec<tally_store::FindMatch>> {
+            self.0.find(p)
+        }
+        fn expand(&self, p: &str) -> crate::Result<Vec<String>> {
+            crate::partial::mark("127.0.0.1:9");
+            self.0.expand(p)
+        }
+        fn select_by_tags(&self, e: &[&str]) -> crate::Result<Vec<String>> {
+            crate::partial::mark("127.0.0.1:9");
+            self.0.select_by_tags(e)
+        }
+        fn fetch(&self, n: &str, f: i64, u: i64) -> crate::Result<Option<crate::Fetched>> {
+            self.0.fetch(n, f, u)
+        }
+        fn tag_names(&self) -> Vec<String> {
+            self.0.tag_names()
+        }
+        fn tag_values(&self, t: &str) -> Vec<tally_store::TagValue> {
+            self.0.tag_values(t)
+        }
+        fn register(&self, n: &str) -> crate::Result<String> {
+            self.0.register(n)
+        }
+        fn delete(&self, n: &str) -> crate::Result<bool> {
+            self.0.delete(n)
+        }
+        fn add_event(&self, w: i64, what: &str, d: &str, t: Vec<String>) -> crate::Result<u64> {
+            self.0.add_event(w, what, d, t)
+        }
+        fn events(&self, f: i64, u: i64) -> crate::Result<Vec<tally_store::Event>> {
+            self.0.events(f, u)
+        }
+        fn load_state(&self, k: &str) -> crate::Result<Option<Vec<u8>>> {
+            self.0.load_state(k)
+        }
+        fn save_state(&self, k: &str, v: &[u8]) -> crate::Result<()> {
+            self.0.save_state(k, v)
+        }
+    }
+
+    /// Issue 14: on a query node, a rule whose read lacked a store's share is an evaluation
+    /// error, never "no data" or a recovery on the part that answered.
+    #[test]
+    fn a_partial_read_is_an_evaluation_error() {
+        const NOW: i64 = 1_800_000_000;
+        let mut m = crate::MemSource::default();
+        m.add("a", NOW - 600, 60, vec![Some(5.0); 10]);
+        m.add("requests;host=web1", NOW - 600, 60, vec![Some(5.0); 10]);
+        let whole: Arc<dyn Source> = Arc::new(m.clone());
+        let partial: Arc<dyn Source> = Arc::new(Partial(m));
+        let graphite = rule("crit = 1");
+        let mut atlas =
+            Alerting::parse("[[rule]]\nname = \"r\"\natlas = \"name,requests,:eq,:sum,1,:gt\"\n")
+                .expect("valid")
+                .rules
+                .remove(0);
+        atlas.signal = true;
+        for r in [&graphite, &atlas] {
+            assert!(
+                matches!(observe(&whole, r, NOW), Observed::Series(ref s) if s.len() == 1),
+                "{:?}",
+                observe(&whole, r, NOW)
+            );
+            match observe(&partial, r, NOW) {
+                Observed::Error(e) => assert!(e.contains("127.0.0.1:9"), "{e}"),
+                other => panic!("a partial read observed as {other:?}"),
+            }
+        }
     }
 }

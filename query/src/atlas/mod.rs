@@ -24,7 +24,7 @@ use query::{Query, Tags};
 use stack::{Item, Run, Style, Styled};
 
 use crate::error::{QueryError, Result};
-use crate::fetch::{read_names, Ctx};
+use crate::fetch::{fetch_tagged, read_names, Ctx};
 
 /// Parses a program into the expressions it leaves on the stack, bottom first, with `cq`
 /// (a query) ANDed into every one. Anything on the stack that is not an expression (a stray
@@ -353,14 +353,20 @@ fn fetch(ctx: &Ctx, q: &Query, from: i64, until: i64) -> Result<Vec<Raw>> {
             "the query \"{q}\" does not narrow the series enough to look them up: add a clause like k,v,:eq, k,(,a,b,),:in, k,prefix,:re or k,:has"
         )));
     };
-    let mut names: BTreeSet<String> = BTreeSet::new();
+    let ranged = ctx.with_range(from, until);
+    // Each lookup is read as a tag selection, so that a query node hands it to its stores
+    // whole; a series two lookups both find is kept once.
+    let mut series: Vec<crate::series::TimeSeries> = Vec::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut paths: BTreeSet<String> = BTreeSet::new();
     for l in &lookups {
         if !l.exprs.is_empty() {
             let refs: Vec<&str> = l.exprs.iter().map(String::as_str).collect();
-            match ctx.source.select_by_tags(&refs) {
-                Ok(found) => names.extend(found),
-                // An expression the index cannot take (a regex it refuses) is the caller's.
-                Err(e) => return Err(e),
+            // An expression the index cannot take (a regex it refuses) is the caller's.
+            for s in fetch_tagged(&ranged, &refs, "")? {
+                if seen.insert(s.name.clone()) {
+                    series.push(s);
+                }
             }
         }
         for p in &l.paths {
@@ -369,13 +375,13 @@ fn fetch(ctx: &Ctx, q: &Query, from: i64, until: i64) -> Result<Vec<Raw>> {
                 continue;
             }
             if let Ok(found) = ctx.source.expand(p) {
-                names.extend(found.into_iter().filter(|n| n == p));
+                paths.extend(found.into_iter().filter(|n| n == p));
             }
         }
     }
-    let names: Vec<String> = names.into_iter().collect();
-    let ranged = ctx.with_range(from, until);
-    let series = read_names(&ranged, names, "")?;
+    let paths: Vec<String> = paths.into_iter().filter(|p| !seen.contains(p)).collect();
+    series.extend(read_names(&ranged, paths, "")?);
+    series.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(series
         .into_iter()
         .filter(|s| q.matches(&s.tags))

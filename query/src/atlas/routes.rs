@@ -65,8 +65,8 @@ async fn blocking<F>(f: F) -> Result<Response, ApiError>
 where
     F: FnOnce() -> Result<Response, ApiError> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
+    match tokio::task::spawn_blocking(|| crate::partial::collect(f)).await {
+        Ok((r, missed)) => crate::partial::marked(r, &missed),
         Err(e) => Err(ApiError::internal(format!("atlas task failed: {e}"))),
     }
 }

@@ -131,8 +131,10 @@ async fn blocking<F>(body: ErrorBody, f: F) -> Result<Response, ApiError>
 where
     F: FnOnce() -> Result<Response, QueryError> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(|e| ApiError::from(e).with_body(body)),
+    match tokio::task::spawn_blocking(|| crate::partial::collect(f)).await {
+        Ok((r, missed)) => {
+            crate::partial::marked(r.map_err(|e| ApiError::from(e).with_body(body)), &missed)
+        }
         Err(e) => Err(ApiError::internal(format!("query task failed: {e}")).with_body(body)),
     }
 }

@@ -1,0 +1,381 @@
+//! Issue 14: past one machine, on the real tools. Three `tally store`s behind a real
+//! carbon-c-relay (`carbon_ch`, `replication 2`), the same plaintext also into one reference
+//! store; a `tally query` node over the three and a real graphite-web 1.1.8 with
+//! `CLUSTER_SERVERS` over the three must answer what the reference answers. Then one store is
+//! killed (answers unchanged, not partial), points arrive while it is away, it comes back (no
+//! value doubled), and two are stopped (the answer says it is partial).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::compat::{diff_json, enc, get};
+use crate::compat_stored::{plaintext, FIND, RENDER};
+use crate::graphite_web::GraphiteWeb;
+use crate::proc::{free_port, QueryProc, StoreProc};
+
+/// A store on ports chosen beforehand, so that it comes back where the relay sends.
+fn store_on(dir: &Path, line: u16, http: u16) -> StoreProc {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let cfg = dir.join("store.toml");
+    std::fs::write(&cfg, "self_metrics_interval = \"0s\"\n").expect("config");
+    let mut cmd = Command::new(crate::proc::tally_bin());
+    cmd.args(["-q", "store", "--line-listen"])
+        .arg(format!("127.0.0.1:{line}"))
+        .arg("--http-listen")
+        .arg(format!("127.0.0.1:{http}"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&cfg);
+    StoreProc::spawn(&mut cmd)
+}
+
+/// carbon-c-relay in front of `lines`, killed when dropped.
+pub(crate) struct Relay {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    pub(crate) fn start(hashing: &str, replication: usize, lines: &[SocketAddr]) -> Relay {
+        assert!(
+            Path::new("/usr/bin/carbon-c-relay").exists(),
+            "carbon-c-relay is not installed: run scripts/setup.sh test (./x test does)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        // carbon_ch hashes a server's host and instance, never its port: stores on one host
+        // need an instance each.
+        let servers: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("        {a}={}\n", (b'a' + i as u8) as char))
+            .collect();
+        let conf = format!(
+            "cluster tally\n    {hashing} replication {replication}\n{}    ;\nmatch *\n    send to tally\n    stop\n    ;\n",
+            servers.concat()
+        );
+        let path = dir.path().join("relay.conf");
+        std::fs::write(&path, conf).expect("relay config");
+        let port = free_port();
+        // -s: submission mode (no statistics of its own in the stream).
+        let child = Command::new("/usr/bin/carbon-c-relay")
+            .arg("-f")
+            .arg(&path)
+            .args(["-p", &port.to_string(), "-s", "-w", "1"])
+            .arg("-l")
+            .arg(dir.path().join("relay.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("carbon-c-relay starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "carbon-c-relay never listened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Relay {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub(crate) fn send(&self, text: &str) {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("relay accepts");
+        c.write_all(text.as_bytes()).expect("write to the relay");
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status, the partial header and the body of a GET.
+fn get_marked(url: &str) -> (u16, Option<String>, String) {
+    let r = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+        .get(url)
+        .send()
+        .expect("request");
+    let partial = r
+        .headers()
+        .get("x-tally-partial")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (r.status().as_u16(), partial, r.text().unwrap_or_default())
+}
+
+/// Every held request: renders of every function over stored data (json, and csv for a few),
+/// finds, expansions, tags, an Atlas graph.
+fn requests(from: i64, until: i64) -> Vec<String> {
+    let mut out: Vec<String> = RENDER
+        .iter()
+        .map(|t| {
+            format!(
+                "/render?target={}&from={from}&until={until}&format=json",
+                enc(t)
+            )
+        })
+        .collect();
+    for t in ["srv.*.cpu", "seriesByTag('name=requests')"] {
+        out.push(format!(
+            "/render?target={}&from={from}&until={until}&format=csv",
+            enc(t)
+        ));
+    }
+    // Grafana's panel shape: maxDataPoints consolidation.
+    out.push(format!(
+        "/render?target={}&from={from}&until={until}&format=json&maxDataPoints=30",
+        enc("srv.*.requests")
+    ));
+    for q in FIND {
+        out.push(format!("/metrics/find?query={}", enc(q)));
+        out.push(format!("/metrics/find?query={}&format=completer", enc(q)));
+    }
+    out.push("/metrics/expand?query=srv.*.cpu&query=beacons.*&leavesOnly=1".into());
+    out.push("/metrics/index.json".into());
+    out.push("/tags".into());
+    out.push("/tags/host".into());
+    out.push("/tags/status".into());
+    out.push(format!("/tags/findSeries?expr={}", enc("name=requests")));
+    out.push(format!(
+        "/tags/autoComplete/tags?expr={}",
+        enc("name=requests")
+    ));
+    out.push(format!(
+        "/tags/autoComplete/values?tag=host&expr={}",
+        enc("name=requests")
+    ));
+    for q in [
+        "name,requests,:eq,:sum,(,host,),:by",
+        "name,requests,:eq,status,503,:eq,:and,:max",
+        "name,srv.web1.cpu,:eq,5,:rolling-mean",
+    ] {
+        out.push(format!(
+            "/api/v1/graph?q={}&s={from}&e={until}&step=10s&format=json",
+            enc(q)
+        ));
+    }
+    out
+}
+
+/// The requests on which `node` and `reference` differ (status, partial header, or body).
+fn differences(node: &QueryProc, reference: &StoreProc, from: i64, until: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    for path in requests(from, until) {
+        let (ns, np, nb) = get_marked(&node.url(&path));
+        let (rs, _, rb) = get_marked(&reference.url(&path));
+        let same = ns == rs
+            && match (
+                serde_json::from_str::<Value>(&nb),
+                serde_json::from_str::<Value>(&rb),
+            ) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => nb == rb,
+            };
+        if !same || np.is_some() {
+            out.push(format!(
+                "{path}: node {ns} (partial {np:?}) {nb:.300}\n   reference {rs} {rb:.300}"
+            ));
+        }
+    }
+    out
+}
+
+/// Waits until the node answers every held request as the reference does (the relay and the
+/// stores take a moment to pass the points on).
+fn wait_alike(node: &QueryProc, reference: &StoreProc, from: i64, until: i64) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = differences(node, reference, from, until);
+        if d.is_empty() || Instant::now() > deadline {
+            return d;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Every series a store holds: its plain names and its tagged ones.
+fn names(store: &StoreProc) -> Vec<String> {
+    let (_, plain) = get(&store.url("/metrics/index.json"));
+    let (_, tagged) = get(&store.url(&format!("/tags/findSeries?expr={}", enc("name=~.+"))));
+    let mut all: Vec<String> = serde_json::from_str(&plain).unwrap_or_default();
+    all.extend(serde_json::from_str::<Vec<String>>(&tagged).unwrap_or_default());
+    all
+}
+
+#[test]
+fn issue_14_stores_behind_carbon_c_relay_answer_as_one_store() {
+    let now = tally_common::unix_now();
+    let now = now - now % 10;
+    let text = plaintext(now);
+    // The first 30 minutes now, the last 10 while a store is away.
+    let cut = text
+        .lines()
+        .position(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|t| t.parse::<i64>().ok())
+                .is_some_and(|t| t >= now - 600)
+        })
+        .expect("points in the last 10 minutes");
+    let lines: Vec<&str> = text.lines().collect();
+    let (early, late) = (
+        lines[..cut].join("\n") + "\n",
+        lines[cut..].join("\n") + "\n",
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let mut stores: Vec<StoreProc> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (l, h))| store_on(&dir.path().join(format!("s{i}")), *l, *h))
+        .collect();
+    let reference = StoreProc::start_quiet(&dir.path().join("reference"));
+    let relay = Relay::start(
+        "carbon_ch",
+        2,
+        &stores.iter().map(|s| s.line).collect::<Vec<_>>(),
+    );
+    let node = QueryProc::start(
+        &stores.iter().map(|s| s.http).collect::<Vec<_>>(),
+        &dir.path().join("node"),
+        &["--replication", "2", "--peer-timeout", "2s"],
+    );
+    relay.send(&early);
+    {
+        let mut c = std::net::TcpStream::connect(reference.line).expect("reference accepts");
+        c.write_all(early.as_bytes()).expect("write");
+    }
+    let (from, until) = (now - 1800, now - 10);
+    let held = requests(from, until).len();
+    let d = wait_alike(&node, &reference, from, until);
+    assert!(
+        d.is_empty(),
+        "the query node differs from one store holding everything ({} of {held}):\n{}",
+        d.len(),
+        d.join("\n")
+    );
+    // The relay placed every series on exactly two stores.
+    let all = names(&reference);
+    assert!(all.len() >= 15, "{all:?}");
+    for n in &all {
+        let holders = stores.iter().filter(|s| names(s).contains(n)).count();
+        assert_eq!(holders, 2, "{n} is on {holders} stores, not 2");
+    }
+    println!("federation: {held} requests answered alike by the query node over 3 stores");
+
+    // A real graphite-web federating the three stores (pickle, local=1) answers as the
+    // reference does too: the cluster protocol each store serves, replicas merged by
+    // graphite-web itself.
+    let gw = GraphiteWeb::start_cluster(
+        &stores
+            .iter()
+            .map(|s| s.http.to_string())
+            .collect::<Vec<_>>(),
+    );
+    let mut gw_failures = Vec::new();
+    for target in RENDER.iter().take(40) {
+        let q = format!(
+            "/render?target={}&from={from}&until={until}&format=json",
+            enc(target)
+        );
+        let ((gs, gb), (rs, rb)) = (get(&gw.url(&q)), get(&reference.url(&q)));
+        let d = if gs != rs {
+            Some(format!("status {gs} vs {rs}: {gb:.300} / {rb:.200}"))
+        } else {
+            diff_json(&rb, &gb)
+        };
+        if let Some(d) = d {
+            gw_failures.push(format!("render {target}: {d}"));
+        }
+    }
+    assert!(
+        gw_failures.is_empty(),
+        "graphite-web over the three stores differs from one store:\n{}\n{}",
+        gw_failures.join("\n"),
+        gw.logs()
+    );
+
+    // One store killed: every series still has a replica, so answers are whole and unmarked;
+    // points sent meanwhile reach the others (and the relay keeps the killed one's share).
+    stores[1].kill9();
+    relay.send(&late);
+    {
+        let mut c = std::net::TcpStream::connect(reference.line).expect("reference accepts");
+        c.write_all(late.as_bytes()).expect("write");
+    }
+    let (from, until) = (now - 1800, now);
+    let d = wait_alike(&node, &reference, from, until);
+    assert!(
+        d.is_empty(),
+        "with one store down the node's answers changed ({} of {held}):\n{}",
+        d.len(),
+        d.join("\n")
+    );
+    let (_, _, metrics) = get_marked(&node.url("/metrics"));
+    let failures = metric(&metrics, "tally_query_peer_failures");
+    assert!(
+        failures > 0.0,
+        "the dead store's failures are counted:\n{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "tally_query_partial_answers"),
+        0.0,
+        "{metrics}"
+    );
+
+    // Back on its ports with its data: nothing doubled, nothing lost.
+    let (l, h) = ports[1];
+    stores[1] = store_on(&dir.path().join("s1"), l, h);
+    let d = wait_alike(&node, &reference, from, until);
+    assert!(
+        d.is_empty(),
+        "after the store came back the node's answers differ ({} of {held}):\n{}",
+        d.len(),
+        d.join("\n")
+    );
+
+    // Two of three stopped: some series have no replica left; the answer says so.
+    stores[0].kill9();
+    stores[2].kill9();
+    let q = format!("/render?target=srv.*.cpu&from={from}&until={until}&format=json");
+    let (status, partial, body) = get_marked(&node.url(&q));
+    assert_eq!(status, 200, "{body:.300}");
+    let partial = partial.expect("the answer is marked partial");
+    for s in [&stores[0], &stores[2]] {
+        assert!(
+            partial.contains(&s.http.to_string()),
+            "{partial} names {}",
+            s.http
+        );
+    }
+    let (_, _, metrics) = get_marked(&node.url("/metrics"));
+    assert!(
+        metric(&metrics, "tally_query_partial_answers") >= 1.0,
+        "{metrics}"
+    );
+    // And with none left, no answer at all rather than an empty one.
+    stores[1].kill9();
+    let (status, _, body) = get_marked(&node.url(&q));
+    assert_eq!(status, 503, "{body:.300}");
+    assert!(body.contains("no store answered"), "{body:.300}");
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(-1.0)
+}
