@@ -40,6 +40,13 @@ pub fn run(args: QueryArgs) -> Result<()> {
     if peers.is_empty() {
         return Err(problems(vec!["--peers: name at least one store".into()]));
     }
+    if args.replication == 0 || args.replication > peers.len() {
+        return Err(problems(vec![format!(
+            "--replication {}: must be between 1 and the number of --peers ({})",
+            args.replication,
+            peers.len()
+        )]));
+    }
     let token = match &args.peer_token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)

@@ -112,6 +112,9 @@ pub struct Federated {
     logged: Vec<std::sync::atomic::AtomicI64>,
 }
 
+/// How a store's answer is read.
+type Decode<T> = fn(&[u8]) -> std::result::Result<T, String>;
+
 /// Seconds between two log lines about the same store.
 const LOG_EVERY: i64 = 10;
 
@@ -170,11 +173,14 @@ impl Federated {
 
     /// Asks every store `path_and_query` (GET, or POST with a form `body`) in parallel, each
     /// within the timeout; the answers in the peers' order.
-    fn ask_all(
+    /// Each answer is decoded by `decode` on a blocking thread as it arrives, so that the
+    /// stores' answers are decoded in parallel.
+    fn ask_all<T: Send + 'static>(
         &self,
         path_and_query: &str,
         body: Option<String>,
-    ) -> Vec<std::result::Result<Vec<u8>, Failure>> {
+        decode: Decode<T>,
+    ) -> Vec<std::result::Result<std::result::Result<T, String>, Failure>> {
         let asks = self.peers.iter().map(|p| {
             let url = format!("{}{path_and_query}", p.url);
             let mut req = match &body {
@@ -198,7 +204,7 @@ impl Federated {
                         .await
                         .map_err(|e| Failure::Missing(reason(&e)))?;
                     if status.is_success() {
-                        Ok(bytes.to_vec())
+                        Ok(bytes)
                     } else {
                         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
                             .trim()
@@ -211,13 +217,18 @@ impl Federated {
                         }
                     }
                 };
-                match tokio::time::timeout(timeout, answer).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Failure::Missing(format!(
-                        "no answer within {} ms",
-                        timeout.as_millis()
-                    ))),
-                }
+                let bytes = match tokio::time::timeout(timeout, answer).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(Failure::Missing(format!(
+                            "no answer within {} ms",
+                            timeout.as_millis()
+                        )))
+                    }
+                };
+                tokio::task::spawn_blocking(move || decode(&bytes))
+                    .await
+                    .map_err(|e| Failure::Missing(format!("decoding task failed: {e}")))
             }
         });
         let asks: Vec<_> = asks.collect();
@@ -240,18 +251,18 @@ impl Federated {
     /// The answers of the stores that answered, decoded; a store that did not answer marks the
     /// request partial. A store's 4xx is the answer (the caller's mistake); no store answering
     /// at all is an error.
-    fn gather<T>(
+    fn gather<T: Send + 'static>(
         &self,
         what: &str,
         path_and_query: &str,
         body: Option<String>,
-        decode: impl Fn(&[u8]) -> std::result::Result<T, String>,
+        decode: Decode<T>,
     ) -> Result<Vec<T>> {
-        let answers = self.ask_all(path_and_query, body);
+        let answers = self.ask_all(path_and_query, body, decode);
         let mut out = Vec::new();
         let mut missing = Vec::new();
         for (i, (peer, answer)) in self.peers.iter().zip(answers).enumerate() {
-            match answer.map(|b| decode(&b)) {
+            match answer {
                 Ok(Ok(v)) => out.push(v),
                 Ok(Err(why)) => {
                     missing.push((i, peer, format!("sent an answer we cannot read: {why}")))

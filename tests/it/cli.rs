@@ -23,10 +23,25 @@ fn issue_11_every_subcommand_has_its_own_help() {
     let (code, help, _) = tally(&["compact", "--help"]);
     assert_eq!(code, Some(0));
     assert!(help.starts_with("Flush and fully compact"), "{help}");
+    let (code, help, _) = tally(&["query", "--help"]);
+    assert_eq!(code, Some(0));
+    for flag in [
+        "--peers",
+        "--replication",
+        "--peer-timeout",
+        "--alerts",
+        "--state-dir",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    let (code, _, err) = tally(&["query", "--peers", "ftp://x", "--check-config"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("ftp://x"), "a bad peer is named: {err}");
     let (_, top, _) = tally(&["--help"]);
     for (cmd, first_words) in [
         ("demo", "The whole pipeline"),
         ("store", "Run the time-series store"),
+        ("query", "A query node over several stores"),
         ("compact", "Flush and fully compact"),
         ("agent", "Run the agent"),
         ("gen-log", "Write realistic access-log lines"),
