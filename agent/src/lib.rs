@@ -51,4 +51,4 @@ pub mod tail;
 pub use config::{AgentConfig, Settings};
 pub use error::{Error, Result};
 pub use pipeline::{run, Ready};
-pub use stats::Stats;
+pub use stats::{Stats, StoreStats};

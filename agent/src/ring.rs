@@ -92,7 +92,7 @@ impl Member {
     /// `[::1]:2003=b`. As the relay does, a last `:` is the port unless the text ends in `]`.
     pub fn parse(text: &str) -> Result<Member, String> {
         let (addr, instance) = match text.split_once('=') {
-            Some((_, i)) if i.is_empty() => {
+            Some((_, "")) => {
                 return Err(format!("\"{text}\": an empty instance after '='"));
             }
             Some((a, i)) => (a, Some(i.to_string())),
@@ -453,7 +453,10 @@ mod tests {
             ("a=", "\"a=\": an empty instance after '='"),
             (":2003", "\":2003\" is not host[:port][=instance]"),
             ("[::1:2003", "\"[::1:2003\": expected ']'"),
-            ("a=b c", "\"a=b c\": the instance \"b c\" has a space, ';' or quote"),
+            (
+                "a=b c",
+                "\"a=b c\": the instance \"b c\" has a space, ';' or quote",
+            ),
         ] {
             assert_eq!(Member::parse(text).expect_err(text), why);
         }
