@@ -59,12 +59,16 @@ impl Naming {
 
     /// The name of one of the agent's own counters: `tally.agent.<metric>;host=...` or
     /// `prefix.host.tally_agent.<metric>`; `label` is its one label (`rule` of the per-rule
-    /// `lines_matched`, `store` of the per-store counters; a store's URL sanitized as a tag
-    /// value or path node). A name that cannot be built is empty.
+    /// `lines_matched`, `store` of the per-store counters: a store's URL without its scheme,
+    /// sanitized as a tag value or path node). A name that cannot be built is empty.
     pub(crate) fn agent_series(&self, metric: &str, label: Option<(&str, &str)>) -> String {
         let mut store = Vec::new();
         let tags: Vec<(&str, &str)> = match label {
             Some(("store", url)) => {
+                let url = url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"))
+                    .unwrap_or(url);
                 push_sanitized(&mut store, url.as_bytes(), self.is_path());
                 vec![("store", std::str::from_utf8(&store).unwrap_or("none"))]
             }
@@ -338,11 +342,11 @@ mod tests {
         let store = Some(("store", "http://10.0.0.1:8080"));
         assert_eq!(
             tags().agent_series("store_ship_errors", store),
-            "tally.agent.store_ship_errors;host=web1.example.com;store=http://10.0.0.1:8080"
+            "tally.agent.store_ship_errors;host=web1.example.com;store=10.0.0.1:8080"
         );
         assert_eq!(
             path("servers").agent_series("store_ship_errors", store),
-            "servers.web1_example_com.tally_agent.store_ship_errors.http:__10_0_0_1:8080"
+            "servers.web1_example_com.tally_agent.store_ship_errors.10_0_0_1:8080"
         );
     }
 
