@@ -484,12 +484,23 @@ fn stores_output(
     match crate::ring::Ring::new(hashing, &members, c.replication) {
         Ok(ring) => Some((stores, ring)),
         Err(e) => {
+            let defaulted = c.store.is_empty() || c.store.iter().any(|s| s.server.is_none());
             let key = if c.store.is_empty() {
                 "output.urls"
             } else {
                 "output.store"
             };
-            problems.push(key, e);
+            let which: Vec<String> = stores
+                .iter()
+                .map(|s| format!("{} is \"{}\"", s.url, s.server))
+                .collect();
+            let hint = if defaulted {
+                "; a store without `server` is \"<its URL's host>:2003\": name each as the \
+                 relay's cluster does, with [[output.store]] url and server"
+            } else {
+                ""
+            };
+            problems.push(key, format!("{e} ({}{hint})", which.join(", ")));
             None
         }
     }

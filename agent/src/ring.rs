@@ -258,6 +258,13 @@ impl Ring {
         };
         for (i, a) in members.iter().enumerate() {
             for b in &members[..i] {
+                if (&a.host, a.port) == (&b.host, b.port) {
+                    // carbon-c-relay takes these for one server, and refuses two instances of it.
+                    return Err(format!(
+                        "stores \"{b}\" and \"{a}\" are one server, {}:{}",
+                        a.host, a.port
+                    ));
+                }
                 if identity(a) == identity(b) {
                     let hint = if hashing == Hashing::CarbonCh {
                         " (carbon_ch hashes host and instance, not the port: give each an =instance)"
@@ -537,6 +544,10 @@ mod tests {
             "replication 3 needs between 1 and 2 stores (there are 2)"
         );
         assert!(Ring::new(Hashing::JumpFnv1aCh, &members(&["a=1", "b=x"]), 1).is_err());
+        assert_eq!(
+            Ring::new(Hashing::Fnv1aCh, &members(&["a:1=x", "a:1=y"]), 1).expect_err("one"),
+            "stores \"a:1=x\" and \"a:1=y\" are one server, a:1"
+        );
     }
 
     fn any_ring() -> impl Strategy<Value = (Hashing, Vec<Member>, usize)> {
