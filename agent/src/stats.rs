@@ -25,7 +25,7 @@ tally_common::counters! {
         series: Gauge = "Distinct series known.",
         open_buckets: Gauge = "Buckets within the lateness window.",
         commits: Counter = "Checkpoints written.",
-        points_spooled: Counter = "Points written to the spool.",
+        points_spooled: Counter = "Points written to the spool (with several stores, once per store holding it).",
         points_shipped: Counter = "Points the destination acknowledged (with several stores, each store's acknowledgement counts).",
         points_dropped: Counter = "Points dropped unsent because the spool (a store's queue) was full.",
         spool_segments: Gauge = "Segments waiting in the spool (every store's queue).",
