@@ -9,6 +9,8 @@
 #   graphite-carbon the carbon-cache that feeds it the same plaintext Tally gets
 #   gunicorn        serves graphite-web on a loopback port during the tests
 #   prometheus-alertmanager  the real Alertmanager 0.25 the alerting tests page through
+#   carbon-c-relay  the real relay 3.7 the placement tests compare the agent's ring with, and
+#                   that routes plaintext to several stores in tests and benches/relay_compare.py
 #   chromium, chromium-driver  the headless browser the web page's test drives (WebDriver)
 #
 #   mtail, victoria-metrics  the peers benches/*_compare.py measure against (`setup.sh bench`)
@@ -43,10 +45,10 @@ STATSD_PREFIX=${TALLY_STATSD_PREFIX:-/opt/tally/statsd-$STATSD_VERSION}
 
 PKGS=(g++ make libsnappy-dev liblz4-dev libzstd-dev libclang-dev)
 # Extra packages for the test suite (peers the tests run as references); `setup.sh test`.
-TEST_PKGS=(graphite-web graphite-carbon gunicorn python3-whisper prometheus-alertmanager chromium chromium-driver nodejs npm)
+TEST_PKGS=(graphite-web graphite-carbon gunicorn python3-whisper prometheus-alertmanager carbon-c-relay chromium chromium-driver nodejs npm)
 
 # Peers for the side-by-side benchmark harnesses; `setup.sh bench`.
-BENCH_PKGS=(mtail victoria-metrics graphite-web graphite-carbon gunicorn python3-whisper nodejs npm)
+BENCH_PKGS=(mtail victoria-metrics graphite-web graphite-carbon gunicorn python3-whisper carbon-c-relay nodejs npm)
 
 SUDO=
 need_root() {

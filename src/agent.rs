@@ -16,8 +16,12 @@ pub fn run(args: AgentArgs) -> Result<()> {
         config.host = Some(h);
     }
     if let Some(u) = args.url {
+        // One store, in place of whatever the file lists.
         config.output.kind = "tally".into();
-        config.output.url = u;
+        config.output.url = Some(u);
+        config.output.urls.clear();
+        config.output.store.clear();
+        config.output.replication = 1;
     }
     let mut settings = tally_agent::Settings::try_from(config).map_err(|ps| {
         problems(

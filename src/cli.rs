@@ -136,7 +136,8 @@ pub struct AgentArgs {
     /// The `host` tag of every series (overrides `host`; default: the hostname).
     #[arg(long)]
     pub host: Option<String>,
-    /// The store's URL (overrides `output.url` and selects the `tally` output).
+    /// The store's URL (the one store, in place of `output.url` or `urls`; selects the `tally`
+    /// output).
     #[arg(long)]
     pub url: Option<String>,
     /// Read every file to its end, commit, try to ship for a moment, print the counters as

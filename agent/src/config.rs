@@ -270,8 +270,18 @@ impl Default for RuleConfig {
 pub struct OutputConfig {
     /// `tally` (acknowledged batches over HTTP) or `carbon` (Graphite plaintext over TCP).
     pub kind: String,
-    /// The store's HTTP base URL (`tally`).
-    pub url: String,
+    /// The store's HTTP base URL (`tally`); default `http://127.0.0.1:8080`.
+    pub url: Option<String>,
+    /// Several stores' HTTP base URLs (`tally`): each series goes to `replication` of them,
+    /// placed by `hashing`. Each is known to the ring as carbon-c-relay's server
+    /// `<the URL's host>:2003`; `[[output.store]]` names the relay's server explicitly.
+    pub urls: Vec<String>,
+    /// `[[output.store]]`: a store with the name carbon-c-relay's cluster gives it.
+    pub store: Vec<StoreConfig>,
+    /// With several stores: `carbon_ch`, `fnv1a_ch` or `jump_fnv1a_ch`, as carbon-c-relay's.
+    pub hashing: String,
+    /// With several stores: how many of them hold each series.
+    pub replication: usize,
     /// The plaintext address (`carbon`).
     pub address: String,
     /// Bearer token for the store's ingest endpoint: its `write_token`.
@@ -293,11 +303,27 @@ pub struct OutputConfig {
     pub tls: bool,
 }
 
+/// One `[[output.store]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// The store's HTTP base URL.
+    pub url: String,
+    /// The store as carbon-c-relay's cluster line names it, `host[:port][=instance]`: what the
+    /// ring hashes (`carbon_ch`: host and instance; `fnv1a_ch`: instance, else host and port).
+    /// Default: `<the URL's host>:2003`.
+    pub server: Option<String>,
+}
+
 impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
             kind: "tally".into(),
-            url: "http://127.0.0.1:8080".into(),
+            url: None,
+            urls: Vec::new(),
+            store: Vec::new(),
+            hashing: "carbon_ch".into(),
+            replication: 1,
             address: "127.0.0.1:2003".into(),
             token: None,
             spool_max_size: "256MiB".into(),
@@ -309,6 +335,11 @@ impl Default for OutputConfig {
             tls: false,
         }
     }
+}
+
+/// The store an agent ships to when the config names none.
+fn default_url() -> String {
+    "http://127.0.0.1:8080".into()
 }
 
 impl AgentConfig {
@@ -333,11 +364,146 @@ pub enum Output {
         token: Option<String>,
         tls: ClientFiles,
     },
+    /// Acknowledged batches over HTTP to several stores, each point to the `ring.replication()`
+    /// stores the ring names for its series (indexes into `stores`).
+    Stores {
+        stores: Vec<StoreTarget>,
+        ring: crate::ring::Ring,
+        token: Option<String>,
+        tls: ClientFiles,
+    },
     /// Plaintext over TCP, over TLS when `tls` is set.
     Carbon {
         address: String,
         tls: Option<ClientFiles>,
     },
+}
+
+/// One of several stores, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreTarget {
+    /// Its HTTP base URL, without a trailing `/`.
+    pub url: String,
+    /// What the ring knows it as.
+    pub server: crate::ring::Member,
+}
+
+/// The host of an `http(s)://` URL as written (without brackets), or `None`.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => authority.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// Validates the stores of a `tally` output with several (`urls`, `[[output.store]]`).
+fn stores_output(
+    c: &OutputConfig,
+    problems: &mut Problems,
+) -> Option<(Vec<StoreTarget>, crate::ring::Ring)> {
+    let mut stores = Vec::new();
+    let mut ok = true;
+    let listed: Vec<(String, String, Option<&String>)> = if c.store.is_empty() {
+        c.urls
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (format!("output.urls[{i}]"), u.clone(), None))
+            .collect()
+    } else {
+        c.store
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    format!("output.store[{i}].url"),
+                    s.url.clone(),
+                    s.server.as_ref(),
+                )
+            })
+            .collect()
+    };
+    for (place, url, server) in listed {
+        let url = url.trim_end_matches('/').to_string();
+        let Some(host) = url_host(&url) else {
+            problems.push(&place, format!("\"{url}\" is not an http(s) URL"));
+            ok = false;
+            continue;
+        };
+        if stores.iter().any(|s: &StoreTarget| s.url == url) {
+            problems.push(&place, format!("\"{url}\" is listed twice"));
+            ok = false;
+            continue;
+        }
+        let member = match server {
+            Some(text) => crate::ring::Member::parse(text).map_err(|e| {
+                problems.push(&place.replace(".url", ".server"), e);
+            }),
+            None => Ok(crate::ring::Member {
+                host: host.to_string(),
+                port: crate::ring::Member::DEFAULT_PORT,
+                instance: None,
+            }),
+        };
+        match member {
+            Ok(server) => stores.push(StoreTarget { url, server }),
+            Err(()) => ok = false,
+        }
+    }
+    let Some(hashing) = crate::ring::Hashing::parse(&c.hashing) else {
+        problems.push(
+            "output.hashing",
+            format!(
+                "\"{}\" is none of {}",
+                c.hashing,
+                crate::ring::Hashing::NAMES.join(", ")
+            ),
+        );
+        return None;
+    };
+    if c.replication == 0 || c.replication > c.urls.len().max(c.store.len()) {
+        problems.push(
+            "output.replication",
+            format!(
+                "{} must be between 1 and the number of stores ({})",
+                c.replication,
+                c.urls.len().max(c.store.len())
+            ),
+        );
+        return None;
+    }
+    if !ok {
+        return None;
+    }
+    let members: Vec<crate::ring::Member> = stores.iter().map(|s| s.server.clone()).collect();
+    match crate::ring::Ring::new(hashing, &members, c.replication) {
+        Ok(ring) => Some((stores, ring)),
+        Err(e) => {
+            let defaulted = c.store.is_empty() || c.store.iter().any(|s| s.server.is_none());
+            let key = if c.store.is_empty() {
+                "output.urls"
+            } else {
+                "output.store"
+            };
+            let which: Vec<String> = stores
+                .iter()
+                .map(|s| format!("{} is \"{}\"", s.url, s.server))
+                .collect();
+            let hint = if defaulted {
+                "; a store without `server` is \"<its URL's host>:2003\": name each as the \
+                 relay's cluster does, with [[output.store]] url and server"
+            } else {
+                ""
+            };
+            problems.push(key, format!("{e} ({}{hint})", which.join(", ")));
+            None
+        }
+    }
 }
 
 /// Tailing options of one input, validated.
@@ -514,13 +680,46 @@ impl TryFrom<AgentConfig> for Settings {
                 );
             }
         };
+        let several = !c.output.urls.is_empty() || !c.output.store.is_empty();
+        if several && c.output.url.is_some() {
+            problems.push(
+                if c.output.urls.is_empty() {
+                    "output.store"
+                } else {
+                    "output.urls"
+                },
+                "give either url (one store) or several stores, not both",
+            );
+        }
+        if !c.output.urls.is_empty() && !c.output.store.is_empty() {
+            problems.push(
+                "output.store",
+                "give either urls or [[output.store]] tables, not both",
+            );
+        }
+        let single = match (c.output.urls.as_slice(), c.output.store.as_slice()) {
+            ([], []) => Some(c.output.url.clone().unwrap_or_else(default_url)),
+            ([one], []) => Some(one.clone()),
+            ([], [one]) => Some(one.url.clone()),
+            _ => None,
+        };
         let output = match c.output.kind.as_str() {
-            "tally" => {
-                let https = c.output.url.starts_with("https://");
-                if !(c.output.url.starts_with("http://") || https) {
+            "tally" if single.is_some() => {
+                let url = single.unwrap_or_default();
+                let https = url.starts_with("https://");
+                if !(url.starts_with("http://") || https) {
                     problems.push(
-                        "output.url",
-                        format!("\"{}\" is not an http(s) URL", c.output.url),
+                        if several { "output.urls" } else { "output.url" },
+                        format!("\"{url}\" is not an http(s) URL"),
+                    );
+                }
+                if c.output.replication != 1 {
+                    problems.push(
+                        "output.replication",
+                        format!(
+                            "{} must be between 1 and the number of stores (1)",
+                            c.output.replication
+                        ),
                     );
                 }
                 check_tls(&mut problems, https, "use an https:// url");
@@ -528,12 +727,46 @@ impl TryFrom<AgentConfig> for Settings {
                     problems.push("output.tls", "is for carbon; use an https:// url");
                 }
                 Output::Tally {
-                    url: c.output.url.trim_end_matches('/').to_string(),
+                    url: url.trim_end_matches('/').to_string(),
                     token: c.output.token.clone(),
                     tls: tls_files.clone(),
                 }
             }
+            "tally" => {
+                let https = c
+                    .output
+                    .urls
+                    .iter()
+                    .chain(c.output.store.iter().map(|s| &s.url))
+                    .any(|u| u.starts_with("https://"));
+                check_tls(&mut problems, https, "use https:// urls");
+                if c.output.tls {
+                    problems.push("output.tls", "is for carbon; use https:// urls");
+                }
+                match stores_output(&c.output, &mut problems) {
+                    Some((stores, ring)) => Output::Stores {
+                        stores,
+                        ring,
+                        token: c.output.token.clone(),
+                        tls: tls_files.clone(),
+                    },
+                    None => Output::Carbon {
+                        address: String::new(),
+                        tls: None,
+                    },
+                }
+            }
             "carbon" => {
+                if several {
+                    problems.push(
+                        if c.output.urls.is_empty() {
+                            "output.store"
+                        } else {
+                            "output.urls"
+                        },
+                        "several stores are for kind = \"tally\" (acknowledged delivery)",
+                    );
+                }
                 if !c.output.address.contains(':') {
                     problems.push(
                         "output.address",
@@ -701,6 +934,27 @@ mod tests {
     }
 
     #[test]
+    fn the_relay_example_agent_is_the_relays_ring() {
+        let text = include_str!("../../examples/relay/agent.toml");
+        let s = Settings::try_from(AgentConfig::parse(text).expect("parses")).expect("valid");
+        let Output::Stores { stores, ring, .. } = s.output else {
+            panic!("several stores");
+        };
+        let servers: Vec<String> = stores.iter().map(|s| s.server.to_string()).collect();
+        assert_eq!(
+            servers,
+            ["127.0.0.1:2103=a", "127.0.0.1:2203=b", "127.0.0.1:2303=c"]
+        );
+        assert_eq!(ring.replication(), 2);
+        // The relay's own file lists the same servers the same way.
+        let relay = include_str!("../../examples/relay/carbon_ch.conf");
+        assert!(relay.contains("carbon_ch replication 2"));
+        for s in &servers {
+            assert!(relay.contains(s.as_str()), "{s}");
+        }
+    }
+
+    #[test]
     fn statsd_problems_are_reported_with_their_keys() {
         let c = AgentConfig::parse(
             "host = \"web1\"\n[statsd]\nenabled = true\nudp_listen = \"nowhere\"\nnaming = \"graphite\"\n\
@@ -780,6 +1034,110 @@ mod tests {
             ["output: output.client_key needs output.client_cert"]
         );
         assert!(problems("url = \"https://s:8443\"\n").is_empty());
+    }
+
+    fn output(text: &str) -> Result<Output, Vec<String>> {
+        let c = AgentConfig::parse(&format!(
+            "host = \"web1\"\n[[input]]\npaths = [\"/x\"]\n[output]\n{text}"
+        ))?;
+        Settings::try_from(c).map(|s| s.output)
+    }
+
+    #[test]
+    fn several_stores_make_a_ring_keyed_as_the_relay_names_them() {
+        let Ok(Output::Stores { stores, ring, .. }) = output(
+            "urls = [\"http://10.0.0.1:8080/\", \"http://10.0.0.2:8080\", \"https://[fd00::3]:8443\"]\n\
+             hashing = \"fnv1a_ch\"\nreplication = 2\n",
+        ) else {
+            panic!("valid");
+        };
+        let servers: Vec<String> = stores.iter().map(|s| s.server.to_string()).collect();
+        assert_eq!(
+            servers,
+            ["10.0.0.1:2003", "10.0.0.2:2003", "[fd00::3]:2003"]
+        );
+        assert_eq!(stores[0].url, "http://10.0.0.1:8080");
+        assert_eq!(
+            (ring.hashing(), ring.replication(), ring.len()),
+            (crate::ring::Hashing::Fnv1aCh, 2, 3)
+        );
+        let Ok(Output::Stores { stores, ring, .. }) = output(
+            "replication = 2\n\
+             [[output.store]]\nurl = \"http://127.0.0.1:8081\"\nserver = \"127.0.0.1:2103=a\"\n\
+             [[output.store]]\nurl = \"http://127.0.0.1:8082\"\nserver = \"127.0.0.1:2203=b\"\n",
+        ) else {
+            panic!("valid");
+        };
+        assert_eq!(stores[1].server.instance.as_deref(), Some("b"));
+        assert_eq!(ring.hashing(), crate::ring::Hashing::CarbonCh);
+        // One store in any form is the single output of before.
+        for one in [
+            "",
+            "url = \"http://s:8080\"\n",
+            "urls = [\"http://s:8080\"]\n",
+            "[[output.store]]\nurl = \"http://s:8080\"\n",
+        ] {
+            assert!(
+                matches!(output(one), Ok(Output::Tally { .. })),
+                "{one:?}: {:?}",
+                output(one)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_stores_are_reported_with_their_keys() {
+        let keys = |text: &str| -> Vec<String> {
+            output(text)
+                .expect_err("invalid")
+                .iter()
+                .map(|p| p.split(": ").next().unwrap_or_default().to_string())
+                .collect()
+        };
+        assert_eq!(
+            output("urls = [\"http://a:1\", \"http://b:1\"]\nreplication = 3\n")
+                .expect_err("3 > 2"),
+            ["output.replication: 3 must be between 1 and the number of stores (2)"]
+        );
+        assert_eq!(
+            output("url = \"http://a:1\"\nreplication = 2\n").expect_err("2 > 1"),
+            ["output.replication: 2 must be between 1 and the number of stores (1)"]
+        );
+        assert_eq!(
+            output("urls = [\"http://a:1\", \"http://b:1\"]\nhashing = \"md5\"\n")
+                .expect_err("hashing"),
+            ["output.hashing: \"md5\" is none of carbon_ch, fnv1a_ch, jump_fnv1a_ch"]
+        );
+        // carbon_ch cannot tell two stores of one host apart without instances.
+        let e = output("urls = [\"http://127.0.0.1:8081\", \"http://127.0.0.1:8082\"]\n")
+            .expect_err("alike");
+        assert!(
+            e.len() == 1 && e[0].starts_with("output.urls: stores \"127.0.0.1:2003\" and"),
+            "{e:?}"
+        );
+        assert_eq!(
+            keys("url = \"http://a:1\"\nurls = [\"http://b:1\", \"http://c:1\"]\n"),
+            ["output.urls"]
+        );
+        assert_eq!(
+            keys("urls = [\"http://a:1\", \"ftp://b\", \"http://a:1\"]\n"),
+            ["output.urls[1]", "output.urls[2]"]
+        );
+        assert_eq!(
+            keys(
+                "[[output.store]]\nurl = \"http://a:1\"\nserver = \"a:x\"\n\
+                  [[output.store]]\nurl = \"http://b:1\"\n"
+            ),
+            ["output.store[0].server"]
+        );
+        assert_eq!(
+            keys("kind = \"carbon\"\nurls = [\"http://a:1\", \"http://b:1\"]\n"),
+            ["output.urls"]
+        );
+        assert_eq!(
+            keys("urls = [\"http://a:1\", \"http://b:1\"]\nca_file = \"/ca.pem\"\n"),
+            ["output"]
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@
 //! - [`naming`]: what the series are called, the rules' and the agent's own alike.
 //! - `pipeline`: the reading loop and the commit ([`run`]); `checkpoint`: where a restart
 //!   continues.
-//! - `spool`: segments waiting for the destination; `ship`: sends them, then deletes them.
+//! - [`ring`]: which of several stores hold a series (carbon-c-relay's consistent hashing).
+//! - `spool`: segments waiting for the destination, one queue per store; `ship`: sends them,
+//!   then deletes them.
 //! - `stats`: the agent's own counters ([`Stats`]); `server`: `/metrics`.
 //! - [`config`]: the TOML file, validated into [`Settings`]; `error`: [`Error`].
 //! - [`statsd`]: the statsd listeners, their journal, the protocol and its aggregation.
@@ -37,6 +39,7 @@ mod error;
 pub mod gen;
 pub mod naming;
 mod pipeline;
+pub mod ring;
 pub mod rules;
 mod server;
 mod ship;
@@ -48,4 +51,4 @@ pub mod tail;
 pub use config::{AgentConfig, Settings};
 pub use error::{Error, Result};
 pub use pipeline::{run, Ready};
-pub use stats::Stats;
+pub use stats::{Stats, StoreStats};

@@ -58,10 +58,22 @@ impl Naming {
     }
 
     /// The name of one of the agent's own counters: `tally.agent.<metric>;host=...` or
-    /// `prefix.host.tally_agent.<metric>`; `rule` is the rule of the per-rule `lines_matched`.
-    /// A name that cannot be built is empty.
-    pub(crate) fn agent_series(&self, metric: &str, rule: Option<&str>) -> String {
-        let tags: Vec<(&str, &str)> = rule.map(|r| ("rule", r)).into_iter().collect();
+    /// `prefix.host.tally_agent.<metric>`; `label` is its one label (`rule` of the per-rule
+    /// `lines_matched`, `store` of the per-store counters: a store's URL without its scheme,
+    /// sanitized as a tag value or path node). A name that cannot be built is empty.
+    pub(crate) fn agent_series(&self, metric: &str, label: Option<(&str, &str)>) -> String {
+        let mut store = Vec::new();
+        let tags: Vec<(&str, &str)> = match label {
+            Some(("store", url)) => {
+                let url = url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"))
+                    .unwrap_or(url);
+                push_sanitized(&mut store, url.as_bytes(), self.is_path());
+                vec![("store", std::str::from_utf8(&store).unwrap_or("none"))]
+            }
+            other => other.into_iter().collect(),
+        };
         self.name(
             &format!("tally_agent.{metric}"),
             &format!("tally.agent.{metric}"),
@@ -323,15 +335,29 @@ mod tests {
             (path(""), None, "web1_example_com.tally_agent.lines_read"),
         ];
         for (naming, rule, want) in table {
-            assert_eq!(naming.agent_series("lines_read", *rule), *want);
+            let label = rule.map(|r| ("rule", r));
+            assert_eq!(naming.agent_series("lines_read", label), *want);
         }
+        // A store's URL is one tag value, or one path node.
+        let store = Some(("store", "http://10.0.0.1:8080"));
+        assert_eq!(
+            tags().agent_series("store_ship_errors", store),
+            "tally.agent.store_ship_errors;host=web1.example.com;store=10.0.0.1:8080"
+        );
+        assert_eq!(
+            path("servers").agent_series("store_ship_errors", store),
+            "servers.web1_example_com.tally_agent.store_ship_errors.10_0_0_1:8080"
+        );
     }
 
     #[test]
     fn a_name_the_store_would_refuse_falls_back() {
         let r = rule(&["vhost"]);
         assert_eq!(tags().rule_series(&r, &["~x".into()], None), "requests");
-        assert_eq!(tags().agent_series("lines_matched", Some("~x")), "");
+        assert_eq!(
+            tags().agent_series("lines_matched", Some(("rule", "~x"))),
+            ""
+        );
     }
 
     #[test]

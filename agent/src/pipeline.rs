@@ -29,7 +29,7 @@ use crate::naming::StatsdNaming;
 use crate::rules::{Matcher, RuleSet};
 use crate::server::serve_metrics;
 use crate::ship;
-use crate::spool::Spool;
+use crate::spool::Spools;
 use crate::stats::{RuleMatches, Stats};
 use crate::statsd::journal::{self, Position};
 use crate::statsd::listen::Listeners;
@@ -69,7 +69,8 @@ struct Pipeline {
     agg: Agg,
     rules: RuleSet,
     matcher: Matcher,
-    spool: Spool,
+    spool: Spools,
+    spool_dir: PathBuf,
     statsd: Statsd,
     /// What the last checkpoint written recorded, to skip writing an identical one.
     written: Option<Written>,
@@ -132,21 +133,13 @@ impl Pipeline {
         let files = self.tailer.checkpoint();
         let lines = self.matcher.counts.lines;
         if !points.is_empty() {
-            let mut body = Vec::with_capacity(points.len() * 64);
-            for p in &points {
-                tally_proto::encode(
-                    &p.name,
-                    p.value,
-                    tally_proto::Timestamp::At(p.time),
-                    &mut body,
-                );
-            }
-            self.spool
-                .write(&body, points.len() as u64)
-                .map_err(|e| Error::io("writing the spool", self.spool.dir(), e))?;
+            let written = self
+                .spool
+                .write(&points)
+                .map_err(|e| Error::io("writing the spool", &self.spool_dir, e))?;
             self.stats
                 .points_spooled
-                .fetch_add(points.len() as u64, Ordering::Relaxed);
+                .fetch_add(written, Ordering::Relaxed);
             self.stats.notify();
         }
         let journal = self.statsd.reader.position();
@@ -158,7 +151,7 @@ impl Pipeline {
             return Ok(());
         }
         let cp = Checkpoint {
-            seq: self.spool.next_seq() - 1,
+            seq: self.spool.last_seq(),
             files: files.clone(),
             agg: self.agg.snapshot(),
             statsd: StatsdState {
@@ -201,7 +194,7 @@ impl Pipeline {
         st.backlog_bytes
             .store(self.tailer.backlog(), Ordering::Relaxed);
         st.points_dropped
-            .store(self.spool.dropped_points, Ordering::Relaxed);
+            .store(self.spool.dropped_points(), Ordering::Relaxed);
         let sd = &self.statsd;
         st.statsd_metrics
             .store(sd.ingest.metrics, Ordering::Relaxed);
@@ -232,9 +225,9 @@ impl Pipeline {
     fn self_points(&self, t: i64, out: &mut Vec<Point>) {
         let naming = self.agg.naming();
         for s in self.stats.all_samples() {
-            let rule = s.labels.first().map(|(_, rule)| rule.as_str());
+            let label = s.labels.first().map(|(k, v)| (*k, v.as_str()));
             out.push(Point {
-                name: naming.agent_series(s.name, rule),
+                name: naming.agent_series(s.name, label),
                 value: s.value as f64,
                 time: t,
             });
@@ -256,8 +249,9 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
     }
     let checkpoint = Checkpoint::load(&s.data_dir)?;
     let spool_dir: PathBuf = s.data_dir.join("spool");
-    let spool = Spool::open(
+    let spool = Spools::open(
         &spool_dir,
+        &s.output,
         s.spool_max_bytes,
         checkpoint.as_ref().map_or(0, |c| c.seq),
     )
@@ -327,22 +321,20 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
         Some(addr) => Some(serve_metrics(addr, stats.clone(), s.metrics_token.clone())?),
         None => None,
     };
-    let shipper = {
-        let (output, dir, stats, timeout, backoff) = (
-            s.output.clone(),
-            spool_dir.clone(),
-            stats.clone(),
-            s.ship_timeout,
-            s.max_backoff,
+    // One shipper per queue: with several stores, one store down holds back only its share.
+    let mut shippers = Vec::new();
+    for queue in ship::queues(&s.output, spool.dirs(), &stats) {
+        let (stats, timeout, backoff) = (stats.clone(), s.ship_timeout, s.max_backoff);
+        shippers.push(
+            std::thread::Builder::new()
+                .name("agent-ship".into())
+                .spawn(move || ship::run(queue, stats, timeout, backoff))
+                .map_err(|source| Error::Thread {
+                    name: "agent-ship",
+                    source,
+                })?,
         );
-        std::thread::Builder::new()
-            .name("agent-ship".into())
-            .spawn(move || ship::run(output, dir, stats, timeout, backoff))
-            .map_err(|source| Error::Thread {
-                name: "agent-ship",
-                source,
-            })?
-    };
+    }
     let files = tailer.open_files();
     let rules = s.rules.clone();
     let matcher = rules.matcher();
@@ -354,6 +346,7 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
         rules,
         matcher,
         spool,
+        spool_dir,
         statsd: Statsd {
             agg: statsd_agg,
             reader,
@@ -381,7 +374,9 @@ pub fn run(s: Settings, stats: Arc<Stats>, on_ready: impl FnOnce(Ready)) -> Resu
     if let Some(l) = agent.statsd.listeners.take() {
         l.join();
     }
-    let _ = shipper.join();
+    for shipper in shippers {
+        let _ = shipper.join();
+    }
     result
 }
 

@@ -6,6 +6,10 @@
 //! keeps the segments and waits, doubling the wait up to `max_backoff`; evaluation of the logs
 //! never waits for the shipper.
 //!
+//! With several stores each store's queue (`spool`) has a shipper thread of its own, so a store
+//! that is down holds back only its own share; the spool gauges are the sums over the queues,
+//! and each store's own counters carry its URL.
+//!
 //! Both can go over TLS (an `https://` url; `tls = true` for carbon), verifying the server
 //! against the configured CA and presenting a client certificate when one is configured.
 
@@ -20,7 +24,7 @@ use tally_common::tls::rustls;
 
 use crate::config::Output;
 use crate::spool::{list, Segment};
-use crate::stats::Stats;
+use crate::stats::{Stats, StoreStats};
 
 /// One batch is at most this large (well under the store's 32 MiB limit).
 const BATCH_BYTES: u64 = 4 << 20;
@@ -119,15 +123,94 @@ impl Dest {
     }
 }
 
+/// What one shipper delivers: a spool directory, to one destination.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    /// A `Tally` or `Carbon` output (one of several stores is a `Tally` of its own).
+    pub(crate) output: Output,
+    pub(crate) dir: PathBuf,
+    /// One of several stores: its own counters.
+    pub(crate) store: Option<Arc<StoreStats>>,
+}
+
+/// The shippers of `output`'s queues (`dirs`, one per store in the order of the stores).
+pub(crate) fn queues(output: &Output, dirs: Vec<PathBuf>, stats: &Stats) -> Vec<Queue> {
+    match output {
+        Output::Stores {
+            stores, token, tls, ..
+        } => {
+            let mut all = Vec::with_capacity(stores.len());
+            let mut per_store = Vec::with_capacity(stores.len());
+            for (store, dir) in stores.iter().zip(dirs) {
+                let counters = Arc::new(StoreStats::new(&store.url));
+                per_store.push(counters.clone());
+                all.push(Queue {
+                    output: Output::Tally {
+                        url: store.url.clone(),
+                        token: token.clone(),
+                        tls: tls.clone(),
+                    },
+                    dir,
+                    store: Some(counters),
+                });
+            }
+            if let Ok(mut s) = stats.stores.lock() {
+                *s = per_store;
+            }
+            all
+        }
+        _ => dirs
+            .into_iter()
+            .take(1)
+            .map(|dir| Queue {
+                output: output.clone(),
+                dir,
+                store: None,
+            })
+            .collect(),
+    }
+}
+
+/// What this queue last added to the spool gauges (which sum over the queues).
+#[derive(Default)]
+struct Shares {
+    segments: u64,
+    bytes: u64,
+    points: u64,
+}
+
+impl Shares {
+    fn update(&mut self, stats: &Stats, segs: &[Segment]) {
+        let now = Shares {
+            segments: segs.len() as u64,
+            bytes: segs.iter().map(|s| s.bytes).sum(),
+            points: segs.iter().map(|s| s.points).sum(),
+        };
+        // Wrapping adds of the differences: each queue moves the sums by its own change.
+        stats
+            .spool_segments
+            .fetch_add(now.segments.wrapping_sub(self.segments), Ordering::Relaxed);
+        stats
+            .spool_bytes
+            .fetch_add(now.bytes.wrapping_sub(self.bytes), Ordering::Relaxed);
+        stats
+            .spool_points
+            .fetch_add(now.points.wrapping_sub(self.points), Ordering::Relaxed);
+        *self = now;
+    }
+}
+
 /// Runs until `stats.stopping` is set (then makes a last attempt for a short while).
-pub(crate) fn run(
-    output: Output,
-    dir: PathBuf,
-    stats: Arc<Stats>,
-    timeout: Duration,
-    max_backoff: Duration,
-) {
+pub(crate) fn run(queue: Queue, stats: Arc<Stats>, timeout: Duration, max_backoff: Duration) {
     const TLS_NAMES: [&str; 3] = ["output.ca_file", "output.client_cert", "output.client_key"];
+    let Queue { output, dir, store } = queue;
+    // Where the points go, for the log.
+    let label = match &output {
+        Output::Tally { url, .. } => url.clone(),
+        Output::Carbon { address, .. } => address.clone(),
+        Output::Stores { .. } => String::new(),
+    };
+    let label = label.as_str();
     let mut dest = match output {
         Output::Tally { url, token, tls } => {
             let mut builder = reqwest::blocking::Client::builder().timeout(timeout);
@@ -149,6 +232,10 @@ pub(crate) fn run(
             };
             Dest::Tally { client, url, token }
         }
+        Output::Stores { .. } => {
+            tracing::error!("a shipper was given several stores; nothing will be shipped");
+            return;
+        }
         Output::Carbon { address, tls } => {
             let tls = match tls.map(|files| files.load(TLS_NAMES)).transpose() {
                 Ok(config) => config.map(Arc::new),
@@ -168,17 +255,14 @@ pub(crate) fn run(
     let mut backoff = Duration::from_millis(250);
     let mut failing = false;
     let mut stop_at: Option<Instant> = None;
+    let mut shares = Shares::default();
+    let mut seen = 0;
     loop {
         let segs = list(&dir);
-        stats
-            .spool_segments
-            .store(segs.len() as u64, Ordering::Relaxed);
-        stats
-            .spool_bytes
-            .store(segs.iter().map(|s| s.bytes).sum(), Ordering::Relaxed);
-        stats
-            .spool_points
-            .store(segs.iter().map(|s| s.points).sum(), Ordering::Relaxed);
+        shares.update(&stats, &segs);
+        if let Some(s) = &store {
+            s.spool_points.store(shares.points, Ordering::Relaxed);
+        }
         if stats.stopping.load(Ordering::Relaxed) {
             // On the way out, deliver what is there if the destination answers; never hang.
             let deadline = *stop_at.get_or_insert_with(|| Instant::now() + Duration::from_secs(2));
@@ -187,7 +271,7 @@ pub(crate) fn run(
             }
         }
         if segs.is_empty() {
-            stats.wait_for_work(Duration::from_millis(500));
+            stats.wait_for_work(&mut seen, Duration::from_millis(500));
             continue;
         }
         let mut batch: Vec<&Segment> = Vec::new();
@@ -219,7 +303,10 @@ pub(crate) fn run(
                     let _ = std::fs::remove_file(&s.path);
                 }
                 if failing {
-                    tracing::info!("shipping again");
+                    tracing::info!(to = label, "shipping again");
+                }
+                if let Some(s) = &store {
+                    s.points_shipped.fetch_add(points, Ordering::Relaxed);
                 }
                 failing = false;
                 backoff = Duration::from_millis(250);
@@ -236,10 +323,13 @@ pub(crate) fn run(
             }
             Err(e) => {
                 stats.ship_errors.fetch_add(1, Ordering::Relaxed);
+                if let Some(s) = &store {
+                    s.ship_errors.fetch_add(1, Ordering::Relaxed);
+                }
                 if !failing {
-                    tracing::warn!(error = %e, spooled_points = segs.iter().map(|s| s.points).sum::<u64>(), "shipping failed; keeping the points in the spool and retrying");
+                    tracing::warn!(error = %e, to = label, spooled_points = shares.points, "shipping failed; keeping the points in the spool and retrying");
                 } else {
-                    tracing::debug!(error = %e, ?backoff, "shipping still failing");
+                    tracing::debug!(error = %e, to = label, ?backoff, "shipping still failing");
                 }
                 failing = true;
                 if !stats.stopping.load(Ordering::Relaxed) {

@@ -1,8 +1,8 @@
 //! The agent's own counters: on `/metrics` in Prometheus text, and shipped as `tally.agent.*`
 //! series with the rest.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use tally_common::metrics::{Kind, Sample};
@@ -25,12 +25,12 @@ tally_common::counters! {
         series: Gauge = "Distinct series known.",
         open_buckets: Gauge = "Buckets within the lateness window.",
         commits: Counter = "Checkpoints written.",
-        points_spooled: Counter = "Points written to the spool.",
-        points_shipped: Counter = "Points the destination acknowledged.",
-        points_dropped: Counter = "Points dropped unsent because the spool was full.",
-        spool_segments: Gauge = "Segments waiting in the spool.",
-        spool_bytes: Gauge = "Bytes waiting in the spool.",
-        spool_points: Gauge = "Points waiting in the spool.",
+        points_spooled: Counter = "Points written to the spool (with several stores, once per store holding it).",
+        points_shipped: Counter = "Points the destination acknowledged (with several stores, each store's acknowledgement counts).",
+        points_dropped: Counter = "Points dropped unsent because the spool (a store's queue) was full.",
+        spool_segments: Gauge = "Segments waiting in the spool (every store's queue).",
+        spool_bytes: Gauge = "Bytes waiting in the spool (every store's queue).",
+        spool_points: Gauge = "Points waiting in the spool (every store's queue; a point for two stores counts twice).",
         ship_batches: Counter = "Batches delivered.",
         ship_errors: Counter = "Failed delivery attempts.",
         ship_latency_ms: Gauge = "Age of the oldest point of the last delivered batch, in ms.",
@@ -47,7 +47,30 @@ tally_common::counters! {
         /// Lines matched per rule, in the rules' order.
         pub matched: Mutex<Vec<RuleMatches>>,
         pub stopping: AtomicBool,
-        wake: (Mutex<bool>, Condvar),
+        /// With several stores, each store's own counters, in the order of the stores.
+        pub stores: Mutex<Vec<Arc<StoreStats>>>,
+        /// How many times the shippers were woken (each remembers the last it saw).
+        wake: (Mutex<u64>, Condvar),
+    }
+}
+
+/// One of several stores' counters, labelled `store="<url>"` on `/metrics`.
+#[derive(Debug)]
+pub struct StoreStats {
+    pub url: String,
+    pub spool_points: AtomicU64,
+    pub points_shipped: AtomicU64,
+    pub ship_errors: AtomicU64,
+}
+
+impl StoreStats {
+    pub(crate) fn new(url: &str) -> StoreStats {
+        StoreStats {
+            url: url.to_string(),
+            spool_points: AtomicU64::new(0),
+            points_shipped: AtomicU64::new(0),
+            ship_errors: AtomicU64::new(0),
+        }
     }
 }
 
@@ -59,9 +82,41 @@ pub struct RuleMatches {
 }
 
 impl Stats {
-    /// Every counter, and the per-rule matches as `lines_matched{rule=...}`.
+    /// Every counter, the per-rule matches as `lines_matched{rule=...}`, and with several
+    /// stores each one's `store_spool_points`, `store_points_shipped` and `store_ship_errors`
+    /// labelled `store=<url>`.
     pub fn all_samples(&self) -> Vec<Sample> {
         let mut out = self.samples();
+        let stores = self.stores.lock().map(|s| s.clone()).unwrap_or_default();
+        type Field = fn(&StoreStats) -> &AtomicU64;
+        let per_store: [(&'static str, Kind, &'static str, Field); 3] = [
+            (
+                "store_spool_points",
+                Kind::Gauge,
+                "Points waiting in this store's queue.",
+                |s| &s.spool_points,
+            ),
+            (
+                "store_points_shipped",
+                Kind::Counter,
+                "Points this store acknowledged.",
+                |s| &s.points_shipped,
+            ),
+            (
+                "store_ship_errors",
+                Kind::Counter,
+                "Failed deliveries to this store.",
+                |s| &s.ship_errors,
+            ),
+        ];
+        for (name, kind, help, field) in per_store {
+            for s in &stores {
+                out.push(
+                    Sample::new(name, kind, help, field(s).load(Ordering::Relaxed))
+                        .label("store", s.url.clone()),
+                );
+            }
+        }
         for m in self.matched.lock().map(|m| m.clone()).unwrap_or_default() {
             out.push(
                 Sample::new(
@@ -101,25 +156,26 @@ impl Stats {
         serde_json::Value::Object(m).to_string()
     }
 
-    /// Wakes the shipper: a segment was written, or the agent is stopping.
+    /// Wakes the shippers: a segment was written, or the agent is stopping.
     pub fn notify(&self) {
         if let Ok(mut w) = self.wake.0.lock() {
-            *w = true;
+            *w = w.wrapping_add(1);
             self.wake.1.notify_all();
         }
     }
 
-    /// Waits for [`Stats::notify`] or `timeout`.
-    pub fn wait_for_work(&self, timeout: Duration) {
+    /// Waits for a [`Stats::notify`] after the one `seen` last (then remembered there), or
+    /// `timeout`.
+    pub fn wait_for_work(&self, seen: &mut u64, timeout: Duration) {
         if let Ok(mut w) = self.wake.0.lock() {
-            if !*w {
+            if *w == *seen {
                 if let Ok((g, _)) = self.wake.1.wait_timeout(w, timeout) {
                     w = g;
                 } else {
                     return;
                 }
             }
-            *w = false;
+            *seen = *w;
         }
     }
 

@@ -33,12 +33,12 @@ const RATE: i64 = 1000;
 
 /// What `tally gen-log` wrote, summed over its runs.
 #[derive(Debug, Default, Clone)]
-struct Truth {
-    lines: u64,
-    bad: u64,
-    status: BTreeMap<String, u64>,
-    vhost: BTreeMap<String, u64>,
-    beacons: BTreeMap<String, u64>,
+pub(crate) struct Truth {
+    pub(crate) lines: u64,
+    pub(crate) bad: u64,
+    pub(crate) status: BTreeMap<String, u64>,
+    pub(crate) vhost: BTreeMap<String, u64>,
+    pub(crate) beacons: BTreeMap<String, u64>,
 }
 
 impl Truth {
@@ -126,7 +126,7 @@ fn total(http: &str, target: &str) -> Option<u64> {
 /// Appends `tally gen-log` runs to the log until told to stop, now and then rotating it first.
 /// The log's time follows the clock, as a live log's does: a line far behind the agent's
 /// watermark is late by design (counted, not shipped), which is not what is tested here.
-fn generate(
+pub(crate) fn generate(
     logs: PathBuf,
     truth: Arc<Mutex<Truth>>,
     stop: Arc<AtomicBool>,

@@ -2,6 +2,7 @@
 
 mod agent_carbon;
 mod agent_model;
+mod agent_ring;
 mod alert_incidents;
 mod alertmanager;
 mod alerts;
@@ -24,6 +25,7 @@ mod http_front;
 mod pki;
 mod proc;
 mod query_api;
+mod relay;
 mod statsd_compat;
 mod store_ingest;
 mod tls;
