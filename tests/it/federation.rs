@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -17,6 +17,7 @@ use crate::compat::{diff_json, enc, get};
 use crate::compat_stored::{plaintext, FIND, RENDER};
 use crate::graphite_web::GraphiteWeb;
 use crate::proc::{free_port, QueryProc, StoreProc};
+use crate::relay::{example, Relay};
 
 /// A store on ports chosen beforehand, so that it comes back where the relay sends.
 fn store_on(dir: &Path, line: u16, http: u16) -> StoreProc {
@@ -33,70 +34,6 @@ fn store_on(dir: &Path, line: u16, http: u16) -> StoreProc {
         .arg("--config")
         .arg(&cfg);
     StoreProc::spawn(&mut cmd)
-}
-
-/// carbon-c-relay in front of `lines`, killed when dropped.
-pub(crate) struct Relay {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Relay {
-    pub(crate) fn start(hashing: &str, replication: usize, lines: &[SocketAddr]) -> Relay {
-        assert!(
-            Path::new("/usr/bin/carbon-c-relay").exists(),
-            "carbon-c-relay is not installed: run scripts/setup.sh test (./x test does)"
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        // carbon_ch hashes a server's host and instance, never its port: stores on one host
-        // need an instance each.
-        let servers: Vec<String> = lines
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("        {a}={}\n", (b'a' + i as u8) as char))
-            .collect();
-        let conf = format!(
-            "cluster tally\n    {hashing} replication {replication}\n{}    ;\nmatch *\n    send to tally\n    stop\n    ;\n",
-            servers.concat()
-        );
-        let path = dir.path().join("relay.conf");
-        std::fs::write(&path, conf).expect("relay config");
-        let port = free_port();
-        // -s: submission mode (no statistics of its own in the stream).
-        let child = Command::new("/usr/bin/carbon-c-relay")
-            .arg("-f")
-            .arg(&path)
-            .args(["-p", &port.to_string(), "-s", "-w", "1"])
-            .arg("-l")
-            .arg(dir.path().join("relay.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("carbon-c-relay starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "carbon-c-relay never listened");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Relay {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    pub(crate) fn send(&self, text: &str) {
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("relay accepts");
-        c.write_all(text.as_bytes()).expect("write to the relay");
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Status, the partial header and the body of a GET.
@@ -244,10 +181,15 @@ fn issue_14_stores_behind_carbon_c_relay_answer_as_one_store() {
         .map(|(i, (l, h))| store_on(&dir.path().join(format!("s{i}")), *l, *h))
         .collect();
     let reference = StoreProc::start_quiet(&dir.path().join("reference"));
+    // The tested example configuration: carbon_ch, replication 2, an instance per store.
+    let port = free_port();
     let relay = Relay::start(
-        "carbon_ch",
-        2,
-        &stores.iter().map(|s| s.line).collect::<Vec<_>>(),
+        &example(
+            "carbon_ch.conf",
+            port,
+            &stores.iter().map(|s| s.line).collect::<Vec<_>>(),
+        ),
+        port,
     );
     let node = QueryProc::start(
         &stores.iter().map(|s| s.http).collect::<Vec<_>>(),

@@ -86,7 +86,9 @@ impl Relay {
         let mut child = Command::new(BIN)
             .arg("-f")
             .arg(&conf)
-            .args(["-w", "2", "-H", "tallytest"])
+            // -s: submission mode, no statistics of the relay's own in the stream (they would
+            // be series the tests did not send).
+            .args(["-s", "-w", "2", "-H", "tallytest"])
             .stdout(Stdio::from(out.try_clone().expect("log")))
             .stderr(Stdio::from(out))
             .spawn()
