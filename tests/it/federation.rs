@@ -191,10 +191,26 @@ fn issue_14_stores_behind_carbon_c_relay_answer_as_one_store() {
         ),
         port,
     );
+    // A rule on the node that holds only if it sees every store's share: the three cpu
+    // series are spread over the stores.
+    let rules = dir.path().join("alerts.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"AllCpu\"\ntarget = \"countSeries(srv.*.cpu)\"\nwindow = \"5m\"\n\
+         reduce = \"last\"\nop = \">=\"\ncrit = 3\ninterval = \"2s\"\non_error = \"alert\"\n",
+    )
+    .expect("rules");
     let node = QueryProc::start(
         &stores.iter().map(|s| s.http).collect::<Vec<_>>(),
         &dir.path().join("node"),
-        &["--replication", "2", "--peer-timeout", "2s"],
+        &[
+            "--replication",
+            "2",
+            "--peer-timeout",
+            "2s",
+            "--alerts",
+            rules.to_str().unwrap_or_default(),
+        ],
     );
     relay.send(&early);
     {
@@ -218,6 +234,11 @@ fn issue_14_stores_behind_carbon_c_relay_answer_as_one_store() {
         assert_eq!(holders, 2, "{n} is on {holders} stores, not 2");
     }
     println!("federation: {held} requests answered alike by the query node over 3 stores");
+    wait_alert(
+        &node,
+        "firing",
+        "the rule on the node sees all three cpu series",
+    );
 
     // A real graphite-web federating the three stores (pickle, local=1) answers as the
     // reference does too: the cluster protocol each store serves, replicas merged by
@@ -229,7 +250,10 @@ fn issue_14_stores_behind_carbon_c_relay_answer_as_one_store() {
             .collect::<Vec<_>>(),
     );
     let mut gw_failures = Vec::new();
-    for target in RENDER.iter().take(40) {
+    // graphite-web 1.1.8's useSeriesAbove compares max(series) with a float, which Python 3
+    // refuses when a remote series holds a None (TypeError in functions.py:3697): its bug,
+    // with any remote store.
+    for target in RENDER.iter().filter(|t| !t.starts_with("useSeriesAbove")) {
         let q = format!(
             "/render?target={}&from={from}&until={until}&format=json",
             enc(target)
@@ -242,6 +266,40 @@ fn issue_14_stores_behind_carbon_c_relay_answer_as_one_store() {
         };
         if let Some(d) = d {
             gw_failures.push(format!("render {target}: {d}"));
+        }
+    }
+    for path in FIND
+        .iter()
+        .flat_map(|q| {
+            [
+                format!("/metrics/find?query={}", enc(q)),
+                format!("/metrics/find?query={}&format=completer", enc(q)),
+            ]
+        })
+        .chain([
+            "/metrics/expand?query=srv.*.cpu&leavesOnly=1".to_owned(),
+            format!("/tags/autoComplete/tags?expr={}", enc("name=requests")),
+            format!(
+                "/tags/autoComplete/values?tag=host&expr={}",
+                enc("name=requests")
+            ),
+        ])
+    {
+        let ((gs, gb), (rs, rb)) = (get(&gw.url(&path)), get(&reference.url(&path)));
+        // A remote finder's nodes come out of a dict: same-named completer nodes are in no
+        // set order there. Compared by path.
+        let by_path = |mut v: Value| {
+            if let Some(m) = v.get_mut("metrics").and_then(Value::as_array_mut) {
+                m.sort_by_key(|n| n["path"].as_str().unwrap_or("").to_owned());
+            }
+            v
+        };
+        let (g, r): (Value, Value) = (
+            by_path(serde_json::from_str(&gb).unwrap_or(Value::Null)),
+            by_path(serde_json::from_str(&rb).unwrap_or(Value::Null)),
+        );
+        if gs != rs || g != r || g.is_null() {
+            gw_failures.push(format!("{path}: {gs} {gb:.300}\n   vs {rs} {rb:.300}"));
         }
     }
     assert!(
@@ -309,11 +367,36 @@ fn issue_14_stores_behind_carbon_c_relay_answer_as_one_store() {
         metric(&metrics, "tally_query_partial_answers") >= 1.0,
         "{metrics}"
     );
+    // The rule saw a partial read: an evaluation error, not a recovery on the part it saw.
+    let a = wait_alert(&node, "error", "a partial read is an evaluation error");
+    assert!(
+        a["error"].as_str().is_some_and(|e| e.contains("partial")),
+        "{a}"
+    );
     // And with none left, no answer at all rather than an empty one.
     stores[1].kill9();
     let (status, _, body) = get_marked(&node.url(&q));
     assert_eq!(status, 503, "{body:.300}");
     assert!(body.contains("no store answered"), "{body:.300}");
+}
+
+/// Waits until the node's rule `AllCpu` is in `state`; returns its alert.
+fn wait_alert(node: &QueryProc, state: &str, why: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, _, body) = get_marked(&node.url("/api/v1/alerts"));
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let found = v["alerts"].as_array().and_then(|a| {
+            a.iter()
+                .find(|x| x["rule"] == "AllCpu" && x["state"] == state)
+                .cloned()
+        });
+        if let Some(a) = found {
+            return a;
+        }
+        assert!(Instant::now() < deadline, "{why}: {body:.600}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 fn metric(text: &str, name: &str) -> f64 {
