@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Federated reads against one store, in the same run (issue 14).
 
-S series x P points (10 s apart) go through a real carbon-c-relay (carbon_ch, replication 2) to
+S series x P points (10 s apart) go through a real carbon-c-relay (carbon_ch, --replication) to
 three `tally store`s and, the same file, straight into one reference store. A `tally query` node
 reads the three. Each query then runs --runs times against the node and against the reference,
 and the median wall times are printed with their ratio (goal: the node at most 1.5x):
@@ -10,7 +10,7 @@ and the median wall times are printed with their ratio (goal: the node at most 1
   narrow   bench.host7.* over the whole range (10 series)
   find     /metrics/find?query=bench.*
 
-    /usr/bin/python3 benches/federation_compare.py [--series 3000] [--points 2160] [--runs 7]
+    /usr/bin/python3 benches/federation_compare.py [--series 3000] [--points 2160] [--runs 7] [--replication 2]
 
 Needs a release build (cargo build --release --bin tally) and carbon-c-relay
 (scripts/setup.sh test installs it).
@@ -100,6 +100,7 @@ def main():
     ap.add_argument("--series", type=int, default=3000)
     ap.add_argument("--points", type=int, default=2160)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--replication", type=int, default=2, help="the relay's and the node's (1-3)")
     args = ap.parse_args()
     for need in (TALLY, RELAY):
         if not os.path.exists(need):
@@ -118,9 +119,9 @@ def main():
         os.makedirs(ref_dir)
         ref = Tally(ref_dir, retentions="10s:2d")
         procs = stores + [ref]
-        relay = Relay(work, [s.line_port for s in stores])
+        relay = Relay(work, [s.line_port for s in stores], args.replication)
         procs.append(relay)
-        node = QueryNode(work, [s.http_port for s in stores])
+        node = QueryNode(work, [s.http_port for s in stores], args.replication)
         procs.append(node)
         t = time.perf_counter()
         send_tcp(data, relay.port)
@@ -132,7 +133,7 @@ def main():
                 sys.exit("the stores never held every point")
             time.sleep(1)
         print(f"{args.series} series x {args.points} points: through the relay to 3 stores "
-              f"(replication 2) and into the reference, all queryable after {time.perf_counter() - t:.1f} s")
+              f"(replication {args.replication}) and into the reference, all queryable after {time.perf_counter() - t:.1f} s")
         frm, until = start - 10, end
         queries = {
             "sum": lambda p: render(p, "sumSeries(bench.*.*)", frm, until),

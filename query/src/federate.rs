@@ -316,9 +316,12 @@ impl Federated {
             "/render?format=msgpack&local=1&noCache=1&from={from}&until={until}&target={}",
             enc(target)
         );
-        let parts = self.gather(&format!("the read of {target}"), &q, None, |b| {
-            rmp_serde::from_slice::<Vec<RemoteSeries>>(b).map_err(|e| e.to_string())
-        })?;
+        let parts = self.gather(
+            &format!("the read of {target}"),
+            &q,
+            None,
+            crate::graphite::cluster::read_render_msgpack,
+        )?;
         Ok(merge_replicas(parts.into_iter().map(|v| {
             v.into_iter()
                 .map(|s| {
@@ -364,15 +367,6 @@ fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// One series of a store's `/render?format=msgpack` (graphite's `TimeSeries.getInfo()`).
-#[derive(Deserialize)]
-struct RemoteSeries {
-    name: String,
-    start: i64,
-    step: i64,
-    values: Vec<Option<f64>>,
-}
-
 /// One node of a store's `/metrics/find?format=msgpack`.
 #[derive(Deserialize)]
 struct RemoteNode {
@@ -408,6 +402,15 @@ pub fn merge_into(have: &mut Fetched, mut other: Fetched) {
         std::mem::swap(have, &mut other);
     }
     if other.step != have.step {
+        return;
+    }
+    if other.start == have.start {
+        // The same grid (the same range read from two stores): slot by slot.
+        for (slot, v) in have.values.iter_mut().zip(other.values) {
+            if slot.is_none() {
+                *slot = v;
+            }
+        }
         return;
     }
     for (i, v) in other.values.into_iter().enumerate() {

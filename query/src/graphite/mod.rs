@@ -15,7 +15,7 @@
 //! - `routes`: graphite-web's HTTP API.
 
 mod args;
-mod cluster;
+pub(crate) mod cluster;
 mod eval;
 mod expr;
 mod functions;
