@@ -181,7 +181,22 @@ impl Federated {
         body: Option<String>,
         decode: Decode<T>,
     ) -> Vec<std::result::Result<std::result::Result<T, String>, Failure>> {
-        let asks = self.peers.iter().map(|p| {
+        let each = vec![Some((path_and_query.to_owned(), body)); self.peers.len()];
+        self.ask_each(each, decode)
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(Failure::Missing("not asked".into()))))
+            .collect()
+    }
+
+    /// Asks each store its own request (`None`: nothing), in parallel, as [`Federated::ask_all`].
+    #[allow(clippy::type_complexity)]
+    fn ask_each<T: Send + 'static>(
+        &self,
+        each: Vec<Option<(String, Option<String>)>>,
+        decode: Decode<T>,
+    ) -> Vec<Option<std::result::Result<std::result::Result<T, String>, Failure>>> {
+        let asks = self.peers.iter().zip(each).map(|(p, ask)| {
+            let (path_and_query, body) = ask?;
             let url = format!("{}{path_and_query}", p.url);
             let mut req = match &body {
                 Some(b) => self
@@ -195,7 +210,7 @@ impl Federated {
                 req = req.bearer_auth(t);
             }
             let timeout = self.timeout;
-            async move {
+            Some(async move {
                 let answer = async {
                     let resp = req.send().await.map_err(|e| Failure::Missing(reason(&e)))?;
                     let status = resp.status();
@@ -229,19 +244,22 @@ impl Federated {
                 tokio::task::spawn_blocking(move || decode(&bytes))
                     .await
                     .map_err(|e| Failure::Missing(format!("decoding task failed: {e}")))
-            }
+            })
         });
         let asks: Vec<_> = asks.collect();
         self.stats
             .peer_requests
-            .fetch_add(asks.len() as u64, Relaxed);
+            .fetch_add(asks.iter().flatten().count() as u64, Relaxed);
         self.runtime.block_on(async move {
-            let handles: Vec<_> = asks.into_iter().map(tokio::spawn).collect();
+            let handles: Vec<_> = asks.into_iter().map(|a| a.map(tokio::spawn)).collect();
             let mut out = Vec::with_capacity(handles.len());
             for h in handles {
-                out.push(match h.await {
-                    Ok(r) => r,
-                    Err(e) => Err(Failure::Missing(format!("request task failed: {e}"))),
+                out.push(match h {
+                    None => None,
+                    Some(h) => Some(match h.await {
+                        Ok(r) => r,
+                        Err(e) => Err(Failure::Missing(format!("request task failed: {e}"))),
+                    }),
                 });
             }
             out
@@ -336,6 +354,127 @@ impl Federated {
                 })
                 .collect()
         })))
+    }
+
+    /// A read where each series is on several stores (`replication` > 1): the names first
+    /// (`names_query`, answered by every store), then each series from one store that holds
+    /// it, the stores sharing the work, then the gaps of each (the slots from its first to its
+    /// last missing one) from another store that holds it. Half the points move compared to
+    /// asking every store for everything. Any store failing on the way, or a name a store
+    /// could not take back as a target, falls back to [`Federated::read_target`].
+    fn read_replicated(
+        &self,
+        target: &str,
+        names_query: &str,
+        names: Decode<Vec<String>>,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<Named>> {
+        let fallback = || self.read_target(target, from, until);
+        let answers = self.ask_all(names_query, None, names);
+        let mut holders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, a) in answers.into_iter().enumerate() {
+            match a {
+                Ok(Ok(ns)) => {
+                    for n in ns {
+                        holders.entry(n).or_default().push(i);
+                    }
+                }
+                // A caller's mistake or a missing store: the whole read says so.
+                _ => return fallback(),
+            }
+        }
+        if holders.keys().any(|n| !plain_target(n)) {
+            return fallback();
+        }
+        let shares = assign(&holders, self.peers.len());
+        let ask = |share: &[String], from: i64, until: i64| -> Option<(String, Option<String>)> {
+            if share.is_empty() {
+                return None;
+            }
+            let mut body = format!("format=msgpack&local=1&noCache=1&from={from}&until={until}");
+            for n in share {
+                body.push_str("&target=");
+                body.push_str(&enc(n));
+            }
+            Some(("/render".to_owned(), Some(body)))
+        };
+        let each = shares.iter().map(|s| ask(s, from, until)).collect();
+        let mut read: BTreeMap<String, (usize, Fetched)> = BTreeMap::new();
+        for (i, a) in self
+            .ask_each(each, crate::graphite::cluster::read_render_msgpack)
+            .into_iter()
+            .enumerate()
+        {
+            match a {
+                None => {}
+                Some(Ok(Ok(series))) => {
+                    for s in series {
+                        let f = Fetched {
+                            start: s.start,
+                            step: s.step,
+                            values: s.values,
+                        };
+                        match read.get_mut(&s.name) {
+                            Some((_, have)) => merge_into(have, f),
+                            None => {
+                                read.insert(s.name, (i, f));
+                            }
+                        }
+                    }
+                }
+                Some(_) => return fallback(),
+            }
+        }
+        // The gaps, from another holder: one request per store over the span of the gaps it
+        // is asked to fill.
+        let mut fills: Vec<(Vec<String>, i64, i64)> =
+            vec![(Vec::new(), i64::MAX, i64::MIN); self.peers.len()];
+        for (name, (from_store, f)) in &read {
+            let (Some(first), Some(last)) = (
+                f.values.iter().position(Option::is_none),
+                f.values.iter().rposition(Option::is_none),
+            ) else {
+                continue;
+            };
+            let Some(&other) = holders.get(name).and_then(|hs| {
+                hs.iter()
+                    .filter(|&&h| h != *from_store)
+                    .min_by_key(|&&h| fills[h].0.len())
+            }) else {
+                continue;
+            };
+            let fill = &mut fills[other];
+            fill.0.push(name.clone());
+            fill.1 = fill.1.min(f.start + first as i64 * f.step - f.step);
+            fill.2 = fill.2.max(f.start + last as i64 * f.step);
+        }
+        let each = fills
+            .iter()
+            .map(|(names, a, b)| ask(names, *a, *b))
+            .collect();
+        for a in self
+            .ask_each(each, crate::graphite::cluster::read_render_msgpack)
+            .into_iter()
+            .flatten()
+        {
+            let Ok(Ok(series)) = a else {
+                return fallback();
+            };
+            for s in series {
+                if let Some((_, have)) = read.get_mut(&s.name) {
+                    merge_into(
+                        have,
+                        Fetched {
+                            start: s.start,
+                            step: s.step,
+                            values: s.values,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(read.into_iter().map(|(n, (_, f))| (n, f)).collect())
     }
 
     fn state_path(&self, key: &str) -> PathBuf {
@@ -447,6 +586,40 @@ fn series_by_tag(exprs: &[&str]) -> Result<String> {
     Ok(format!("seriesByTag({})", quoted?.join(",")))
 }
 
+/// `/metrics/expand`'s answer.
+#[derive(Deserialize)]
+struct Expanded {
+    results: Vec<String>,
+}
+
+/// `expr=...&expr=...` for `/tags/findSeries`.
+fn expr_query(exprs: &[&str]) -> String {
+    exprs
+        .iter()
+        .map(|e| format!("expr={}", enc(e)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A name a store's `/render` takes back as a target naming only itself.
+fn plain_target(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-:;=#".contains(&b))
+}
+
+/// Which holder reads each name: the least loaded so far, so that the stores share the read.
+fn assign(holders: &BTreeMap<String, Vec<usize>>, stores: usize) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = vec![Vec::new(); stores];
+    for (name, hs) in holders {
+        if let Some(&h) = hs.iter().min_by_key(|&&h| out[h].len()) {
+            out[h].push(name.clone());
+        }
+    }
+    out
+}
+
 fn json<T: serde::de::DeserializeOwned>(b: &[u8]) -> std::result::Result<T, String> {
     serde_json::from_slice(b).map_err(|e| e.to_string())
 }
@@ -491,10 +664,6 @@ impl Source for Federated {
     }
 
     fn expand(&self, pattern: &str) -> Result<Vec<String>> {
-        #[derive(Deserialize)]
-        struct Expanded {
-            results: Vec<String>,
-        }
         let q = format!("/metrics/expand?leavesOnly=1&query={}", enc(pattern));
         let parts = self.gather(
             &format!("the expansion of {pattern}"),
@@ -542,11 +711,29 @@ impl Source for Federated {
     }
 
     fn read_glob(&self, pattern: &str, from: i64, until: i64) -> Option<Result<Vec<Named>>> {
+        if self.replication > 1 {
+            let q = format!("/metrics/expand?leavesOnly=1&query={}", enc(pattern));
+            return Some(self.read_replicated(
+                pattern,
+                &q,
+                |b| json::<Expanded>(b).map(|e| e.results),
+                from,
+                until,
+            ));
+        }
         Some(self.read_target(pattern, from, until))
     }
 
     fn read_tagged(&self, exprs: &[&str], from: i64, until: i64) -> Option<Result<Vec<Named>>> {
-        Some(series_by_tag(exprs).and_then(|t| self.read_target(&t, from, until)))
+        let target = match series_by_tag(exprs) {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        if self.replication > 1 {
+            let q = format!("/tags/findSeries?{}", expr_query(exprs));
+            return Some(self.read_replicated(&target, &q, json::<Vec<String>>, from, until));
+        }
+        Some(self.read_target(&target, from, until))
     }
 
     fn tag_names(&self) -> Vec<String> {
