@@ -44,19 +44,7 @@ pub async fn run(
     opts.schemas = settings.schemas.clone();
     opts.max_head_points = settings.max_head_points;
     opts.min_free = settings.min_free;
-    let tls = match &settings.tls {
-        Some(t) => Some(Arc::new(
-            Tls::load(t.files.clone()).map_err(|e| Error::Config(vec![format!("tls: {e}")]))?,
-        )),
-        None => None,
-    };
-    let front_opts = FrontOptions {
-        max_connections: settings.http.max_connections,
-        max_requests: settings.http.max_requests,
-        header_timeout: settings.http.header_timeout,
-        body_timeout: settings.http.body_timeout,
-        idle_timeout: settings.http.idle_timeout,
-    };
+    let (tls, front_opts) = front_settings(&settings)?;
     // Installed before the port is announced, so that a SIGHUP never finds the default action
     // (which ends the process).
     let mut hup = match &tls {
@@ -211,19 +199,7 @@ pub async fn serve_http(
     on_bound: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let tls = match &settings.tls {
-        Some(t) => Some(Arc::new(
-            Tls::load(t.files.clone()).map_err(|e| Error::Config(vec![format!("tls: {e}")]))?,
-        )),
-        None => None,
-    };
-    let front_opts = FrontOptions {
-        max_connections: settings.http.max_connections,
-        max_requests: settings.http.max_requests,
-        header_timeout: settings.http.header_timeout,
-        body_timeout: settings.http.body_timeout,
-        idle_timeout: settings.http.idle_timeout,
-    };
+    let (tls, front_opts) = front_settings(settings)?;
     let hup = match &tls {
         Some(_) => Some(tokio::signal::unix::signal(
             tokio::signal::unix::SignalKind::hangup(),
@@ -264,6 +240,24 @@ pub async fn serve_http(
         let _ = r.await;
     }
     Ok(())
+}
+
+/// The HTTP front's TLS (loaded) and limits, from the settings.
+fn front_settings(settings: &Settings) -> Result<(Option<Arc<Tls>>, FrontOptions)> {
+    let tls = match &settings.tls {
+        Some(t) => Some(Arc::new(
+            Tls::load(t.files.clone()).map_err(|e| Error::Config(vec![format!("tls: {e}")]))?,
+        )),
+        None => None,
+    };
+    let front_opts = FrontOptions {
+        max_connections: settings.http.max_connections,
+        max_requests: settings.http.max_requests,
+        header_timeout: settings.http.header_timeout,
+        body_timeout: settings.http.body_timeout,
+        idle_timeout: settings.http.idle_timeout,
+    };
+    Ok((tls, front_opts))
 }
 
 /// Descriptors the store needs besides its connections: RocksDB's files, the runtime, logs.
