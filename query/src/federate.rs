@@ -360,8 +360,9 @@ impl Federated {
     /// (`names_query`, answered by every store), then each series from one store that holds
     /// it, the stores sharing the work, then the gaps of each (the slots from its first to its
     /// last missing one) from another store that holds it. Half the points move compared to
-    /// asking every store for everything. Any store failing on the way, or a name a store
-    /// could not take back as a target, falls back to [`Federated::read_target`].
+    /// asking every store for everything. The stores are asked for names with `series=`
+    /// (Tally's addition to `local=1`: names taken verbatim). Any store failing on the way
+    /// falls back to [`Federated::read_target`].
     fn read_replicated(
         &self,
         target: &str,
@@ -384,9 +385,6 @@ impl Federated {
                 _ => return fallback(),
             }
         }
-        if holders.keys().any(|n| !plain_target(n)) {
-            return fallback();
-        }
         let shares = assign(&holders, self.peers.len());
         let ask = |share: &[String], from: i64, until: i64| -> Option<(String, Option<String>)> {
             if share.is_empty() {
@@ -394,7 +392,7 @@ impl Federated {
             }
             let mut body = format!("format=msgpack&local=1&noCache=1&from={from}&until={until}");
             for n in share {
-                body.push_str("&target=");
+                body.push_str("&series=");
                 body.push_str(&enc(n));
             }
             Some(("/render".to_owned(), Some(body)))
@@ -599,14 +597,6 @@ fn expr_query(exprs: &[&str]) -> String {
         .map(|e| format!("expr={}", enc(e)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// A name a store's `/render` takes back as a target naming only itself.
-fn plain_target(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-:;=#".contains(&b))
 }
 
 /// Which holder reads each name: the least loaded so far, so that the stores share the read.

@@ -225,6 +225,13 @@ async fn render(
             let expr = parse(target)?;
             series.extend(evaluate(&ctx, &expr)?);
         }
+        // Tally's own addition to the cluster protocol: `series=<name>` (repeated) with
+        // `local=1` reads those stored series as they are, names taken verbatim, not parsed
+        // as targets; a query node asks each store for its share of a read this way.
+        let names: Vec<String> = p.all(&["series"]).into_iter().map(str::to_owned).collect();
+        if !names.is_empty() && p.flag("local") {
+            series.extend(crate::fetch::read_names(&ctx, names, "")?);
+        }
         let cache = cache_timeout(&p)?;
         let mut resp = render_format(&p, series)?;
         cache_headers(&mut resp, cache, now);
@@ -1025,6 +1032,31 @@ mod tests {
         m.add("a.b", 600, 60, vec![Some(1.0), None, Some(3.0)]);
         m.add("a.c", 600, 60, vec![Some(2.0), Some(2.0), Some(2.0)]);
         Arc::new(m)
+    }
+
+    /// Issue 14: a query node's share of a read: `series=` names with `local=1`, verbatim
+    /// (a name that would not parse as a target too), and ignored without `local=1`.
+    #[tokio::test]
+    async fn issue_14_series_by_name_for_a_query_node() {
+        let mut m = MemSource::default();
+        m.add("a.b", 600, 60, vec![Some(1.0), None, Some(3.0)]);
+        m.add("odd(name),x", 600, 60, vec![Some(4.0), None, None]);
+        let src: Arc<dyn Source> = Arc::new(m);
+        let (status, _, _, body) = get_bytes(
+            src.clone(),
+            "/render?format=msgpack&local=1&from=540&until=720&series=a.b&series=odd%28name%29%2Cx&series=no.such",
+        )
+        .await;
+        assert_eq!(status, 200);
+        let got = crate::graphite::cluster::read_render_msgpack(&body).expect("reads");
+        let names: Vec<&str> = got.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a.b", "odd(name),x"]);
+        assert_eq!(got[1].values, [Some(4.0), None, None]);
+        let (_, _, _, body) =
+            get_bytes(src, "/render?format=msgpack&from=540&until=720&series=a.b").await;
+        assert!(crate::graphite::cluster::read_render_msgpack(&body)
+            .expect("reads")
+            .is_empty());
     }
 
     /// Issue 12: no format at all is graphite-web's PNG graph; the text formats graphite-web
