@@ -193,7 +193,16 @@ async fn ingest(
     .map_err(|e| ApiError::WriteFailed(format!("ingest task: {e}")))?;
     let reply = written.map_err(|e| match e {
         Error::WritesRefused(refusal) => ApiError::Refused(refusal),
-        e => ApiError::WriteFailed(format!("ingest: {e}")),
+        // The disk filled behind the reserve's back (another process wrote between two
+        // measures): the failed write has turned writes off, and the client is told why
+        // (507, as below the reserve) rather than a bare failure.
+        e => match app.store.refusal() {
+            Some(refusal) if e.to_string().contains("No space left") => {
+                tracing::warn!(error = %e, "a write failed for lack of space; writes are refused until there is room");
+                ApiError::Refused(refusal)
+            }
+            _ => ApiError::WriteFailed(format!("ingest: {e}")),
+        },
     })?;
     Stats::add(&app.store.stats().batches_acked, 1);
     Ok(Json(reply))
