@@ -1,9 +1,9 @@
 //! A query node's [`Source`]: the stores behind a relay, read as one (`tally query --peers`).
 //!
 //! Fetches are pushed down: each store resolves a glob or a tag selection itself and answers
-//! with the raw series, in graphite-web's cluster format (`/render?local=1&format=msgpack`,
-//! the same a federating graphite-web asks for), so one request reads one round trip per
-//! store. The node evaluates every function itself, over the merged series.
+//! with the raw series, through graphite-web's cluster protocol (`/render?local=1`, what a
+//! federating graphite-web asks for) in Tally's own binary answer (`format=tally`: raw f64s,
+//! read at memory speed), so one read is one round trip per store. The node evaluates every function itself, over the merged series.
 //!
 //! Stores are asked in parallel, each within `timeout`. A series held by several stores
 //! (carbon-c-relay's `replication`) is merged point by point: a slot one replica lacks is taken
@@ -331,14 +331,14 @@ impl Federated {
     /// A target pushed down whole: its raw series from every store, replicas merged.
     fn read_target(&self, target: &str, from: i64, until: i64) -> Result<Vec<Named>> {
         let q = format!(
-            "/render?format=msgpack&local=1&noCache=1&from={from}&until={until}&target={}",
+            "/render?format=tally&local=1&noCache=1&from={from}&until={until}&target={}",
             enc(target)
         );
         let parts = self.gather(
             &format!("the read of {target}"),
             &q,
             None,
-            crate::graphite::cluster::read_render_msgpack,
+            crate::graphite::cluster::read_render_tally,
         )?;
         Ok(merge_replicas(parts.into_iter().map(|v| {
             v.into_iter()
@@ -390,7 +390,7 @@ impl Federated {
             if share.is_empty() {
                 return None;
             }
-            let mut body = format!("format=msgpack&local=1&noCache=1&from={from}&until={until}");
+            let mut body = format!("format=tally&local=1&noCache=1&from={from}&until={until}");
             for n in share {
                 body.push_str("&series=");
                 body.push_str(&enc(n));
@@ -400,7 +400,7 @@ impl Federated {
         let each = shares.iter().map(|s| ask(s, from, until)).collect();
         let mut read: BTreeMap<String, (usize, Fetched)> = BTreeMap::new();
         for (i, a) in self
-            .ask_each(each, crate::graphite::cluster::read_render_msgpack)
+            .ask_each(each, crate::graphite::cluster::read_render_tally)
             .into_iter()
             .enumerate()
         {
@@ -452,7 +452,7 @@ impl Federated {
             .map(|(names, a, b)| ask(names, *a, *b))
             .collect();
         for a in self
-            .ask_each(each, crate::graphite::cluster::read_render_msgpack)
+            .ask_each(each, crate::graphite::cluster::read_render_tally)
             .into_iter()
             .flatten()
         {

@@ -280,6 +280,8 @@ fn render_format(
         "rickshaw" => json_or_jsonp(rickshaw(&series)),
         "pickle" => Ok(([(header::CONTENT_TYPE, "application/pickle")], cluster::render_pickle(&series)?).into_response()),
         "msgpack" => Ok(([(header::CONTENT_TYPE, "application/x-msgpack")], cluster::render_msgpack(&series)?).into_response()),
+        // Tally's own answer for a query node (`cluster::render_tally`).
+        "tally" => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], cluster::render_tally(&series)).into_response()),
         "svg" => {
             let svg = crate::graphite::graph::render_svg(series, graph_params())?;
             match jsonp_callback(p)? {
@@ -1044,17 +1046,17 @@ mod tests {
         let src: Arc<dyn Source> = Arc::new(m);
         let (status, _, _, body) = get_bytes(
             src.clone(),
-            "/render?format=msgpack&local=1&from=540&until=720&series=a.b&series=odd%28name%29%2Cx&series=no.such",
+            "/render?format=tally&local=1&from=540&until=720&series=a.b&series=odd%28name%29%2Cx&series=no.such",
         )
         .await;
         assert_eq!(status, 200);
-        let got = crate::graphite::cluster::read_render_msgpack(&body).expect("reads");
+        let got = crate::graphite::cluster::read_render_tally(&body).expect("reads");
         let names: Vec<&str> = got.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a.b", "odd(name),x"]);
         assert_eq!(got[1].values, [Some(4.0), None, None]);
         let (_, _, _, body) =
-            get_bytes(src, "/render?format=msgpack&from=540&until=720&series=a.b").await;
-        assert!(crate::graphite::cluster::read_render_msgpack(&body)
+            get_bytes(src, "/render?format=tally&from=540&until=720&series=a.b").await;
+        assert!(crate::graphite::cluster::read_render_tally(&body)
             .expect("reads")
             .is_empty());
     }
