@@ -398,7 +398,9 @@ impl Federated {
             Some(("/render".to_owned(), Some(body)))
         };
         let each = shares.iter().map(|s| ask(s, from, until)).collect();
-        let mut read: BTreeMap<String, (usize, Fetched)> = BTreeMap::new();
+        // Each name with the store it came from and its gaps (found while decoding).
+        type Read = (usize, Fetched, Option<(usize, usize)>);
+        let mut read: BTreeMap<String, Read> = BTreeMap::new();
         for (i, a) in self
             .ask_each(each, crate::graphite::cluster::read_render_tally)
             .into_iter()
@@ -414,9 +416,12 @@ impl Federated {
                             values: s.values,
                         };
                         match read.get_mut(&s.name) {
-                            Some((_, have)) => merge_into(have, f),
+                            Some((_, have, gaps)) => {
+                                merge_into(have, f);
+                                *gaps = gaps_of(&have.values);
+                            }
                             None => {
-                                read.insert(s.name, (i, f));
+                                read.insert(s.name, (i, f, s.gaps));
                             }
                         }
                     }
@@ -428,11 +433,8 @@ impl Federated {
         // is asked to fill.
         let mut fills: Vec<(Vec<String>, i64, i64)> =
             vec![(Vec::new(), i64::MAX, i64::MIN); self.peers.len()];
-        for (name, (from_store, f)) in &read {
-            let (Some(first), Some(last)) = (
-                f.values.iter().position(Option::is_none),
-                f.values.iter().rposition(Option::is_none),
-            ) else {
+        for (name, (from_store, f, gaps)) in &read {
+            let Some((first, last)) = *gaps else {
                 continue;
             };
             let Some(&other) = holders.get(name).and_then(|hs| {
@@ -460,7 +462,7 @@ impl Federated {
                 return fallback();
             };
             for s in series {
-                if let Some((_, have)) = read.get_mut(&s.name) {
+                if let Some((_, have, _)) = read.get_mut(&s.name) {
                     merge_into(
                         have,
                         Fetched {
@@ -472,7 +474,7 @@ impl Federated {
                 }
             }
         }
-        Ok(read.into_iter().map(|(n, (_, f))| (n, f)).collect())
+        Ok(read.into_iter().map(|(n, (_, f, _))| (n, f)).collect())
     }
 
     fn state_path(&self, key: &str) -> PathBuf {
@@ -597,6 +599,14 @@ fn expr_query(exprs: &[&str]) -> String {
         .map(|e| format!("expr={}", enc(e)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// The first and the last missing slot's index, if any is missing.
+fn gaps_of(values: &[Option<f64>]) -> Option<(usize, usize)> {
+    Some((
+        values.iter().position(Option::is_none)?,
+        values.iter().rposition(Option::is_none)?,
+    ))
 }
 
 /// Which holder reads each name: the least loaded so far, so that the stores share the read.

@@ -193,20 +193,25 @@ pub fn read_render_tally(bytes: &[u8]) -> std::result::Result<Vec<RemoteSeries>,
         let step = i64_at(&mut at)?;
         let count = u32_at(&mut at)?;
         let raw = take(&mut at, count.checked_mul(8).ok_or("too many values")?)?;
-        let values = raw
-            .chunks_exact(8)
-            .map(|c| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(c);
-                let bits = u64::from_le_bytes(b);
-                (bits != MISSING).then(|| f64::from_bits(bits))
-            })
-            .collect();
+        let mut values = Vec::with_capacity(count);
+        let mut gaps: Option<(usize, usize)> = None;
+        for (i, c) in raw.chunks_exact(8).enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            let bits = u64::from_le_bytes(b);
+            if bits == MISSING {
+                values.push(None);
+                gaps = Some(gaps.map_or((i, i), |(first, _)| (first, i)));
+            } else {
+                values.push(Some(f64::from_bits(bits)));
+            }
+        }
         out.push(RemoteSeries {
             name,
             start,
             step,
             values,
+            gaps,
         });
     }
     if at != bytes.len() {
@@ -222,6 +227,8 @@ pub struct RemoteSeries {
     pub start: i64,
     pub step: i64,
     pub values: Vec<Option<f64>>,
+    /// The first and the last missing value's index, if any is missing.
+    pub gaps: Option<(usize, usize)>,
 }
 
 /// `/metrics/find?format=pickle`.
@@ -302,6 +309,11 @@ mod tests {
                     s.values().iter().map(|v| v.map(f64::to_bits)).collect();
                 let got: Vec<Option<u64>> = b.values.iter().map(|v| v.map(f64::to_bits)).collect();
                 assert_eq!(got, want, "seed {seed}");
+                let gaps = (
+                    want.iter().position(Option::is_none),
+                    want.iter().rposition(Option::is_none),
+                );
+                assert_eq!(b.gaps, gaps.0.zip(gaps.1));
             }
             for cut in 0..bytes.len() {
                 assert!(read_render_tally(&bytes[..cut]).is_err());
