@@ -56,17 +56,9 @@ pub fn run(args: QueryArgs) -> Result<()> {
         ),
         None => None,
     };
-    let alerting = match &query.alerts_file {
-        Some(path) => Some(tally_query::alert::Alerting::load(path).map_err(problems)?),
-        None => None,
-    };
-    if args.check_config {
-        println!("configuration ok");
+    let Some((alerting, runtime)) = crate::serve::checked(&query, args.check_config)? else {
         return Ok(());
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    };
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
         let federated = Arc::new(Federated::new(

@@ -61,6 +61,31 @@ pub(crate) fn settings(args: &StoreArgs) -> Result<(Settings, QuerySettings)> {
     Ok((store, query))
 }
 
+/// The alert rules of `query` (every problem reported), then either "configuration ok" for
+/// `--check-config` (`None`) or the runtime to serve on.
+pub(crate) fn checked(
+    query: &QuerySettings,
+    check_config: bool,
+) -> Result<
+    Option<(
+        Option<tally_query::alert::Alerting>,
+        tokio::runtime::Runtime,
+    )>,
+> {
+    let alerting = match &query.alerts_file {
+        Some(path) => Some(tally_query::alert::Alerting::load(path).map_err(problems)?),
+        None => None,
+    };
+    if check_config {
+        println!("configuration ok");
+        return Ok(None);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok(Some((alerting, runtime)))
+}
+
 /// Installs the SIGINT and SIGTERM handlers now, and returns a future that completes on either.
 ///
 /// Installing them before the store starts matters: a handler installed lazily (on first poll)
@@ -81,17 +106,9 @@ pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 /// `tally store`.
 pub fn run(args: StoreArgs) -> Result<()> {
     let (settings, query) = settings(&args)?;
-    let alerting = match &query.alerts_file {
-        Some(path) => Some(tally_query::alert::Alerting::load(path).map_err(problems)?),
-        None => None,
-    };
-    if args.check_config {
-        println!("configuration ok");
+    let Some((alerting, runtime)) = checked(&query, args.check_config)? else {
         return Ok(());
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    };
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
         serve_store(settings, query, alerting, shutdown, |bound| {
