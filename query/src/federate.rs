@@ -107,16 +107,23 @@ pub struct Federated {
     token: Option<String>,
     state_dir: PathBuf,
     stats: Arc<FederationStats>,
-    /// When each store's failure was last logged (unix seconds): one line per store per
-    /// [`LOG_EVERY`] seconds, however many requests miss it.
-    logged: Vec<std::sync::atomic::AtomicI64>,
+    /// One log line per store per [`LOG_EVERY`], however many requests miss it.
+    logged: Vec<tally_store::RateLimited>,
 }
 
 /// How a store's answer is read.
 type Decode<T> = fn(&[u8]) -> std::result::Result<T, String>;
 
-/// Seconds between two log lines about the same store.
-const LOG_EVERY: i64 = 10;
+/// What one store answered: decoded, undecodable (`Ok(Err)`), or no usable answer.
+type Answer<T> = std::result::Result<std::result::Result<T, String>, Failure>;
+
+/// A request to one store: the path and query, and a body with its content type.
+type Ask = (String, Option<(&'static str, String)>);
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Between two log lines about the same store.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Federated {
     /// A source over `peers`, read as `opts` says. Must be called inside a tokio runtime,
@@ -158,7 +165,9 @@ impl Federated {
             token,
             state_dir,
             stats: Arc::default(),
-            logged: peers_clocks(peers.len()),
+            logged: (0..peers.len())
+                .map(|_| tally_store::RateLimited::new(LOG_EVERY))
+                .collect(),
             peers,
         })
     }
@@ -180,8 +189,9 @@ impl Federated {
         path_and_query: &str,
         body: Option<String>,
         decode: Decode<T>,
-    ) -> Vec<std::result::Result<std::result::Result<T, String>, Failure>> {
-        let each = vec![Some((path_and_query.to_owned(), body)); self.peers.len()];
+    ) -> Vec<Answer<T>> {
+        let ask: Ask = (path_and_query.to_owned(), body.map(|b| (FORM, b)));
+        let each = vec![Some(ask); self.peers.len()];
         self.ask_each(each, decode)
             .into_iter()
             .map(|a| a.unwrap_or_else(|| Err(Failure::Missing("not asked".into()))))
@@ -189,21 +199,16 @@ impl Federated {
     }
 
     /// Asks each store its own request (`None`: nothing), in parallel, as [`Federated::ask_all`].
-    #[allow(clippy::type_complexity)]
     fn ask_each<T: Send + 'static>(
         &self,
-        each: Vec<Option<(String, Option<String>)>>,
+        each: Vec<Option<Ask>>,
         decode: Decode<T>,
-    ) -> Vec<Option<std::result::Result<std::result::Result<T, String>, Failure>>> {
+    ) -> Vec<Option<Answer<T>>> {
         let asks = self.peers.iter().zip(each).map(|(p, ask)| {
             let (path_and_query, body) = ask?;
             let url = format!("{}{path_and_query}", p.url);
-            let mut req = match &body {
-                Some(b) => self
-                    .client
-                    .post(url)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(b.clone()),
+            let mut req = match body {
+                Some((ctype, b)) => self.client.post(url).header("content-type", ctype).body(b),
                 None => self.client.get(url),
             };
             if let Some(t) = &self.token {
@@ -276,12 +281,27 @@ impl Federated {
         body: Option<String>,
         decode: Decode<T>,
     ) -> Result<Vec<T>> {
+        Ok(self
+            .gather_indexed(what, path_and_query, body, decode)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// [`Federated::gather`], each answer with the index of the store that sent it.
+    fn gather_indexed<T: Send + 'static>(
+        &self,
+        what: &str,
+        path_and_query: &str,
+        body: Option<String>,
+        decode: Decode<T>,
+    ) -> Result<Vec<(usize, T)>> {
         let answers = self.ask_all(path_and_query, body, decode);
         let mut out = Vec::new();
         let mut missing = Vec::new();
         for (i, (peer, answer)) in self.peers.iter().zip(answers).enumerate() {
             match answer {
-                Ok(Ok(v)) => out.push(v),
+                Ok(Ok(v)) => out.push((i, v)),
                 Ok(Err(why)) => {
                     missing.push((i, peer, format!("sent an answer we cannot read: {why}")))
                 }
@@ -294,21 +314,15 @@ impl Federated {
             .fetch_add(missing.len() as u64, Relaxed);
         // Fewer stores missing than hold each series: every series still came from a replica.
         let partial = missing.len() >= self.replication;
-        let now = tally_common::unix_now();
         for (i, peer, why) in &missing {
             if partial {
                 crate::partial::mark(&peer.name);
             }
-            let last = self.logged[*i].load(Relaxed);
-            if now.saturating_sub(last) >= LOG_EVERY
-                && self.logged[*i]
-                    .compare_exchange(last, now, Relaxed, Relaxed)
-                    .is_ok()
-            {
+            if let Some(suppressed) = self.logged[*i].tick() {
                 if partial {
-                    tracing::warn!(store = %peer.name, %why, what, "a store did not answer: answers lack its share (partial)");
+                    tracing::warn!(store = %peer.name, %why, what, suppressed, "a store did not answer: answers lack its share (partial)");
                 } else {
-                    tracing::warn!(store = %peer.name, %why, what, replication = self.replication, "a store did not answer: its replicas answered for it");
+                    tracing::warn!(store = %peer.name, %why, what, suppressed, replication = self.replication, "a store did not answer: its replicas answered for it");
                 }
             }
         }
@@ -340,20 +354,21 @@ impl Federated {
             None,
             crate::graphite::cluster::read_render_tally,
         )?;
-        Ok(merge_replicas(parts.into_iter().map(|v| {
-            v.into_iter()
-                .map(|s| {
-                    (
-                        s.name,
-                        Fetched {
-                            start: s.start,
-                            step: s.step,
-                            values: s.values,
-                        },
-                    )
-                })
-                .collect()
-        })))
+        Ok(merge_replicas(
+            parts
+                .into_iter()
+                .map(|v| v.into_iter().map(named).collect()),
+        ))
+    }
+
+    /// The body of a read of `names` by name (`series=`, Tally's addition to `local=1`).
+    fn by_name(names: &[String], from: i64, until: i64) -> String {
+        let mut body = format!("format=tally&local=1&noCache=1&from={from}&until={until}");
+        for n in names {
+            body.push_str("&series=");
+            body.push_str(&enc(n));
+        }
+        body
     }
 
     /// A read where each series is on several stores (`replication` > 1): the names first
@@ -361,8 +376,9 @@ impl Federated {
     /// it, the stores sharing the work, then the gaps of each (the slots from its first to its
     /// last missing one) from another store that holds it. Half the points move compared to
     /// asking every store for everything. The stores are asked for names with `series=`
-    /// (Tally's addition to `local=1`: names taken verbatim). Any store failing on the way
-    /// falls back to [`Federated::read_target`].
+    /// (Tally's addition to `local=1`: names taken verbatim). The names are gathered as any
+    /// read is (a missing store counted, logged and, from `replication` on, marked); a store
+    /// failing after that falls back to [`Federated::read_target`].
     fn read_replicated(
         &self,
         target: &str,
@@ -372,30 +388,22 @@ impl Federated {
         until: i64,
     ) -> Result<Vec<Named>> {
         let fallback = || self.read_target(target, from, until);
-        let answers = self.ask_all(names_query, None, names);
         let mut holders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (i, a) in answers.into_iter().enumerate() {
-            match a {
-                Ok(Ok(ns)) => {
-                    for n in ns {
-                        holders.entry(n).or_default().push(i);
-                    }
-                }
-                // A caller's mistake or a missing store: the whole read says so.
-                _ => return fallback(),
+        for (i, ns) in
+            self.gather_indexed(&format!("the names of {target}"), names_query, None, names)?
+        {
+            for n in ns {
+                holders.entry(n).or_default().push(i);
             }
         }
         let shares = assign(&holders, self.peers.len());
-        let ask = |share: &[String], from: i64, until: i64| -> Option<(String, Option<String>)> {
-            if share.is_empty() {
-                return None;
-            }
-            let mut body = format!("format=tally&local=1&noCache=1&from={from}&until={until}");
-            for n in share {
-                body.push_str("&series=");
-                body.push_str(&enc(n));
-            }
-            Some(("/render".to_owned(), Some(body)))
+        let ask = |share: &[String], from: i64, until: i64| -> Option<Ask> {
+            (!share.is_empty()).then(|| {
+                (
+                    "/render".to_owned(),
+                    Some((FORM, Self::by_name(share, from, until))),
+                )
+            })
         };
         let each = shares.iter().map(|s| ask(s, from, until)).collect();
         // Each name with the store it came from and its gaps (found while decoding).
@@ -410,18 +418,15 @@ impl Federated {
                 None => {}
                 Some(Ok(Ok(series))) => {
                     for s in series {
-                        let f = Fetched {
-                            start: s.start,
-                            step: s.step,
-                            values: s.values,
-                        };
-                        match read.get_mut(&s.name) {
+                        let gaps = s.gaps;
+                        let (name, f) = named(s);
+                        match read.get_mut(&name) {
                             Some((_, have, gaps)) => {
                                 merge_into(have, f);
                                 *gaps = gaps_of(&have.values);
                             }
                             None => {
-                                read.insert(s.name, (i, f, s.gaps));
+                                read.insert(name, (i, f, gaps));
                             }
                         }
                     }
@@ -461,16 +466,9 @@ impl Federated {
             let Ok(Ok(series)) = a else {
                 return fallback();
             };
-            for s in series {
-                if let Some((_, have, _)) = read.get_mut(&s.name) {
-                    merge_into(
-                        have,
-                        Fetched {
-                            start: s.start,
-                            step: s.step,
-                            values: s.values,
-                        },
-                    );
+            for (name, f) in series.into_iter().map(named) {
+                if let Some((_, have, _)) = read.get_mut(&name) {
+                    merge_into(have, f);
                 }
             }
         }
@@ -484,10 +482,16 @@ impl Federated {
     }
 }
 
-fn peers_clocks(n: usize) -> Vec<std::sync::atomic::AtomicI64> {
-    (0..n)
-        .map(|_| std::sync::atomic::AtomicI64::new(i64::MIN))
-        .collect()
+/// A series as a store sent it, as the engine reads it.
+fn named(s: crate::graphite::cluster::RemoteSeries) -> Named {
+    (
+        s.name,
+        Fetched {
+            start: s.start,
+            step: s.step,
+            values: s.values,
+        },
+    )
 }
 
 fn reason(e: &reqwest::Error) -> String {
@@ -626,16 +630,11 @@ fn json<T: serde::de::DeserializeOwned>(b: &[u8]) -> std::result::Result<T, Stri
 
 /// A canonical name's value of `tag` (`name` is the part before the first `;`).
 fn tag_of<'a>(name: &'a str, tag: &str) -> Option<&'a str> {
-    let mut parts = name.split(';');
-    let first = parts.next()?;
+    use tally_proto::series_name::{metric_name, tags};
     if tag == "name" {
-        return Some(first);
+        return Some(metric_name(name));
     }
-    parts.find_map(|kv| {
-        kv.split_once('=')
-            .filter(|(k, _)| *k == tag)
-            .map(|(_, v)| v)
-    })
+    tags(name).find(|(k, _)| *k == tag).map(|(_, v)| v)
 }
 
 impl Source for Federated {
@@ -676,10 +675,9 @@ impl Source for Federated {
     }
 
     fn select_by_tags(&self, exprs: &[&str]) -> Result<Vec<String>> {
-        let q: String = exprs.iter().map(|e| format!("&expr={}", enc(e))).collect();
         let parts = self.gather(
             "a tag selection",
-            &format!("/tags/findSeries?{}", &q[1.min(q.len())..]),
+            &format!("/tags/findSeries?{}", expr_query(exprs)),
             None,
             json::<Vec<String>>,
         )?;
@@ -688,26 +686,22 @@ impl Source for Federated {
     }
 
     fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<Fetched>> {
-        // A name read alone (a language that found its names itself): as a tagged name or a
-        // glob that matches only itself.
-        let target = if tally_proto::series_name::is_tagged(name) {
-            let exprs: Vec<String> = {
-                let mut parts = name.split(';');
-                let first = parts.next().unwrap_or_default();
-                std::iter::once(format!("name={first}"))
-                    .chain(parts.map(str::to_owned))
-                    .collect()
-            };
-            let refs: Vec<&str> = exprs.iter().map(String::as_str).collect();
-            series_by_tag(&refs)?
-        } else {
-            name.to_owned()
-        };
-        Ok(self
-            .read_target(&target, from, until)?
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, f)| f))
+        // A name read alone (a language that found its names itself), by name.
+        let body = Self::by_name(&[name.to_owned()], from, until);
+        let parts = self.gather(
+            &format!("the read of {name}"),
+            "/render",
+            Some(body),
+            crate::graphite::cluster::read_render_tally,
+        )?;
+        Ok(merge_replicas(
+            parts
+                .into_iter()
+                .map(|v| v.into_iter().map(named).collect()),
+        )
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, f)| f))
     }
 
     fn read_glob(&self, pattern: &str, from: i64, until: i64) -> Option<Result<Vec<Named>>> {
@@ -786,34 +780,19 @@ impl Source for Federated {
 
     fn add_event(&self, when: i64, what: &str, data: &str, tags: Vec<String>) -> Result<u64> {
         let doc = serde_json::json!({"when": when, "what": what, "data": data, "tags": tags});
-        // Posted as JSON; `gather` sends forms, so this one is its own request.
-        let asks: Vec<_> = self
-            .peers
-            .iter()
-            .map(|p| {
-                let mut req = self.client.post(format!("{}/events", p.url)).json(&doc);
-                if let Some(t) = &self.token {
-                    req = req.bearer_auth(t);
-                }
-                let timeout = self.timeout;
-                async move {
-                    match tokio::time::timeout(timeout, req.send()).await {
-                        Ok(Ok(r)) if r.status().is_success() => Ok(()),
-                        Ok(Ok(r)) => Err(format!("answered {}", r.status())),
-                        Ok(Err(e)) => Err(reason(&e)),
-                        Err(_) => Err("no answer in time".to_owned()),
-                    }
-                }
+        let ask: Ask = (
+            "/events".to_owned(),
+            Some(("application/json", doc.to_string())),
+        );
+        let results: Vec<std::result::Result<(), String>> = self
+            .ask_each(vec![Some(ask); self.peers.len()], |_| Ok(()))
+            .into_iter()
+            .map(|a| match a {
+                Some(Ok(r)) => r,
+                Some(Err(Failure::Refused(why) | Failure::Missing(why))) => Err(why),
+                None => Err("not asked".to_owned()),
             })
             .collect();
-        let results = self.runtime.block_on(async move {
-            let handles: Vec<_> = asks.into_iter().map(tokio::spawn).collect();
-            let mut out = Vec::new();
-            for h in handles {
-                out.push(h.await.unwrap_or_else(|e| Err(e.to_string())));
-            }
-            out
-        });
         let ok = results.iter().filter(|r| r.is_ok()).count();
         for (p, r) in self.peers.iter().zip(&results) {
             if let Err(why) = r {

@@ -37,5 +37,6 @@ pub use engine::{
 pub use error::{Error, Result};
 pub use events::{Event, TagMatch};
 pub use index::{FindMatch, MemIndex, TagValue};
+pub use listener::RateLimited;
 pub use retention::{Aggregate, Archive, Schema, Schemas};
 pub use stats::{Kind, Sample, Stats};

@@ -94,13 +94,13 @@ impl ListenCtx {
 
 /// Something logged at most once per period, with how many were held back.
 #[derive(Debug)]
-pub(crate) struct RateLimited {
+pub struct RateLimited {
     period: Duration,
     state: Mutex<(Option<Instant>, u64)>,
 }
 
 impl RateLimited {
-    pub(crate) fn new(period: Duration) -> Self {
+    pub fn new(period: Duration) -> Self {
         RateLimited {
             period,
             state: Mutex::new((None, 0)),
@@ -109,7 +109,7 @@ impl RateLimited {
 
     /// `Some(held back since the last line)` when a line may be logged now; `None` (and one
     /// more held back) within the period of the last.
-    pub(crate) fn tick(&self) -> Option<u64> {
+    pub fn tick(&self) -> Option<u64> {
         let mut s = self.state.lock();
         let now = Instant::now();
         if s.0
