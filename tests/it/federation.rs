@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::compat::{diff_json, enc, get};
 use crate::compat_stored::{plaintext, FIND, RENDER};
+use crate::graphite_cluster::by_path;
 use crate::graphite_web::GraphiteWeb;
 use crate::proc::{free_port, QueryProc, StoreProc};
 use crate::relay::{example, Relay};
@@ -239,6 +240,25 @@ fn issue_14_stores_behind_carbon_c_relay_answer_as_one_store() {
         "the rule on the node sees all three cpu series",
     );
 
+    // An event posted to the node reaches every store and is read back from the node once.
+    let posted = reqwest::blocking::Client::new()
+        .post(node.url("/events"))
+        .body(format!(
+            r#"{{"what":"deploy","tags":["web"],"data":"v2","when":{}}}"#,
+            now - 60
+        ))
+        .send()
+        .expect("post an event");
+    assert_eq!(posted.status(), 200);
+    for s in &stores {
+        let (_, b) = get(&s.url(&format!("/events/get_data?from={}&until={now}", now - 120)));
+        assert!(b.contains("deploy"), "{}: {b}", s.http);
+    }
+    let (_, _, b) =
+        get_marked(&node.url(&format!("/events/get_data?from={}&until={now}", now - 120)));
+    let events: Value = serde_json::from_str(&b).expect("events");
+    assert_eq!(events.as_array().map(Vec::len), Some(1), "{b}");
+
     // A real graphite-web federating the three stores (pickle, local=1) answers as the
     // reference does too: the cluster protocol each store serves, replicas merged by
     // graphite-web itself.
@@ -285,18 +305,8 @@ fn issue_14_stores_behind_carbon_c_relay_answer_as_one_store() {
         ])
     {
         let ((gs, gb), (rs, rb)) = (get(&gw.url(&path)), get(&reference.url(&path)));
-        // A remote finder's nodes come out of a dict: same-named completer nodes are in no
-        // set order there. Compared by path.
-        let by_path = |mut v: Value| {
-            if let Some(m) = v.get_mut("metrics").and_then(Value::as_array_mut) {
-                m.sort_by_key(|n| n["path"].as_str().unwrap_or("").to_owned());
-            }
-            v
-        };
-        let (g, r): (Value, Value) = (
-            by_path(serde_json::from_str(&gb).unwrap_or(Value::Null)),
-            by_path(serde_json::from_str(&rb).unwrap_or(Value::Null)),
-        );
+        // Completer nodes compared by path (graphite_cluster::by_path).
+        let (g, r) = (by_path(&gb), by_path(&rb));
         if gs != rs || g != r || g.is_null() {
             gw_failures.push(format!("{path}: {gs} {gb:.300}\n   vs {rs} {rb:.300}"));
         }

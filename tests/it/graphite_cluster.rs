@@ -21,6 +21,16 @@ use crate::compat_stored::{plaintext, wait_for};
 use crate::graphite_web::GraphiteWeb;
 use crate::proc::StoreProc;
 
+/// A find answer as JSON, its completer nodes in path order (a remote finder's same-named
+/// nodes come out of a dict, in no set order).
+pub(crate) fn by_path(body: &str) -> Value {
+    let mut v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    if let Some(m) = v.get_mut("metrics").and_then(Value::as_array_mut) {
+        m.sort_by_key(|n| n["path"].as_str().unwrap_or("").to_owned());
+    }
+    v
+}
+
 /// Status, content type and body of a GET.
 pub(crate) fn bytes(url: &str) -> (u16, String, Vec<u8>) {
     let r = reqwest::blocking::get(url).expect("request");
@@ -117,16 +127,7 @@ fn issue_12_graphite_web_federating_tally_answers_as_tally_does() {
         let ((ts, tb), (gs, gb)) = (get(&tally.url(path)), get(&gw.url(path)));
         // graphite-web sorts completer nodes by name only, and a remote finder's nodes come out
         // of a dict: same-named nodes are in no set order there. Compared by path.
-        let by_path = |mut v: Value| {
-            if let Some(m) = v.get_mut("metrics").and_then(Value::as_array_mut) {
-                m.sort_by_key(|n| n["path"].as_str().unwrap_or("").to_owned());
-            }
-            v
-        };
-        let (t, g): (Value, Value) = (
-            by_path(serde_json::from_str(&tb).unwrap_or(Value::Null)),
-            by_path(serde_json::from_str(&gb).unwrap_or(Value::Null)),
-        );
+        let (t, g): (Value, Value) = (by_path(&tb), by_path(&gb));
         if ts != gs || t != g || t.is_null() {
             failures.push(format!("{path}: {ts} {tb:.300}\n   vs {gs} {gb:.300}"));
         }
