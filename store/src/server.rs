@@ -47,12 +47,7 @@ pub async fn run(
     let (tls, front_opts) = front_settings(&settings)?;
     // Installed before the port is announced, so that a SIGHUP never finds the default action
     // (which ends the process).
-    let mut hup = match &tls {
-        Some(_) => Some(tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::hangup(),
-        )?),
-        None => None,
-    };
+    let mut hup = hup_for(&tls)?;
     // The HTTP port answers at once: while the store opens (recovery after a crash can take a
     // while), every request gets 503 with the progress and an ETA, so a person sees why.
     let http_std = std::net::TcpListener::bind(settings.http_listen)?;
@@ -124,17 +119,8 @@ pub async fn run(
             let _ = http_stop.changed().await;
         },
     )));
-    if let (Some(tls), Some(mut hup)) = (tls, hup.take()) {
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    got = hup.recv() => if got.is_none() { return },
-                    _ = stop.changed() => return,
-                }
-                tls.reload_logged();
-            }
-        }));
+    if let Some(reload) = reload_tls_on_hup(tls, hup.take(), stop_rx.clone()) {
+        tasks.push(reload);
     }
     tasks.push(tokio::spawn(sync_wal_loop(
         store.clone(),
@@ -200,30 +186,11 @@ pub async fn serve_http(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let (tls, front_opts) = front_settings(settings)?;
-    let hup = match &tls {
-        Some(_) => Some(tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::hangup(),
-        )?),
-        None => None,
-    };
+    let hup = hup_for(&tls)?;
     let listener = TcpListener::bind(settings.http_listen).await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let reload = match (tls.clone(), hup) {
-        (Some(tls), Some(mut hup)) => {
-            let mut stop = stop_rx.clone();
-            Some(tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        got = hup.recv() => if got.is_none() { return },
-                        _ = stop.changed() => return,
-                    }
-                    tls.reload_logged();
-                }
-            }))
-        }
-        _ => None,
-    };
+    let reload = reload_tls_on_hup(tls.clone(), hup, stop_rx);
     info!(http = %addr, "listening");
     on_bound(addr);
     front::serve(
@@ -240,6 +207,35 @@ pub async fn serve_http(
         let _ = r.await;
     }
     Ok(())
+}
+
+/// With TLS, the SIGHUP handler that reloads it. Install it before the port is announced, so
+/// that a SIGHUP never finds the default action (which ends the process).
+fn hup_for(tls: &Option<Arc<Tls>>) -> Result<Option<tokio::signal::unix::Signal>> {
+    Ok(match tls {
+        Some(_) => Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        )?),
+        None => None,
+    })
+}
+
+/// Reads the certificate and key again on each SIGHUP until `stop` changes.
+fn reload_tls_on_hup(
+    tls: Option<Arc<Tls>>,
+    hup: Option<tokio::signal::unix::Signal>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let (tls, mut hup) = (tls?, hup?);
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = hup.recv() => if got.is_none() { return },
+                _ = stop.changed() => return,
+            }
+            tls.reload_logged();
+        }
+    }))
 }
 
 /// The HTTP front's TLS (loaded) and limits, from the settings.
