@@ -338,10 +338,13 @@ pub fn read_render_tally(bytes: &[u8]) -> std::result::Result<Vec<RemoteSeries>,
         let mode_at = at;
         let mode = if v1 { RAW } else { take(&mut at, 1)?[0] };
         let values = match mode {
-            RAW => decode_raw(take(
-                &mut at,
-                count.checked_mul(8).ok_or("too many values")?,
-            )?),
+            RAW => (
+                decode_raw(take(
+                    &mut at,
+                    count.checked_mul(8).ok_or("too many values")?,
+                )?),
+                false,
+            ),
             DECIMAL => {
                 let head = take(&mut at, 10)?;
                 let scale = u32::from(head[0]);
@@ -365,16 +368,24 @@ pub fn read_render_tally(bytes: &[u8]) -> std::result::Result<Vec<RemoteSeries>,
                     None
                 };
                 let offsets = take(&mut at, held.checked_mul(width).ok_or("too many values")?)?;
-                decode_decimal(count, bitmap, offsets, width, lo, scale, held).ok_or_else(|| {
-                    format!("byte {mode_at}: the bitmap holds other than {held} values")
-                })?
+                let values = decode_decimal(count, bitmap, offsets, width, lo, scale, held)
+                    .ok_or_else(|| {
+                        format!("byte {mode_at}: the bitmap holds other than {held} values")
+                    })?;
+                // Every slot held (no bitmap): no gap to look for in 16 bytes a value.
+                (values, bitmap.is_none())
             }
             other => return Err(format!("byte {mode_at}: unknown value mode {other}")),
         };
-        let gaps = values
-            .iter()
-            .position(Option::is_none)
-            .zip(values.iter().rposition(Option::is_none));
+        let (values, full) = values;
+        let gaps = if full {
+            None
+        } else {
+            values
+                .iter()
+                .position(Option::is_none)
+                .zip(values.iter().rposition(Option::is_none))
+        };
         out.push(RemoteSeries {
             name,
             start,
