@@ -35,6 +35,7 @@ const TARGETS: &[(&str, &str, Check)] = &[
     ("query", "time", query_checks::time),
     ("query", "alert_config", query_checks::alert_config),
     ("query", "query_table", query_checks::query_table),
+    ("query", "render_tally", query_checks::render_tally),
     ("agent", "access_line", agent_checks::access_line),
     ("agent", "rules_line", agent_checks::rules_line),
     ("agent", "agent_config", agent_checks::agent_config),

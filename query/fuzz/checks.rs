@@ -250,3 +250,34 @@ pub fn query_table(data: &[u8]) {
         assert!(!problems.is_empty() && problems.iter().all(|p| !p.is_empty()));
     }
 }
+
+/// A store's `format=tally` answer as a query node reads it (`read_render_tally`): an error
+/// or series, never a panic, and never more values than 8 a byte (no answer makes the node
+/// allocate without bound). What reads back encodes again (`render_tally`, packed or raw as
+/// the values allow) and reads back the same, bit for bit.
+pub fn render_tally(data: &[u8]) {
+    let Ok(series) = tally_query::graphite::read_render_tally(data) else {
+        return;
+    };
+    let values: usize = series.iter().map(|s| s.values.len()).sum();
+    assert!(
+        values <= data.len().saturating_mul(8),
+        "{values} values from {} bytes",
+        data.len()
+    );
+    let bits =
+        |v: &[Option<f64>]| -> Vec<Option<u64>> { v.iter().map(|v| v.map(f64::to_bits)).collect() };
+    let again: Vec<tally_query::TimeSeries> = series
+        .iter()
+        .map(|s| tally_query::TimeSeries::new(s.name.clone(), s.start, s.step, s.values.clone()))
+        .collect();
+    let back =
+        tally_query::graphite::read_render_tally(&tally_query::graphite::render_tally(&again))
+            .expect("an encoded answer reads back");
+    assert_eq!(back.len(), series.len());
+    for (b, s) in back.iter().zip(&series) {
+        assert_eq!((&b.name, b.start, b.step), (&s.name, s.start, s.step));
+        assert_eq!(bits(&b.values), bits(&s.values), "{}", s.name);
+        assert_eq!(b.gaps, s.gaps, "{}", s.name);
+    }
+}

@@ -156,7 +156,7 @@ const EXACT: f64 = 9_007_199_254_740_992.0;
 ///   moves 2 bytes a value instead of 8: a quarter of the bytes through both kernels and over
 ///   the wire between machines, where bandwidth is what a federated read waits for.
 /// - [`RAW`] otherwise: little-endian f64s, [`MISSING`] for none.
-pub(crate) fn render_tally(series: &[TimeSeries]) -> Vec<u8> {
+pub fn render_tally(series: &[TimeSeries]) -> Vec<u8> {
     let points: usize = series.iter().map(|s| s.len()).sum();
     let mut out = Vec::with_capacity(points * 2 + series.len() * 64 + 16);
     out.extend_from_slice(TALLY_MAGIC);
@@ -227,7 +227,7 @@ fn as_decimal(values: &[Option<f64>], scaled: &mut Vec<i64>) -> Option<(u32, i64
 /// most of the time of a store's answer); any rounding slip fails the exact check.
 fn scale_exactly(v: f64, p: f64) -> Option<i64> {
     let y = v * p;
-    if !(y.abs() < EXACT) {
+    if y.is_nan() || y.abs() >= EXACT {
         return None;
     }
     let x = if y >= 0.0 {

@@ -24,6 +24,7 @@ mod py_number;
 pub(crate) mod render;
 pub(crate) mod routes;
 
+pub use cluster::{read_render_tally, render_tally, RemoteSeries};
 pub use eval::evaluate;
 pub use expr::{parse, Call, Expr};
 pub use functions::functions_json;
