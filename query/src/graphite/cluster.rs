@@ -333,8 +333,23 @@ pub fn read_render_tally(bytes: &[u8]) -> std::result::Result<Vec<RemoteSeries>,
             .map_err(|e| format!("byte {name_at}: a name {e}"))?
             .to_owned();
         let start = i64_at(&mut at)?;
+        let step_at = at;
         let step = i64_at(&mut at)?;
+        if step < 1 {
+            // No store has such a series; the node's model would make it a step of 1.
+            return Err(format!("byte {step_at}: a step of {step} s"));
+        }
         let count = u32_at(&mut at)?;
+        // The node's series end at `start + count * step`: one that overflows is no store's.
+        if (count as i64)
+            .checked_mul(step)
+            .and_then(|d| start.checked_add(d))
+            .is_none()
+        {
+            return Err(format!(
+                "byte {step_at}: {count} values from {start} at {step} s end past any time"
+            ));
+        }
         let mode_at = at;
         let mode = if v1 { RAW } else { take(&mut at, 1)?[0] };
         let values = match mode {
