@@ -348,10 +348,20 @@ impl Federated {
             "/render?format=tally&local=1&noCache=1&from={from}&until={until}&target={}",
             enc(target)
         );
+        self.read_merged(&format!("the read of {target}"), &q, None)
+    }
+
+    /// A `format=tally` read asked of every store, the answers' replicas merged.
+    fn read_merged(
+        &self,
+        what: &str,
+        path_and_query: &str,
+        body: Option<String>,
+    ) -> Result<Vec<Named>> {
         let parts = self.gather(
-            &format!("the read of {target}"),
-            &q,
-            None,
+            what,
+            path_and_query,
+            body,
             crate::graphite::cluster::read_render_tally,
         )?;
         Ok(merge_replicas(
@@ -688,20 +698,11 @@ impl Source for Federated {
     fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<Fetched>> {
         // A name read alone (a language that found its names itself), by name.
         let body = Self::by_name(&[name.to_owned()], from, until);
-        let parts = self.gather(
-            &format!("the read of {name}"),
-            "/render",
-            Some(body),
-            crate::graphite::cluster::read_render_tally,
-        )?;
-        Ok(merge_replicas(
-            parts
-                .into_iter()
-                .map(|v| v.into_iter().map(named).collect()),
-        )
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, f)| f))
+        Ok(self
+            .read_merged(&format!("the read of {name}"), "/render", Some(body))?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, f)| f))
     }
 
     fn read_glob(&self, pattern: &str, from: i64, until: i64) -> Option<Result<Vec<Named>>> {

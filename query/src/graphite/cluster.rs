@@ -352,7 +352,8 @@ pub fn read_render_tally(bytes: &[u8]) -> std::result::Result<Vec<RemoteSeries>,
         }
         let mode_at = at;
         let mode = if v1 { RAW } else { take(&mut at, 1)?[0] };
-        let values = match mode {
+        // `full`: every slot held, so no gap to look for.
+        let (values, full) = match mode {
             RAW => (
                 decode_raw(take(
                     &mut at,
@@ -387,12 +388,10 @@ pub fn read_render_tally(bytes: &[u8]) -> std::result::Result<Vec<RemoteSeries>,
                     .ok_or_else(|| {
                         format!("byte {mode_at}: the bitmap holds other than {held} values")
                     })?;
-                // Every slot held (no bitmap): no gap to look for in 16 bytes a value.
                 (values, bitmap.is_none())
             }
             other => return Err(format!("byte {mode_at}: unknown value mode {other}")),
         };
-        let (values, full) = values;
         let gaps = if full {
             None
         } else {
