@@ -158,7 +158,7 @@ impl Inner {
             (_, Some(i)) => (i.key.clone(), Some(i.clone())),
         };
         let n = Notice::new(&self.cfg.external_url, rule, &e, tr, key_of, now);
-        self.console.push(n.console_line(silenced));
+        self.tell(&n, silenced);
         let incident = match tr {
             Transition::Resolved { .. } => {
                 if let Some(i) = &open {

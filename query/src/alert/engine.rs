@@ -15,6 +15,7 @@ use super::config::{Alerting, Rule};
 use super::delivery::NotifierStats;
 use super::machine::{resolve, step, Level, Obs, State, Transition};
 use super::observe::{observe, Observed, SeriesObs};
+use super::payload::{AlertEvent, Notice};
 use super::state::{Entry, Persisted, Silence, STATE_KEY};
 use crate::source::Source;
 
@@ -28,6 +29,8 @@ pub(crate) struct Inner {
     pub(super) dirty: bool,
     /// Lines for the console notifier, printed by the runner.
     pub(super) console: Vec<String>,
+    /// State changes to keep as Graphite events, written after the round ([`Engine::evaluate_due`]).
+    pub(super) events: Vec<AlertEvent>,
     /// How many times the file was reloaded (delivery builds its TLS clients again after one).
     pub(super) reloads: u64,
 }
@@ -46,6 +49,12 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Inner {
+    /// Tells the console of a state change and keeps it as an event.
+    pub(super) fn tell(&mut self, n: &Notice, silenced: bool) {
+        self.console.push(n.console_line(silenced));
+        self.events.push(n.event(silenced));
+    }
+
     /// Applies one evaluation of `rule` at `now`.
     fn apply(&mut self, rule: &Rule, observed: Observed, now: i64, took_ms: u64) {
         let run = self.p.rules.entry(rule.name.clone()).or_default();
@@ -152,6 +161,7 @@ impl Engine {
             stats: BTreeMap::new(),
             dirty: false,
             console: Vec::new(),
+            events: Vec::new(),
             reloads: 0,
         };
         inner.reconcile(unix_now());
@@ -230,7 +240,19 @@ impl Engine {
                 });
             }
         });
+        self.write_events();
         due.len()
+    }
+
+    /// Writes the state changes since the last call as Graphite events (outside the lock). A
+    /// store that refuses one is logged: the alert itself was told and saved already.
+    pub(crate) fn write_events(&self) {
+        let events = std::mem::take(&mut self.lock().events);
+        for e in events {
+            if let Err(err) = self.source.add_event(e.when, &e.what, &e.data, e.tags) {
+                tracing::warn!(error = %err, what = %e.what, "keeping an alert's state change as an event failed");
+            }
+        }
     }
 
     /// Saves the state if it changed.
@@ -409,6 +431,45 @@ crit = 100
         e2.evaluate_due(T + 5);
         assert!(e2.take_console().is_empty());
         assert_eq!(e2.alerts(T + 5)[0].since, T);
+    }
+
+    /// Every state change is kept as a Graphite event, so a graph can show when the alert
+    /// fired and resolved: a warning, its escalation to critical and the resolve, one event
+    /// each, tagged for `/events/get_data?tags=alert <rule>`.
+    #[test]
+    fn state_changes_are_kept_as_graphite_events() {
+        let mut values = vec![Some(5.0); 6];
+        values.extend([Some(50.0); 6]);
+        values.extend([Some(0.0); 24]);
+        let s = src(&[("beacons.a", values)]);
+        let e = engine(&s, RULES);
+        let mut whats = Vec::new();
+        for now in [T, T + 60, T + 300] {
+            e.evaluate_due(now);
+            let got = s.events(0, i64::MAX).expect("events");
+            whats = got.iter().map(|e| (e.when, e.what.clone())).collect();
+        }
+        assert_eq!(
+            whats,
+            [
+                (T, "Beacons firing warning".to_owned()),
+                (T + 60, "Beacons firing critical".to_owned()),
+                (T + 300, "Beacons resolved critical".to_owned()),
+            ]
+        );
+        let got = s.events(0, i64::MAX).expect("events");
+        assert_eq!(
+            got[0].tags,
+            ["alert", "Beacons", "firing", "warning", "series=beacons.a"]
+        );
+        assert!(
+            got[0]
+                .data
+                .starts_with("ALERT FIRING Beacons beacons.a warning value="),
+            "{:?}",
+            got[0].data
+        );
+        assert_eq!(got[2].tags[2], "resolved");
     }
 
     #[test]

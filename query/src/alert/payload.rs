@@ -187,6 +187,15 @@ fn fingerprint(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+/// A state change kept as a Graphite event ([`Notice::event`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AlertEvent {
+    pub when: i64,
+    pub what: String,
+    pub data: String,
+    pub tags: Vec<String>,
+}
+
 /// A state change of one instance as PagerDuty, the webhook and the console are told it.
 pub(crate) struct Notice {
     pub rule: String,
@@ -318,6 +327,31 @@ impl Notice {
             self.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
             if silenced { " (silenced)" } else { "" },
         )
+    }
+
+    /// The Graphite event (`/events`) a state change leaves in the store, so graphs can show
+    /// when each alert fired and resolved (the web page's bands, Grafana's annotations):
+    /// `what` names the rule, state and level; `data` is the console line with the summary;
+    /// the tags are `alert`, the rule's name, the state, the level and `series=<series>` (a
+    /// Graphite name holds no whitespace, so the tag is one word).
+    pub fn event(&self, silenced: bool) -> AlertEvent {
+        let mut data = self.console_line(silenced);
+        if let Some(s) = self.annotations.get("summary").filter(|s| !s.is_empty()) {
+            data.push_str("\n");
+            data.push_str(s);
+        }
+        AlertEvent {
+            when: self.now,
+            what: format!("{} {} {}", self.rule, self.state, self.level.as_str()),
+            data,
+            tags: vec![
+                "alert".to_owned(),
+                self.rule.clone(),
+                self.state.to_owned(),
+                self.level.as_str().to_owned(),
+                format!("series={}", self.series),
+            ],
+        }
     }
 
     /// A PagerDuty Events v2 `trigger`, or the `resolve` with the same dedup key.

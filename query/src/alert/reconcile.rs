@@ -137,7 +137,7 @@ impl Inner {
             for e in run.instances.into_values() {
                 if let Some(incident) = &e.incident {
                     let n = Notice::ended(&name, &e, incident, "rule removed", now);
-                    self.console.push(n.console_line(false));
+                    self.tell(&n, false);
                     self.queue_to(&incident.notifiers, &n);
                 }
                 let ends_at = match (e.inst.state, e.inst.resolved_at) {
@@ -176,7 +176,7 @@ impl Inner {
             }
             for (key, e, old) in changed {
                 let n = Notice::ended(&rule.name, &e, &old, "labels changed", now);
-                self.console.push(n.console_line(false));
+                self.tell(&n, false);
                 self.queue_to(&old.notifiers, &n);
                 let tr = Transition::Fired {
                     level: e.inst.level.unwrap_or(Level::Warning),
