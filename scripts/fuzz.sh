@@ -55,8 +55,8 @@ for spec in "${targets[@]}"; do
         -artifact_prefix="$artifacts/" >"$log" 2>&1
     status=$?
     set -e
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
     crashes=0
     for a in "$artifacts"/crash-* "$artifacts"/oom-* "$artifacts"/timeout-* "$artifacts"/leak-*; do
         [ -e "$a" ] || continue
@@ -73,7 +73,7 @@ for spec in "${targets[@]}"; do
     cp "$corpus"/* "$seeds"/
     # The time it really ran: libFuzzer's "Done N runs in S second(s)", absent when it stopped
     # at a crash (then the executions before it are all there is).
-    ran=$(grep -o 'runs in [0-9]* second' "$log" | grep -o '[0-9]*' | tail -1)
+    ran=$(grep -o 'runs in [0-9]* second' "$log" | grep -o '[0-9]*' | tail -1 || true)
     line="$krate/$t: ${ran:-stopped before} ${ran:+of }${secs}s, ${execs:-?} execs, cov ${cov:-?}, seeds $before -> $(count "$seeds"), crash inputs $crashes (exit $status)"
     echo "$line"
     summary+=("$line")

@@ -244,7 +244,7 @@ impl LineGraph {
             .enumerate()
             .filter(|(_, c)| {
                 c.seconds <= seconds_per_pixel
-                    && c.max_interval.unwrap_or(self.time_range + 1) >= self.time_range
+                    && c.max_interval.is_none_or(|m| m >= self.time_range)
             })
             .map(|(i, _)| i)
             .next_back()
