@@ -31,6 +31,7 @@ mod router;
 mod series;
 mod source;
 pub mod time;
+mod web;
 
 pub use client::{RenderClient, RenderedSeries};
 pub use config::{QueryConfig, QuerySettings};

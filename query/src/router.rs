@@ -1,4 +1,4 @@
-//! Tally's query-side HTTP API as one router: the web page, graphite-web's routes
+//! Tally's query-side HTTP API as one router: the web page and its dashboards ([`crate::web`]), graphite-web's routes
 //! ([`crate::graphite`]), and the alerting API when alerts are on, every route declared with
 //! what it needs and behind the bearer tokens ([`tally_common::auth`]).
 //! A second language adds its routes here, beside graphite's.
@@ -55,9 +55,7 @@ pub fn routes(source: Arc<dyn Source>, opts: ApiOptions) -> Routes {
         None => Routes::new(),
     };
     let budget = opts.budget.unwrap_or_else(Budget::process);
-    Routes::new()
-        .add(Method::GET, "/", Access::Open, web_page)
-        .add(Method::GET, "/index.html", Access::Open, web_page)
+    crate::web::routes()
         .merge(crate::graphite::routes::routes(
             source.clone(),
             opts.limits,
@@ -65,20 +63,6 @@ pub fn routes(source: Arc<dyn Source>, opts: ApiOptions) -> Routes {
         ))
         .merge(crate::atlas::routes::routes(source, opts.limits, budget))
         .merge(alerts)
-}
-
-/// The web page: one self-contained file compiled into the binary (no CDN, works offline).
-const WEB_PAGE: &str = include_str!("web/index.html");
-
-async fn web_page() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        WEB_PAGE,
-    )
-        .into_response()
 }
 
 /// The answer without the right token: JSON on Tally's own `/api/` routes, text on graphite-web's
@@ -147,6 +131,8 @@ mod tests {
             "/api/v1/graph" => ("/api/v1/graph?q=name,a.b,:eq&format=json".into(), "", Read),
             "/api/v1/tags" | "/api/v1/tags/" => (route.path.to_owned(), "", Read),
             "/api/v1/tags/:key" => ("/api/v1/tags/name".into(), "", Read),
+            "/api/v1/dashboards" => (route.path.to_owned(), "", Read),
+            "/api/v1/dashboards/:uid" => ("/api/v1/dashboards/tally-overview".into(), "", Read),
             other => panic!("no sample request for {} {other}: add one", route.method),
         };
         let req = Request::builder()
