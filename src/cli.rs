@@ -293,6 +293,9 @@ pub struct DemoArgs {
     /// A simulated CDN incident starts this often (and lasts 90 s).
     #[arg(long, default_value = "5m")]
     pub incident_every: String,
+    /// The first simulated incident starts this long after the demo does.
+    #[arg(long, default_value = "1m")]
+    pub first_incident_after: String,
     /// Also page this Alertmanager (its base URL).
     #[arg(long)]
     pub alertmanager: Option<String>,

@@ -19,7 +19,8 @@ use crate::serve::{problems, serve_store, shutdown_signal};
 const DEMO_RULES: &str = include_str!("../examples/demo/alerts.toml");
 
 /// Appends generated traffic to `log` until `stop`, rotating it (rename) past 64 MB.
-fn generate(log: PathBuf, rate: u64, incident_every: Duration, stop: Arc<AtomicBool>) {
+fn generate(log: PathBuf, rate: u64, incidents: (Duration, Duration), stop: Arc<AtomicBool>) {
+    let (first_after, incident_every) = incidents;
     let mut g = tally_agent::gen::Gen::new(unix_now() as u64, unix_now(), u64::MAX);
     let mut truth = tally_agent::gen::Truth::default();
     let started = Instant::now();
@@ -31,8 +32,8 @@ fn generate(log: PathBuf, rate: u64, incident_every: Duration, stop: Arc<AtomicB
     let mut buf = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let elapsed = started.elapsed();
-        // The first incident comes after one minute, then every `incident_every`.
-        let phase = elapsed.as_secs_f64() - 60.0;
+        // The first incident comes after `first_after`, then every `incident_every`.
+        let phase = elapsed.as_secs_f64() - first_after.as_secs_f64();
         let every = incident_every.as_secs_f64().max(120.0);
         let now_in = phase >= 0.0 && phase % every < 90.0;
         if now_in != in_incident {
@@ -99,6 +100,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
     }
     let incident_every = tally_common::config::parse_duration(&a.incident_every)
         .map_err(|e| anyhow::anyhow!("--incident-every: {e}"))?;
+    let first_after = tally_common::config::parse_duration(&a.first_incident_after)
+        .map_err(|e| anyhow::anyhow!("--first-incident-after: {e}"))?;
     // The rules, with the notifiers asked for, in a file the engine can reload.
     // Top-level keys first, then the rules' tables, then the notifiers'.
     let mut rules = format!(
@@ -135,7 +138,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         let (log, stop) = (log.clone(), stop.clone());
         std::thread::Builder::new()
             .name("demo-traffic".into())
-            .spawn(move || generate(log, a.rate, incident_every, stop))?
+            .spawn(move || generate(log, a.rate, (first_after, incident_every), stop))?
     };
     let agent_stats = Arc::new(tally_agent::Stats::default());
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<std::net::SocketAddr>();
@@ -167,6 +170,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             stats.notify();
         };
         let data = dir.display().to_string();
+        let first = a.first_incident_after.clone();
         serve_store(settings, query, Some(alerting), shutdown, move |b| {
             let _ = bound_tx.send(b.http);
             let mut out = std::io::stdout().lock();
@@ -177,7 +181,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                  \x20 Grafana         add a Graphite data source at http://{http} (version 1.1.x), or provision grafana/\n\
                  \x20 alerts          http://{http}/api/v1/alerts   (state changes are printed here too)\n\
                  \x20 plaintext       {line} (Graphite line protocol)\n\
-                 \n  beacons appear within about 20 s; the first simulated CDN incident starts after 1 min.\n  Ctrl-C stops everything.\n",
+                 \n  beacons appear within about 20 s; the first simulated CDN incident starts after {first}.\n  Ctrl-C stops everything.\n",
                 http = b.http,
                 line = b.line,
             );

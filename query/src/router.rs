@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use axum::http::{header, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Router;
-use tally_common::auth::{Access, Routes, Tokens};
+use tally_common::auth::{Routes, Tokens};
 
 use crate::api_error::{ApiError, ErrorBody};
 use crate::limits::{Budget, Limits};
@@ -79,7 +79,9 @@ fn unauthorized(path: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{header, Method, Request};
+    use axum::response::Response;
+    use tally_common::auth::Access;
     use tower::ServiceExt;
 
     use super::*;

@@ -332,12 +332,13 @@ impl Notice {
     /// The Graphite event (`/events`) a state change leaves in the store, so graphs can show
     /// when each alert fired and resolved (the web page's bands, Grafana's annotations):
     /// `what` names the rule, state and level; `data` is the console line with the summary;
-    /// the tags are `alert`, the rule's name, the state, the level and `series=<series>` (a
-    /// Graphite name holds no whitespace, so the tag is one word).
+    /// the tags are `alert`, the rule's name, the state, the level and `series=<series>` (one
+    /// tag of the event's list, whatever the series' name holds: a function's name can hold
+    /// spaces).
     pub fn event(&self, silenced: bool) -> AlertEvent {
         let mut data = self.console_line(silenced);
         if let Some(s) = self.annotations.get("summary").filter(|s| !s.is_empty()) {
-            data.push_str("\n");
+            data.push('\n');
             data.push_str(s);
         }
         AlertEvent {
