@@ -616,6 +616,22 @@ fn issue_18_the_first_incident_at_a_glance_in_headless_chromium() {
         "return [...document.querySelectorAll('#tags .kids button')].some((b) => b.textContent.startsWith('· beacons'))",
         "beacons under name",
     );
+    // Explore speaks Atlas too: a stack program, grouped by source, and its PNG link.
+    d.click("#lang option[value=atlas]");
+    d.type_into("#targets", "name,beacons,:eq,:sum,(,source,),:by");
+    d.click("#draw");
+    d.wait(
+        "return +document.querySelector('#chart').dataset.series >= 3 && +document.querySelector('#chart').dataset.points > 0 && document.querySelector('#legend').innerText.includes('cdn_')",
+        "an Atlas graph by source",
+    );
+    d.screenshot("web-explore-atlas.png");
+    let png_url = d.js("return document.querySelector('#png').href");
+    let png_url = png_url.as_str().expect("href");
+    assert!(png_url.contains("/api/v1/graph?q="), "{png_url}");
+    let png = reqwest::blocking::get(png_url)
+        .and_then(|r| r.bytes())
+        .expect("the Atlas PNG link answers");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG from Atlas's graph API");
     eprintln!("screenshots: {}", shot.display());
 }
 
