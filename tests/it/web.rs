@@ -111,9 +111,27 @@ impl Driver {
             .to_string()
     }
 
+    /// Clicks the element `css` finds. The page redraws its tables on a timer, so an element
+    /// found can be replaced before the click lands; it is then found again (a few times).
     fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.cmd("POST", &format!("/element/{id}/click"), json!({}));
+        for _ in 0..5 {
+            let id = self.element(css);
+            let url = format!("{}/session/{}/element/{id}/click", self.base, self.session);
+            let v: Value = self
+                .http
+                .post(url)
+                .json(&json!({}))
+                .send()
+                .expect("webdriver")
+                .json()
+                .expect("json");
+            match v["value"].get("error").and_then(Value::as_str) {
+                None => return,
+                Some("stale element reference") => std::thread::sleep(Duration::from_millis(100)),
+                Some(_) => panic!("webdriver click {css}: {v}"),
+            }
+        }
+        panic!("{css} went stale five times in a row");
     }
 
     fn type_into(&self, css: &str, text: &str) {
@@ -150,6 +168,20 @@ impl Driver {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// The mouse moved over element `css`, `x` pixels off its centre.
+    fn hover(&self, css: &str, x: i64) {
+        let id = self.element(css);
+        let origin = json!({ "element-6066-11e4-a52e-4f735466cecf": id });
+        self.cmd(
+            "POST",
+            "/actions",
+            json!({"actions": [{
+                "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+                "actions": [{"type": "pointerMove", "duration": 100, "origin": origin, "x": x, "y": 0}]
+            }]}),
+        );
     }
 
     /// A mouse drag across element `css`, from `x0` to `x1` pixels off its centre, as a user's
@@ -537,6 +569,34 @@ fn issue_18_the_first_incident_at_a_glance_in_headless_chromium() {
         .and_then(|r| r.bytes())
         .expect("the PNG link answers");
     assert!(png.starts_with(b"\x89PNG"), "a PNG from the panel's link");
+    // The crosshair is shared: hovering one graph draws the time line on the others too.
+    d.hover(".panel[data-id=\"2\"] canvas.over", 0);
+    d.wait(
+        "const c = document.querySelector('.panel[data-id=\"3\"] canvas.over'); const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < px.length; i += 4) if (px[i]) return true; return false",
+        "the crosshair on another panel",
+    );
+    // A variable: ticking one vhost narrows the latency panel to its three percentiles.
+    let before =
+        d.js("return +document.querySelector('.panel[data-id=\"5\"] canvas').dataset.series");
+    d.click("#var-vhost summary");
+    d.click("#var-vhost input[value='www.example.com']");
+    d.wait(
+        "const p = document.querySelector('#panels').dataset; return p.drawn === `${p.from} ${p.until}` && +document.querySelector('.panel[data-id=\"5\"] canvas').dataset.series === 3",
+        "the latency panel for one vhost",
+    );
+    assert!(
+        before.as_u64().unwrap_or(0) > 3,
+        "every vhost before: {before}"
+    );
+    assert!(
+        d.js("return location.hash")
+            .as_str()
+            .unwrap_or("")
+            .contains("var-vhost=www.example.com"),
+        "the choice is in the page's address"
+    );
+    d.click("#var-vhost input[value='$__all']");
+    d.click("#var-vhost summary");
     // Drag to zoom on the beacon panel, across the newest part of the range (where a young
     // store's data is): a narrower range on every panel, then back.
     let half = d
@@ -598,6 +658,12 @@ fn issue_18_the_first_incident_at_a_glance_in_headless_chromium() {
         assert!(Instant::now() < unsilenced, "the silence did not end");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The rule's target, one click from a graph.
+    d.click("#instances a.rulegraph[data-rule=ServerErrors]");
+    d.wait(
+        "return document.querySelector('#graph').classList.contains('on') && document.querySelector('#targets').value.startsWith('asPercent(') && +document.querySelector('#chart').dataset.points > 0",
+        "the ServerErrors target drawn in Explore",
+    );
     // The health dashboard, drawn from the shipped JSON.
     d.click("nav button[data-tab=health]");
     d.wait(
