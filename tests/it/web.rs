@@ -690,6 +690,12 @@ fn issue_18_the_first_incident_at_a_glance_in_headless_chromium() {
         "return +document.querySelector('#chart').dataset.series >= 3 && +document.querySelector('#chart').dataset.points > 0 && document.querySelector('#legend').innerText.includes('cdn_')",
         "an Atlas graph by source",
     );
+    // The server's own PNG of it, under the page's graph.
+    d.click("#showpng");
+    d.wait(
+        "const i = document.querySelector('#pngimg'); return !i.hidden && i.complete && i.naturalWidth > 0",
+        "the server's PNG of the Atlas graph",
+    );
     d.screenshot("web-explore-atlas.png");
     let png_url = d.js("return document.querySelector('#png').href");
     let png_url = png_url.as_str().expect("href");
