@@ -8,7 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use chrono_tz::Tz;
+
 use super::query::{Query, Tags};
+use super::time::{parse_date, Refs};
 use crate::error::{QueryError, Result};
 
 /// How steps coarser than the stored one are consolidated (`:cf-*`).
@@ -379,6 +382,10 @@ pub enum Expr {
     Const(f64),
     /// `:time`: a calendar field or time since the epoch, per step.
     Time(String),
+    /// `:random` (`None`) and `seed,:srandom`: noise from a hash of each step's timestamp.
+    Random(Option<i32>),
+    /// `s,e,:time-span`: 1 within the span, 0 outside it.
+    TimeSpan(Box<TimeSpan>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
     Unary(UnOp, Box<Expr>),
     /// `:sum :count :min :max` over a result: one line.
@@ -410,7 +417,11 @@ impl Expr {
     pub fn data_exprs<'e>(&'e self, out: &mut Vec<&'e DataExpr>) {
         match self {
             Expr::Data(d) => out.push(d),
-            Expr::Const(_) | Expr::Time(_) | Expr::StatPlaceholder(_) => {}
+            Expr::Const(_)
+            | Expr::Time(_)
+            | Expr::Random(_)
+            | Expr::TimeSpan(_)
+            | Expr::StatPlaceholder(_) => {}
             Expr::Binary(_, a, b) | Expr::Filter(a, b) => {
                 a.data_exprs(out);
                 b.data_exprs(out);
@@ -436,7 +447,12 @@ impl Expr {
                 ..
             })
             | Expr::GroupBy(_, _, keys) => keys.clone(),
-            Expr::Data(_) | Expr::Const(_) | Expr::Time(_) | Expr::StatPlaceholder(_) => Vec::new(),
+            Expr::Data(_)
+            | Expr::Const(_)
+            | Expr::Time(_)
+            | Expr::Random(_)
+            | Expr::TimeSpan(_)
+            | Expr::StatPlaceholder(_) => Vec::new(),
             Expr::Aggr(..) => Vec::new(),
             Expr::Percentiles(d, _) => match &d.kind {
                 DataKind::GroupBy(_, keys) => keys
@@ -695,6 +711,8 @@ pub struct Env<'a> {
     pub grid: Grid,
     /// Checked between steps of a long evaluation (the request's time limit).
     pub check: &'a dyn Fn() -> Result<()>,
+    /// The clock, in milliseconds, for a `:time-span` that names `now`.
+    pub now: i64,
 }
 
 impl Env<'_> {
@@ -713,6 +731,48 @@ impl Env<'_> {
                 vec![Line {
                     tags: Tags::from([("name".to_string(), mode.clone())]),
                     label: mode.clone(),
+                    values,
+                }]
+            }
+            Expr::Random(seed) => {
+                let label = match seed {
+                    None => "random".to_string(),
+                    Some(seed) => format!("seeded-random({seed})"),
+                };
+                let values = g
+                    .times()
+                    .map(|t| {
+                        let ms = t * 1000;
+                        random_value(seed.map_or(ms, |seed| ms ^ i64::from(seed)))
+                    })
+                    .collect();
+                vec![Line {
+                    tags: Tags::from([("name".to_string(), label.clone())]),
+                    label,
+                    values,
+                }]
+            }
+            Expr::TimeSpan(span) => {
+                // Atlas's evaluation context runs from a step before the first value drawn
+                // (`GraphConfig.evalContext`): `gs` is that, `ge` the grid's end.
+                let (from, to) = span
+                    .resolve((g.start - g.step) * 1000, g.end * 1000, self.now)
+                    .map_err(bad)?;
+                let values = g
+                    .times()
+                    .map(|t| {
+                        let ms = t * 1000;
+                        if from <= ms && ms <= to {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let label = format!("{} to {}", span.s, span.e);
+                vec![Line {
+                    tags: Tags::from([("name".to_string(), label.clone())]),
+                    label,
                     values,
                 }]
             }
@@ -1242,6 +1302,118 @@ pub fn duration_string(secs: i64) -> String {
     format!("{secs}s")
 }
 
+/// `Hash.lowbias32`: Chris Wellons's integer hash, in Java's wrapping `Int` arithmetic
+/// (`>>>` is the unsigned shift).
+pub fn lowbias32(v: i32) -> i32 {
+    let mut h = v as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7FEB_352D);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846C_A68B);
+    h ^= h >> 16;
+    h as i32
+}
+
+/// `Hash.lowbias64`: the hashes of the high and low 32 bits, xored.
+pub fn lowbias64(v: i64) -> i32 {
+    lowbias32(((v as u64) >> 32) as i32) ^ lowbias32(v as i32)
+}
+
+/// `MathExpr.Random.rand`: `(math.abs(Hash.lowbias64(t)) % 1000) / 1000.0` for a timestamp
+/// in milliseconds, so a value in thousandths from 0 to 0.999. Java's `Math.abs` leaves
+/// `Int.MinValue` negative, so a hash of exactly that is -0.648, as it is in Atlas.
+/// `:srandom` hashes `t ^ seed` (the seed widened with its sign).
+pub fn random_value(t: i64) -> f64 {
+    f64::from(lowbias64(t).wrapping_abs() % 1000) / 1000.0
+}
+
+/// `:time-span`'s span (`MathExpr.TimeSpan`): `s` and `e` in the graph API's time grammar,
+/// read in `tz`, with the references `gs` and `ge` (the graph's start and end), `now`,
+/// `epoch`, and `e` (in the start) or `s` (in the end) for the other end of the span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeSpan {
+    pub s: String,
+    pub e: String,
+    pub tz: Tz,
+}
+
+/// The reference a time names, `e` of `e-30m` or `ge` of `ge` (`Strings.extractReferencePointDate`:
+/// `^([a-z]+)([-+])([^-+]+)$` or `^([a-z]+)$`).
+fn reference_point(t: &str) -> Option<&str> {
+    let letters = t.bytes().take_while(u8::is_ascii_lowercase).count();
+    let rest = &t[letters..];
+    let relative =
+        rest.len() > 1 && rest.starts_with(['-', '+']) && !rest[1..].contains(['-', '+']);
+    (letters > 0 && (rest.is_empty() || relative)).then(|| &t[..letters])
+}
+
+impl TimeSpan {
+    /// The checks Atlas makes of the references before reading the times (`parseDates`).
+    pub fn check(s: &str, e: &str) -> std::result::Result<(), String> {
+        let (sref, eref) = (reference_point(s), reference_point(e));
+        if sref == Some("e") && eref == Some("s") {
+            return Err("start and end time are relative to each other".into());
+        }
+        if sref == Some("s") {
+            return Err("start time is relative to itself".into());
+        }
+        if eref == Some("e") {
+            return Err("end time is relative to itself".into());
+        }
+        Ok(())
+    }
+
+    /// The span in milliseconds, both ends included, for a graph from `gs` to `ge` read at
+    /// `now` (all milliseconds): the end first when the start refers to it, the start first
+    /// when the end refers to it (`parseDates`), and the start no later than the end.
+    pub fn resolve(&self, gs: i64, ge: i64, now: i64) -> std::result::Result<(i64, i64), String> {
+        let fail = |m: String| format!(":time-span: {m}");
+        Self::check(&self.s, &self.e).map_err(fail)?;
+        let refs = Refs {
+            now,
+            gs: Some(gs),
+            ge: Some(ge),
+            ..Refs::default()
+        };
+        let (start, end) = if reference_point(&self.s) == Some("e") {
+            let end = parse_date(&self.e, self.tz, &refs).map_err(fail)?;
+            let start = parse_date(
+                &self.s,
+                self.tz,
+                &Refs {
+                    e: Some(end),
+                    ..refs
+                },
+            )
+            .map_err(fail)?;
+            (start, end)
+        } else if reference_point(&self.e) == Some("s") {
+            let start = parse_date(&self.s, self.tz, &refs).map_err(fail)?;
+            let end = parse_date(
+                &self.e,
+                self.tz,
+                &Refs {
+                    s: Some(start),
+                    ..refs
+                },
+            )
+            .map_err(fail)?;
+            (start, end)
+        } else {
+            let start = parse_date(&self.s, self.tz, &refs).map_err(fail)?;
+            let end = parse_date(&self.e, self.tz, &refs).map_err(fail)?;
+            (start, end)
+        };
+        if start > end {
+            return Err(fail(format!(
+                "start must be <= end (s={}, e={})",
+                self.s, self.e
+            )));
+        }
+        Ok((start, end))
+    }
+}
+
 /// `:time`'s value at `t` (seconds) in UTC.
 fn time_value(mode: &str, t: i64) -> f64 {
     use chrono::{Datelike, Timelike};
@@ -1640,6 +1812,118 @@ mod tests {
             &aggregate_raw(Af::Count, Cf::Avg, 0, &[&a, &b], &grid),
             &[1.5, 1.0]
         ));
+    }
+
+    /// `Hash.lowbias32` / `lowbias64` and `MathExpr.Random.rand`, bit for bit: the values
+    /// are Java's, from the Scala source run under a JVM.
+    #[test]
+    fn random_is_atlas_hash_of_the_timestamp() {
+        for (v, h) in [
+            (0, 0),
+            (1, 1_753_845_952),
+            (-1, 1_734_902_346),
+            (42, 388_445_122),
+            (i32::MAX, -1_926_627_400),
+            (i32::MIN, -867_483_356),
+        ] {
+            assert_eq!(lowbias32(v), h, "lowbias32({v})");
+        }
+        for (v, h) in [
+            (0, 0),
+            (1, 1_753_845_952),
+            (-1, 0),
+            (1_325_401_200_000, 653_095_653),
+            (1_392_930_000_000, -1_511_194_050),
+            (i64::MIN, -867_483_356),
+        ] {
+            assert_eq!(lowbias64(v), h, "lowbias64({v})");
+        }
+        // 2012-01-01T07:00Z, the docs' graph end, and the minutes before it.
+        let e = 1_325_401_200_000;
+        let got: Vec<f64> = (0..5).map(|i| random_value(e - (4 - i) * 60_000)).collect();
+        assert_eq!(got, [0.119, 0.72, 0.656, 0.457, 0.653]);
+        assert_eq!(random_value(e), 0.653);
+        assert_eq!(random_value(e ^ 42), 0.185, "42,:srandom");
+        assert_eq!(
+            random_value(e ^ -1),
+            0.719,
+            "-1,:srandom: the seed widened with its sign"
+        );
+        // The one hash Java's Math.abs leaves negative.
+        assert_eq!(lowbias64(3_906_290_832), i32::MIN);
+        assert_eq!(random_value(3_906_290_832), -0.648);
+    }
+
+    /// `MathExpr.TimeSpan.parseDates`: which end is read first, the references each may
+    /// name, and an end before the start.
+    #[test]
+    fn time_spans_resolve_as_atlas_reads_them() {
+        const M: i64 = 60_000;
+        let (gs, ge, now) = (1_000 * M, 1_180 * M, 5_000 * M);
+        let span = |s: &str, e: &str| {
+            TimeSpan {
+                s: s.into(),
+                e: e.into(),
+                tz: Tz::UTC,
+            }
+            .resolve(gs, ge, now)
+        };
+        assert_eq!(span("e-30m", "ge"), Ok((ge - 30 * M, ge)));
+        assert_eq!(span("gs", "s+5m"), Ok((gs, gs + 5 * M)));
+        assert_eq!(span("gs+1h", "ge-1h"), Ok((gs + 60 * M, ge - 60 * M)));
+        assert_eq!(
+            span("e", "ge"),
+            Ok((ge, ge)),
+            "an empty span holds its instant"
+        );
+        assert_eq!(span("now-1h", "now"), Ok((now - 60 * M, now)));
+        assert_eq!(span("epoch", "s+1d"), Ok((0, 1_440 * M)));
+        assert_eq!(
+            span("2014-02-20T13:00", "s+30m"),
+            Ok((1_392_901_200_000, 1_392_903_000_000))
+        );
+        let pacific = TimeSpan {
+            s: "2014-02-20T13:00".into(),
+            e: "s+30m".into(),
+            tz: "US/Pacific".parse().expect("zone"),
+        };
+        assert_eq!(
+            pacific.resolve(gs, ge, now),
+            Ok((1_392_930_000_000, 1_392_931_800_000))
+        );
+        for (s, e, says) in [
+            (
+                "e-30m",
+                "s+5m",
+                "start and end time are relative to each other",
+            ),
+            ("s-1h", "ge", "start time is relative to itself"),
+            ("s", "ge", "start time is relative to itself"),
+            ("gs", "e+1h", "end time is relative to itself"),
+            ("ge", "gs", "start must be <= end (s=ge, e=gs)"),
+            ("e+5m", "ge", "start must be <= end (s=e+5m, e=ge)"),
+            ("gs", "s-1m", "start must be <= end (s=gs, e=s-1m)"),
+            ("gs", "2014-13-45", "invalid date \"2014-13-45\""),
+            (
+                "gs",
+                "nonsense",
+                "unknown reference \"nonsense\" in \"nonsense\"",
+            ),
+            (
+                "gs",
+                "s+5parsecs",
+                "unknown unit \"parsecs\" in \"5parsecs\"",
+            ),
+        ] {
+            let got = span(s, e).expect_err("refused");
+            assert_eq!(got, format!(":time-span: {says}"), "{s},{e}");
+        }
+        assert_eq!(reference_point("e-30m"), Some("e"));
+        assert_eq!(reference_point("ge"), Some("ge"));
+        assert_eq!(reference_point("s+P1D"), Some("s"));
+        assert_eq!(reference_point("s+1h-5m"), None);
+        assert_eq!(reference_point("2014-02-20T13:00"), None);
+        assert_eq!(reference_point("e-"), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use expr::{Env, Expr, Grid, Line, Raw};
 use query::{Query, Tags};
-use stack::{Item, Run, Style, Styled};
+use stack::{Item, Run, Sed, Style, Styled};
 
 use crate::error::{QueryError, Result};
 use crate::fetch::{fetch_tagged, read_names, Ctx};
@@ -30,10 +30,21 @@ use crate::fetch::{fetch_tagged, read_names, Ctx};
 /// (a query) ANDed into every one. Anything on the stack that is not an expression (a stray
 /// string) is a mistake.
 pub fn parse(program: &str, cq: Option<&str>) -> Result<Vec<Styled>> {
+    parse_in(program, cq, None)
+}
+
+/// [`parse`] for a graph in time zone `tz`: the program runs with the variable `tz` set to
+/// it, as Atlas's graph API runs it (`Grapher`); `:time-span` reads its times there (UTC
+/// without it).
+pub fn parse_in(program: &str, cq: Option<&str>, tz: Option<&str>) -> Result<Vec<Styled>> {
     let bad = |e: stack::StackError| {
         QueryError::BadRequest(format!("bad expression \"{}\": {e}", clip(program)))
     };
-    let items = Run::program(program).map_err(bad)?;
+    let vars = tz
+        .map(|z| ("tz".to_string(), Item::Str(z.to_string())))
+        .into_iter()
+        .collect();
+    let items = Run::program_with(program, vars).map_err(bad)?;
     let common = match cq.filter(|c| !c.trim().is_empty()) {
         None => None,
         Some(c) => {
@@ -230,6 +241,7 @@ pub fn evaluate(
         data: &data,
         grid,
         check: &check,
+        now: now_ms(),
     };
     let mut lines = Vec::new();
     for (e, style, offset) in &plans {
@@ -253,8 +265,17 @@ pub fn evaluate(
     })
 }
 
+/// The wall clock in milliseconds (`now` in a `:time-span`, as Atlas reads it when it
+/// evaluates).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// The label of a line: the legend with `$key` and `$(key)` replaced by the line's tags
-/// (an unknown key stays as written), then `:s`; the line's own label otherwise.
+/// (an unknown key stays as written), then each `:s` and `:decode` in the order written
+/// (`StyleExpr.sed`); the line's own label otherwise.
 fn legend(style: &Style, l: &Line, offset: i64) -> String {
     let mut label = match &style.legend {
         None => {
@@ -266,12 +287,47 @@ fn legend(style: &Style, l: &Line, offset: i64) -> String {
         }
         Some(fmt) => substitute(fmt, &l.tags, offset),
     };
-    if let Some((search, replace)) = &style.replace {
-        if let Ok(re) = regex::Regex::new(search) {
-            label = re.replace_all(&label, replace.as_str()).into_owned();
+    for step in &style.sed {
+        match step {
+            Sed::Replace(search, replace) => {
+                if let Ok(re) = regex::Regex::new(search) {
+                    label = re.replace_all(&label, replace.as_str()).into_owned();
+                }
+            }
+            Sed::Decode(mode) if mode == "hex" => label = hex_decode(&label, '_'),
+            // `none`, the only other encoding `:decode` takes.
+            Sed::Decode(_) => {}
         }
     }
     label
+}
+
+/// `Strings.hexDecode`: `<escape>` and two hex digits is the character of that code (0 to
+/// 255, as Java's `char`); an escape without two hex digits after it is copied as it is,
+/// and so is the rest of the string once fewer than two characters follow an escape.
+fn hex_decode(input: &str, escape: char) -> String {
+    let chars: Vec<char> = input.chars().collect();
+    let mut out = String::with_capacity(input.len());
+    let mut pos = 0;
+    while pos < chars.len() {
+        let c = chars[pos];
+        if c != escape {
+            out.push(c);
+        } else if chars.len() - pos <= 2 {
+            out.extend(&chars[pos..]);
+            break;
+        } else {
+            match (chars[pos + 1].to_digit(16), chars[pos + 2].to_digit(16)) {
+                (Some(hi), Some(lo)) => {
+                    out.push(char::from((hi << 4 | lo) as u8));
+                    pos += 2;
+                }
+                _ => out.push(c),
+            }
+        }
+        pos += 1;
+    }
+    out
 }
 
 fn substitute(fmt: &str, tags: &Tags, offset: i64) -> String {
@@ -633,6 +689,271 @@ mod tests {
         }
     }
 
+    /// Evaluates `q` over `[start, end]` with no stored data, the program run in `tz`.
+    fn generated(q: &str, tz: Option<&str>, start: i64, end: i64) -> Result<Graph> {
+        let ctx = Ctx::new(Arc::new(MemSource::default()), start, end);
+        let exprs = parse_in(q, None, tz)?;
+        evaluate(&ctx, &exprs, start, end, None, 700)
+    }
+
+    /// `:random` and `:srandom` over the docs' graph (`e=2012-01-01T07:00`, `tz=UTC`): the
+    /// values are Atlas's own (`MathExpr.Random.rand`, run under a JVM) at each step's time.
+    #[test]
+    fn random_lines_are_atlas_hash_of_each_step() {
+        const E: i64 = 1_325_401_200;
+        let line = |q: &str| {
+            let g = generated(q, Some("UTC"), E - 300, E).unwrap_or_else(|e| panic!("{q}: {e}"));
+            assert_eq!(
+                g.grid.times().last(),
+                Some(E),
+                "the last step is the graph's end"
+            );
+            assert_eq!(g.lines.len(), 1);
+            g.lines[0].line.clone()
+        };
+        let r = line(":random");
+        assert_eq!(r.values, [0.119, 0.72, 0.656, 0.457, 0.653]);
+        assert_eq!(r.label, "random");
+        assert_eq!(r.tags["name"], "random");
+        let r = line("42,:srandom");
+        assert_eq!(r.values, [0.755, 0.982, 0.982, 0.885, 0.185]);
+        assert_eq!(r.label, "seeded-random(42)");
+        assert_eq!(r.tags["name"], "seeded-random(42)");
+        assert_eq!(line("-1,:srandom").values, [0.723, 0.971, 0.8, 0.41, 0.719]);
+        let r = line("0,:srandom");
+        assert_eq!(
+            r.values,
+            line(":random").values,
+            "a seed of 0 changes nothing"
+        );
+        assert_eq!(r.label, "seeded-random(0)");
+        // The same range gives the same line; a random line is data for the other words
+        // (`:random,0.4,:const,:gt` of Atlas's test queries).
+        assert_eq!(line(":random").values, line(":random").values);
+        assert_eq!(
+            line(":random,0.4,:const,:gt").values,
+            [0.0, 1.0, 1.0, 1.0, 1.0]
+        );
+        assert_eq!(
+            line(":random,Random,:legend").label,
+            "Random",
+            "the docs' legend"
+        );
+    }
+
+    /// `:time-span`'s docs examples and its relative forms, on a 1-minute grid: `gs` is a
+    /// step before the first value drawn (Atlas's evaluation context) and `ge` a step after
+    /// the last, and both ends of the span are in it.
+    #[test]
+    fn time_spans_are_one_within_and_zero_outside() {
+        const E: i64 = 1_325_401_200; // 2012-01-01T07:00Z
+        let values = |q: &str, tz: Option<&str>, s: i64, e: i64| {
+            let g = generated(q, tz, s, e).unwrap_or_else(|err| panic!("{q}: {err}"));
+            let times: Vec<i64> = g.grid.times().collect();
+            let ones: Vec<i64> = times
+                .iter()
+                .zip(&g.lines[0].line.values)
+                .filter(|(_, v)| **v == 1.0)
+                .map(|(t, _)| *t)
+                .collect();
+            assert!(g.lines[0]
+                .line
+                .values
+                .iter()
+                .all(|v| *v == 0.0 || *v == 1.0));
+            (g.lines[0].line.label.clone(), ones)
+        };
+        // s=e-3h, e=2012-01-01T07:00, tz=UTC, q=e-30m,ge,:time-span: the last half hour.
+        let (label, ones) = values("e-30m,ge,:time-span", Some("UTC"), E - 10_800, E);
+        assert_eq!(label, "e-30m to ge");
+        assert_eq!(
+            ones,
+            (0..30).map(|i| E - 29 * 60 + i * 60).collect::<Vec<_>>()
+        );
+        // q=2014-02-20T13:00,s+30m,:time-span on that 2012 graph: never.
+        let (label, ones) = values(
+            "2014-02-20T13:00,s+30m,:time-span",
+            Some("UTC"),
+            E - 10_800,
+            E,
+        );
+        assert_eq!(label, "2014-02-20T13:00 to s+30m");
+        assert!(ones.is_empty());
+        // On a graph across it, in the graph's zone: 13:00 to 13:30 Pacific, 31 steps.
+        let p = 1_392_930_000; // 2014-02-20T13:00-08:00
+        let span = "2014-02-20T13:00,s+30m,:time-span";
+        let (_, ones) = values(span, Some("US/Pacific"), p - 3600, p + 7200);
+        assert_eq!(ones, (0..31).map(|i| p + i * 60).collect::<Vec<_>>());
+        // Without a zone (an alert rule's program) the time is UTC, 8 hours earlier.
+        assert!(values(span, None, p - 3600, p + 7200).1.is_empty());
+        let (_, ones) = values(span, None, p - 9 * 3600, p - 6 * 3600);
+        assert_eq!(ones.len(), 31);
+        // The end relative to the start.
+        let (_, ones) = values("gs,s+5m,:time-span", None, E - 3600, E);
+        assert_eq!(ones, (1..=5).map(|i| E - 3600 + i * 60).collect::<Vec<_>>());
+        let (_, ones) = values("gs+10m,ge-10m,:time-span", None, E - 3600, E);
+        assert_eq!(ones.len(), 42);
+        // An end before the start is refused when the span is read.
+        for (q, says) in [
+            (
+                "ge,gs,:time-span",
+                ":time-span: start must be <= end (s=ge, e=gs)",
+            ),
+            (
+                "gs,s-1m,:time-span",
+                ":time-span: start must be <= end (s=gs, e=s-1m)",
+            ),
+        ] {
+            let e = generated(q, None, E - 3600, E).expect_err(q).to_string();
+            assert!(e.contains(says), "{q}: {e}");
+        }
+        // Mistakes in the references are the program's, with the word's position.
+        let e = generated("e-30m,s+5m,:time-span", None, E - 3600, E)
+            .expect_err("relative to each other")
+            .to_string();
+        assert!(
+            e.contains(
+                "start and end time are relative to each other (at \":time-span\", position 11)"
+            ),
+            "{e}"
+        );
+    }
+
+    /// `:dist-avg`, `:dist-max` and `:dist-stddev` of a timer's statistics on two hosts.
+    #[test]
+    fn distribution_macros_read_a_timers_statistics() {
+        let mut m = MemSource::default();
+        for (host, count, total, squares, max) in
+            [("a", 10.0, 5.0, 3.0, 1.2), ("b", 30.0, 9.0, 4.5, 0.9)]
+        {
+            for (stat, v) in [
+                ("count", count),
+                ("totalTime", total),
+                ("totalOfSquares", squares),
+                ("max", max),
+            ] {
+                m.add(
+                    &format!("lat;host={host};statistic={stat}"),
+                    T,
+                    60,
+                    vec![Some(v); 60],
+                );
+            }
+        }
+        // Something else of the same name that no statistic picks.
+        m.add(
+            "lat;host=a;statistic=percentile",
+            T,
+            60,
+            vec![Some(1e6); 60],
+        );
+        let src: Arc<dyn crate::Source> = Arc::new(m);
+        let run = |q: &str| -> Vec<(String, f64)> {
+            let ctx = Ctx::new(src.clone(), T, T + 3600);
+            let exprs = parse(q, None).unwrap_or_else(|e| panic!("{q}: {e}"));
+            let g = evaluate(&ctx, &exprs, T, T + 3600, None, 700)
+                .unwrap_or_else(|e| panic!("{q}: {e}"));
+            g.lines
+                .iter()
+                .map(|d| (d.line.label.clone(), d.line.values[5]))
+                .collect()
+        };
+        let close = |got: &[(String, f64)], want: &[f64]| {
+            assert_eq!(got.len(), want.len(), "{got:?}");
+            for ((_, g), w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-12, "{got:?}, want {want:?}");
+            }
+        };
+        // (5 + 9) / (10 + 30); the larger max; sqrt((40 * 7.5 - 14^2) / 40^2).
+        close(&run("name,lat,:eq,:dist-avg"), &[0.35]);
+        close(&run("name,lat,:eq,:dist-max"), &[1.2]);
+        close(&run("name,lat,:eq,:dist-stddev"), &[0.065f64.sqrt()]);
+        assert_eq!(
+            run("name,lat,:eq,:dist-max")[0].0,
+            "name=lat, statistic=max"
+        );
+        // Per host: the statistics grouped before they are combined.
+        close(&run("name,lat,:eq,:dist-avg,(,host,),:by"), &[0.5, 0.3]);
+        close(&run("name,lat,:eq,:dist-max,(,host,),:by"), &[1.2, 0.9]);
+        close(
+            &run("name,lat,:eq,:dist-stddev,(,host,),:by"),
+            &[0.05f64.sqrt(), 0.06f64.sqrt()],
+        );
+        // The docs' manual equivalents give the same.
+        assert_eq!(
+            run("name,lat,:eq,statistic,max,:eq,:and,:max"),
+            run("name,lat,:eq,:dist-max")
+        );
+        close(
+            &run("name,lat,:eq,statistic,totalTime,:eq,:and,:sum,name,lat,:eq,statistic,count,:eq,:and,:sum,:div"),
+            &[0.35],
+        );
+        close(
+            &run("statistic,count,:eq,:sum,statistic,totalOfSquares,:eq,:sum,:mul,statistic,totalTime,:eq,:sum,:dup,:mul,:sub,statistic,count,:eq,:sum,:dup,:mul,:div,:sqrt,name,lat,:eq,:cq"),
+            &[0.065f64.sqrt()],
+        );
+        // A query ANDed in narrows every statistic.
+        close(&run("name,lat,:eq,host,b,:eq,:and,:dist-avg"), &[0.3]);
+        close(&run("name,lat,:eq,:dist-avg,host,a,:eq,:cq"), &[0.5]);
+    }
+
+    /// `:decode` (`StyleExprSuite`'s chains and `StringsSuite`'s `hexDecode`): the legend is
+    /// substituted, then `:s` and `:decode` run in the order written.
+    #[test]
+    fn decode_rewrites_legends_in_order() {
+        let tags = Tags::from([
+            ("a".to_string(), "1".to_string()),
+            ("2".to_string(), "two".to_string()),
+            ("b".to_string(), "one_21_25_26_3F".to_string()),
+        ]);
+        let line = Line {
+            tags,
+            label: "foo".into(),
+            values: Vec::new(),
+        };
+        for (sed, want) in [
+            ("hex,:decode", "one!%&?"),
+            ("none,:decode", "one_21_25_26_3F"),
+            ("(_[A-F0-9]{2}),\\u0020$1,:s,hex,:decode", "one ! % & ?"),
+            ("hex,:decode,(_[A-F0-9]{2}),\\u0020$1,:s", "one!%&?"),
+            ("hex,:decode,%,_25,:s", "one!_25&?"),
+            ("hex,:decode,%,_25,:s,hex,:decode", "one!%&?"),
+            ("none,:decode,%,_25,:s,hex,:decode", "one!%&?"),
+        ] {
+            let program = format!("1,$b,:legend,{sed}");
+            let exprs = parse(&program, None).unwrap_or_else(|e| panic!("{program}: {e}"));
+            assert_eq!(legend(&exprs[0].style, &line, 0), want, "{sed}");
+        }
+        assert_eq!(
+            hex_decode("a b %25 _ %_% _21%zb", '_'),
+            "a b %25 _ %_% !%zb"
+        );
+        assert_eq!(hex_decode("a b %25 % %%% %21%zb", '%'), "a b % % %%% !%zb");
+        // Each escape is one character of code 0 to 255 (Java's char), not UTF-8 bytes.
+        assert_eq!(hex_decode("_C3_A9", '_'), "\u{c3}\u{a9}");
+        assert_eq!(hex_decode("_4a_4A", '_'), "JJ", "either case of hex digit");
+        for (s, want) in [
+            ("x_2", "x_2"),
+            ("_", "_"),
+            ("_zz_41", "_zzA"),
+            ("é_41_", "éA_"),
+        ] {
+            assert_eq!(hex_decode(s, '_'), want, "{s}");
+        }
+        // The docs' example: 1,one_21_25_26_3F,:legend,hex,:decode.
+        let g = graph("1,one_21_25_26_3F,:legend,hex,:decode");
+        assert_eq!(g.lines[0].line.label, "one!%&?");
+        let g = graph("name,requests,:eq,(,vhost,),:by,$(vhost)_21,:legend,hex,:decode");
+        let labels: Vec<&str> = g.lines.iter().map(|d| d.line.label.as_str()).collect();
+        assert_eq!(labels, ["a!", "b!"]);
+        let e = parse("1,x,:legend,base64,:decode", None).expect_err("unknown encoding");
+        assert!(
+            e.to_string()
+                .contains("unknown encoding 'base64' (at \":decode\", position 19)"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn steps_follow_atlas() {
         assert_eq!(graph_step(60, 700, 0, 3 * 3600), 60);
@@ -785,6 +1106,22 @@ mod tests {
             ":freeze",
             ":depth",
             ":list",
+            ":random",
+            ":srandom",
+            ":time-span",
+            "e-30m",
+            "gs",
+            "ge",
+            "s+5m",
+            "tz",
+            "US/Pacific",
+            ":dist-avg",
+            ":dist-max",
+            ":dist-stddev",
+            ":decode",
+            "hex",
+            "none",
+            ":s",
         ];
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
             cases: 512,

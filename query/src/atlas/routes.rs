@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use tally_common::auth::{Access, Routes};
 
 use super::query::Tags;
-use super::{evaluate, parse, time, Graph};
+use super::{evaluate, parse_in, time, Graph};
 use crate::api_error::ApiError;
 use crate::fetch::Ctx;
 use crate::limits::{Budget, Limits};
@@ -127,7 +127,8 @@ async fn graph(State(api): State<Api>, RawQuery(q): RawQuery) -> Result<Response
                     ))
                 })?,
         };
-        let exprs = parse(q, get(&p, "cq")).map_err(ApiError::from)?;
+        // The program runs with `tz` set to the graph's zone, as Atlas's `Grapher` runs it.
+        let exprs = parse_in(q, get(&p, "cq"), Some(tz_name)).map_err(ApiError::from)?;
         let (start, end) = (s.div_euclid(1000), e.div_euclid(1000));
         let ctx = Ctx::new(api.source.clone(), start, end)
             .with_limits(api.limits)
@@ -678,6 +679,22 @@ mod tests {
                 "unknown format \"gif\"",
             ),
             (
+                "/api/v1/graph?q=1,x,:legend,foo,:decode&format=json",
+                "unknown encoding 'foo' (at \":decode\", position 16)",
+            ),
+            (
+                "/api/v1/graph?q=ge,gs,:time-span&format=json",
+                ":time-span: start must be <= end (s=ge, e=gs)",
+            ),
+            (
+                "/api/v1/graph?q=s-1h,ge,:time-span&format=json",
+                "start time is relative to itself",
+            ),
+            (
+                "/api/v1/graph?q=x,:srandom&format=json",
+                "no matches for word ':srandom' with stack [String]",
+            ),
+            (
                 "/api/v1/graph?q=name,a,:eq&step=0s&format=json",
                 "below Tally's resolution",
             ),
@@ -688,6 +705,61 @@ mod tests {
             let message = v["error"].as_str().unwrap_or_default();
             assert!(message.contains(want), "{uri}: {message}");
         }
+    }
+
+    /// The docs' graphs of `:random`, `:time-span` and `:decode`, as the graph API answers
+    /// them: the program runs with `tz` set to the graph's zone.
+    #[tokio::test]
+    async fn generator_and_decode_examples_from_the_docs() {
+        let json = |body: &str| -> serde_json::Value {
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+        };
+        let column = |v: &serde_json::Value| -> Vec<f64> {
+            let rows = v["values"].as_array().expect("rows");
+            rows.iter()
+                .map(|r| r[0].as_f64().expect("a number"))
+                .collect()
+        };
+        let (status, _, body, _) = call(
+            "/api/v1/graph?w=200&h=125&s=e-3h&e=2012-01-01T07:00&tz=UTC&q=:random&format=json",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let v = json(&body);
+        assert_eq!(v["legend"], serde_json::json!(["random"]));
+        let values = column(&v);
+        assert_eq!(values.len(), 180);
+        assert_eq!(values[175..], [0.119, 0.72, 0.656, 0.457, 0.653]);
+        let (_, _, body, _) = call(
+            "/api/v1/graph?w=200&h=125&s=e-3h&e=2012-01-01T07:00&tz=UTC&q=42,:srandom&format=json",
+        )
+        .await;
+        let v = json(&body);
+        assert_eq!(v["legend"], serde_json::json!(["seeded-random(42)"]));
+        assert_eq!(column(&v)[175..], [0.755, 0.982, 0.982, 0.885, 0.185]);
+        let (_, _, body, _) = call(
+            "/api/v1/graph?w=200&h=125&s=e-3h&e=2012-01-01T07:00&tz=UTC&q=e-30m,ge,:time-span&format=json",
+        )
+        .await;
+        let v = json(&body);
+        assert_eq!(v["legend"], serde_json::json!(["e-30m to ge"]));
+        let values = column(&v);
+        assert!(values[..150].iter().all(|x| *x == 0.0) && values[150..].iter().all(|x| *x == 1.0));
+        // 13:00 to 13:30 in the graph's zone, US/Pacific (the default) or as asked, on a
+        // graph from 12:00 to 15:00 Pacific.
+        let span = "q=2014-02-20T13:00,s%2B30m,:time-span&s=1392926400&e=1392937200&format=json";
+        for (tz, ones) in [("", 31), ("&tz=US/Pacific", 31), ("&tz=UTC", 0)] {
+            let (status, _, body, _) = call(&format!("/api/v1/graph?{span}{tz}")).await;
+            assert_eq!(status, 200, "{body}");
+            let got = column(&json(&body)).iter().filter(|x| **x == 1.0).count();
+            assert_eq!(got, ones, "{tz}");
+        }
+        let (status, _, body, _) = call(
+            "/api/v1/graph?w=200&h=125&s=e-3h&e=2014-02-20T15:01&tz=US/Pacific&q=1,one_21_25_26_3F,:legend,hex,:decode&format=json",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(json(&body)["legend"], serde_json::json!(["one!%&?"]));
     }
 
     /// The default format is a PNG of the requested size, with the style words drawn: a red

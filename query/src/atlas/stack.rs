@@ -10,18 +10,19 @@
 use std::collections::HashMap;
 
 use super::expr::{
-    Af, BinOp, Cf, DataExpr, DataKind, Expr, OthersAf, Priority, Stat, Stateful, UnOp, TIME_MODES,
+    Af, BinOp, Cf, DataExpr, DataKind, Expr, OthersAf, Priority, Stat, Stateful, TimeSpan, UnOp,
+    TIME_MODES,
 };
 use super::query::Query;
-use super::time::parse_duration;
+use super::time::{parse_duration, parse_tz};
 
 /// How a line is drawn and named (`StyleExpr`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Style {
     /// `:legend`, with `$key` / `$(key)` replaced by each line's tag value.
     pub legend: Option<String>,
-    /// `:s`: a search and replace on the legend.
-    pub replace: Option<(String, String)>,
+    /// `:s` and `:decode`: the rewrites of the legend, in the order written (`sed`).
+    pub sed: Vec<Sed>,
     pub color: Option<String>,
     pub alpha: Option<String>,
     pub axis: Option<u32>,
@@ -37,6 +38,18 @@ pub struct Style {
     /// Style `:offset`: the expression drawn again shifted by each (seconds).
     pub offsets: Vec<i64>,
 }
+
+/// One rewrite of a legend (`StyleExpr.sed`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sed {
+    /// `:s`: every match of the regex replaced.
+    Replace(String, String),
+    /// `:decode`: `hex` (`_21` is `!`) or `none`.
+    Decode(String),
+}
+
+/// The encodings `:decode` knows (`StyleExpr.decode`).
+pub const DECODINGS: &[&str] = &["hex", "none"];
 
 /// An expression as drawn: the expression and its style.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,6 +216,15 @@ pub struct Run {
 impl Run {
     /// Runs `program` from an empty stack; the stack is what it left, bottom first.
     pub fn program(program: &str) -> Result<Vec<Item>, StackError> {
+        Run::program_with(program, HashMap::new())
+    }
+
+    /// [`Run::program`] with variables already set, as Atlas's graph API sets `tz` to the
+    /// graph's time zone (`Grapher`), which `:time-span` reads.
+    pub fn program_with(
+        program: &str,
+        vars: HashMap<String, Item>,
+    ) -> Result<Vec<Item>, StackError> {
         let toks = tokens(program);
         if toks.len() > MAX_TOKENS {
             return Err(StackError {
@@ -212,7 +234,10 @@ impl Run {
             });
         }
         let items = lists(&toks)?;
-        let mut run = Run::default();
+        let mut run = Run {
+            vars,
+            ..Run::default()
+        };
         run.exec(&items)?;
         let mut out = std::mem::take(&mut run.frozen);
         out.append(&mut run.stack);
@@ -739,6 +764,19 @@ impl Run {
                 self.push_expr(Expr::Const(v.unwrap_or(f64::NAN)));
             }
             "pi" => self.push_expr(Expr::Const(std::f64::consts::PI)),
+            "random" => self.push_expr(Expr::Random(None)),
+            "srandom" => {
+                // `DataType.IntType`: a string as Java's `toInt` reads it, or a constant's
+                // `intValue` (truncated, saturating, NaN as 0).
+                let seed = match &t0 {
+                    Some(Item::Str(v)) => v.parse::<i32>().ok(),
+                    Some(Item::Expr(Expr::Const(v))) => Some(*v as i32),
+                    _ => None,
+                };
+                need!(seed.is_some(), "seed:Int -- TimeSeriesExpr");
+                self.pop();
+                self.push_expr(Expr::Random(seed));
+            }
             "time" => {
                 let mode = t0.as_ref().and_then(Item::as_str).map(str::to_owned);
                 need!(mode.is_some(), "mode:String -- TimeSeriesExpr");
@@ -751,6 +789,19 @@ impl Run {
                 }
                 self.pop();
                 self.push_expr(Expr::Time(mode));
+            }
+            "time-span" => {
+                need!(q_and_v(self), "s:String e:String -- TimeSeriesExpr");
+                let e = self.pop().as_str().unwrap_or_default().to_owned();
+                let s = self.pop().as_str().unwrap_or_default().to_owned();
+                // The `tz` variable, else UTC (`MathVocabulary.TimeSpan`).
+                let tz = match self.vars.get("tz") {
+                    Some(Item::Str(z)) => parse_tz(z)?,
+                    _ => chrono_tz::Tz::UTC,
+                };
+                // Atlas checks the references when it evaluates; they are known now.
+                TimeSpan::check(&s, &e)?;
+                self.push_expr(Expr::TimeSpan(Box::new(TimeSpan { s, e, tz })));
             }
             "as" => {
                 need!(
@@ -823,6 +874,14 @@ impl Run {
                 let e = e.unwrap_or(Expr::Const(f64::NAN));
                 let made = macro_over(name, e)?;
                 self.push_expr(made);
+            }
+            "dist-avg" | "dist-max" | "dist-stddev" => {
+                need!(
+                    matches!(t0, Some(Item::Query(_))),
+                    "Query -- TimeSeriesExpr"
+                );
+                let q = self.pop().as_query().unwrap_or(Query::True);
+                self.push_expr(dist_macro(name, q));
             }
 
             // ---- stateful ----
@@ -1128,7 +1187,23 @@ impl Run {
                 let search = self.pop().as_str().unwrap_or_default().to_owned();
                 regex::Regex::new(&search).map_err(|e| format!("bad regex \"{search}\": {e}"))?;
                 let mut s = self.pop().as_styled().unwrap_or_else(unreachable_styled);
-                s.style.replace = Some((search, replace));
+                s.style.sed.push(Sed::Replace(search, replace));
+                self.stack.push(Item::Styled(Box::new(s)));
+            }
+            "decode" => {
+                let mode = t0.as_ref().and_then(Item::as_str).map(str::to_owned);
+                need!(
+                    mode.is_some() && t1.as_ref().and_then(Item::as_styled).is_some(),
+                    "StyleExpr mode:String -- StyleExpr"
+                );
+                let mode = mode.unwrap_or_default();
+                // Atlas finds an unknown encoding when it draws the legend; it is known now.
+                if !DECODINGS.contains(&mode.as_str()) {
+                    return Err(format!("unknown encoding '{mode}'"));
+                }
+                self.pop();
+                let mut s = self.pop().as_styled().unwrap_or_else(unreachable_styled);
+                s.style.sed.push(Sed::Decode(mode));
                 self.stack.push(Item::Styled(Box::new(s)));
             }
             "strip-style" => {
@@ -1176,7 +1251,9 @@ impl Run {
         Ok(())
     }
 
-    /// `:avg`, `:stddev` or `:pct` of a grouped data expression, by `keys`.
+    /// `:avg`, `:stddev` or `:pct` of a grouped data expression, by `keys`; `:dist-*` by
+    /// `keys` (`NamedRewrite.groupBy`: every aggregate of the rewrite grouped by them), or
+    /// once grouped, a `:sum` by `keys` of the groups (`MathVocabulary.GroupBy`).
     fn named_by(
         &mut self,
         name: &str,
@@ -1184,6 +1261,21 @@ impl Run {
         keys: Vec<String>,
         _pos: usize,
     ) -> Result<(), String> {
+        if name.starts_with("dist-") {
+            let named = |e: Expr| Expr::Named(name.into(), Box::new(e));
+            let e = if inner.is_grouped() {
+                Expr::GroupBy(Af::Sum, Box::new(named(inner)), keys)
+            } else {
+                named(map_data(inner, &|mut d| {
+                    if let DataKind::Aggregate(af) = d.kind {
+                        d.kind = DataKind::GroupBy(af, keys.clone());
+                    }
+                    d
+                }))
+            };
+            self.push_expr(e);
+            return Ok(());
+        }
         let Some(q) = first_query(&inner) else {
             return Err(format!(
                 ":by: cannot group :{name} of an expression without data"
@@ -1373,6 +1465,42 @@ fn macro_over(name: &str, e: Expr) -> Result<Expr, String> {
     Ok(Expr::Named(name.into(), Box::new(made)))
 }
 
+/// `:dist-avg`, `:dist-max` and `:dist-stddev` (macros in `MathVocabulary`) of a query, built
+/// as their bodies build them: the statistics of a timer or distribution summary summed
+/// (`:max` for `max`), the query ANDed into each by `:cq`, all under the macro's name.
+fn dist_macro(name: &str, q: Query) -> Expr {
+    let stat = |s: Query, af: Af| Expr::Data(DataExpr::aggregate(af, s.and(q.clone())));
+    let eq = |v: &str| Query::Eq("statistic".into(), v.into());
+    let either = |a: &str, b: &str| Query::In("statistic".into(), vec![a.into(), b.into()]);
+    let b = |op, x: Expr, y: Expr| Expr::Binary(op, Box::new(x), Box::new(y));
+    let made = match name {
+        // statistic,(,totalTime,totalAmount,),:in,:sum,statistic,count,:eq,:sum,:div
+        "dist-avg" => b(
+            BinOp::Div,
+            stat(either("totalTime", "totalAmount"), Af::Sum),
+            stat(eq("count"), Af::Sum),
+        ),
+        // statistic,max,:eq,:max
+        "dist-max" => stat(eq("max"), Af::Max),
+        // sqrt((N * sum(x^2) - sum(x)^2) / N^2) from count, totalOfSquares and the total.
+        _ => {
+            let n = || stat(eq("count"), Af::Sum);
+            let total = stat(either("totalAmount", "totalTime"), Af::Sum);
+            let var = b(
+                BinOp::Div,
+                b(
+                    BinOp::Sub,
+                    b(BinOp::Mul, n(), stat(eq("totalOfSquares"), Af::Sum)),
+                    b(BinOp::Mul, total.clone(), total),
+                ),
+                b(BinOp::Mul, n(), n()),
+            );
+            Expr::Unary(UnOp::Sqrt, Box::new(var))
+        }
+    };
+    Expr::Named(name.into(), Box::new(made))
+}
+
 /// Atlas's token escapes (`Strings.unescape`): `\uXXXX`, so a token can hold a comma
 /// (`\u002C`) or be a literal parenthesis (`\u0028`).
 fn unescape(t: &str) -> String {
@@ -1462,7 +1590,11 @@ fn weigh_expr(e: &Expr, depth: usize, nodes: &mut usize) -> Result<(), String> {
     }
     match e {
         Expr::Data(d) | Expr::Percentiles(d, _) => weigh_query(&d.query, 1, nodes),
-        Expr::Const(_) | Expr::Time(_) | Expr::StatPlaceholder(_) => Ok(()),
+        Expr::Const(_)
+        | Expr::Time(_)
+        | Expr::Random(_)
+        | Expr::TimeSpan(_)
+        | Expr::StatPlaceholder(_) => Ok(()),
         Expr::Binary(_, a, b) | Expr::Filter(a, b) => {
             weigh_expr(a, depth + 1, nodes)?;
             weigh_expr(b, depth + 1, nodes)
@@ -1613,6 +1745,183 @@ mod tests {
         assert!(e.message.contains("must have the same grouping"), "{e}");
         assert!(Run::program(&"(,".repeat(100)).is_err());
         assert!(Run::program(&"a,".repeat(2000)).is_err(), "stack overflow");
+    }
+
+    fn one_expr(p: &str) -> Expr {
+        match run(p).as_slice() {
+            [Item::Expr(e)] => e.clone(),
+            other => panic!("{p}: {other:?}"),
+        }
+    }
+
+    fn refused(p: &str) -> String {
+        Run::program(p).expect_err(p).message
+    }
+
+    /// `:random`, `:srandom` (`DataType.IntType` seeds) and `:time-span` (`MathVocabulary`).
+    #[test]
+    fn random_and_time_span_words() {
+        assert_eq!(one_expr(":random"), Expr::Random(None));
+        for (p, seed) in [
+            ("42,:srandom", 42),
+            ("0,:srandom", 0),
+            ("-7,:srandom", -7),
+            ("+7,:srandom", 7),
+            ("2147483647,:srandom", i32::MAX),
+            ("-2147483648,:srandom", i32::MIN),
+            // A constant's `intValue`.
+            ("42,:const,:srandom", 42),
+            ("-2.9,:const,:srandom", -2),
+        ] {
+            assert_eq!(one_expr(p), Expr::Random(Some(seed)), "{p}");
+        }
+        for p in [
+            ":srandom",
+            "1.5,:srandom",
+            "abc,:srandom",
+            "2147483648,:srandom",
+        ] {
+            assert!(
+                refused(p).starts_with("no matches for word ':srandom' with stack ["),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            refused("a,:srandom"),
+            "no matches for word ':srandom' with stack [String], candidates: [seed:Int -- TimeSeriesExpr]"
+        );
+        let span = |s: &str, e: &str, tz: &str| {
+            Expr::TimeSpan(Box::new(TimeSpan {
+                s: s.into(),
+                e: e.into(),
+                tz: tz.parse().expect("zone"),
+            }))
+        };
+        // The docs' examples; without a `tz` variable the times are UTC.
+        assert_eq!(one_expr("e-30m,ge,:time-span"), span("e-30m", "ge", "UTC"));
+        assert_eq!(
+            one_expr("2014-02-20T13:00,s+30m,:time-span"),
+            span("2014-02-20T13:00", "s+30m", "UTC")
+        );
+        assert_eq!(
+            one_expr("tz,US/Pacific,:set,2014-02-20T13:00,s+30m,:time-span"),
+            span("2014-02-20T13:00", "s+30m", "US/Pacific")
+        );
+        let vars = HashMap::from([("tz".to_string(), Item::Str("Europe/Berlin".into()))]);
+        let got = Run::program_with("gs,ge,:time-span", vars).expect("runs");
+        assert_eq!(got, [Item::Expr(span("gs", "ge", "Europe/Berlin"))]);
+        // A `tz` that is not a string is UTC, as Atlas's match falls through.
+        assert_eq!(
+            one_expr("tz,(,a,),:set,gs,ge,:time-span"),
+            span("gs", "ge", "UTC")
+        );
+        for (p, says) in [
+            (
+                "e-30m,s+5m,:time-span",
+                "start and end time are relative to each other",
+            ),
+            ("s+1m,ge,:time-span", "start time is relative to itself"),
+            ("gs,e-1m,:time-span", "end time is relative to itself"),
+            (
+                "tz,Mars/Olympus,:set,gs,ge,:time-span",
+                "unknown time zone \"Mars/Olympus\"",
+            ),
+            (
+                "ge,:time-span",
+                "no matches for word ':time-span' with stack [String], candidates: [s:String e:String -- TimeSeriesExpr]",
+            ),
+        ] {
+            assert_eq!(refused(p), says, "{p}");
+        }
+        let e = Run::program("gs,e-1m,:time-span").expect_err("relative to itself");
+        assert_eq!((e.token.as_str(), e.pos), (":time-span", 8));
+    }
+
+    /// `:dist-avg`, `:dist-max`, `:dist-stddev` are their macro bodies (`MathVocabulary`),
+    /// as `NamedRewriteSuite` checks them against the programs written out.
+    #[test]
+    fn distribution_macros_are_their_bodies() {
+        let named = |p: &str, name: &str| match one_expr(p) {
+            Expr::Named(n, e) if n == name => *e,
+            other => panic!("{p}: {other:?}"),
+        };
+        assert_eq!(
+            named("name,a,:eq,:dist-max", "dist-max"),
+            one_expr("statistic,max,:eq,name,a,:eq,:and,:max")
+        );
+        assert_eq!(
+            named("name,a,:eq,:dist-avg", "dist-avg"),
+            one_expr(
+                "statistic,(,totalTime,totalAmount,),:in,:sum,statistic,count,:eq,:sum,:div,name,a,:eq,:cq"
+            )
+        );
+        assert_eq!(
+            named("name,a,:eq,:dist-stddev", "dist-stddev"),
+            one_expr(
+                "statistic,count,:eq,:sum,statistic,totalOfSquares,:eq,:sum,:mul,statistic,(,totalAmount,totalTime,),:in,:sum,:dup,:mul,:sub,statistic,count,:eq,:sum,:dup,:mul,:div,:sqrt,name,a,:eq,:cq"
+            )
+        );
+        // Grouped: every aggregate of the body by the keys, the name kept.
+        assert_eq!(
+            named("name,a,:eq,:dist-max,(,name,),:by", "dist-max"),
+            one_expr("statistic,max,:eq,name,a,:eq,:and,:max,(,name,),:by")
+        );
+        assert_eq!(
+            named("name,a,:eq,:dist-avg,(,name,),:by", "dist-avg"),
+            one_expr(
+                "statistic,(,totalTime,totalAmount,),:in,name,a,:eq,:and,:sum,(,name,),:by,statistic,count,:eq,name,a,:eq,:and,:sum,(,name,),:by,:div"
+            )
+        );
+        // Once grouped, another :by sums the groups.
+        assert!(matches!(
+            one_expr("name,a,:eq,:dist-avg,(,name,host,),:by,(,name,),:by"),
+            Expr::GroupBy(Af::Sum, ref e, ref k) if matches!(**e, Expr::Named(..)) && k == &["name"]
+        ));
+        // An offset and :cq reach every data expression of the body.
+        let mut ds = Vec::new();
+        let e = one_expr("name,a,:eq,:dist-stddev,1h,:offset,app,foo,:eq,:cq");
+        e.data_exprs(&mut ds);
+        assert_eq!(ds.len(), 6);
+        assert!(ds.iter().all(|d| d.offset == 3600
+            && d.query
+                .to_string()
+                .ends_with("name,a,:eq,:and,app,foo,:eq,:and")));
+        for w in ["dist-avg", "dist-max", "dist-stddev"] {
+            assert_eq!(
+                refused(&format!("name,a,:eq,:sum,:{w}")),
+                format!("no matches for word ':{w}' with stack [DataExpr], candidates: [Query -- TimeSeriesExpr]")
+            );
+            assert!(refused(&format!(":{w}")).contains("with stack []"));
+        }
+    }
+
+    /// `:decode` and `:s` append to one chain, run in the order written (`StyleExpr.sed`).
+    #[test]
+    fn decode_joins_the_legend_rewrites() {
+        let style = |p: &str| match run(p).as_slice() {
+            [Item::Styled(s)] => s.style.clone(),
+            other => panic!("{p}: {other:?}"),
+        };
+        let s = style("1,one_21_25_26_3F,:legend,hex,:decode");
+        assert_eq!(s.legend.as_deref(), Some("one_21_25_26_3F"));
+        assert_eq!(s.sed, [Sed::Decode("hex".into())]);
+        let s = style("1,none,:decode,%,_25,:s,hex,:decode,:stack");
+        assert_eq!(
+            s.sed,
+            [
+                Sed::Decode("none".into()),
+                Sed::Replace("%".into(), "_25".into()),
+                Sed::Decode("hex".into())
+            ]
+        );
+        assert_eq!(s.line_style.as_deref(), Some("stack"));
+        assert_eq!(refused("1,base64,:decode"), "unknown encoding 'base64'");
+        assert_eq!(refused("1,HEX,:decode"), "unknown encoding 'HEX'");
+        assert_eq!(
+            refused("hex,:decode"),
+            "no matches for word ':decode' with stack [String], candidates: [StyleExpr mode:String -- StyleExpr]"
+        );
+        assert!(refused("(,a,),hex,:decode").starts_with("no matches for word ':decode'"));
     }
 
     #[test]

@@ -102,12 +102,15 @@ fn of_epoch(v: i64) -> i64 {
     }
 }
 
-/// The references a time may name besides `now` and `epoch`.
+/// The references a time may name besides `now` and `epoch`: `s` and `e`, and in a
+/// `:time-span` the graph's start and end, `gs` and `ge`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Refs {
     pub now: i64,
     pub s: Option<i64>,
     pub e: Option<i64>,
+    pub gs: Option<i64>,
+    pub ge: Option<i64>,
 }
 
 fn reference(name: &str, refs: &Refs, input: &str) -> Result<i64, String> {
@@ -120,6 +123,9 @@ fn reference(name: &str, refs: &Refs, input: &str) -> Result<i64, String> {
         "e" => refs
             .e
             .ok_or_else(|| format!("\"{input}\" refers to the end, which refers to the start")),
+        // Only a `:time-span` knows the graph's range.
+        "gs" | "ge" => (if name == "gs" { refs.gs } else { refs.ge })
+            .ok_or_else(|| format!("unknown reference \"{name}\" in \"{input}\"")),
         _ => Err(format!("unknown reference \"{name}\" in \"{input}\"")),
     }
 }
@@ -299,6 +305,7 @@ mod tests {
             now: NOW,
             s: Some(NOW - 10 * H),
             e: Some(NOW - H),
+            ..Refs::default()
         };
         assert_eq!(parse_date("now", utc, &refs), Ok(NOW));
         assert_eq!(parse_date("now-1w", utc, &refs), Ok(NOW - 7 * 24 * H));
