@@ -30,8 +30,13 @@ pub(crate) enum Kind {
     Sum,
     /// Keeps the last captured number.
     Gauge,
-    /// A histogram of a duration, published as count, percentiles and max, in seconds.
-    Latency { percentiles: Vec<f64> },
+    /// A histogram of a duration, published as count, percentiles and max, in seconds; with
+    /// `buckets`, also Spectator's percentile bucket counters of it (`T` buckets, nanoseconds),
+    /// which add up across hosts where percentiles do not.
+    Latency {
+        percentiles: Vec<f64>,
+        buckets: bool,
+    },
     /// statsd `|c`: the sum of value / sample rate, published as count and per-second rate.
     StatsdCounter,
     /// statsd `|g`: the last value; a delta adds to it. Carried into quiet intervals.
@@ -94,6 +99,9 @@ struct Hist {
     h: Histogram<u32>,
     /// The exact largest value (the histogram only knows it within its precision).
     max_us: u64,
+    /// Spectator's percentile buckets of the exact values, `(bucket, count)` by bucket, when
+    /// the rule asks for them (empty otherwise).
+    buckets: Vec<(u16, u64)>,
 }
 
 impl Hist {
@@ -101,6 +109,26 @@ impl Hist {
         Hist {
             h: Histogram::new_with_bounds(1, HIST_MAX_US, 2).expect("static histogram bounds"),
             max_us: 0,
+            buckets: Vec::new(),
+        }
+    }
+
+    /// One observed duration of a latency rule (`kind`).
+    fn sample(&mut self, us: u64, kind: &Kind) {
+        self.record(us, 1);
+        if matches!(kind, Kind::Latency { buckets: true, .. }) {
+            self.record_bucket(us, 1);
+        }
+    }
+
+    /// Counts `n` samples of `us` in their percentile bucket: the exact value, in nanoseconds
+    /// (Spectator's timers), not the histogram's rounding of it.
+    fn record_bucket(&mut self, us: u64, n: u64) {
+        let ns = i64::try_from(us.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let i = crate::statsd::buckets::index(ns);
+        match self.buckets.binary_search_by_key(&i, |b| b.0) {
+            Ok(at) => self.buckets[at].1 += n,
+            Err(at) => self.buckets.insert(at, (i, n)),
         }
     }
 
@@ -605,8 +633,8 @@ impl Agg {
             (Cell::Count(c), Obs::Count) => *c += 1.0,
             (Cell::Count(c), Obs::Value(v)) => *c += v,
             (Cell::Gauge(g), Obs::Value(v)) => *g = v,
-            (Cell::Hist(h), Obs::Micros(us)) => h.record(us, 1),
-            (Cell::Hist(h), Obs::Value(secs)) => h.record((secs * 1e6).max(0.0) as u64, 1),
+            (Cell::Hist(h), Obs::Micros(us)) => h.sample(us, kind),
+            (Cell::Hist(h), Obs::Value(secs)) => h.sample((secs * 1e6).max(0.0) as u64, kind),
             (Cell::Timer(tm), Obs::Sample { value, weight }) => {
                 let buckets = match kind {
                     Kind::StatsdTimer { buckets, .. } => *buckets,
@@ -788,9 +816,20 @@ impl Agg {
                         time: t,
                     }),
                     Cell::Hist(h) => {
-                        let Kind::Latency { percentiles } = &rule.kind else {
+                        let Kind::Latency { percentiles, .. } = &rule.kind else {
                             continue;
                         };
+                        for &(i, n) in &h.buckets {
+                            out.push(Point {
+                                name: self.naming.rule_bucket_series(
+                                    rule,
+                                    &s.values,
+                                    &format!("T{i:04X}"),
+                                ),
+                                value: n as f64,
+                                time: t,
+                            });
+                        }
                         out.push(Point {
                             name: self.naming.rule_series(rule, &s.values, Some("count")),
                             value: h.h.len() as f64,
@@ -879,6 +918,7 @@ impl Agg {
                     .iter()
                     .map(|(&id, slot)| {
                         let (mut value, mut hist, mut max_us) = (0.0, Vec::new(), 0);
+                        let mut buckets = Vec::new();
                         let (mut timer, mut set) = (None, Vec::new());
                         match &slot.cell {
                             Cell::Count(v) | Cell::Gauge(v) => value = *v,
@@ -888,6 +928,7 @@ impl Agg {
                                         .map(|v| (v.value_iterated_to(), v.count_at_value() as u64))
                                         .collect();
                                 max_us = h.max_us;
+                                buckets.clone_from(&h.buckets);
                             }
                             Cell::Timer(t) => timer = Some(t.state()),
                             Cell::Set(s) => {
@@ -901,6 +942,7 @@ impl Agg {
                             value,
                             hist,
                             max_us,
+                            buckets,
                             timer,
                             set,
                         }
@@ -987,6 +1029,7 @@ impl Agg {
                             h.record(v, n);
                         }
                         h.max_us = c.max_us;
+                        h.buckets.clone_from(&c.buckets);
                         Cell::Hist(Box::new(h))
                     }
                 };
@@ -1141,6 +1184,9 @@ pub(crate) struct CellState {
     /// A latency cell's exact largest value, in microseconds.
     #[serde(default)]
     pub(crate) max_us: u64,
+    /// A latency cell's percentile buckets as `[bucket, count]` pairs, when its rule has them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) buckets: Vec<(u16, u64)>,
     /// A statsd timer's interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) timer: Option<TimerState>,
@@ -1211,6 +1257,7 @@ mod tests {
                     name: "latency".into(),
                     kind: Kind::Latency {
                         percentiles: vec![50.0, 99.0],
+                        buckets: false,
                     },
                     tags: vec![],
                     max_values: 2,
@@ -1314,6 +1361,74 @@ mod tests {
         assert!((get("p50").unwrap_or(0.0) - 0.050).abs() < 0.001, "{got:?}");
         assert!((get("p99").unwrap_or(0.0) - 0.099).abs() < 0.001, "{got:?}");
         assert_eq!(get("max"), Some(0.1));
+    }
+
+    /// A latency rule with `buckets` also publishes Spectator's percentile bucket counters of
+    /// the exact durations (in nanoseconds, as Spectator's timers count), tagged
+    /// `percentile=T....;stat=percentile`; they survive a checkpoint; without `buckets` none.
+    #[test]
+    fn latency_percentile_buckets_count_the_exact_durations() {
+        let with_buckets = |buckets: bool| {
+            Agg::new(
+                10,
+                60,
+                3600,
+                vec![RuleShape {
+                    name: "latency".into(),
+                    kind: Kind::Latency {
+                        percentiles: vec![99.0],
+                        buckets,
+                    },
+                    tags: vec!["vhost".into()],
+                    max_values: 10,
+                }],
+                Naming {
+                    host: "web1".into(),
+                    path_prefix: None,
+                },
+            )
+        };
+        let mut a = with_buckets(true);
+        // 1 ms three times, 250 ms once, 2 s twice: three buckets.
+        for us in [1000, 1000, 1000, 250_000, 2_000_000, 2_000_000] {
+            a.add(0, &key(&["www"]), 1001, 1000, Obs::Micros(us));
+        }
+        // A checkpoint and a restore in between keep the buckets.
+        let snap = a.snapshot();
+        let mut b = with_buckets(true);
+        b.restore(
+            &serde_json::from_str(&serde_json::to_string(&snap).expect("json")).expect("parse"),
+        );
+        assert_eq!(b.snapshot(), snap);
+        for agg in [&mut a, &mut b] {
+            let got = emit(agg, 1010);
+            let buckets: Vec<(String, f64)> = got
+                .iter()
+                .filter(|p| p.0.contains("stat=percentile"))
+                .map(|p| (p.0.clone(), p.1))
+                .collect();
+            let name = |ns: i64| {
+                format!(
+                    "latency;host=web1;percentile=T{:04X};stat=percentile;vhost=www",
+                    crate::statsd::buckets::index(ns)
+                )
+            };
+            assert_eq!(
+                buckets,
+                [
+                    (name(1_000_000), 3.0),
+                    (name(250_000_000), 1.0),
+                    (name(2_000_000_000), 2.0)
+                ],
+                "{got:?}"
+            );
+            assert!(got.iter().any(|p| p.0.ends_with("stat=p99;vhost=www")));
+        }
+        let mut plain = with_buckets(false);
+        plain.add(0, &key(&["www"]), 1001, 1000, Obs::Micros(1000));
+        let got = emit(&mut plain, 1010);
+        assert!(got.iter().all(|p| !p.0.contains("percentile=")), "{got:?}");
+        assert!(plain.snapshot().buckets[0].cells[0].buckets.is_empty());
     }
 
     #[test]

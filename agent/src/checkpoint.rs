@@ -113,6 +113,7 @@ mod tests {
                     name: "latency".into(),
                     kind: Kind::Latency {
                         percentiles: vec![50.0],
+                        buckets: false,
                     },
                     tags: vec![],
                     max_values: 1,

@@ -193,6 +193,10 @@ pub struct PresetConfig {
     pub beacon_fields: Vec<String>,
     /// Percentiles published for the request time.
     pub percentiles: Vec<f64>,
+    /// Also publish the request time's percentile bucket counters (Spectator's table, tagged
+    /// `stat=percentile;percentile=T00xx`), which add up across hosts: Atlas's `:percentiles`
+    /// reads them.
+    pub percentile_buckets: bool,
     /// The cardinality cap per tag of each preset rule.
     pub max_values: usize,
 }
@@ -209,6 +213,7 @@ impl Default for PresetConfig {
             beacon_path: "/status/images/beacon.gif".into(),
             beacon_fields: Vec::new(),
             percentiles: vec![50.0, 90.0, 99.0],
+            percentile_buckets: false,
             max_values: 200,
         }
     }
@@ -241,6 +246,9 @@ pub struct RuleConfig {
     /// `rfc3339`.
     pub time_format: String,
     pub percentiles: Vec<f64>,
+    /// A `latency` rule also publishes its percentile bucket counters (as the presets'
+    /// `percentile_buckets`).
+    pub percentile_buckets: bool,
     /// The cap on distinct values of each tag; more go to `other`.
     pub max_values: usize,
 }
@@ -259,6 +267,7 @@ impl Default for RuleConfig {
             time: None,
             time_format: "%d/%b/%Y:%H:%M:%S %z".into(),
             percentiles: vec![50.0, 90.0, 99.0],
+            percentile_buckets: false,
             max_values: 200,
         }
     }

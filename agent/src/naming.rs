@@ -57,6 +57,27 @@ impl Naming {
             .unwrap_or_else(|| rule.name.clone())
     }
 
+    /// The name of one percentile bucket counter of a latency rule's series: its tags and
+    /// `percentile=<bucket>;stat=percentile`, as the statsd timers' buckets are named.
+    pub(crate) fn rule_bucket_series(
+        &self,
+        rule: &RuleShape,
+        values: &[String],
+        bucket: &str,
+    ) -> String {
+        let mut tags: Vec<(&str, &str)> = Vec::with_capacity(values.len() + 2);
+        tags.extend(
+            rule.tags
+                .iter()
+                .map(String::as_str)
+                .zip(values.iter().map(String::as_str)),
+        );
+        tags.push(("percentile", bucket));
+        tags.push(("stat", "percentile"));
+        self.name(&rule.name, &rule.name, &tags)
+            .unwrap_or_else(|| rule.name.clone())
+    }
+
     /// The name of one of the agent's own counters: `tally.agent.<metric>;host=...` or
     /// `prefix.host.tally_agent.<metric>`; `label` is its one label (`rule` of the per-rule
     /// `lines_matched`, `store` of the per-store counters: a store's URL without its scheme,

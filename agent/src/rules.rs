@@ -178,6 +178,7 @@ impl RuleSet {
                         "latency",
                         Kind::Latency {
                             percentiles: presets.percentiles.clone(),
+                            buckets: presets.percentile_buckets,
                         },
                         &["vhost"],
                         Preset::Latency,
@@ -504,6 +505,7 @@ fn compile_rule(r: &RuleConfig, place: &str) -> Result<(Rule, RuleShape), Vec<St
         "gauge" => Kind::Gauge,
         "latency" => Kind::Latency {
             percentiles: r.percentiles.clone(),
+            buckets: r.percentile_buckets,
         },
         other => {
             problems.push(format!(
@@ -569,7 +571,8 @@ fn compile_rule(r: &RuleConfig, place: &str) -> Result<(Rule, RuleShape), Vec<St
         .map(|t| index(t, "tags", &mut problems))
         .collect();
     for t in &tag_names {
-        if t == "host" || t == "name" || (matches!(kind, Kind::Latency { .. }) && t == "stat") {
+        let latency = matches!(kind, Kind::Latency { .. });
+        if t == "host" || t == "name" || (latency && (t == "stat" || t == "percentile")) {
             problems.push(format!(
                 "{place}.tags: \"{t}\" is set by the agent itself; rename the capture"
             ));
@@ -685,6 +688,45 @@ mod tests {
         assert_eq!(get("latency;host=h;stat=count;vhost=www", T0), Some(2.0));
         assert_eq!(get("latency;host=h;stat=max;vhost=www", T0), Some(0.5));
         assert_eq!((counts.lines, counts.bad, counts.unmatched), (5, 1, 0));
+    }
+
+    /// `percentile_buckets` on the presets (and on a latency rule) adds the request time's
+    /// bucket counters; a latency rule may not capture a `percentile` tag of its own.
+    #[test]
+    fn percentile_buckets_from_the_presets_and_a_latency_rule() {
+        let lines = [
+            r#"1.1.1.1 - - [01/Jan/2024:00:00:01 +0000] "GET /a HTTP/1.1" 200 100 "-" "ua" vhost=www cdn=fastly rt=0.010"#,
+            r#"1.1.1.1 - - [01/Jan/2024:00:00:02 +0000] "GET /b HTTP/1.1" 200 50 "-" "ua" vhost=www cdn=akamai rt=0.010"#,
+        ];
+        let presets = PresetConfig {
+            percentile_buckets: true,
+            ..PresetConfig::default()
+        };
+        let (got, _) = run(presets, &[], &lines);
+        let bucket = format!(
+            "latency;host=h;percentile=T{:04X};stat=percentile;vhost=www",
+            crate::statsd::buckets::index(10_000_000)
+        );
+        let buckets: Vec<_> = got.iter().filter(|p| p.0.contains("percentile=")).collect();
+        assert_eq!(buckets, [&(bucket, 2.0, T0)], "{got:?}");
+        let (plain, _) = run(PresetConfig::default(), &[], &lines);
+        assert!(plain.iter().all(|p| !p.0.contains("percentile=")));
+        let rule = RuleConfig {
+            name: "checkout".into(),
+            regex: r"(?P<percentile>\d+) (?P<ms>\d+)".into(),
+            kind: "latency".into(),
+            value: Some("ms".into()),
+            unit: "ms".into(),
+            percentile_buckets: true,
+            ..RuleConfig::default()
+        };
+        let problems = RuleSet::compile(&PresetConfig::default(), &[rule]).expect_err("refused");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("\"percentile\" is set by the agent itself")),
+            "{problems:?}"
+        );
     }
 
     #[test]

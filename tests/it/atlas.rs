@@ -2,7 +2,7 @@
 //! `/api/v1/graph` in every format and `/api/v1/tags` over what was published and what came in
 //! over Graphite's ingest, and an Atlas alert rule fires at a real Alertmanager and resolves.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -318,4 +318,113 @@ labels = {{ team = "web" }}
         statuses(b, "resolved") >= 1
     });
     assert_eq!(statuses(&got, "firing"), 1, "{got:#?}");
+}
+
+/// Issue 13: the agent's access-log latency ships Spectator's percentile buckets too
+/// (`percentile_buckets = true` in `[presets]`), so a percentile across hosts is right: web1
+/// serves 900 requests in 10 ms, web2 100 in 2 s. Atlas's `:percentiles` over both hosts'
+/// buckets puts the p95 in 2 s's bucket and the p50 in 10 ms's, where the average of the hosts'
+/// own p95s (10 ms and 2 s) would say about 1 s.
+#[test]
+fn issue_13_access_log_latency_buckets_give_percentiles_across_hosts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let http = format!("127.0.0.1:{}", free_port());
+    let _store = StoreProc::start_on(&tmp.path().join("data"), &http, &[]);
+    // Ten minutes ago, so every interval is closed by the time the agents read it.
+    let t0 = unix_now() - 600;
+    let stamp = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .expect("time")
+            .format("%d/%b/%Y:%H:%M:%S +0000")
+            .to_string()
+    };
+    let mut agents = Vec::new();
+    for (host, n, rt) in [("web1", 900, "0.010"), ("web2", 100, "2.000")] {
+        let dir = tmp.path().join(host);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let log: String = (0..n)
+            .map(|i| {
+                format!(
+                    "198.51.100.7 - - [{}] \"GET /listing/{i} HTTP/1.1\" 200 512 \"-\" \"curl\" vhost=www.example.com cdn=fastly rt={rt}\n",
+                    stamp(t0 + i64::from(i) % 60)
+                )
+            })
+            .collect();
+        std::fs::write(dir.join("access.log"), log).expect("log");
+        let config = dir.join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "host = \"{host}\"\ndata_dir = \"{data}\"\ncommit_interval = \"200ms\"\npoll_interval = \"50ms\"\n\
+                 [presets]\npercentile_buckets = true\n\
+                 [[input]]\npaths = [\"{log}\"]\nstart_at = \"beginning\"\n\
+                 [output]\nurl = \"http://{http}\"\n",
+                data = dir.join("state").display(),
+                log = dir.join("access.log").display(),
+            ),
+        )
+        .expect("config");
+        agents.push(crate::proc::AgentProc::start(&config));
+    }
+    let q = "name,latency,:eq,(,50,95,),:percentiles";
+    let url = format!(
+        "http://{http}/api/v1/graph?q={}&s={}&e={}&step=10m&format=std.json",
+        crate::compat::enc(q),
+        t0 - 600,
+        t0 + 600
+    );
+    // Both agents' buckets in: the counts add up to 1,000.
+    let counted = format!(
+        "http://{http}/render?target=sumSeries(seriesByTag('name=latency','stat=percentile'))&from={}&until={}&format=json",
+        t0 - 60,
+        t0 + 120
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: Value = reqwest::blocking::get(&counted)
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null);
+        let total: f64 = v[0]["datapoints"]
+            .as_array()
+            .map(|d| d.iter().filter_map(|p| p[0].as_f64()).sum())
+            .unwrap_or(0.0);
+        if total == 1000.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bucket counts: {total} of 1000: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let v: Value = reqwest::blocking::get(&url)
+        .and_then(|r| r.json())
+        .expect("std.json");
+    let legend: Vec<&str> = v["legend"]
+        .as_array()
+        .map(|l| l.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let column = |p: &str| {
+        let i = legend
+            .iter()
+            .position(|l| l.contains(p))
+            .unwrap_or_else(|| panic!("no {p} line in {legend:?}"));
+        v["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .filter_map(|row| row[i].as_f64())
+            .find(|x| x.is_finite())
+            .unwrap_or_else(|| panic!("no {p} value: {v}"))
+    };
+    let (p50, p95) = (column("50"), column("95"));
+    // Spectator's buckets are about a third of a power of 4 wide: within a quarter.
+    assert!(
+        (0.0075..=0.0125).contains(&p50),
+        "p50 {p50} s, want about 10 ms"
+    );
+    assert!(
+        (1.5..=2.5).contains(&p95),
+        "p95 {p95} s, want about 2 s (not the hosts' average, ~1 s)"
+    );
 }
