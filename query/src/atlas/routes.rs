@@ -201,6 +201,20 @@ fn png(g: &Graph, p: &[(String, String)], tz: &str) -> Result<Response, ApiError
             s
         })
         .collect();
+    let opts = png_options(g, p, tz);
+    let png =
+        crate::graphite::render_png(series, opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(ApiError::from)?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+/// Atlas's graph parameters as the graphite graph options they correspond to. An axis option
+/// (`l`, `u`, `ylabel`, `scale`) applies to every axis, and `name.N` to axis N alone, as in
+/// Atlas's `Grapher`; axis 0 is graphite's left axis, axis 1 its right one (the second axis
+/// `:axis` puts lines on). Graphite has one log scale for both sides: `scale.1=log` alone is
+/// not drawn.
+fn png_options(g: &Graph, p: &[(String, String)], tz: &str) -> Vec<(String, String)> {
+    let axis = |name: &str, n: u8| get(p, &format!("{name}.{n}")).or_else(|| get(p, name));
     let mut opts: Vec<(String, String)> = vec![
         ("width".into(), get(p, "w").unwrap_or("700").into()),
         ("height".into(), get(p, "h").unwrap_or("300").into()),
@@ -215,14 +229,20 @@ fn png(g: &Graph, p: &[(String, String)], tz: &str) -> Result<Response, ApiError
         "fgcolor".into(),
         if dark { "white" } else { "black" }.into(),
     ));
-    for (atlas, graphite) in [
-        ("title", "title"),
-        ("ylabel", "vtitle"),
-        ("l", "yMin"),
-        ("u", "yMax"),
+    if let Some(v) = get(p, "title") {
+        opts.push(("title".into(), v.into()));
+    }
+    let right = g.lines.iter().any(|d| d.style.axis.is_some_and(|a| a > 0));
+    for (atlas, left, right_side) in [
+        ("ylabel", "vtitle", "vtitleRight"),
+        ("l", "yMin", "yMinRight"),
+        ("u", "yMax", "yMaxRight"),
     ] {
-        if let Some(v) = get(p, atlas) {
-            opts.push((graphite.into(), v.into()));
+        if let Some(v) = axis(atlas, 0) {
+            opts.push((left.into(), v.into()));
+        }
+        if let Some(v) = axis(atlas, 1).filter(|_| right) {
+            opts.push((right_side.into(), v.into()));
         }
     }
     if get(p, "no_legend") == Some("1") {
@@ -240,13 +260,10 @@ fn png(g: &Graph, p: &[(String, String)], tz: &str) -> Result<Response, ApiError
     {
         opts.push(("areaMode".into(), "all".into()));
     }
-    if get(p, "scale") == Some("log") {
+    if axis("scale", 0) == Some("log") {
         opts.push(("logBase".into(), "10".into()));
     }
-    let png =
-        crate::graphite::render_png(series, opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .map_err(ApiError::from)?;
-    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+    opts
 }
 
 /// A JSON number as Atlas writes it: NaN and the infinities bare (`json`) or quoted
@@ -793,6 +810,43 @@ mod tests {
             .filter(|p| p.red() > 200 && p.green() < 60 && p.blue() < 60)
             .count();
         assert!(red > 100, "{red} red pixels");
+    }
+
+    /// Axis options: `name` for every axis, `name.N` for axis N, the right axis only when a
+    /// line is on it.
+    #[test]
+    fn axis_options_map_to_graphite_per_side() {
+        let params = |q: &str| params(Some(q.to_owned()));
+        let graph = |program: &str| {
+            let exprs = crate::atlas::parse(program, None).expect("parse");
+            let now = tally_common::unix_now();
+            let ctx = Ctx::new(source(), now - 3600, now);
+            evaluate(&ctx, &exprs, now - 3600, now, Some(60), 700).expect("evaluate")
+        };
+        let find = |o: &[(String, String)], k: &str| {
+            o.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        };
+        let two = graph("name,requests,:eq,:sum,name,requests,:eq,:max,1,:axis");
+        let o = png_options(
+            &two,
+            &params("l=0&u.1=50&ylabel=rps&ylabel.1=max&scale=log"),
+            "UTC",
+        );
+        assert_eq!(find(&o, "yMin").as_deref(), Some("0"));
+        assert_eq!(
+            find(&o, "yMinRight").as_deref(),
+            Some("0"),
+            "l is every axis's"
+        );
+        assert_eq!(find(&o, "yMax"), None);
+        assert_eq!(find(&o, "yMaxRight").as_deref(), Some("50"));
+        assert_eq!(find(&o, "vtitle").as_deref(), Some("rps"));
+        assert_eq!(find(&o, "vtitleRight").as_deref(), Some("max"));
+        assert_eq!(find(&o, "logBase").as_deref(), Some("10"));
+        let one = graph("name,requests,:eq,:sum");
+        let o = png_options(&one, &params("l.0=1&u.1=50"), "UTC");
+        assert_eq!(find(&o, "yMin").as_deref(), Some("1"));
+        assert_eq!(find(&o, "yMaxRight"), None, "no line on the right axis");
     }
 
     #[tokio::test]
