@@ -649,7 +649,11 @@ fn issue_18_the_first_incident_at_a_glance_in_headless_chromium() {
         "the silence listed",
     );
     d.screenshot("web-alerts-silenced.png");
-    assert_eq!(d.js(A11Y_UNNAMED), json!([]), "alerts view: controls without a name");
+    assert_eq!(
+        d.js(A11Y_UNNAMED),
+        json!([]),
+        "alerts view: controls without a name"
+    );
     assert_eq!(d.js(A11Y_CONTRAST), json!([]), "alerts view: low contrast");
     d.click("#instances button.unsilence");
     let unsilenced = Instant::now() + Duration::from_secs(10);
@@ -673,7 +677,11 @@ fn issue_18_the_first_incident_at_a_glance_in_headless_chromium() {
         "the health dashboard with data",
     );
     d.screenshot("web-health.png");
-    assert_eq!(d.js(A11Y_UNNAMED), json!([]), "health view: controls without a name");
+    assert_eq!(
+        d.js(A11Y_UNNAMED),
+        json!([]),
+        "health view: controls without a name"
+    );
     assert_eq!(d.js(A11Y_CONTRAST), json!([]), "health view: low contrast");
     // The tag tree: `name`, then `beacons`, by clicking.
     d.click("nav button[data-tab=graph]");
@@ -701,7 +709,11 @@ fn issue_18_the_first_incident_at_a_glance_in_headless_chromium() {
         "the server's PNG of the Atlas graph",
     );
     d.screenshot("web-explore-atlas.png");
-    assert_eq!(d.js(A11Y_UNNAMED), json!([]), "explore view: controls without a name");
+    assert_eq!(
+        d.js(A11Y_UNNAMED),
+        json!([]),
+        "explore view: controls without a name"
+    );
     assert_eq!(d.js(A11Y_CONTRAST), json!([]), "explore view: low contrast");
     let png_url = d.js("return document.querySelector('#png').href");
     let png_url = png_url.as_str().expect("href");
