@@ -154,7 +154,7 @@ impl BinOp {
     /// NaN comparing false.
     pub fn apply(self, a: f64, b: f64) -> f64 {
         let truth = |x: bool| if x { 1.0 } else { 0.0 };
-        let boolean = |x: f64| !x.is_nan() && x != 0.0;
+        let boolean = to_boolean;
         match self {
             BinOp::Add => add_nan(a, b),
             BinOp::Sub => {
@@ -200,19 +200,33 @@ pub fn add_nan(a: f64, b: f64) -> f64 {
     }
 }
 
+/// `Math.minNaN`: NaN is missing unless both are.
 fn min_nan(a: f64, b: f64) -> f64 {
     match (a.is_nan(), b.is_nan()) {
         (true, _) => b,
         (_, true) => a,
-        _ => a.min(b),
+        _ => {
+            if a < b {
+                a
+            } else {
+                b
+            }
+        }
     }
 }
 
+/// `Math.maxNaN`: NaN is missing unless both are.
 fn max_nan(a: f64, b: f64) -> f64 {
     match (a.is_nan(), b.is_nan()) {
         (true, _) => b,
         (_, true) => a,
-        _ => a.max(b),
+        _ => {
+            if a > b {
+                a
+            } else {
+                b
+            }
+        }
     }
 }
 
@@ -872,9 +886,18 @@ impl Env<'_> {
                 lines
             }
             Expr::Stateful(s, inner) => {
+                if let Stateful::Trend(window) = s {
+                    // `RollingBuffer` refuses a window over `MaxWindowSize`.
+                    let n = trend_period(*window, g.step);
+                    if n > MAX_WINDOW_SIZE as i64 {
+                        return Err(bad(format!(
+                            ":trend: window size must be between 1 and {MAX_WINDOW_SIZE}: {n}"
+                        )));
+                    }
+                }
                 let mut lines = self.eval(inner)?;
                 for l in &mut lines {
-                    l.values = run_stateful(*s, &l.values, g.step);
+                    l.values = run_stateful(*s, &l.values, g.start, g.step);
                 }
                 lines
             }
@@ -1162,7 +1185,7 @@ impl Env<'_> {
 
     fn eval_filter(&self, lines_expr: &Expr, cond: &Expr) -> Result<Vec<Line>> {
         let lines = self.eval(lines_expr)?;
-        let truthy = |l: &Line| l.values.iter().any(|v| !v.is_nan() && *v != 0.0);
+        let truthy = |l: &Line| l.values.iter().any(|&v| to_boolean(v));
         if !cond.is_grouped() {
             let c = self.eval(cond)?;
             return match c.as_slice() {
@@ -1461,197 +1484,126 @@ pub const TIME_MODES: &[&str] = &[
     "weeks",
 ];
 
-/// A fixed window of the last `n` values, NaN before any arrive (`RollingBuffer`).
-struct Window {
-    values: Vec<f64>,
-    pos: usize,
+/// The largest window a stateful word may keep (`RollingBuffer.MaxWindowSize`: a day at 1s).
+pub const MAX_WINDOW_SIZE: usize = 86_400;
+
+/// `Math.toBoolean`: NaN and nearly 0 (below 1e-12) are false, anything else is true.
+pub fn to_boolean(v: f64) -> bool {
+    !(v.is_nan() || v.abs() < 1e-12)
 }
 
-impl Window {
-    fn new(n: usize) -> Window {
-        Window {
+/// `Math.toBooleanDouble`.
+fn to_boolean_double(v: f64) -> f64 {
+    if to_boolean(v) {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// `RollingBuffer`: the last `n` values, NaN before any arrive.
+struct RollingBuffer {
+    values: Vec<f64>,
+    pos: usize,
+    /// Non-NaN values in the buffer.
+    size: usize,
+}
+
+impl RollingBuffer {
+    fn new(n: usize) -> RollingBuffer {
+        RollingBuffer {
             values: vec![f64::NAN; n.max(1)],
             pos: 0,
+            size: 0,
         }
     }
 
     /// Adds `v`; returns the value it replaced.
     fn add(&mut self, v: f64) -> f64 {
-        let old = std::mem::replace(&mut self.values[self.pos], v);
+        let previous = std::mem::replace(&mut self.values[self.pos], v);
         self.pos = (self.pos + 1) % self.values.len();
-        old
+        if !v.is_nan() {
+            self.size += 1;
+        }
+        if !previous.is_nan() {
+            self.size -= 1;
+        }
+        previous
+    }
+
+    fn sum(&self) -> f64 {
+        self.values.iter().fold(f64::NAN, |a, &b| add_nan(a, b))
+    }
+
+    fn min(&self) -> f64 {
+        self.values.iter().fold(f64::NAN, |a, &b| min_nan(a, b))
+    }
+
+    fn max(&self) -> f64 {
+        self.values.iter().fold(f64::NAN, |a, &b| max_nan(a, b))
     }
 }
 
-/// Runs one online algorithm over a line, from empty state.
-pub fn run_stateful(s: Stateful, values: &[f64], step: i64) -> Vec<f64> {
-    let truth = |v: f64| if !v.is_nan() && v != 0.0 { 1.0 } else { 0.0 };
-    match s {
-        Stateful::RollingCount(n) => {
-            let mut w = Window::new(n);
-            let mut count = 0.0;
-            values
-                .iter()
-                .map(|&v| {
-                    let removed = w.add(v);
-                    count += truth(v) - truth(removed);
-                    count
-                })
-                .collect()
+/// Java's `Math.getExponent`, with 0 (and subnormals) as 0 rather than -1023, as
+/// `RollingSumBuffer.getExponent` has it.
+fn exponent(v: f64) -> i32 {
+    let e = ((v.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+    if e == -1023 {
+        0
+    } else {
+        e
+    }
+}
+
+/// `RollingSumBuffer`: the running sum and count of `:rolling-sum` and `:rolling-mean`,
+/// recomputed from the buffer when a step changes the sum's magnitude by 2^15 or more.
+struct RollingSumBuffer {
+    buf: RollingBuffer,
+    sum: f64,
+    count: usize,
+}
+
+impl RollingSumBuffer {
+    fn new(n: usize) -> RollingSumBuffer {
+        RollingSumBuffer {
+            buf: RollingBuffer::new(n),
+            sum: 0.0,
+            count: 0,
         }
-        Stateful::RollingMin(n) | Stateful::RollingMax(n) => {
-            let min = matches!(s, Stateful::RollingMin(_));
-            let mut w = Window::new(n);
-            values
-                .iter()
-                .map(|&v| {
-                    w.add(v);
-                    w.values.iter().fold(
-                        f64::NAN,
-                        |a, &b| if min { min_nan(a, b) } else { max_nan(a, b) },
-                    )
-                })
-                .collect()
-        }
-        Stateful::RollingMean(n, _) | Stateful::RollingSum(n) => {
-            let (mean, min_values) = match s {
-                Stateful::RollingMean(_, m) => (true, m),
-                _ => (false, 1),
-            };
-            let mut w = Window::new(n);
-            values
-                .iter()
-                .map(|&v| {
-                    w.add(v);
-                    let (sum, count) = w
-                        .values
-                        .iter()
-                        .filter(|x| !x.is_nan())
-                        .fold((0.0, 0usize), |(s, c), x| (s + x, c + 1));
-                    if mean {
-                        if count >= min_values.max(1) {
-                            sum / count as f64
-                        } else {
-                            f64::NAN
-                        }
-                    } else if count > 0 {
-                        sum
-                    } else {
-                        f64::NAN
-                    }
-                })
-                .collect()
-        }
-        Stateful::Delay(n) => {
-            let mut w = Window::new(n);
-            values.iter().map(|&v| w.add(v)).collect()
-        }
-        Stateful::Integral => {
-            let mut acc = f64::NAN;
-            values
-                .iter()
-                .map(|&v| {
-                    acc = add_nan(acc, v);
-                    acc
-                })
-                .collect()
-        }
-        Stateful::Derivative => {
-            let mut prev = f64::NAN;
-            values
-                .iter()
-                .map(|&v| {
-                    let d = v - prev;
-                    prev = v;
-                    d
-                })
-                .collect()
-        }
-        Stateful::CumulativeMax => {
-            let mut acc = f64::NAN;
-            values
-                .iter()
-                .map(|&v| {
-                    acc = max_nan(acc, v);
-                    acc
-                })
-                .collect()
-        }
-        Stateful::Trend(window) => {
-            let n = (window / step.max(1)) as usize;
-            if n <= 1 {
-                return values.to_vec();
+    }
+
+    fn update(&mut self, v: f64) {
+        let removed = self.buf.add(v);
+        match (removed.is_nan(), v.is_nan()) {
+            (false, false) => self.adjust_sum(-removed + v),
+            (false, true) => {
+                self.adjust_sum(-removed);
+                self.count -= 1;
             }
-            let mut w = Window::new(n);
-            let (mut sum, mut nans, mut seen) = (0.0, n, 0usize);
-            values
-                .iter()
-                .map(|&v| {
-                    seen += 1;
-                    let removed = w.add(v);
-                    if removed.is_nan() {
-                        nans -= 1;
-                    } else {
-                        sum -= removed;
-                    }
-                    if v.is_nan() {
-                        nans += 1;
-                    } else {
-                        sum += v;
-                    }
-                    if seen < n || nans == n {
-                        f64::NAN
-                    } else {
-                        sum / n as f64
-                    }
-                })
-                .collect()
+            (true, false) => {
+                self.adjust_sum(v);
+                self.count += 1;
+            }
+            (true, true) => {}
         }
-        Stateful::Des {
-            training,
-            alpha,
-            beta,
-        } => {
-            let mut d = Des::new(training, alpha, beta);
-            values.iter().map(|&v| d.next(v)).collect()
-        }
-        Stateful::Sdes {
-            training,
-            alpha,
-            beta,
-        } => {
-            let (mut d1, mut d2) = (
-                Des::new(training, alpha, beta),
-                Des::new(training, alpha, beta),
-            );
-            let (mut use_one, mut n) = (true, 0usize);
-            values
-                .iter()
-                .map(|&v| {
-                    n += 1;
-                    let (a, b) = (d1.next(v), d2.next(v));
-                    let out = if use_one { a } else { b };
-                    if training > 0 && n % training == 0 {
-                        if use_one {
-                            d1 = Des::new(training, alpha, beta);
-                        } else {
-                            d2 = Des::new(training, alpha, beta);
-                        }
-                        use_one = !use_one;
-                    }
-                    out
-                })
-                .collect()
+    }
+
+    fn adjust_sum(&mut self, delta: f64) {
+        let new_sum = add_nan(self.sum, delta);
+        if (exponent(self.sum) - exponent(new_sum)).abs() < 15 {
+            self.sum = new_sum;
+        } else {
+            self.sum = self.buf.sum();
         }
     }
 }
 
-/// Double exponential smoothing (`OnlineDes`).
+/// `OnlineDes`: double exponential smoothing.
 struct Des {
     training: usize,
     alpha: f64,
     beta: f64,
-    samples: usize,
+    current_sample: usize,
     sp: f64,
     bp: f64,
 }
@@ -1662,20 +1614,20 @@ impl Des {
             training,
             alpha,
             beta,
-            samples: 0,
+            current_sample: 0,
             sp: f64::NAN,
             bp: f64::NAN,
         }
     }
 
     fn next(&mut self, y: f64) -> f64 {
-        let out = if self.samples >= self.training {
+        let out = if self.current_sample >= self.training {
             self.sp
         } else {
             f64::NAN
         };
         if !y.is_nan() {
-            if self.samples == 0 {
+            if self.current_sample == 0 {
                 self.sp = y;
                 self.bp = 0.0;
             } else {
@@ -1684,10 +1636,289 @@ impl Des {
                 self.sp = sn;
                 self.bp = bn;
             }
-            self.samples += 1;
+            self.current_sample += 1;
         }
         out
     }
+
+    fn reset(&mut self) {
+        *self = Des::new(self.training, self.alpha, self.beta);
+    }
+}
+
+/// One of Atlas's online algorithms (`algorithm/Online*.scala`), from empty state.
+enum Online {
+    RollingCount {
+        buf: RollingBuffer,
+        count: f64,
+    },
+    RollingMin {
+        buf: RollingBuffer,
+        min: f64,
+    },
+    RollingMax {
+        buf: RollingBuffer,
+        max: f64,
+    },
+    RollingMean {
+        buffer: RollingSumBuffer,
+        min_values: usize,
+    },
+    RollingSum(RollingSumBuffer),
+    Delay(RollingBuffer),
+    Integral(f64),
+    Derivative(f64),
+    CumulativeMax(f64),
+    Trend {
+        buf: RollingBuffer,
+        sum: f64,
+        nan_count: usize,
+        current_sample: usize,
+    },
+    IgnoreN {
+        n: usize,
+        pos: usize,
+    },
+    Des(Des),
+    SlidingDes {
+        training: usize,
+        des1: Des,
+        des2: Des,
+        use_one: bool,
+        current_sample: usize,
+    },
+    Pipeline(Vec<Online>),
+}
+
+impl Online {
+    fn rolling_count(n: usize) -> Online {
+        Online::RollingCount {
+            buf: RollingBuffer::new(n),
+            count: 0.0,
+        }
+    }
+
+    fn rolling_min(n: usize) -> Online {
+        Online::RollingMin {
+            buf: RollingBuffer::new(n),
+            min: f64::NAN,
+        }
+    }
+
+    fn rolling_max(n: usize) -> Online {
+        Online::RollingMax {
+            buf: RollingBuffer::new(n),
+            max: f64::NAN,
+        }
+    }
+
+    fn rolling_mean(n: usize, min_values: usize) -> Online {
+        Online::RollingMean {
+            buffer: RollingSumBuffer::new(n),
+            min_values: min_values.max(1),
+        }
+    }
+
+    fn rolling_sum(n: usize) -> Online {
+        Online::RollingSum(RollingSumBuffer::new(n))
+    }
+
+    fn delay(n: usize) -> Online {
+        Online::Delay(RollingBuffer::new(n))
+    }
+
+    fn trend(n: usize) -> Online {
+        Online::Trend {
+            buf: RollingBuffer::new(n),
+            sum: 0.0,
+            nan_count: n.max(1),
+            current_sample: 0,
+        }
+    }
+
+    fn ignore_n(n: usize) -> Online {
+        Online::IgnoreN { n, pos: 0 }
+    }
+
+    fn sliding_des(training: usize, alpha: f64, beta: f64) -> Online {
+        Online::SlidingDes {
+            training,
+            des1: Des::new(training, alpha, beta),
+            des2: Des::new(training, alpha, beta),
+            use_one: true,
+            current_sample: 0,
+        }
+    }
+
+    /// The algorithm of a word for a line whose first value is at `start` (`StatefulExpr`'s
+    /// `newAlgorithmInstance`): `:trend` of one step or less is the identity, `:sdes` ignores
+    /// the values before the first multiple of `step * training`.
+    fn of(s: Stateful, start: i64, step: i64) -> Online {
+        match s {
+            Stateful::RollingCount(n) => Online::rolling_count(n),
+            Stateful::RollingMin(n) => Online::rolling_min(n),
+            Stateful::RollingMax(n) => Online::rolling_max(n),
+            Stateful::RollingMean(n, m) => Online::rolling_mean(n, m),
+            Stateful::RollingSum(n) => Online::rolling_sum(n),
+            Stateful::Delay(n) => Online::delay(n),
+            Stateful::Integral => Online::Integral(f64::NAN),
+            Stateful::Derivative => Online::Derivative(f64::NAN),
+            Stateful::CumulativeMax => Online::CumulativeMax(f64::NAN),
+            Stateful::Trend(window) => match trend_period(window, step) {
+                n if n <= 1 => Online::ignore_n(0),
+                n => Online::trend(n as usize),
+            },
+            Stateful::Des {
+                training,
+                alpha,
+                beta,
+            } => Online::Des(Des::new(training, alpha, beta)),
+            Stateful::Sdes {
+                training,
+                alpha,
+                beta,
+            } => {
+                let sdes = Online::sliding_des(training, alpha, beta);
+                let training_step = step.max(1).saturating_mul(training.max(1) as i64);
+                let aligned = if start % training_step == 0 {
+                    start
+                } else {
+                    start / training_step * training_step + training_step
+                };
+                let offset = ((aligned - start) / step.max(1)) as usize;
+                if offset > 0 {
+                    Online::Pipeline(vec![Online::ignore_n(offset), sdes])
+                } else {
+                    sdes
+                }
+            }
+        }
+    }
+
+    /// `OnlineAlgorithm.next`: takes the next value, returns the computed one.
+    fn next(&mut self, v: f64) -> f64 {
+        match self {
+            Online::RollingCount { buf, count } => {
+                let removed = buf.add(v);
+                *count += to_boolean_double(v);
+                *count -= to_boolean_double(removed);
+                *count
+            }
+            Online::RollingMin { buf, min } => {
+                let removed = buf.add(v);
+                if v <= *min {
+                    *min = v;
+                } else if removed == *min || (buf.size > 0 && min.is_nan()) {
+                    *min = buf.min();
+                }
+                *min
+            }
+            Online::RollingMax { buf, max } => {
+                let removed = buf.add(v);
+                if v >= *max {
+                    *max = v;
+                } else if removed == *max || (buf.size > 0 && max.is_nan()) {
+                    *max = buf.max();
+                }
+                *max
+            }
+            Online::RollingMean { buffer, min_values } => {
+                buffer.update(v);
+                if buffer.count >= *min_values {
+                    buffer.sum / buffer.count as f64
+                } else {
+                    f64::NAN
+                }
+            }
+            Online::RollingSum(buffer) => {
+                buffer.update(v);
+                if buffer.count > 0 {
+                    buffer.sum
+                } else {
+                    f64::NAN
+                }
+            }
+            Online::Delay(buf) => buf.add(v),
+            Online::Integral(value) => {
+                *value = add_nan(*value, v);
+                *value
+            }
+            Online::Derivative(prev) => v - std::mem::replace(prev, v),
+            Online::CumulativeMax(value) => {
+                *value = max_nan(*value, v);
+                *value
+            }
+            Online::Trend {
+                buf,
+                sum,
+                nan_count,
+                current_sample,
+            } => {
+                *current_sample += 1;
+                let n = buf.values.len();
+                let removed = buf.add(v);
+                if removed.is_nan() {
+                    *nan_count -= 1;
+                } else {
+                    *sum -= removed;
+                }
+                if v.is_nan() {
+                    *nan_count += 1;
+                } else {
+                    *sum += v;
+                }
+                if *current_sample < n || *nan_count == n {
+                    f64::NAN
+                } else {
+                    *sum / n as f64
+                }
+            }
+            Online::IgnoreN { n, pos } => {
+                let i = *pos;
+                *pos += 1;
+                if i >= *n {
+                    v
+                } else {
+                    f64::NAN
+                }
+            }
+            Online::Des(d) => d.next(v),
+            Online::SlidingDes {
+                training,
+                des1,
+                des2,
+                use_one,
+                current_sample,
+            } => {
+                *current_sample += 1;
+                let (v1, v2) = (des1.next(v), des2.next(v));
+                let out = if *use_one { v1 } else { v2 };
+                // Atlas divides by the training size here; `:sdes` refuses 0 when parsed.
+                if *training > 0 && *current_sample % *training == 0 {
+                    if *use_one {
+                        des1.reset();
+                    } else {
+                        des2.reset();
+                    }
+                    *use_one = !*use_one;
+                }
+                out
+            }
+            Online::Pipeline(stages) => stages.iter_mut().fold(v, |acc, stage| stage.next(acc)),
+        }
+    }
+}
+
+/// The buffer size of `:trend` over `window` seconds at `step` (`StatefulExpr.Trend`).
+pub fn trend_period(window: i64, step: i64) -> i64 {
+    window / step.max(1)
+}
+
+/// Runs one online algorithm over a line whose first value is at `start`, from empty state,
+/// as `OnlineExpr.eval` does over the evaluation context.
+pub fn run_stateful(s: Stateful, values: &[f64], start: i64, step: i64) -> Vec<f64> {
+    let mut algo = Online::of(s, start, step);
+    values.iter().map(|&v| algo.next(v)).collect()
 }
 
 #[cfg(test)]
@@ -1713,11 +1944,11 @@ mod tests {
             [0., 1., 2., 2., 1., 1., 2., 3., 3., 2.],
         )];
         for (s, want) in cases {
-            let got = run_stateful(*s, &input, 60);
+            let got = run_stateful(*s, &input, 0, 60);
             assert!(same(&got, want), "{s:?}: {got:?}");
         }
         let input = [0.0, 1.0, -1.0, N, N, 0.0, 1.0, 1.0, 1.0, 0.0];
-        let got = run_stateful(Stateful::RollingMean(3, 2), &input, 60);
+        let got = run_stateful(Stateful::RollingMean(3, 2), &input, 0, 60);
         assert!(
             same(&got, &[N, 0.5, 0.0, 0.0, N, N, 0.5, 0.667, 1.0, 0.667]),
             "{got:?}"
@@ -1725,42 +1956,42 @@ mod tests {
         // `:trend`: 2m and 5m windows at a 1m step; NaN counts as 0.
         let trend = [0.0, 1.0, -1.0, N, 0.0, 1.0, 2.0, 1.0, 1.0, 0.0];
         assert!(same(
-            &run_stateful(Stateful::Trend(120), &trend, 60),
+            &run_stateful(Stateful::Trend(120), &trend, 0, 60),
             &[N, 0.5, 0.0, -0.5, 0.0, 0.5, 1.5, 1.5, 1.0, 0.5]
         ));
         assert!(same(
-            &run_stateful(Stateful::Trend(300), &trend, 60),
+            &run_stateful(Stateful::Trend(300), &trend, 0, 60),
             &[N, N, N, N, 0.0, 0.2, 0.4, 0.8, 1.0, 1.0]
         ));
         assert!(same(
-            &run_stateful(Stateful::Delay(2), &[1.0, 2.0, 3.0], 60),
+            &run_stateful(Stateful::Delay(2), &[1.0, 2.0, 3.0], 0, 60),
             &[N, N, 1.0]
         ));
         assert!(same(
-            &run_stateful(Stateful::Integral, &[1.0, N, 2.0], 60),
+            &run_stateful(Stateful::Integral, &[1.0, N, 2.0], 0, 60),
             &[1.0, 1.0, 3.0]
         ));
         assert!(same(
-            &run_stateful(Stateful::Derivative, &[1.0, 3.0, 2.0], 60),
+            &run_stateful(Stateful::Derivative, &[1.0, 3.0, 2.0], 0, 60),
             &[N, 2.0, -1.0]
         ));
         assert!(same(
-            &run_stateful(Stateful::CumulativeMax, &[1.0, N, 3.0, 2.0], 60),
+            &run_stateful(Stateful::CumulativeMax, &[1.0, N, 3.0, 2.0], 0, 60),
             &[1.0, 1.0, 3.0, 3.0]
         ));
         // `:rolling-min`, `:rolling-max` and `:rolling-sum`'s tables.
         let input = [0.0, 1.0, -1.0, N, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0];
         assert!(same(
-            &run_stateful(Stateful::RollingMin(3), &input, 60),
+            &run_stateful(Stateful::RollingMin(3), &input, 0, 60),
             &[0.0, 0.0, -1.0, -1.0, -1.0, 0.0, 0.0, 1.0, 1.0, 0.0]
         ));
         assert!(same(
-            &run_stateful(Stateful::RollingMax(3), &input, 60),
+            &run_stateful(Stateful::RollingMax(3), &input, 0, 60),
             &[0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
         ));
         let input = [0.0, 1.0, -1.0, N, N, N, 1.0, 1.0, 1.0, 0.0];
         assert!(same(
-            &run_stateful(Stateful::RollingSum(3), &input, 60),
+            &run_stateful(Stateful::RollingSum(3), &input, 0, 60),
             &[0.0, 1.0, 0.0, 0.0, -1.0, N, 1.0, 2.0, 3.0, 2.0]
         ));
     }
@@ -1934,5 +2165,555 @@ mod tests {
         assert_eq!(java_double(f64::NAN), "NaN");
         assert_eq!(duration_string(604_800), "1w");
         assert_eq!(duration_string(5400), "90m");
+    }
+
+    // ---- Atlas's per-algorithm suites (`atlas-core/src/test/scala/.../algorithm/`) ----
+    //
+    // Each Scala `algo.next(v)` sequence is fed to Tally's algorithm from empty state and the
+    // outputs compared one by one (`assertEquals` exactly, NaN as NaN; `assertEqualsDouble`
+    // within its delta). `algo.reset()` is empty state again, so the values after it are fed
+    // to a fresh algorithm, as each evaluation window starts. `isEmpty` and `state` (Atlas's
+    // streaming state) have no counterpart in Tally and are not ported.
+
+    /// Exactly equal, NaN as NaN.
+    fn exact(got: &[f64], want: &[f64]) -> bool {
+        got.len() == want.len()
+            && got
+                .iter()
+                .zip(want)
+                .all(|(a, b)| (a.is_nan() && b.is_nan()) || a == b)
+    }
+
+    /// `run_stateful` at a one-minute step from a window starting at 0.
+    #[track_caller]
+    fn check(s: Stateful, input: &[f64], want: &[f64]) {
+        let got = run_stateful(s, input, 0, 60);
+        assert!(exact(&got, want), "{s:?} {input:?}: {got:?} != {want:?}");
+    }
+
+    /// One algorithm fed `input` from empty state.
+    #[track_caller]
+    fn check_algo(mut algo: Online, input: &[f64], want: &[f64]) {
+        let got: Vec<f64> = input.iter().map(|&v| algo.next(v)).collect();
+        assert!(exact(&got, want), "{input:?}: {got:?} != {want:?}");
+    }
+
+    /// The error of a program, if it has one.
+    fn parse_error(p: &str) -> Option<String> {
+        crate::atlas::parse(p, None).err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn online_rolling_count_suite() {
+        let c = Stateful::RollingCount;
+        // n = 1
+        check(c(1), &[0.0, 1.0], &[0.0, 1.0]);
+        // n = 2
+        check(c(2), &[0.0, 1.0, 2.0], &[0.0, 1.0, 2.0]);
+        // n = 2, decreasing
+        check(c(2), &[2.0, 1.0, 0.0], &[1.0, 2.0, 1.0]);
+        // n = 2, NaNs
+        check(c(2), &[0.0, 1.0, 2.0, N, N], &[0.0, 1.0, 2.0, 1.0, 0.0]);
+        // n = 2, reset
+        check(c(2), &[1.0], &[1.0]);
+        check(c(2), &[1.0], &[1.0]);
+        // `Math.toBooleanDouble`: nearly 0 (below 1e-12) is false, as NaN is.
+        check(c(2), &[1e-13, -1e-13, 1e-12], &[0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn online_rolling_min_suite() {
+        let m = Stateful::RollingMin;
+        // n = 1
+        check(m(1), &[0.0, 1.0], &[0.0, 1.0]);
+        // n = 2
+        check(m(2), &[0.0, 1.0, 2.0], &[0.0, 0.0, 1.0]);
+        // n = 2, decreasing
+        check(m(2), &[2.0, 1.0, 0.0], &[2.0, 1.0, 0.0]);
+        // n = 2, NaNs
+        check(m(2), &[0.0, 1.0, 2.0, N, N], &[0.0, 0.0, 1.0, 2.0, N]);
+        // n = 2, reset
+        check(m(2), &[0.0], &[0.0]);
+        check(m(2), &[1.0], &[1.0]);
+    }
+
+    #[test]
+    fn online_rolling_max_suite() {
+        let m = Stateful::RollingMax;
+        // n = 1
+        check(m(1), &[0.0, 1.0], &[0.0, 1.0]);
+        // n = 2
+        check(m(2), &[0.0, 1.0, 2.0], &[0.0, 1.0, 2.0]);
+        // n = 2, decreasing
+        check(m(2), &[2.0, 1.0, 0.0], &[2.0, 2.0, 1.0]);
+        // n = 2, NaNs
+        check(m(2), &[0.0, 1.0, 2.0, N, N], &[0.0, 1.0, 2.0, 2.0, N]);
+        // n = 2, reset
+        check(m(2), &[1.0], &[1.0]);
+        check(m(2), &[0.0], &[0.0]);
+    }
+
+    #[test]
+    fn online_rolling_mean_suite() {
+        let m = Stateful::RollingMean;
+        // n = 1, min = 1
+        check(m(1, 1), &[0.0, 1.0], &[0.0, 1.0]);
+        // window size beyond max is rejected
+        let e = parse_error("name,a,:eq,86401,1,:rolling-mean").unwrap_or_default();
+        assert!(e.contains("window size"), "{e}");
+        assert_eq!(parse_error("name,a,:eq,86400,1,:rolling-mean"), None);
+        // n = 2, min = 1
+        check(m(2, 1), &[0.0, 1.0, 2.0], &[0.0, 0.5, 1.5]);
+        // n = 2, min = 2
+        check(m(2, 2), &[0.0, 1.0, 2.0], &[N, 0.5, 1.5]);
+        // n = 2, min = 1, decreasing
+        check(m(2, 1), &[2.0, 1.0, 0.0], &[2.0, 1.5, 0.5]);
+        // n = 2, min = 1, NaNs
+        check(m(2, 1), &[0.0, 1.0, 2.0, N, N], &[0.0, 0.5, 1.5, 2.0, N]);
+        // n = 2, recover from large value
+        check(
+            m(2, 1),
+            &[0.0, 1.0e300, 2.0, 3.0],
+            &[0.0, 5.0e299, 5.0e299, 2.5],
+        );
+        // n = 2, recover from small value
+        check(
+            m(2, 1),
+            &[0.0, -1.0e300, 2.0, 3.0],
+            &[0.0, -5.0e299, -5.0e299, 2.5],
+        );
+        // n = 2, min = 1, reset
+        check(m(2, 1), &[1.0], &[1.0]);
+        check(m(2, 1), &[5.0], &[5.0]);
+        // min < n (a minimum above the window), min = 0, min < 0
+        for p in [
+            "name,a,:eq,1,2,:rolling-mean",
+            "name,a,:eq,2,0,:rolling-mean",
+            "name,a,:eq,2,-4,:rolling-mean",
+        ] {
+            assert!(parse_error(p).is_some(), "{p}");
+        }
+    }
+
+    #[test]
+    fn online_rolling_sum_suite() {
+        let s = Stateful::RollingSum;
+        // n = 1
+        check(s(1), &[0.0, 1.0, 2.0], &[0.0, 1.0, 2.0]);
+        // n = 1, NaN
+        check(s(1), &[0.0, 1.0, N, N, 2.0], &[0.0, 1.0, N, N, 2.0]);
+        // n = 1, NaN, with fractional data (within 1e-9)
+        let input = [0.007222, 0.001667, 0.011667, 0.001111, N, 0.000556];
+        let got = run_stateful(s(1), &input, 0, 60);
+        assert_eq!(got.len(), input.len());
+        for (g, w) in got.iter().zip(input) {
+            assert!(
+                (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-9,
+                "{got:?}"
+            );
+        }
+        // n = 2
+        check(s(2), &[0.0, 1.0, 2.0], &[0.0, 1.0, 3.0]);
+        // n = 3 - up and down
+        check(
+            s(3),
+            &[0.0, 1.0, -1.0, N, N, N, 0.0, 1.0, 1.0, 1.0, 0.0],
+            &[0.0, 1.0, 0.0, 0.0, -1.0, N, 0.0, 1.0, 2.0, 3.0, 2.0],
+        );
+        // n = 2, NaNs
+        check(s(2), &[0.0, 1.0, 2.0, N, N], &[0.0, 1.0, 3.0, 2.0, N]);
+        // n = 2, reset
+        check(s(2), &[1.0], &[1.0]);
+        check(s(2), &[5.0], &[5.0]);
+        // n = 2, recover from large value
+        check(
+            s(2),
+            &[0.0, 1.0e300, 2.0, 3.0],
+            &[0.0, 1.0e300, 1.0e300, 5.0],
+        );
+        // n = 2, recover from small value
+        check(
+            s(2),
+            &[0.0, -1.0e300, 2.0, 3.0],
+            &[0.0, -1.0e300, -1e300, 5.0],
+        );
+    }
+
+    #[test]
+    fn online_delay_suite() {
+        let d = Stateful::Delay;
+        // n = 1
+        check(d(1), &[0.0, 1.0, 2.0, N, N], &[N, 0.0, 1.0, 2.0, N]);
+        // n = 1, reset
+        check(d(1), &[0.0, 1.0], &[N, 0.0]);
+        check(d(1), &[2.0, 3.0], &[N, 2.0]);
+        // n = 2
+        check(d(2), &[0.0, 1.0, 2.0, N, N, N], &[N, N, 0.0, 1.0, 2.0, N]);
+    }
+
+    #[test]
+    fn online_des_suite() {
+        // training = 2, NaNs: the first two are NaN (the rest is only `isEmpty`).
+        let s = Stateful::Des {
+            training: 2,
+            alpha: 0.25,
+            beta: 0.25,
+        };
+        let got = run_stateful(s, &[0.0, 1.0, 2.0, N, N], 0, 60);
+        assert!(got[0].is_nan() && got[1].is_nan(), "{got:?}");
+    }
+
+    #[test]
+    fn online_trend_suite() {
+        // `OnlineTrend(n)` is `:trend` over n steps.
+        let t = |n: i64| Stateful::Trend(n * 60);
+        // n = 1 (the word's identity, `OnlineIgnoreN(0)`, and `OnlineTrend(1)` itself)
+        check(t(1), &[0.0, 1.0], &[0.0, 1.0]);
+        check_algo(Online::trend(1), &[0.0, 1.0], &[0.0, 1.0]);
+        // n = 2
+        check(t(2), &[0.0, 1.0, 2.0], &[N, 0.5, 1.5]);
+        // n = 2, decreasing
+        check(t(2), &[2.0, 1.0, 0.0], &[N, 1.5, 0.5]);
+        // n = 2, NaNs
+        check(t(2), &[0.0, 1.0, 2.0, N, N], &[N, 0.5, 1.5, 1.0, N]);
+        // n = 2, reset
+        check(t(2), &[1.0], &[N]);
+        check(t(2), &[1.0], &[N]);
+    }
+
+    #[test]
+    fn online_integral_suite() {
+        let i = Stateful::Integral;
+        // init
+        check(i, &[1.0, 1.0], &[1.0, 2.0]);
+        // NaN values
+        check(i, &[1.0, 1.0, N, 1.0, 1.0], &[1.0, 2.0, 2.0, 3.0, 4.0]);
+        // increase
+        check(i, &[1.0, 2.0, 3.0, 7.0], &[1.0, 3.0, 6.0, 13.0]);
+        // decrease
+        check(i, &[10.0, 9.0, 8.0, 4.0], &[10.0, 19.0, 27.0, 31.0]);
+        // reset
+        check(i, &[1.0, 2.0], &[1.0, 3.0]);
+        check(i, &[3.0, 7.0], &[3.0, 10.0]);
+    }
+
+    #[test]
+    fn online_derivative_suite() {
+        let d = Stateful::Derivative;
+        // init
+        check(d, &[1.0, 1.0], &[N, 0.0]);
+        // NaN values
+        check(d, &[1.0, 1.0, N, 1.0, 1.0], &[N, 0.0, N, N, 0.0]);
+        // increase
+        check(d, &[1.0, 2.0, 3.0, 7.0], &[N, 1.0, 1.0, 4.0]);
+        // decrease
+        check(d, &[10.0, 9.0, 8.0, 4.0], &[N, -1.0, -1.0, -4.0]);
+        // reset
+        check(d, &[1.0, 2.0], &[N, 1.0]);
+        check(d, &[3.0, 7.0], &[N, 4.0]);
+    }
+
+    #[test]
+    fn online_ignore_n_suite() {
+        // n = 1
+        check_algo(Online::ignore_n(1), &[0.0, 1.0, 2.0, N], &[N, 1.0, 2.0, N]);
+        // n = 1, reset
+        check_algo(Online::ignore_n(1), &[0.0, 1.0], &[N, 1.0]);
+        check_algo(Online::ignore_n(1), &[2.0, 3.0], &[N, 3.0]);
+        // n = 2
+        check_algo(Online::ignore_n(2), &[0.0, 1.0, 2.0, N], &[N, N, 2.0, N]);
+    }
+
+    #[test]
+    fn online_cumulative_max_suite() {
+        let c = Stateful::CumulativeMax;
+        let inf = f64::INFINITY;
+        // init
+        check(c, &[1.0, 1.0], &[1.0, 1.0]);
+        // increase
+        check(c, &[1.0, 2.0, 3.0, 7.0], &[1.0, 2.0, 3.0, 7.0]);
+        // decrease keeps the running max
+        check(c, &[10.0, 9.0, 8.0, 4.0], &[10.0; 4]);
+        // mixed
+        check(c, &[1.0, 3.0, 2.0, 5.0, 0.0], &[1.0, 3.0, 3.0, 5.0, 5.0]);
+        // negative values
+        check(c, &[-5.0, -9.0, -2.0], &[-5.0, -5.0, -2.0]);
+        // NaN values ignored
+        check(c, &[1.0, 2.0, N, 1.0, 3.0], &[1.0, 2.0, 2.0, 2.0, 3.0]);
+        // leading NaN
+        check(c, &[N, 4.0, 2.0], &[N, 4.0, 4.0]);
+        // infinity
+        check(c, &[-inf, 5.0, inf, 1e300, N], &[-inf, 5.0, inf, inf, inf]);
+        // reset
+        check(c, &[5.0, 9.0], &[5.0, 9.0]);
+        check(c, &[3.0, 1.0], &[3.0, 3.0]);
+    }
+
+    #[test]
+    fn pipeline_suite() {
+        let ignore_max =
+            |n: usize| Online::Pipeline(vec![Online::ignore_n(n), Online::rolling_max(n)]);
+        // n = 1
+        check_algo(ignore_max(1), &[0.0, 2.0, 1.0, N], &[N, 2.0, 1.0, N]);
+        // n = 1, reset
+        check_algo(ignore_max(1), &[0.0, 1.0], &[N, 1.0]);
+        check_algo(ignore_max(1), &[2.0, 3.0], &[N, 3.0]);
+        // n = 2
+        check_algo(
+            ignore_max(2),
+            &[0.0, 1.0, 2.0, 3.0, 0.0, N, N],
+            &[N, N, 2.0, 3.0, 3.0, 0.0, N],
+        );
+    }
+
+    #[test]
+    fn rolling_buffer_suite() {
+        // n = 0, n < 0, n = max window size, n > max window size: as the words' windows.
+        for word in [
+            "rolling-count",
+            "rolling-min",
+            "rolling-max",
+            "rolling-sum",
+            "delay",
+        ] {
+            for bad in ["0", "-1", "86401"] {
+                assert!(
+                    parse_error(&format!("name,a,:eq,{bad},:{word}")).is_some(),
+                    "{bad},:{word}"
+                );
+            }
+            assert_eq!(
+                parse_error(&format!("name,a,:eq,86400,:{word}")),
+                None,
+                "{word}"
+            );
+        }
+        assert_eq!(
+            RollingBuffer::new(MAX_WINDOW_SIZE).values.len(),
+            MAX_WINDOW_SIZE
+        );
+        let adds = |n: usize, input: &[f64]| {
+            let mut b = RollingBuffer::new(n);
+            input.iter().map(|&v| b.add(v)).collect::<Vec<_>>()
+        };
+        // n = 1, add
+        assert!(exact(&adds(1, &[0.0, 1.0, 2.0]), &[N, 0.0, 1.0]));
+        // n = 2, add
+        assert!(exact(
+            &adds(2, &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+            &[N, N, 0.0, 1.0, 2.0, 3.0, 4.0]
+        ));
+        // n = 2, add NaNs
+        assert!(exact(
+            &adds(2, &[0.0, 1.0, 2.0, 3.0, N, 5.0, 6.0]),
+            &[N, N, 0.0, 1.0, 2.0, 3.0, N]
+        ));
+        // n = 2, size / min / max after each add
+        let mut b = RollingBuffer::new(2);
+        assert_eq!(b.size, 0);
+        assert!(b.min().is_nan() && b.max().is_nan());
+        let steps: [(f64, usize, f64, f64); 6] = [
+            (0.0, 1, 0.0, 0.0),
+            (1.0, 2, 0.0, 1.0),
+            (2.0, 2, 1.0, 2.0),
+            (3.0, 2, 2.0, 3.0),
+            (N, 1, 3.0, 3.0),
+            (N, 0, N, N),
+        ];
+        for (v, size, min, max) in steps {
+            b.add(v);
+            assert_eq!(b.size, size, "size after {v}");
+            assert!(exact(&[b.min(), b.max()], &[min, max]), "min/max after {v}");
+        }
+        b.add(N);
+        assert_eq!(b.size, 0);
+    }
+
+    // ---- Atlas's model suites for the stateful words (`.../core/model/`) ----
+
+    /// `DerivativeSuite` (its state across evaluations is Atlas's streaming and not ported).
+    #[test]
+    fn derivative_suite() {
+        let d = Stateful::Derivative;
+        // basic
+        check(d, &[7.0, 8.0, 9.0], &[N, 1.0, 1.0]);
+        // basic with same value and decreasing
+        check(
+            d,
+            &[7.0, 42.0, 42.0, 43.0, 2.0, 5.0],
+            &[N, 35.0, 0.0, 1.0, -41.0, 3.0],
+        );
+        // basic with NaN values
+        check(
+            d,
+            &[7.0, 42.0, N, 43.0, 2.0, 5.0],
+            &[N, 35.0, N, N, -41.0, 3.0],
+        );
+    }
+
+    #[test]
+    fn integral_suite() {
+        let i = Stateful::Integral;
+        // basic
+        check(i, &[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]);
+        // basic with same value and decreasing
+        check(
+            i,
+            &[N, 35.0, 0.0, 1.0, -41.0, 3.0],
+            &[N, 35.0, 35.0, 36.0, -5.0, -2.0],
+        );
+        // basic with NaN values
+        check(
+            i,
+            &[N, 35.0, N, N, -41.0, 3.0],
+            &[N, 35.0, 35.0, 35.0, -6.0, -3.0],
+        );
+    }
+
+    #[test]
+    fn cumulative_max_suite() {
+        let c = Stateful::CumulativeMax;
+        // increasing
+        check(c, &[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]);
+        // decreasing keeps the running max
+        check(c, &[3.0, 2.0, 1.0], &[3.0, 3.0, 3.0]);
+        // mixed
+        check(c, &[1.0, 3.0, 2.0, 5.0, 0.0], &[1.0, 3.0, 3.0, 5.0, 5.0]);
+        // NaN values ignored
+        check(c, &[N, 2.0, N, 1.0, 5.0], &[N, 2.0, 2.0, 2.0, 5.0]);
+        // negative values
+        check(c, &[-5.0, -9.0, -2.0], &[-5.0, -5.0, -2.0]);
+        // all NaN series stays NaN
+        check(c, &[N, N, N], &[N, N, N]);
+        // per series state when grouped
+        let program = "name,test,:eq,:sum,(,id,),:by,:cumulative-max";
+        let parsed = crate::atlas::parse(program, None).expect(program);
+        let expr = &parsed[0].expr;
+        let mut wanted = Vec::new();
+        expr.data_exprs(&mut wanted);
+        let series = |id: &str, values: Vec<f64>| Raw {
+            tags: Tags::from([
+                ("name".to_string(), "test".to_string()),
+                ("id".to_string(), id.to_string()),
+            ]),
+            start: 0,
+            step: 60,
+            values,
+        };
+        let data = HashMap::from([(
+            wanted[0].fetch_key(),
+            vec![
+                series("a", vec![1.0, 5.0, 2.0]),
+                series("b", vec![9.0, 3.0, 4.0]),
+            ],
+        )]);
+        let check_time = || Ok(());
+        let env = Env {
+            data: &data,
+            grid: Grid {
+                start: 0,
+                end: 180,
+                step: 60,
+            },
+            check: &check_time,
+            now: 0,
+        };
+        let lines = env.eval(expr).expect("eval");
+        let by_id: HashMap<&str, &[f64]> = lines
+            .iter()
+            .map(|l| (l.tags["id"].as_str(), l.values.as_slice()))
+            .collect();
+        assert!(exact(by_id["a"], &[1.0, 5.0, 5.0]), "{lines:?}");
+        assert!(exact(by_id["b"], &[9.0, 9.0, 9.0]), "{lines:?}");
+    }
+
+    /// `DesSuite`'s global evaluations: Atlas checks that a step-by-step evaluation matches
+    /// them and is NaN while training, so they are NaN there too. `:sdes` from an unaligned
+    /// start ignores the values before the first multiple of `step * training`
+    /// (`StatefulExpr.SlidingDes`: `Pipeline(OnlineIgnoreN(offset), sdes)`).
+    #[test]
+    fn des_suite() {
+        let aligned = [
+            1.0, 1.5, 1.6, 1.7, 1.4, 1.3, 1.2, 1.0, 0.0, 0.0, 1.0, 1.1, 1.2, 1.2,
+        ];
+        let unaligned = &aligned[1..];
+        let (training, alpha, beta) = (2, 0.1, 0.02);
+        let des = Stateful::Des {
+            training,
+            alpha,
+            beta,
+        };
+        let sdes = Stateful::Sdes {
+            training,
+            alpha,
+            beta,
+        };
+        let leading_nans = |got: &[f64], n: usize| {
+            got.iter().take(n).all(|v| v.is_nan()) && got.iter().skip(n).all(|v| v.is_finite())
+        };
+        // des: incremental exec matches global
+        let got = run_stateful(des, &aligned, 0, 60);
+        assert!(leading_nans(&got, 2), "{got:?}");
+        // sdes: aligned incremental exec matches global
+        let got = run_stateful(sdes, &aligned, 0, 60);
+        assert!(leading_nans(&got, 2), "{got:?}");
+        // sdes: unaligned incremental exec matches global (offset by one step)
+        let got = run_stateful(sdes, unaligned, 60, 60);
+        assert!(leading_nans(&got, 3), "{got:?}");
+        let mut ignored = unaligned.to_vec();
+        ignored[0] = N;
+        let mut plain = Online::sliding_des(training, alpha, beta);
+        let want: Vec<f64> = ignored.iter().map(|&v| plain.next(v)).collect();
+        assert!(exact(&got, &want), "{got:?} != {want:?}");
+        // A training of 0 is refused (Atlas divides by it).
+        assert!(parse_error("name,a,:eq,0,0.1,0.02,:sdes").is_some());
+        assert_eq!(parse_error("name,a,:eq,0,0.1,0.02,:des"), None);
+    }
+
+    /// `TrendSuite` at a one-minute step (1ms and 50ms steps are finer than Tally's second):
+    /// a 3-step trend is NaN for its first two steps, then the mean of the last three.
+    #[test]
+    fn trend_suite() {
+        let input = [
+            1.0, 1.5, 1.6, 1.7, 1.4, 1.3, 1.2, 1.0, 0.0, 0.0, 1.0, 1.1, 1.2, 1.2,
+        ];
+        let got = run_stateful(Stateful::Trend(180), &input, 0, 60);
+        assert!(got[0].is_nan() && got[1].is_nan(), "{got:?}");
+        for i in 2..input.len() {
+            let mean = (input[i - 2] + input[i - 1] + input[i]) / 3.0;
+            assert!((got[i] - mean).abs() < 1e-5, "{i}: {got:?}");
+        }
+        // A window over `MaxWindowSize` steps is refused when evaluated.
+        let parsed = crate::atlas::parse("a,b,:eq,:sum,87000m,:trend", None).expect("parse");
+        let data = HashMap::new();
+        let check_time = || Ok(());
+        let env = Env {
+            data: &data,
+            grid: Grid {
+                start: 0,
+                end: 180,
+                step: 60,
+            },
+            check: &check_time,
+            now: 0,
+        };
+        assert!(env.eval(&parsed[0].expr).is_err());
+        let parsed = crate::atlas::parse("a,b,:eq,:sum,86400m,:trend", None).expect("parse");
+        assert!(env.eval(&parsed[0].expr).is_ok());
+    }
+
+    /// `StatefulExamplesSuite`: a window computed by constant math.
+    #[test]
+    fn stateful_examples_suite() {
+        let parsed = crate::atlas::parse("name,test,:eq,:sum,3600,60,:div,:rolling-count", None)
+            .expect("parse");
+        assert!(
+            matches!(
+                parsed[0].expr,
+                Expr::Stateful(Stateful::RollingCount(60), _)
+            ),
+            "{:?}",
+            parsed[0].expr
+        );
     }
 }

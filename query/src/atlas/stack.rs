@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::expr::{
     Af, BinOp, Cf, DataExpr, DataKind, Expr, OthersAf, Priority, Stat, Stateful, TimeSpan, UnOp,
-    TIME_MODES,
+    MAX_WINDOW_SIZE, TIME_MODES,
 };
 use super::query::Query;
 use super::time::{parse_duration, parse_tz};
@@ -94,12 +94,21 @@ impl Item {
         }
     }
 
+    /// `DataType.DoubleType`: a number, or a constant (`IsNumber`).
     fn as_number(&self) -> Option<f64> {
-        self.as_str().and_then(parse_number)
+        match self {
+            Item::Expr(Expr::Const(v)) => Some(*v),
+            _ => self.as_str().and_then(parse_number),
+        }
     }
 
+    /// `DataType.IntType`: a whole number, or a constant's `intValue` (truncated, saturating,
+    /// NaN as 0); Tally's counts are never negative.
     fn as_int(&self) -> Option<usize> {
-        self.as_str().and_then(|s| s.parse().ok())
+        match self {
+            Item::Expr(Expr::Const(v)) => usize::try_from(*v as i32).ok(),
+            _ => self.as_str().and_then(|s| s.parse().ok()),
+        }
     }
 
     /// A time series expression: an expression, a query (its `:sum`) or a number (`:const`).
@@ -730,7 +739,11 @@ impl Run {
                     b.unwrap_or(Expr::Const(f64::NAN)),
                 );
                 check_grouping(name, &a, &b)?;
-                self.push_expr(Expr::Binary(binop(name), Box::new(a), Box::new(b)));
+                // `BinaryWord`: math on two constants is precomputed into a constant.
+                self.push_expr(match (&a, &b) {
+                    (Expr::Const(x), Expr::Const(y)) => Expr::Const(binop(name).apply(*x, *y)),
+                    _ => Expr::Binary(binop(name), Box::new(a), Box::new(b)),
+                });
             }
             "abs" | "neg" | "sqrt" | "sin" | "per-step" => self.unary(name, |e| {
                 let op = match name {
@@ -740,7 +753,18 @@ impl Run {
                     "sin" => UnOp::Sin,
                     _ => UnOp::PerStep,
                 };
-                Ok(Expr::Unary(op, Box::new(e)))
+                // `UnaryWord`: math on a constant is precomputed into a constant (`:per-step`'s
+                // `apply` is the identity; only its `eval` multiplies by the step).
+                Ok(match e {
+                    Expr::Const(v) => Expr::Const(match op {
+                        UnOp::Abs => v.abs(),
+                        UnOp::Neg => -v,
+                        UnOp::Sqrt => v.sqrt(),
+                        UnOp::Sin => v.sin(),
+                        _ => v,
+                    }),
+                    e => Expr::Unary(op, Box::new(e)),
+                })
             })?,
             "clamp-min" | "clamp-max" => {
                 let v = t0.as_ref().and_then(Item::as_number);
@@ -892,8 +916,11 @@ impl Run {
                     "expr n:Int -- expr"
                 );
                 let n = n.unwrap_or(1);
-                if n == 0 {
-                    return Err(format!(":{name}: the window must be at least 1"));
+                // `RollingBuffer` refuses an empty window and one over `MaxWindowSize`.
+                if n == 0 || n > MAX_WINDOW_SIZE {
+                    return Err(format!(
+                        ":{name}: window size must be between 1 and {MAX_WINDOW_SIZE}: {n}"
+                    ));
                 }
                 self.pop();
                 let s = match name {
@@ -915,6 +942,11 @@ impl Run {
                     "expr n:Int minNumValues:Int -- expr"
                 );
                 let (n, m) = (n.unwrap_or(1), m.unwrap_or(1));
+                if n > MAX_WINDOW_SIZE {
+                    return Err(format!(
+                        ":rolling-mean: window size must be between 1 and {MAX_WINDOW_SIZE}: {n}"
+                    ));
+                }
                 if m == 0 || m > n {
                     return Err(format!(
                         ":rolling-mean: the minimum number of values must be between 1 and the window size ({n}), not {m}"
@@ -964,6 +996,10 @@ impl Run {
                     ));
                 }
                 let training = training as usize;
+                // `OnlineSlidingDes` switches every `training` values (Atlas divides by it).
+                if name == "sdes" && training == 0 {
+                    return Err(":sdes: training must be at least 1".to_string());
+                }
                 for _ in 0..3 {
                     self.pop();
                 }
