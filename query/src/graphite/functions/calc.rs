@@ -448,28 +448,85 @@ fn series_percentile(s: &TimeSeries, n: f64) -> Option<f64> {
     percentile(&s.values_cow(), n, false)
 }
 
+/// Maps `f` over `items` in their order, on several threads when there are many (a wide glob's
+/// per-series work, such as a percentile of each, is independent); `None`s are left out and
+/// the first error in order is the answer.
+pub(crate) fn par_map<T: Send, U: Send>(
+    items: Vec<T>,
+    f: impl Fn(T) -> Result<Option<U>> + Sync,
+) -> Result<Vec<U>> {
+    const PARALLEL_FROM: usize = 64;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if items.len() < PARALLEL_FROM || threads < 2 {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(u) = f(item)? {
+                out.push(u);
+            }
+        }
+        return Ok(out);
+    }
+    let per = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut rest = items.into_iter();
+    loop {
+        let chunk: Vec<T> = rest.by_ref().take(per).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    let f = &f;
+    let parts: Vec<Result<Vec<U>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut out = Vec::with_capacity(chunk.len());
+                    for item in chunk {
+                        if let Some(u) = f(item)? {
+                            out.push(u);
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            // A worker that panicked passes its panic on, as the loop would have.
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
 pub(crate) fn n_percentile(a: &Args) -> Result<Value> {
     let list = a.series(0, "seriesList")?;
     let n = a.num(1, "n")?;
     if n == 0.0 {
         return Err(a.err("the requested percent is required to be greater than 0"));
     }
-    let mut out = Vec::new();
-    for s in list {
+    let (ctx, func) = (a.ctx, a.func());
+    let out = par_map(list, |s| {
         let s = s.consolidated();
         let Some(p) = percentile(s.raw(), n, false) else {
-            continue;
+            return Ok(None);
         };
         let count = ((s.end - s.start) as f64 / s.step as f64).trunc().max(0.0) as usize;
-        a.ctx.account_generated(a.func(), count)?;
+        ctx.account_generated(func, count)?;
         let mut d = renamed(
             &s,
             format!("nPercentile({}, {})", s.name, py_g(n)),
             vec![Some(p); count],
         );
         d.tags.insert("nPercentile".into(), py_float(n));
-        out.push(d);
-    }
+        Ok(Some(d))
+    })?;
     Ok(Value::Series(out))
 }
 
@@ -483,15 +540,14 @@ pub(crate) fn remove_percentile(a: &Args, above: bool) -> Result<Value> {
     } else {
         "removeBelowPercentile"
     };
-    let mut out = Vec::new();
-    for s in list {
-        a.ctx.check_time()?;
+    let ctx = a.ctx;
+    let out = par_map(list, |s| {
+        ctx.check_time()?;
         let s = s.consolidated();
         let name = format!("{func}({}, {})", s.name, py_g(n));
         let Some(p) = series_percentile(&s, n) else {
             let values = s.raw().to_vec();
-            out.push(renamed(&s, name, values));
-            continue;
+            return Ok(Some(renamed(&s, name, values)));
         };
         let values = s
             .raw()
@@ -504,8 +560,8 @@ pub(crate) fn remove_percentile(a: &Args, above: bool) -> Result<Value> {
         let mut d = renamed(&s, name, values);
         // graphite-web's nPercentile tags the series it was given.
         d.tags.insert("nPercentile".into(), py_float(n));
-        out.push(d);
-    }
+        Ok(Some(d))
+    })?;
     Ok(Value::Series(out))
 }
 
@@ -721,6 +777,30 @@ pub(crate) fn random_walk(a: &Args) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `par_map` keeps the input's order over its threads, leaves `None`s out, and answers
+    /// the first error in order, wide lists and short ones alike.
+    #[test]
+    fn par_map_keeps_order_skips_nones_and_answers_the_first_error() {
+        for n in [10usize, 1000] {
+            let got =
+                par_map((0..n).collect(), |i| Ok((i % 3 != 0).then_some(i * 2))).expect("no error");
+            let want: Vec<usize> = (0..n).filter(|i| i % 3 != 0).map(|i| i * 2).collect();
+            assert_eq!(got, want);
+            let err = par_map((0..n).collect(), |i: usize| {
+                if i == 7 || i == n - 1 {
+                    Err(crate::QueryError::BadRequest(format!("bad {i}")))
+                } else {
+                    Ok(Some(i))
+                }
+            })
+            .expect_err("an error");
+            assert_eq!(
+                err.to_string(),
+                crate::QueryError::BadRequest("bad 7".into()).to_string()
+            );
+        }
+    }
 
     fn p(v: &[f64], n: f64, i: bool) -> Option<f64> {
         percentile(&v.iter().map(|x| Some(*x)).collect::<Vec<_>>(), n, i)
