@@ -170,37 +170,45 @@ impl Driver {
         }
     }
 
-    /// The mouse moved over element `css`, `x` pixels off its centre.
-    fn hover(&self, css: &str, x: i64) {
+    /// WebDriver pointer actions (a mouse) relative to element `css`'s centre: each action's
+    /// `origin` is set to the element.
+    fn pointer(&self, css: &str, mut actions: Vec<Value>) {
         let id = self.element(css);
         let origin = json!({ "element-6066-11e4-a52e-4f735466cecf": id });
+        for a in &mut actions {
+            if a["type"] == "pointerMove" {
+                a["origin"] = origin.clone();
+            }
+        }
         self.cmd(
             "POST",
             "/actions",
             json!({"actions": [{
                 "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
-                "actions": [{"type": "pointerMove", "duration": 100, "origin": origin, "x": x, "y": 0}]
+                "actions": actions
             }]}),
         );
     }
 
+    /// The mouse moved over element `css`, `x` pixels off its centre.
+    fn hover(&self, css: &str, x: i64) {
+        self.pointer(
+            css,
+            vec![json!({"type": "pointerMove", "duration": 100, "x": x, "y": 0})],
+        );
+    }
+
     /// A mouse drag across element `css`, from `x0` to `x1` pixels off its centre, as a user's
-    /// (WebDriver's pointer actions: move, press, move, release).
+    /// (move, press, move, release).
     fn drag(&self, css: &str, x0: i64, x1: i64) {
-        let id = self.element(css);
-        let origin = json!({ "element-6066-11e4-a52e-4f735466cecf": id });
-        self.cmd(
-            "POST",
-            "/actions",
-            json!({"actions": [{
-                "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
-                "actions": [
-                    {"type": "pointerMove", "duration": 0, "origin": origin, "x": x0, "y": 0},
-                    {"type": "pointerDown", "button": 0},
-                    {"type": "pointerMove", "duration": 300, "origin": origin, "x": x1, "y": 0},
-                    {"type": "pointerUp", "button": 0}
-                ]
-            }]}),
+        self.pointer(
+            css,
+            vec![
+                json!({"type": "pointerMove", "duration": 0, "x": x0, "y": 0}),
+                json!({"type": "pointerDown", "button": 0}),
+                json!({"type": "pointerMove", "duration": 300, "x": x1, "y": 0}),
+                json!({"type": "pointerUp", "button": 0}),
+            ],
         );
     }
 
