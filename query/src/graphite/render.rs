@@ -277,9 +277,17 @@ fn json_string(out: &mut String, s: &str) {
 
 /// `format=json`: `[{"target", "tags", "datapoints": [[v, ts], ...]}]`.
 pub(crate) fn json(series: &[TimeSeries], no_null_points: bool) -> String {
+    let out = json_parts(series, no_null_points).concat();
+    // Only ASCII and `json_string`'s valid UTF-8 went in.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`json`]'s text as the pieces its writers made, in order: a response sends them one after
+/// the other, without copying tens of megabytes into one buffer and checking them again.
+pub(crate) fn json_parts(series: &[TimeSeries], no_null_points: bool) -> Vec<Vec<u8>> {
     // graphite-web answers `[]` when no series has a value (its `if any(data)`): `delay(x, 0)`.
     if series.iter().all(TimeSeries::is_empty) {
-        return "[]".into();
+        return vec![b"[]".to_vec()];
     }
     // Big answers are written by up to four threads, each a run of whole series (balanced
     // by their points), joined in order; small ones here.
@@ -319,17 +327,16 @@ pub(crate) fn json(series: &[TimeSeries], no_null_points: bool) -> String {
                 .collect()
         })
     };
-    let mut out: Vec<u8> = Vec::with_capacity(parts.iter().map(Vec::len).sum::<usize>() + 8);
-    out.push(b'[');
-    for part in parts.iter().filter(|p| !p.is_empty()) {
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(2 * parts.len() + 1);
+    out.push(b"[".to_vec());
+    for part in parts.into_iter().filter(|p| !p.is_empty()) {
         if out.len() > 1 {
-            out.extend_from_slice(b", ");
+            out.push(b", ".to_vec());
         }
-        out.extend_from_slice(part);
+        out.push(part);
     }
-    out.push(b']');
-    // Only ASCII and `json_string`'s valid UTF-8 went in.
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    out.push(b"]".to_vec());
+    out
 }
 
 /// The `{"target", "tags", "datapoints"}` objects of `series`, comma-separated.

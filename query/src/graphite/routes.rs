@@ -24,7 +24,9 @@ use crate::graphite::cluster;
 use crate::graphite::eval::evaluate;
 use crate::graphite::expr::parse;
 use crate::graphite::functions::functions_json;
-use crate::graphite::render::{consolidate_for_display, csv, dygraph, json, raw, rickshaw};
+use crate::graphite::render::{
+    consolidate_for_display, csv, dygraph, json, json_parts, raw, rickshaw,
+};
 use crate::limits::{Budget, Limits};
 use crate::source::Source;
 use crate::time::parse_time;
@@ -240,6 +242,36 @@ async fn render(
     .await
 }
 
+/// A response body of pieces sent one after the other, with its exact length (so the answer
+/// keeps its `Content-Length`): the JSON writers' parts, not copied into one buffer.
+struct Parts(std::collections::VecDeque<axum::body::Bytes>);
+
+impl Parts {
+    fn new(parts: Vec<Vec<u8>>) -> Parts {
+        Parts(parts.into_iter().map(axum::body::Bytes::from).collect())
+    }
+}
+
+impl http_body::Body for Parts {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
 /// The format a render asks for, as graphite-web picks it: `pickle` or `rawData` present, then
 /// `format`; none at all is a PNG graph.
 fn render_format(
@@ -272,7 +304,15 @@ fn render_format(
             if let Some(max) = max_points {
                 consolidate_for_display(&mut series, max);
             }
-            json_or_jsonp(json(&series, p.flag("noNullPoints")))
+            let no_null = p.flag("noNullPoints");
+            match jsonp_callback(p)? {
+                Some(cb) => Ok(jsonp(cb, &json(&series, no_null))),
+                None => Ok((
+                    [(header::CONTENT_TYPE, "application/json")],
+                    axum::body::Body::new(Parts::new(json_parts(&series, no_null))),
+                )
+                    .into_response()),
+            }
         }
         "csv" => Ok(text("text/csv", csv(&series))),
         "raw" => Ok(text("text/plain", raw(&series))),
@@ -916,6 +956,73 @@ mod tests {
 
     fn mem() -> Arc<dyn Source> {
         Arc::new(MemSource::default())
+    }
+
+    /// A wide JSON answer goes out as its writers' parts: the same text as one buffer would
+    /// be, with its exact `Content-Length`; a `jsonp` one is still one piece.
+    #[tokio::test]
+    async fn a_wide_json_answer_is_sent_in_parts_with_its_length() {
+        let now = tally_common::unix_now();
+        let start = now - now % 60 - 300 * 60;
+        let mut m = MemSource::default();
+        for i in 0..800 {
+            let values = (0..300)
+                .map(|k| Some(f64::from((i * 7 + k) % 1000) / 8.0))
+                .collect();
+            m.add(&format!("w.s{i}"), start, 60, values);
+        }
+        let source: Arc<dyn Source> = Arc::new(m);
+        let uri = format!("/render?target=w.*&from={start}&until={now}&format=json");
+        let r = routes(source.clone(), Limits::default(), Budget::new(usize::MAX))
+            .guard(Default::default(), |_| {
+                StatusCode::UNAUTHORIZED.into_response()
+            })
+            .oneshot(
+                Request::get(uri.as_str())
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 200);
+        let length: usize = r.headers()[header::CONTENT_LENGTH]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("a number");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 28)
+            .await
+            .expect("body");
+        assert_eq!(body.len(), length);
+        let series: Vec<serde_json::Value> = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(series.len(), 800);
+        let names: std::collections::BTreeSet<&str> =
+            series.iter().filter_map(|s| s["target"].as_str()).collect();
+        assert!(names.len() == 800 && names.contains("w.s799"), "{names:?}");
+        assert_eq!(
+            series[0]["datapoints"].as_array().map(Vec::len),
+            Some(300),
+            "every point of a series, whichever part wrote it"
+        );
+        let r = routes(source, Limits::default(), Budget::new(usize::MAX))
+            .guard(Default::default(), |_| {
+                StatusCode::UNAUTHORIZED.into_response()
+            })
+            .oneshot(
+                Request::get(format!("{uri}&jsonp=cb"))
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 200);
+        let text = axum::body::to_bytes(r.into_body(), 1 << 28)
+            .await
+            .expect("body");
+        assert_eq!(
+            text,
+            format!("cb({})", std::str::from_utf8(&body).expect("utf-8")).as_bytes()
+        );
     }
 
     /// graphite-web 1.1.8 answers a bad `/render` or `/metrics/find` with the message as text, and
