@@ -43,18 +43,7 @@ impl Naming {
         values: &[String],
         stat: Option<&str>,
     ) -> String {
-        let mut tags: Vec<(&str, &str)> = Vec::with_capacity(values.len() + 1);
-        tags.extend(
-            rule.tags
-                .iter()
-                .map(String::as_str)
-                .zip(values.iter().map(String::as_str)),
-        );
-        if let Some(stat) = stat {
-            tags.push(("stat", stat));
-        }
-        self.name(&rule.name, &rule.name, &tags)
-            .unwrap_or_else(|| rule.name.clone())
+        self.rule_name(rule, values, stat.map(|s| ("stat", s)).as_slice())
     }
 
     /// The name of one percentile bucket counter of a latency rule's series: its tags and
@@ -65,15 +54,23 @@ impl Naming {
         values: &[String],
         bucket: &str,
     ) -> String {
-        let mut tags: Vec<(&str, &str)> = Vec::with_capacity(values.len() + 2);
+        self.rule_name(
+            rule,
+            values,
+            &[("percentile", bucket), ("stat", "percentile")],
+        )
+    }
+
+    /// A rule's series name: its tags (`values` in the rule's tag order) and `extra`.
+    fn rule_name(&self, rule: &RuleShape, values: &[String], extra: &[(&str, &str)]) -> String {
+        let mut tags: Vec<(&str, &str)> = Vec::with_capacity(values.len() + extra.len());
         tags.extend(
             rule.tags
                 .iter()
                 .map(String::as_str)
                 .zip(values.iter().map(String::as_str)),
         );
-        tags.push(("percentile", bucket));
-        tags.push(("stat", "percentile"));
+        tags.extend_from_slice(extra);
         self.name(&rule.name, &rule.name, &tags)
             .unwrap_or_else(|| rule.name.clone())
     }

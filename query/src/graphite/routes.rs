@@ -958,6 +958,17 @@ mod tests {
         Arc::new(MemSource::default())
     }
 
+    /// A GET through the routes, the whole answer kept (no body limit).
+    async fn get_all(source: Arc<dyn Source>, uri: &str) -> Response {
+        routes(source, Limits::default(), Budget::new(usize::MAX))
+            .guard(Default::default(), |_| {
+                StatusCode::UNAUTHORIZED.into_response()
+            })
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("answer")
+    }
+
     /// A wide JSON answer goes out as its writers' parts: the same text as one buffer would
     /// be, with its exact `Content-Length`; a `jsonp` one is still one piece.
     #[tokio::test]
@@ -973,17 +984,7 @@ mod tests {
         }
         let source: Arc<dyn Source> = Arc::new(m);
         let uri = format!("/render?target=w.*&from={start}&until={now}&format=json");
-        let r = routes(source.clone(), Limits::default(), Budget::new(usize::MAX))
-            .guard(Default::default(), |_| {
-                StatusCode::UNAUTHORIZED.into_response()
-            })
-            .oneshot(
-                Request::get(uri.as_str())
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("answer");
+        let r = get_all(source.clone(), &uri).await;
         assert_eq!(r.status(), 200);
         let length: usize = r.headers()[header::CONTENT_LENGTH]
             .to_str()
@@ -1004,17 +1005,7 @@ mod tests {
             Some(300),
             "every point of a series, whichever part wrote it"
         );
-        let r = routes(source, Limits::default(), Budget::new(usize::MAX))
-            .guard(Default::default(), |_| {
-                StatusCode::UNAUTHORIZED.into_response()
-            })
-            .oneshot(
-                Request::get(format!("{uri}&jsonp=cb"))
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("answer");
+        let r = get_all(source, &format!("{uri}&jsonp=cb")).await;
         assert_eq!(r.status(), 200);
         let text = axum::body::to_bytes(r.into_body(), 1 << 28)
             .await
