@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
+use compact_str::CompactString;
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 use tally_proto::series_name;
@@ -24,10 +25,120 @@ pub struct TagValue {
     pub series: usize,
 }
 
+/// A node of the name tree. Most nodes are leaves, so a node is 16 bytes and only a node with
+/// children has a map; labels are short and kept inline (no allocation of their own).
 #[derive(Debug, Default)]
+// The box is the point: an empty `BTreeMap` is 24 bytes in every leaf, a `None` is 8.
+#[allow(clippy::box_collection)]
 struct Node {
-    children: BTreeMap<Box<str>, u32>,
+    children: Option<Box<BTreeMap<CompactString, u32>>>,
     series: Option<u32>,
+}
+
+/// An empty map, for the leaves' children.
+static NO_CHILDREN: BTreeMap<CompactString, u32> = BTreeMap::new();
+
+impl Node {
+    fn children(&self) -> &BTreeMap<CompactString, u32> {
+        self.children.as_deref().unwrap_or(&NO_CHILDREN)
+    }
+
+    fn child(&self, label: &str) -> Option<u32> {
+        self.children().get(label).copied()
+    }
+
+    fn has_children(&self) -> bool {
+        !self.children().is_empty()
+    }
+
+    fn add_child(&mut self, label: &str, node: u32) {
+        self.children
+            .get_or_insert_with(Default::default)
+            .insert(CompactString::from(label), node);
+    }
+
+    fn remove_child(&mut self, label: &str) {
+        if let Some(map) = self.children.as_mut() {
+            map.remove(label);
+            if map.is_empty() {
+                self.children = None;
+            }
+        }
+    }
+}
+
+/// The series names, by id, in pages of one arena: a name costs its bytes and 8 bytes, not an
+/// allocation of its own. A page never moves (it is made with its final capacity), so adding a
+/// name never copies the others.
+#[derive(Debug, Default)]
+struct Names {
+    pages: Vec<Vec<u8>>,
+    /// Per id: page (24 bits), offset in it (20 bits), length (20 bits; `LONG` for a length
+    /// kept in `long`). A deleted or never-given id is the empty name.
+    at: Vec<u64>,
+    long: hashbrown::HashMap<u32, usize>,
+}
+
+const PAGE: usize = 1 << 20;
+const LONG: u64 = (1 << 20) - 1;
+
+impl Names {
+    fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    fn get(&self, id: u32) -> &str {
+        let Some(&at) = self.at.get(id as usize) else {
+            return "";
+        };
+        let (page, off, len) = (
+            (at >> 40) as usize,
+            ((at >> 20) & 0xf_ffff) as usize,
+            at & LONG,
+        );
+        let len = if len == LONG {
+            self.long.get(&id).copied().unwrap_or(0)
+        } else {
+            len as usize
+        };
+        match self.pages.get(page).and_then(|p| p.get(off..off + len)) {
+            // Only whole names of `&str`s are ever copied in, so this never fails.
+            Some(bytes) => std::str::from_utf8(bytes).unwrap_or(""),
+            None => "",
+        }
+    }
+
+    fn set(&mut self, id: u32, name: &str) {
+        let i = id as usize;
+        if self.at.len() <= i {
+            self.at.resize(i + 1, 0);
+        }
+        self.long.remove(&id);
+        if name.is_empty() {
+            self.at[i] = 0;
+            return;
+        }
+        let n = name.len();
+        let fits = self
+            .pages
+            .last()
+            .is_some_and(|p| p.capacity() - p.len() >= n && p.len() < PAGE);
+        if !fits {
+            self.pages.push(Vec::with_capacity(PAGE.max(n)));
+        }
+        let page_no = self.pages.len() - 1;
+        let page = &mut self.pages[page_no];
+        let off = page.len();
+        page.extend_from_slice(name.as_bytes());
+        // A name longer than a page has a page of its own, at offset 0.
+        let len = if n as u64 >= LONG {
+            self.long.insert(id, n);
+            LONG
+        } else {
+            n as u64
+        };
+        self.at[i] = (page_no as u64) << 40 | (off as u64) << 20 | len;
+    }
 }
 
 /// A match of `/metrics/find`: a node at the pattern's depth.
@@ -44,7 +155,7 @@ pub struct FindMatch {
 pub(crate) struct Index {
     table: HashTable<u32>,
     hasher: FxBuildHasher,
-    names: Vec<Box<str>>,
+    names: Names,
     set_of: Vec<u16>,
     sets: Vec<ArchiveSet>,
     tree: Vec<Node>,
@@ -65,7 +176,7 @@ impl Default for Index {
         Index {
             table: HashTable::new(),
             hasher: FxBuildHasher,
-            names: Vec::new(),
+            names: Names::default(),
             set_of: Vec::new(),
             sets: Vec::new(),
             tree: vec![Node::default()],
@@ -87,7 +198,7 @@ impl Index {
         let names = &self.names;
         let id = self
             .table
-            .find_entry(hash, |&id| &*names[id as usize] == name)
+            .find_entry(hash, |&id| names.get(id) == name)
             .ok()?
             .remove()
             .0;
@@ -110,7 +221,7 @@ impl Index {
             let mut path = Vec::new();
             let mut node = 0usize;
             for part in name.split('.') {
-                let Some(&child) = self.tree[node].children.get(part) else {
+                let Some(child) = self.tree[node].child(part) else {
                     break;
                 };
                 path.push((node, part));
@@ -121,33 +232,49 @@ impl Index {
             }
             // Unlink nodes left with neither a series nor children, leaf upwards.
             for (parent, part) in path.into_iter().rev() {
-                let Some(&child) = self.tree[parent].children.get(part) else {
+                let Some(child) = self.tree[parent].child(part) else {
                     break;
                 };
                 let c = &self.tree[child as usize];
-                if c.series.is_some() || !c.children.is_empty() {
+                if c.series.is_some() || c.has_children() {
                     break;
                 }
-                self.tree[parent].children.remove(part);
+                self.tree[parent].remove_child(part);
             }
         }
-        self.names[id as usize] = Box::from("");
+        self.names.set(id, "");
         Some(id)
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(name);
         self.table
-            .find(hash, |&id| &*self.names[id as usize] == name)
+            .find(hash, |&id| self.names.get(id) == name)
             .copied()
     }
 
     pub(crate) fn name(&self, id: u32) -> &str {
-        &self.names[id as usize]
+        self.names.get(id)
     }
 
     pub(crate) fn archive_set(&self, id: u32) -> &ArchiveSet {
         &self.sets[self.set_of[id as usize] as usize]
+    }
+
+    /// Which of [`Index::sets`] a series keeps: a flush notes this small number per series
+    /// rather than cloning the set a million times.
+    pub(crate) fn set_slot(&self, id: u32) -> u16 {
+        self.set_of[id as usize]
+    }
+
+    /// The distinct archive sets series keep (a handful).
+    pub(crate) fn sets(&self) -> &[ArchiveSet] {
+        &self.sets
+    }
+
+    /// One more than the highest id ever given (deleted series included).
+    pub(crate) fn id_count(&self) -> usize {
+        self.names.len()
     }
 
     /// Adds a series with the next id (the caller persists it). `name` must be canonical and new.
@@ -174,12 +301,11 @@ impl Index {
         let names = &self.names;
         let hasher = &self.hasher;
         self.table
-            .insert_unique(hash, id, |&other| hasher.hash_one(&*names[other as usize]));
-        if self.names.len() <= id as usize {
-            self.names.resize(id as usize + 1, Box::from(""));
+            .insert_unique(hash, id, |&other| hasher.hash_one(names.get(other)));
+        if self.set_of.len() <= id as usize {
             self.set_of.resize(id as usize + 1, 0);
         }
-        self.names[id as usize] = Box::from(name);
+        self.names.set(id, name);
         self.set_of[id as usize] = set_idx;
         if series_name::is_tagged(name) {
             let metric = series_name::metric_name(name);
@@ -194,12 +320,12 @@ impl Index {
         } else {
             let mut node = 0usize;
             for part in name.split('.') {
-                let next = match self.tree[node].children.get(part) {
-                    Some(&n) => n as usize,
+                let next = match self.tree[node].child(part) {
+                    Some(n) => n as usize,
                     None => {
                         self.tree.push(Node::default());
                         let n = self.tree.len() - 1;
-                        self.tree[node].children.insert(Box::from(part), n as u32);
+                        self.tree[node].add_child(part, n as u32);
                         n
                     }
                 };
@@ -211,7 +337,7 @@ impl Index {
 
     /// Rebuilds a series read back from disk, with its persisted id.
     pub(crate) fn restore(&mut self, id: u32, name: &str, set: ArchiveSet) -> Result<()> {
-        if (id as usize) < self.names.len() && !self.names[id as usize].is_empty() {
+        if (id as usize) < self.names.len() && !self.names.get(id).is_empty() {
             return Err(Error::Corrupt(format!("series id {id} used twice")));
         }
         let set_idx = self.set_index(set);
@@ -242,13 +368,14 @@ impl Index {
             out.push(FindMatch {
                 path: path.join("."),
                 is_leaf: n.series.is_some(),
-                has_children: !n.children.is_empty(),
+                has_children: n.has_children(),
             });
             return;
         };
         match first {
             NodeMatcher::Literal(lit) => {
-                if let Some((name, &child)) = self.tree[node].children.get_key_value(lit.as_str()) {
+                if let Some((name, &child)) = self.tree[node].children().get_key_value(lit.as_str())
+                {
                     path.push(name);
                     self.walk(child as usize, rest, path, out);
                     path.pop();
@@ -257,14 +384,14 @@ impl Index {
             NodeMatcher::AnyDepth => {
                 // Zero nodes, or one node and `**` again.
                 self.walk(node, rest, path, out);
-                for (name, &child) in &self.tree[node].children {
+                for (name, &child) in self.tree[node].children() {
                     path.push(name);
                     self.walk(child as usize, matchers, path, out);
                     path.pop();
                 }
             }
             NodeMatcher::Any | NodeMatcher::Glob(_) => {
-                for (name, &child) in &self.tree[node].children {
+                for (name, &child) in self.tree[node].children() {
                     if first.matches(name) {
                         path.push(name);
                         self.walk(child as usize, rest, path, out);
@@ -440,6 +567,33 @@ mod tests {
             ["servers.db1.cpu.user"]
         );
         assert!(ix.find("nothing.*").expect("valid").is_empty());
+    }
+
+    #[test]
+    fn names_are_kept_by_id_across_pages_and_at_any_length() {
+        let mut names = Names::default();
+        let long = "x".repeat(3 << 20);
+        let mut want = Vec::new();
+        for i in 0..120_000u32 {
+            // ~1.2 MB of names: more than one page; one name longer than a page in between.
+            let name = if i == 60_000 {
+                long.clone()
+            } else {
+                format!("a.b{i}.c")
+            };
+            names.set(i, &name);
+            want.push(name);
+        }
+        names.set(7, "");
+        want[7] = String::new();
+        names.set(200_000, "far.away");
+        for (i, name) in want.iter().enumerate() {
+            assert_eq!(names.get(i as u32), name, "id {i}");
+        }
+        assert_eq!(names.get(200_000), "far.away");
+        assert_eq!(names.get(150_000), "");
+        assert_eq!(names.get(u32::MAX), "");
+        assert!(names.pages.len() >= 3);
     }
 
     #[test]

@@ -41,7 +41,8 @@ use super::{Db, Store};
 use crate::chunk::{self, Points};
 use crate::error::Result;
 use crate::head::Head;
-use crate::layout::{self, SeriesEntry};
+use crate::layout;
+use crate::retention::ArchiveSet;
 use crate::rollup::{floor, rollup, split_buckets};
 use crate::stats::Stats;
 
@@ -103,7 +104,13 @@ impl Store {
             self.flush_head(db, &old)?;
             *self.inner.frozen.write() = None;
         }
-        let head = Arc::new(std::mem::take(&mut *self.inner.head.lock()));
+        // The next head gets a slot per series there is now, so it does not grow while points
+        // arrive (the index's lock is let go before the head's is taken).
+        let series = self.inner.index.read().id_count();
+        let head = Arc::new(std::mem::replace(
+            &mut *self.inner.head.lock(),
+            Head::with_series(series),
+        ));
         if head.points() == 0 && head.log_keys.is_empty() {
             let mut wb = WriteBatch::default();
             let pending = self.take_unpersisted(db, &mut wb)?;
@@ -123,66 +130,54 @@ impl Store {
 
     fn flush_head(&self, db: &Db, head: &Head) -> Result<()> {
         let started = Instant::now();
-        // Write 1: new points into the finest archive (and any index entries not yet written).
-        let mut wb = WriteBatch::default();
-        let pending = self.take_unpersisted(db, &mut wb)?;
-        let entries: Vec<SeriesEntry> = {
+        // Per touched series its id and which archive set it keeps (8 bytes each; the sets
+        // themselves are a handful, copied once).
+        let (series, sets): (Vec<(u32, u16)>, Vec<ArchiveSet>) = {
             let ix = self.inner.index.read();
-            head.touched()
+            let series = head
+                .touched()
                 .iter()
-                .map(|&id| SeriesEntry {
-                    id,
-                    set: ix.archive_set(id).clone(),
-                })
-                .collect()
-        };
-        for SeriesEntry { id, set } in &entries {
-            let Some(finest) = set.archives.first() else {
-                continue;
-            };
-            let cf = db.cf(&layout::archive_cf(finest))?;
-            let step = i64::from(finest.step_secs);
-            let points: Vec<(i64, f64)> = head
-                .of(*id)
-                .iter()
-                .map(|&(t, v)| (floor(t, step), v))
+                .map(|&id| (id, ix.set_slot(id)))
                 .collect();
-            let run = Points {
-                ts: points.iter().map(|p| p.0).collect(),
-                cols: vec![points.iter().map(|p| p.1).collect()],
-            };
-            let merged = chunk::merge_sorted(1, [run]);
-            for (bucket, part) in split_buckets(&merged, i64::from(finest.bucket_secs())) {
-                self.put_merged(db, &mut wb, cf, layout::chunk_key(*id, bucket), part)?;
+            (series, ix.sets().to_vec())
+        };
+        // Write 1: new points into the finest archive (and any index entries not yet written),
+        // in batches of about BATCH_BYTES. Splitting it is safe for the same reason a crash
+        // inside it is: nothing is deleted before write 2.
+        let mut out = Batches::new(db, false);
+        let pending = self.take_unpersisted(db, &mut out.wb)?;
+        let written = self.write_finest(db, head, &series, &sets, &mut out);
+        let written = written.and_then(|()| out.write_last());
+        if out.writes_done == 0 {
+            // The index entries were not written: the next write or flush takes them.
+            if written.is_err() {
+                self.inner.unpersisted.lock().extend(pending);
             }
         }
-        if let Err(e) = db.write(wb) {
-            self.inner.unpersisted.lock().extend(pending);
-            return Err(e.into());
-        }
+        written?;
         // Write 2: rollup slots the new points touch, recomputed from the finest archive as
-        // write 1 left it, with the deletion of the flushed log records, synced.
+        // write 1 left it, then (last, synced) the deletion of the flushed log records.
         #[cfg(test)]
         if self.inner.fail_before_second_flush_write.load(Relaxed) {
             return Err(crate::Error::Corrupt(
                 "test: the process stops between the two writes of a flush".into(),
             ));
         }
-        let mut wb = WriteBatch::default();
-        for SeriesEntry { id, set } in &entries {
-            let Some((finest, coarser)) = set.archives.split_first() else {
+        let mut out = Batches::new(db, true);
+        for &(id, slot) in &series {
+            let Some((finest, coarser)) = sets[slot as usize].archives.split_first() else {
                 continue;
             };
             if coarser.is_empty() {
                 continue;
             }
-            let pts = head.of(*id);
+            let pts = head.of(id);
             let lo = pts.iter().map(|p| p.0).min().unwrap_or(0);
             let hi = pts.iter().map(|p| p.0).max().unwrap_or(0);
             let coarsest = i64::from(coarser.last().map_or(1, |a| a.step_secs));
             let raw = self.read_chunks_in(
                 db,
-                *id,
+                id,
                 finest,
                 floor(lo, coarsest),
                 floor(hi, coarsest) + coarsest,
@@ -195,30 +190,78 @@ impl Store {
                 let rows = rollup(&raw, &slots, step);
                 let cf = db.cf(&layout::archive_cf(a))?;
                 for (bucket, part) in split_buckets(&rows, i64::from(a.bucket_secs())) {
-                    self.put_merged(db, &mut wb, cf, layout::chunk_key(*id, bucket), part)?;
+                    self.put_merged(
+                        db,
+                        &mut out.wb,
+                        cf,
+                        layout::chunk_key(id, bucket),
+                        part,
+                        true,
+                    )?;
+                    out.maybe_write()?;
                 }
             }
         }
         let log = db.cf(layout::CF_LOG)?;
         for &seq in &head.log_keys {
-            wb.delete_cf(log, layout::log_key(seq));
+            out.wb.delete_cf(log, layout::log_key(seq));
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        db.write_opt(wb, &wo)?;
+        out.write_last()?;
         let s = &self.inner.stats;
         Stats::add(&s.flushes, 1);
         Stats::add(&s.flush_micros, started.elapsed().as_micros() as u64);
         debug!(
             points = head.points(),
-            series = entries.len(),
+            series = series.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "flushed head"
         );
         Ok(())
     }
 
-    /// Folds `part` into the chunk stored at `key` (last write wins) and puts the result.
+    /// Write 1's puts: each series' points, per bucket of its finest archive, merged into the
+    /// stored chunk. A bucket newer than any this process has flushed for a series it created
+    /// cannot have a chunk yet, so it is put without reading one (`flushed_to`).
+    fn write_finest(
+        &self,
+        db: &Db,
+        head: &Head,
+        series: &[(u32, u16)],
+        sets: &[ArchiveSet],
+        out: &mut Batches<'_>,
+    ) -> Result<()> {
+        let mut flushed_to = self.inner.flushed_to.lock();
+        for &(id, slot) in series {
+            let Some(finest) = sets[slot as usize].archives.first() else {
+                continue;
+            };
+            let cf = db.cf(&layout::archive_cf(finest))?;
+            let step = i64::from(finest.step_secs);
+            let bucket_secs = i64::from(finest.bucket_secs());
+            let pts = head.of(id);
+            let run = Points {
+                ts: pts.iter().map(|&(t, _)| floor(t, step)).collect(),
+                cols: vec![pts.iter().map(|&(_, v)| v).collect()],
+            };
+            let merged = chunk::merge_sorted(1, [run]);
+            for (bucket, part) in split_buckets(&merged, bucket_secs) {
+                let may_exist = flushed_to.may_exist(id, bucket, bucket_secs);
+                self.put_merged(
+                    db,
+                    &mut out.wb,
+                    cf,
+                    layout::chunk_key(id, bucket),
+                    part,
+                    may_exist,
+                )?;
+                out.maybe_write()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds `part` into the chunk stored at `key` (last write wins) and puts the result;
+    /// without reading when the caller knows no chunk is stored there (`may_exist` false).
     ///
     /// Flushes are serialised by `flush_lock`, so nothing else writes these keys meanwhile.
     fn put_merged(
@@ -228,9 +271,15 @@ impl Store {
         cf: &ColumnFamily,
         key: [u8; 12],
         part: Points,
+        may_exist: bool,
     ) -> Result<()> {
         let ncols = part.cols.len();
-        let combined = match db.get_pinned_cf(cf, key)? {
+        let stored = if may_exist {
+            db.get_pinned_cf(cf, key)?
+        } else {
+            None
+        };
+        let combined = match stored {
             None => part,
             Some(bytes) => match chunk::decode(&bytes) {
                 Ok(old) if old.cols.len() == ncols => chunk::merge_sorted(ncols, [old, part]),
@@ -243,6 +292,89 @@ impl Store {
         };
         wb.put_cf(cf, key, chunk::encode(&combined));
         Ok(())
+    }
+}
+
+/// A flush's write batches: a batch is written once it holds about [`BATCH_BYTES`], so a flush
+/// of a million series never holds all its chunks in one batch; the last is synced if asked.
+struct Batches<'a> {
+    db: &'a Db,
+    wb: WriteBatch,
+    sync_last: bool,
+    writes_done: usize,
+}
+
+/// Size at which a flush writes its batch and starts the next.
+const BATCH_BYTES: usize = 8 << 20;
+
+impl<'a> Batches<'a> {
+    fn new(db: &'a Db, sync_last: bool) -> Self {
+        Batches {
+            db,
+            wb: WriteBatch::default(),
+            sync_last,
+            writes_done: 0,
+        }
+    }
+
+    fn maybe_write(&mut self) -> Result<()> {
+        if self.wb.size_in_bytes() < BATCH_BYTES {
+            return Ok(());
+        }
+        let wb = std::mem::take(&mut self.wb);
+        self.db.write(wb)?;
+        self.writes_done += 1;
+        Ok(())
+    }
+
+    fn write_last(&mut self) -> Result<()> {
+        let wb = std::mem::take(&mut self.wb);
+        if wb.is_empty() && !self.sync_last {
+            return Ok(());
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync_last);
+        self.db.write_opt(wb, &wo)?;
+        self.writes_done += 1;
+        Ok(())
+    }
+}
+
+/// Per series created since the store opened, the newest bucket of its finest archive a flush
+/// has put (plus one; 0 for none): no chunk of it is stored beyond that. Series that existed at
+/// open are unknown (their chunks are read before every put). 4 bytes a series.
+#[derive(Debug, Default)]
+pub(super) struct FlushedTo {
+    newest: Vec<u32>,
+}
+
+/// [`FlushedTo`] of a series whose stored chunks are unknown.
+const UNKNOWN: u32 = u32::MAX;
+
+impl FlushedTo {
+    /// Ids below `existing` were there at open: unknown.
+    pub(super) fn at_open(existing: usize) -> Self {
+        FlushedTo {
+            newest: vec![UNKNOWN; existing],
+        }
+    }
+
+    /// Whether a chunk of `id` may be stored at `bucket`; notes that one will be from now on.
+    fn may_exist(&mut self, id: u32, bucket: i64, bucket_secs: i64) -> bool {
+        let i = id as usize;
+        if self.newest.len() <= i {
+            self.newest.resize(i + 1, 0);
+        }
+        let n = u32::try_from(bucket.max(0) / bucket_secs.max(1) + 1).unwrap_or(UNKNOWN - 1);
+        let known = self.newest[i];
+        if known == UNKNOWN {
+            return true;
+        }
+        if n > known {
+            self.newest[i] = n;
+            return false;
+        }
+        true
     }
 }
 
@@ -390,5 +522,74 @@ mod tests {
         store.write(&second, Durability::Sync).expect("write");
         store.flush().expect("flush");
         assert_eq!(seen(&store, t0), want, "a re-sent batch is counted once");
+    }
+
+    /// A series created in this process is put without reading its newest chunk only when the
+    /// bucket is newer than any flushed: points into an older bucket, into the same one again,
+    /// and after a reopen (when nothing is known) are all merged with what is stored.
+    #[test]
+    fn puts_without_a_read_never_lose_a_stored_point() {
+        let bucket = 7200;
+        let t0 = now() - now() % bucket - 3 * bucket;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |store: &Store, pts: &[(i64, f64)]| {
+            let mut b = PointBatch::default();
+            for &(t, v) in pts {
+                b.push("plain.z", t, v);
+            }
+            store.write(&b, Durability::Sync).expect("write");
+            store.flush().expect("flush");
+        };
+        let read = |store: &Store| {
+            store
+                .read_archive("plain.z", 0, t0, t0 + 3 * bucket, Aggregate::Last, now())
+                .expect("read")
+                .values
+                .into_iter()
+                .flatten()
+                .collect::<Vec<f64>>()
+        };
+        {
+            let store = open(dir.path());
+            write(&store, &[(t0 + bucket + 10, 2.0)]); // a new bucket: no read
+            write(&store, &[(t0 + 10, 1.0)]); // an older bucket: read (none there)
+            write(&store, &[(t0 + bucket + 20, 3.0)]); // the same bucket again: read
+            write(&store, &[(t0 + 2 * bucket, 4.0)]); // newer again: no read
+            assert_eq!(read(&store), [1.0, 2.0, 3.0, 4.0]);
+        }
+        let store = open(dir.path());
+        write(&store, &[(t0 + 2 * bucket + 10, 5.0)]); // unknown after the reopen: read
+        assert_eq!(read(&store), [1.0, 2.0, 3.0, 4.0, 5.0]);
+    }
+
+    /// A flush bigger than one batch is written in several, and all of it lands.
+    #[test]
+    fn a_flush_of_many_series_is_written_in_batches_and_whole() {
+        let t0 = now() - now() % 60 - 3600;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let mut b = PointBatch::default();
+        // About 40 bytes of batch per series: 300k series is well over BATCH_BYTES.
+        let n = 3 * BATCH_BYTES / 40;
+        for i in 0..n {
+            b.push(&format!("many.s{i}"), t0, i as f64);
+        }
+        store.write(&b, Durability::Sync).expect("write");
+        store.flush().expect("flush");
+        assert_eq!((store.head_points(), log_records(&store)), (0, 0));
+        for i in [0, n / 2, n - 1] {
+            let got = store
+                .read_archive(
+                    &format!("many.s{i}"),
+                    0,
+                    t0 - 10,
+                    t0 + 10,
+                    Aggregate::Last,
+                    now(),
+                )
+                .expect("read")
+                .values;
+            assert_eq!(got.into_iter().flatten().collect::<Vec<_>>(), [i as f64]);
+        }
     }
 }
