@@ -49,6 +49,16 @@ impl BitWriter {
         self.buf.extend_from_slice(b);
     }
 
+    /// Appends `v` as a LEB128 varint (after [`BitWriter::align`]).
+    pub(crate) fn varint(&mut self, mut v: u64) {
+        debug_assert_eq!(self.used, 0);
+        while v >= 0x80 {
+            self.buf.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
+
     pub(crate) fn finish(self) -> Vec<u8> {
         self.buf
     }
@@ -98,6 +108,19 @@ impl<'a> BitReader<'a> {
     /// Skips to the next byte boundary.
     pub(crate) fn align(&mut self) {
         self.pos = self.pos.div_ceil(8) * 8;
+    }
+
+    /// Reads a LEB128 varint (after [`BitReader::align`]); more than ten bytes is an error.
+    pub(crate) fn varint(&mut self) -> Result<u64, Truncated> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.bytes(1)?[0];
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(Truncated)
     }
 
     /// Takes `n` whole bytes (after [`BitReader::align`]).

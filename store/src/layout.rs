@@ -48,10 +48,16 @@ pub(crate) fn parse_archive_cf(name: &str) -> Option<Archive> {
 
 /// The descriptors of [`FIXED_CFS`].
 pub(crate) fn fixed_cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
+    // Memtables are most of what RocksDB holds in memory (up to two of each family's size). The
+    // log's records are deleted soon after they are written, so a larger memtable keeps more of
+    // them from ever reaching a file; 64 MiB measured the same CPU as 128 with half the memory.
+    // The index entries are written once per series: 16 MiB is plenty for them.
     let mut log_opts = Options::default();
-    log_opts.set_write_buffer_size(128 << 20);
+    log_opts.set_write_buffer_size(64 << 20);
+    let mut series_opts = Options::default();
+    series_opts.set_write_buffer_size(16 << 20);
     vec![
-        ColumnFamilyDescriptor::new(CF_SERIES, Options::default()),
+        ColumnFamilyDescriptor::new(CF_SERIES, series_opts),
         ColumnFamilyDescriptor::new(CF_LOG, log_opts),
         ColumnFamilyDescriptor::new(CF_EVENTS, Options::default()),
     ]
@@ -76,6 +82,12 @@ fn archive_cf_options(a: Archive) -> Options {
     // `Store::compact` daily so that they expire too (the 0.20 bindings lack periodic compaction).
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    // The bottommost level is nearly all of the data, written once by compaction and read
+    // often: zstd level 6 with a 16 KiB dictionary trained per file (from 1.6 MB of samples)
+    // gives each 16 KiB block the statistics of its whole file, where alone it had its own.
+    // Measured on 24 h of 3-decimal gauges: 0.304 -> 0.296 bytes a point; counts 0.677 -> 0.670.
+    o.set_bottommost_compression_options(-14, 6, 0, 16 << 10, true);
+    o.set_bottommost_zstd_max_train_bytes(100 * (16 << 10), true);
     let mut block = BlockBasedOptions::default();
     block.set_bloom_filter(10.0, false);
     // Larger blocks give zstd more of the byte-aligned offsets to entropy-code at once.

@@ -121,6 +121,8 @@ struct Inner {
     /// A head being flushed (still readable), or one whose flush failed and will be retried.
     frozen: RwLock<Option<Arc<Head>>>,
     flush_lock: Mutex<()>,
+    /// What flushes know of the chunks of series created since open (held by the flusher).
+    flushed_to: Mutex<flush::FlushedTo>,
     flush_wanted: (Mutex<bool>, Condvar),
     next_log: AtomicU64,
     next_event: AtomicU64,
@@ -164,6 +166,10 @@ impl Db {
         db_opts.set_max_background_jobs(2);
         db_opts.set_max_total_wal_size(512 << 20);
         db_opts.set_keep_log_file_num(5);
+        // RocksDB's own LOG at INFO is option dumps and compaction statistics, hundreds of KB a
+        // day that nobody running Tally reads (its errors reach Tally's log as errors); warnings
+        // and errors are kept.
+        db_opts.set_log_level(rocksdb::LogLevel::Warn);
         db_opts
     }
 
@@ -246,6 +252,7 @@ impl Store {
                 head: Mutex::new(Head::default()),
                 frozen: RwLock::new(None),
                 flush_lock: Mutex::new(()),
+                flushed_to: Mutex::new(flush::FlushedTo::default()),
                 flush_wanted: (Mutex::new(false), Condvar::new()),
                 next_log: AtomicU64::new(0),
                 next_event: AtomicU64::new(1),
@@ -262,6 +269,8 @@ impl Store {
             }),
         };
         store.load_index()?;
+        let existing = store.inner.index.read().id_count();
+        *store.inner.flushed_to.lock() = flush::FlushedTo::at_open(existing);
         store.replay_log(opts.progress.as_deref())?;
         let last_event = store
             .events(i64::MIN, i64::MAX)?
