@@ -8,15 +8,22 @@ and the median wall time is printed, with Tally's speed-up:
   sum       sumSeries(bench.*.*) over 24 h        (VictoriaMetrics: /api/v1/query_range sum(...))
   highest   aliasByNode(highestCurrent(bench.*.*, 5), 1) over 24 h   (graphite-web only; VM 1.79
             has no /render)
+  narrow    bench.host7.* over 24 h: the ~10 series one dashboard panel shows
+            (VictoriaMetrics: /api/v1/query_range {__name__=~"bench\\.host7\\..*"})
   find      /metrics/find?query=bench.*           (all three)
+  load      a dashboard's mix (sum, narrow, and highest where the server has it) sent open-loop
+            at --load-qps for --load-seconds; p50 and p99 latency, counted from when each query
+            was due, so a server that falls behind shows it
 
 With --find-series N (e.g. 1000000) it also loads N one-point series into Tally and VM and times
 /metrics/find?query=big.*.*.x7 (carbon would need N preallocated whisper files: skipped).
 
     /usr/bin/python3 benches/query_compare.py [--runs 5] [--targets tally,graphite,vm] [--find-series 0]
+        [--load-qps 20 --load-seconds 10]
 """
 
 import argparse
+import concurrent.futures
 import os
 import shutil
 import signal
@@ -46,6 +53,26 @@ def median_time(url, runs):
         dt, body = timed_get(url)
         times.append(dt)
     return statistics.median(times), len(body)
+
+
+def load_latency(urls, qps, seconds):
+    """p50 and p99 seconds of `urls` (cycled) sent open-loop at `qps` for `seconds`."""
+    if qps <= 0 or seconds <= 0:
+        return None
+    n = int(qps * seconds)
+    t0 = time.perf_counter() + 0.2
+
+    def one(i):
+        due = t0 + i / qps
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        timed_get(urls[i % len(urls)])
+        return time.perf_counter() - due
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        lat = sorted(pool.map(one, range(n)))
+    return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
 
 
 class GraphiteWeb:
@@ -113,6 +140,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--targets", default="tally,graphite,vm")
     ap.add_argument("--find-series", type=int, default=0)
+    ap.add_argument("--load-qps", type=float, default=20)
+    ap.add_argument("--load-seconds", type=float, default=10)
     args = ap.parse_args()
     want = set(args.targets.split(","))
     top = tempfile.mkdtemp(prefix="tally_query_")
@@ -124,6 +153,7 @@ def main():
         print(f"# {len(names) * args.points} points: {args.series} series x {args.points}; {args.runs} runs each", flush=True)
         q = lambda **kw: urllib.parse.urlencode(kw)
         results = {}
+        loads = {}
 
         if "tally" in want:
             os.makedirs(os.path.join(top, "tally"))
@@ -132,11 +162,15 @@ def main():
             send_tcp(path, t.line_port)
             base = f"http://127.0.0.1:{t.http_port}"
             wait_until("tally", lambda: t.count(names[-1], end - 3590, end) == 360)
+            urls = [f"{base}/render?" + q(target=t, **{"from": frm, "until": until}, format="json")
+                    for t in ("sumSeries(bench.*.*)", "bench.host7.*", "aliasByNode(highestCurrent(bench.*.*, 5), 1)")]
             results["tally"] = {
-                "sum": median_time(f"{base}/render?" + q(target="sumSeries(bench.*.*)", **{"from": frm, "until": until}, format="json"), args.runs),
-                "highest": median_time(f"{base}/render?" + q(target="aliasByNode(highestCurrent(bench.*.*, 5), 1)", **{"from": frm, "until": until}, format="json"), args.runs),
+                "sum": median_time(urls[0], args.runs),
+                "highest": median_time(urls[2], args.runs),
+                "narrow": median_time(urls[1], args.runs),
                 "find": median_time(f"{base}/metrics/find?" + q(query="bench.*"), args.runs),
             }
+            loads["tally"] = load_latency(urls, args.load_qps, args.load_seconds)
         if "graphite" in want:
             os.makedirs(os.path.join(top, "carbon"))
             c = Carbon(os.path.join(top, "carbon"))
@@ -158,16 +192,25 @@ def main():
             send_tcp(path, v.line_port, timeout=5)
             base = f"http://127.0.0.1:{v.http_port}"
             wait_until("vm", lambda: v.count(names[-1], end - 3590, end) == 360)
+            urls = [f"{base}/api/v1/query_range?" + q(query=e, start=frm, end=until, step=10)
+                    for e in ('sum({__name__=~"bench\\\\..*"})', '{__name__=~"bench\\\\.host7\\\\..*"}')]
             results["vm"] = {
-                "sum": median_time(f"{base}/api/v1/query_range?" + q(query='sum({__name__=~"bench\\\\..*"})', start=frm, end=until, step=10), args.runs),
+                "sum": median_time(urls[0], args.runs),
+                "narrow": median_time(urls[1], args.runs),
                 "find": median_time(f"{base}/metrics/find?" + q(query="bench.*"), args.runs),
             }
+            loads["vm"] = load_latency(urls, args.load_qps, args.load_seconds)
         for name, r in results.items():
             print(f"{name:<9} " + " ".join(f"{k}={v[0] * 1000:.1f}ms({v[1]}B)" for k, v in r.items()), flush=True)
+        for name, lat in loads.items():
+            if lat:
+                print(f"load {name}: {args.load_qps:g} queries/s for {args.load_seconds:g} s: "
+                      f"p50={lat[0] * 1000:.1f}ms p99={lat[1] * 1000:.1f}ms", flush=True)
         if "tally" in results:
             for peer in ("graphite", "vm"):
                 for k, v in results.get(peer, {}).items():
-                    print(f"ratio {peer}/tally {k}: x{v[0] / results['tally'][k][0]:.1f}")
+                    if k in results["tally"]:
+                        print(f"ratio {peer}/tally {k}: x{v[0] / results['tally'][k][0]:.1f}")
 
         if args.find_series:
             big = os.path.join(top, "big.txt")

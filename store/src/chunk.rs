@@ -2,20 +2,21 @@
 //!
 //! A chunk is a sorted run of timestamps and one or more value columns (one for raw points; five
 //! for a rollup: sum, count, min, max, last). Timestamps are delta-of-delta coded as in Facebook's
-//! Gorilla, so a regular series costs one bit a point. Each column picks the smallest of:
+//! Gorilla, and a regular series (reported at a fixed interval) costs nothing per point. Each
+//! column is one of:
 //!
-//! - *decimal*: when every value is an integer after scaling by 10^k (k <= 9), the scaled integers
-//!   are packed frame-of-reference, either as values or as deltas (cumulative counters). Offsets
-//!   that fit 8 bits and whose measured entropy is well below their width are stored one per
-//!   byte, byte-aligned, so that RocksDB's zstd (bottommost level) entropy-codes them (a
-//!   bit-packed stream hides that redundancy from it); the others are bit-packed.
-//!   Counters and 3-decimal latencies, the bulk of what Tally stores, land here;
+//! - *decimal groups*: when every value is an integer after scaling by 10^k (k <= 9), the scaled
+//!   integers as offsets, either from their minimum (noisy counts around a level) or as zigzag
+//!   deltas (gauges, cumulative counters), in groups of 64 whose width follows the data (0, 2,
+//!   4, 8 bits, or 16, 32, 64). Bytes, not an exact-width bit stream, because RocksDB's zstd on
+//!   the bottommost level then entropy-codes them; see [`write_groups_column`]. Counters and
+//!   3-decimal latencies, the bulk of what Tally stores, land here;
 //! - *xor*: Gorilla's XOR float coding, for everything else.
 //!
-//! Layout (bits, most significant first): version:8, columns:8, count:32, first ts:64 (zigzag),
-//! then if count > 1: regular:1 and first delta:64 (zigzag), then (unless regular, which is what
-//! a series reported at a fixed interval is) the delta-of-deltas; then per column a mode:8 and
-//! its payload. Version 1 had no regular bit.
+//! Layout of version 4: version:8, columns:8, count (varint), first ts (zigzag varint); if count
+//! > 1, regular:8 and the first delta (zigzag varint), then unless regular the delta-of-deltas,
+//! bit-packed and padded to a byte; then per column a mode:8 and its payload, ending on a byte.
+//! Versions 1-3 (fixed-width bit fields, decimal frames of reference) still decode.
 //! Decoding validates as it goes and never panics on corrupt bytes.
 
 use crate::bits::{unzigzag, zigzag, BitReader, BitWriter, Truncated};
