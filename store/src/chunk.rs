@@ -13,9 +13,9 @@
 //!   3-decimal latencies, the bulk of what Tally stores, land here;
 //! - *xor*: Gorilla's XOR float coding, for everything else.
 //!
-//! Layout of version 4: version:8, columns:8, count (varint), first ts (zigzag varint); if count
-//! > 1, regular:8 and the first delta (zigzag varint), then unless regular the delta-of-deltas,
-//! bit-packed and padded to a byte; then per column a mode:8 and its payload, ending on a byte.
+//! Layout of version 4: version:8, columns:8, count (varint), first ts (zigzag varint); if the
+//! count is over 1, regular:8 and the first delta (zigzag varint), then unless regular the
+//! delta-of-deltas, bit-packed and padded to a byte; then per column a mode:8 and its payload, ending on a byte.
 //! Versions 1-3 (fixed-width bit fields, decimal frames of reference) still decode.
 //! Decoding validates as it goes and never panics on corrupt bytes.
 
@@ -305,14 +305,19 @@ fn pack_groups(offsets: &[u64]) -> Vec<u8> {
     out
 }
 
-/// Reads `n` offsets written by [`pack_groups`], appending them to `out`.
-fn unpack_groups(r: &mut BitReader<'_>, n: usize, out: &mut Vec<u64>) -> Result<(), Truncated> {
+/// Reads `n` offsets written by [`pack_groups`], handing each to `out` in order (no buffer of
+/// them: the decoder turns each into its value at once).
+fn unpack_groups(
+    r: &mut BitReader<'_>,
+    n: usize,
+    mut out: impl FnMut(u64),
+) -> Result<(), Truncated> {
     let classes = r.bytes(n.div_ceil(GROUP))?;
     let mut left = n;
     for &class in classes {
         let g = left.min(GROUP);
         match class {
-            0 => out.extend(std::iter::repeat_n(0, g)),
+            0 => (0..g).for_each(|_| out(0)),
             1 | 2 => {
                 let bits = if class == 1 { 2 } else { 4 };
                 let per = 8 / bits;
@@ -321,27 +326,25 @@ fn unpack_groups(r: &mut BitReader<'_>, n: usize, out: &mut Vec<u64>) -> Result<
                 let mut taken = 0;
                 for &b in bytes {
                     for j in 0..per.min(g - taken) {
-                        out.push(u64::from((b >> (bits * j)) & mask));
+                        out(u64::from((b >> (bits * j)) & mask));
                     }
                     taken += per;
                 }
             }
-            3 => out.extend(r.bytes(g)?.iter().map(|&b| u64::from(b))),
-            4 => out.extend(
-                r.bytes(2 * g)?
-                    .chunks_exact(2)
-                    .map(|c| u64::from(u16::from_le_bytes([c[0], c[1]]))),
-            ),
-            5 => out.extend(
-                r.bytes(4 * g)?
-                    .chunks_exact(4)
-                    .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-            ),
-            6 => out.extend(
-                r.bytes(8 * g)?
-                    .chunks_exact(8)
-                    .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
-            ),
+            3 => r.bytes(g)?.iter().for_each(|&b| out(u64::from(b))),
+            4 => r
+                .bytes(2 * g)?
+                .chunks_exact(2)
+                .for_each(|c| out(u64::from(u16::from_le_bytes([c[0], c[1]])))),
+            5 => r
+                .bytes(4 * g)?
+                .chunks_exact(4)
+                .for_each(|c| out(u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))),
+            6 => r.bytes(8 * g)?.chunks_exact(8).for_each(|c| {
+                out(u64::from_le_bytes([
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                ]))
+            }),
             _ => return Err(Truncated),
         }
         left -= g;
@@ -411,22 +414,20 @@ fn decode_column(r: &mut BitReader<'_>, n: usize, version: u64) -> Result<Vec<f6
             let scale = 10f64.powi(k);
             let deltas = kf & 0x80 != 0;
             let base = unzigzag(r.varint()?);
-            let mut offsets = Vec::with_capacity(n.min(1 << 16));
+            // Integers (k = 0, counts) need no division; a division by 10^k is exact where a
+            // multiplication by its inverse is not.
+            let value = |v: i64| if k == 0 { v as f64 } else { v as f64 / scale };
             if deltas {
                 if n > 0 {
-                    out.push(base as f64 / scale);
+                    out.push(value(base));
                 }
-                unpack_groups(r, n.saturating_sub(1), &mut offsets)?;
                 let mut v = base;
-                for o in offsets {
+                unpack_groups(r, n.saturating_sub(1), |o| {
                     v = v.wrapping_add(unzigzag(o));
-                    out.push(v as f64 / scale);
-                }
+                    out.push(value(v));
+                })?;
             } else {
-                unpack_groups(r, n, &mut offsets)?;
-                for o in offsets {
-                    out.push(base.wrapping_add(o as i64) as f64 / scale);
-                }
+                unpack_groups(r, n, |o| out.push(value(base.wrapping_add(o as i64))))?;
             }
         }
         MODE_XOR => {

@@ -66,24 +66,8 @@ impl Store {
         lo: i64,
         hi: i64,
     ) -> Result<Points> {
-        let cf = db.cf(&layout::archive_cf(a))?;
-        let bucket = i64::from(a.bucket_secs());
-        let start = layout::chunk_key(id, floor(lo, bucket));
-        let end = layout::chunk_key(id, floor(hi, bucket));
         let mut out: Option<Points> = None;
-        for item in db.iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward)) {
-            let (key, value) = item?;
-            if *key > end[..] {
-                break;
-            }
-            let p = match chunk::decode(&value) {
-                Ok(p) => p,
-                Err(e) => {
-                    Stats::add(&self.inner.stats.corrupt_chunks, 1);
-                    warn!(series = id, error = %e, "skipping a chunk that does not decode");
-                    continue;
-                }
-            };
+        self.for_each_chunk_in(db, id, a, lo, hi, |p| {
             let acc = out.get_or_insert_with(|| Points::new(p.cols.len()));
             // A chunk wholly inside the range (most of a long read) goes in whole: moved when
             // it is the first, appended column by column after that.
@@ -98,7 +82,7 @@ impl Store {
                         col.extend_from_slice(add);
                     }
                 }
-                continue;
+                return;
             }
             for (i, &t) in p.ts.iter().enumerate() {
                 if (lo..=hi).contains(&t) && p.cols.len() == acc.cols.len() {
@@ -108,8 +92,40 @@ impl Store {
                     }
                 }
             }
-        }
+        })?;
         Ok(out.unwrap_or_else(|| Points::new(1)))
+    }
+
+    /// Each stored chunk of one series and archive that may hold points in `lo..=hi`, decoded,
+    /// in time order (a chunk that does not decode is counted, logged and skipped). For reads
+    /// that fold chunks into something else (a grid) without first joining them.
+    fn for_each_chunk_in(
+        &self,
+        db: &Db,
+        id: u32,
+        a: &Archive,
+        lo: i64,
+        hi: i64,
+        mut f: impl FnMut(Points),
+    ) -> Result<()> {
+        let cf = db.cf(&layout::archive_cf(a))?;
+        let bucket = i64::from(a.bucket_secs());
+        let start = layout::chunk_key(id, floor(lo, bucket));
+        let end = layout::chunk_key(id, floor(hi, bucket));
+        for item in db.iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+            let (key, value) = item?;
+            if *key > end[..] {
+                break;
+            }
+            match chunk::decode(&value) {
+                Ok(p) => f(p),
+                Err(e) => {
+                    Stats::add(&self.inner.stats.corrupt_chunks, 1);
+                    warn!(series = id, error = %e, "skipping a chunk that does not decode");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Head points of a series (frozen first, then active), in write order.
@@ -230,20 +246,26 @@ impl Store {
         let finest = archives[0];
         let fstep = i64::from(finest.step_secs);
         if archive == 0 {
-            let stored = self.read_chunks(id, &a, first, last)?;
-            // Stored points are mostly one step apart: their slot is the last one's plus one,
-            // without the division `slot` makes (a fifth of a wide read's time).
+            // Chunk by chunk straight into the grid, never joined first (joining was a tenth of
+            // a wide read). Stored points are mostly one step apart: their slot is the last
+            // one's plus one, without the division `slot` makes (a fifth of a wide read's time).
+            let db = self.db()?;
             let mut prev: Option<(i64, usize)> = None;
-            for (&t, &v) in stored.ts.iter().zip(&stored.cols[0]) {
-                let s = match prev {
-                    Some((pt, ps)) if t == pt + step && t <= last => Some(ps + 1),
-                    _ => slot(t),
-                };
-                if let Some(s) = s {
-                    values[s] = Some(v);
-                    prev = Some((t, s));
+            self.for_each_chunk_in(&db, id, &a, first, last, |p| {
+                // A raw archive's chunks have one column; anything else is not read as one.
+                let [col] = p.cols.as_slice() else { return };
+                for (&t, &v) in p.ts.iter().zip(col) {
+                    let s = match prev {
+                        Some((pt, ps)) if t == pt + step && t <= last => Some(ps + 1),
+                        _ => slot(t),
+                    };
+                    if let Some(s) = s {
+                        values[s] = Some(v);
+                        prev = Some((t, s));
+                    }
                 }
-            }
+            })?;
+            drop(db);
             // The same for head points, in write order, mostly a step apart: two divisions a
             // point (`floor`, `slot`) were two thirds of reading a fresh series.
             let mut prev: Option<(i64, usize)> = None;
