@@ -190,15 +190,7 @@ impl Store {
                 let rows = rollup(&raw, &slots, step);
                 let cf = db.cf(&layout::archive_cf(a))?;
                 for (bucket, part) in split_buckets(&rows, i64::from(a.bucket_secs())) {
-                    self.put_merged(
-                        db,
-                        &mut out.wb,
-                        cf,
-                        layout::chunk_key(id, bucket),
-                        part,
-                        true,
-                    )?;
-                    out.maybe_write()?;
+                    self.put_merged(db, &mut out, cf, layout::chunk_key(id, bucket), part, true)?;
                 }
             }
         }
@@ -246,28 +238,21 @@ impl Store {
             let merged = chunk::merge_sorted(1, [run]);
             for (bucket, part) in split_buckets(&merged, bucket_secs) {
                 let may_exist = flushed_to.may_exist(id, bucket, bucket_secs);
-                self.put_merged(
-                    db,
-                    &mut out.wb,
-                    cf,
-                    layout::chunk_key(id, bucket),
-                    part,
-                    may_exist,
-                )?;
-                out.maybe_write()?;
+                self.put_merged(db, out, cf, layout::chunk_key(id, bucket), part, may_exist)?;
             }
         }
         Ok(())
     }
 
-    /// Folds `part` into the chunk stored at `key` (last write wins) and puts the result;
-    /// without reading when the caller knows no chunk is stored there (`may_exist` false).
+    /// Folds `part` into the chunk stored at `key` (last write wins) and puts the result into
+    /// the flush's batches; without reading when the caller knows no chunk is stored there
+    /// (`may_exist` false).
     ///
     /// Flushes are serialised by `flush_lock`, so nothing else writes these keys meanwhile.
     fn put_merged(
         &self,
         db: &Db,
-        wb: &mut WriteBatch,
+        out: &mut Batches<'_>,
         cf: &ColumnFamily,
         key: [u8; 12],
         part: Points,
@@ -290,8 +275,8 @@ impl Store {
                 }
             },
         };
-        wb.put_cf(cf, key, chunk::encode(&combined));
-        Ok(())
+        out.wb.put_cf(cf, key, chunk::encode(&combined));
+        out.maybe_write()
     }
 }
 
