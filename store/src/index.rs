@@ -87,9 +87,17 @@ impl Names {
         self.at.len()
     }
 
+    /// The name of `id` ("" for none).
     fn get(&self, id: u32) -> &str {
+        // Only whole names of `&str`s are ever copied in, so this never fails.
+        std::str::from_utf8(self.bytes(id)).unwrap_or("")
+    }
+
+    /// The name of `id` as bytes: what the hash table compares and hashes, so that a lookup
+    /// (one per point written) does not validate UTF-8 it already knows is valid.
+    fn bytes(&self, id: u32) -> &[u8] {
         let Some(&at) = self.at.get(id as usize) else {
-            return "";
+            return b"";
         };
         let (page, off, len) = (
             (at >> 40) as usize,
@@ -101,11 +109,10 @@ impl Names {
         } else {
             len as usize
         };
-        match self.pages.get(page).and_then(|p| p.get(off..off + len)) {
-            // Only whole names of `&str`s are ever copied in, so this never fails.
-            Some(bytes) => std::str::from_utf8(bytes).unwrap_or(""),
-            None => "",
-        }
+        self.pages
+            .get(page)
+            .and_then(|p| p.get(off..off + len))
+            .unwrap_or(b"")
     }
 
     fn set(&mut self, id: u32, name: &str) {
@@ -194,11 +201,11 @@ impl Index {
     /// Forgets a series: its name, tree leaf (pruning emptied branches) and tag postings. The id
     /// is not reused.
     pub(crate) fn remove(&mut self, name: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(name);
+        let hash = self.hasher.hash_one(name.as_bytes());
         let names = &self.names;
         let id = self
             .table
-            .find_entry(hash, |&id| names.get(id) == name)
+            .find_entry(hash, |&id| names.bytes(id) == name.as_bytes())
             .ok()?
             .remove()
             .0;
@@ -247,9 +254,9 @@ impl Index {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(name);
+        let hash = self.hasher.hash_one(name.as_bytes());
         self.table
-            .find(hash, |&id| self.names.get(id) == name)
+            .find(hash, |&id| self.names.bytes(id) == name.as_bytes())
             .copied()
     }
 
@@ -297,11 +304,11 @@ impl Index {
     }
 
     fn insert_with_id(&mut self, id: u32, name: &str, set_idx: u16) {
-        let hash = self.hasher.hash_one(name);
+        let hash = self.hasher.hash_one(name.as_bytes());
         let names = &self.names;
         let hasher = &self.hasher;
         self.table
-            .insert_unique(hash, id, |&other| hasher.hash_one(names.get(other)));
+            .insert_unique(hash, id, |&other| hasher.hash_one(names.bytes(other)));
         if self.set_of.len() <= id as usize {
             self.set_of.resize(id as usize + 1, 0);
         }

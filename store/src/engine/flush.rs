@@ -148,11 +148,9 @@ impl Store {
         let pending = self.take_unpersisted(db, &mut out.wb)?;
         let written = self.write_finest(db, head, &series, &sets, &mut out);
         let written = written.and_then(|()| out.write_last());
-        if out.writes_done == 0 {
+        if written.is_err() && out.writes_done == 0 {
             // The index entries were not written: the next write or flush takes them.
-            if written.is_err() {
-                self.inner.unpersisted.lock().extend(pending);
-            }
+            self.inner.unpersisted.lock().extend(pending);
         }
         written?;
         // Write 2: rollup slots the new points touch, recomputed from the finest archive as
