@@ -96,7 +96,10 @@ fn atlas(
     let png = call();
     assert!(png.starts_with(b"\x89PNG"), "an Atlas PNG");
     let img = tiny_skia::Pixmap::decode_png(&png).expect("decodes");
-    assert_eq!((img.width(), img.height()), (800, 400));
+    // Atlas's layout: the 800-pixel canvas, a value axis (64) and right padding (24); the
+    // title, time axis and ten legend entries with stats below a 400-pixel canvas.
+    assert_eq!(img.width(), 800 + 64 + 24);
+    assert_eq!(img.height(), 20 + 5 + 400 + 24 + 5 + 5 + 10 * 61 + 15 + 14);
     // The lines are drawn (coloured pixels, not only the white, black and grey of the frame).
     let coloured = img
         .pixels()

@@ -10,6 +10,7 @@
 //! - `stack`: the interpreter and the vocabularies; `expr`: expressions and their evaluation;
 //! - `routes`: `/api/v1/graph` (json, std.json, stats.json, csv, txt), `/api/v1/tags`.
 
+pub mod chart;
 pub mod expr;
 pub mod percentiles;
 pub mod query;
@@ -145,6 +146,10 @@ fn clip(s: &str) -> String {
 pub struct Drawn {
     pub line: Line,
     pub style: Style,
+    /// Which expression (after style offsets) drew it: lines are coloured per expression.
+    pub expr: usize,
+    /// The expression's style offset (seconds): shifted lines take the offset palette.
+    pub offset: i64,
 }
 
 /// What a graph request computed.
@@ -244,7 +249,7 @@ pub fn evaluate(
         now: now_ms(),
     };
     let mut lines = Vec::new();
-    for (e, style, offset) in &plans {
+    for (i, (e, style, offset)) in plans.iter().enumerate() {
         let mut got = env.eval(e)?;
         for l in &mut got {
             l.label = legend(style, l, *offset);
@@ -256,6 +261,8 @@ pub fn evaluate(
         lines.extend(got.into_iter().map(|line| Drawn {
             line,
             style: style.clone(),
+            expr: i,
+            offset: *offset,
         }));
     }
     Ok(Graph {
@@ -285,7 +292,7 @@ fn legend(style: &Style, l: &Line, offset: i64) -> String {
                 format!("{} (offset={})", l.label, expr::duration_string(offset))
             }
         }
-        Some(fmt) => substitute(fmt, &l.tags, offset),
+        Some(fmt) => substitute(fmt, &l.tags, offset, Some(&l.values)),
     };
     for step in &style.sed {
         match step {
@@ -330,10 +337,19 @@ fn hex_decode(input: &str, escape: char) -> String {
     out
 }
 
-fn substitute(fmt: &str, tags: &Tags, offset: i64) -> String {
+/// `$key` and `$(key)` replaced by the tag's value; `$(atlas.offset)` is the offset and, when
+/// the line's values are given, `$(atlas.avg)` (`max`, `min`, `last`, `total`) its statistic
+/// over the graph with a decimal prefix, as Atlas's `Grapher` adds them for legends.
+pub(crate) fn substitute(fmt: &str, tags: &Tags, offset: i64, values: Option<&[f64]>) -> String {
     let lookup = |k: &str| -> Option<String> {
         if k == "atlas.offset" {
             return Some(expr::duration_string(offset));
+        }
+        if let (Some(stat), Some(v)) = (k.strip_prefix("atlas."), values) {
+            if let Some(st) = expr::Stat::parse(stat).filter(|_| stat != "count") {
+                let x = st.of(v);
+                return Some(chart::ticks::format_default(x));
+            }
         }
         tags.get(k).cloned()
     };
@@ -970,10 +986,20 @@ mod tests {
             ("nf.app".to_string(), "x".to_string()),
         ]);
         assert_eq!(
-            substitute("$vhost: $(nf.app) $nope", &tags, 0),
+            substitute("$vhost: $(nf.app) $nope", &tags, 0, None),
             "a: x $nope"
         );
-        assert_eq!(substitute("$(atlas.offset)", &tags, 604_800), "1w");
+        assert_eq!(substitute("$(atlas.offset)", &tags, 604_800, None), "1w");
+        let v = [1.0, 2000.0, f64::NAN];
+        assert_eq!(
+            substitute(
+                "$(atlas.max) $(atlas.avg) $(atlas.last)",
+                &tags,
+                0,
+                Some(&v)
+            ),
+            "2.0k 1.0k 2.0k"
+        );
     }
 
     /// Issue 17: no program can build an expression or a query deep enough to overflow a

@@ -2,10 +2,8 @@
 //! `atlas-chart`) and `GET /api/v1/tags[/{key}]` (`atlas-webapi` `TagsApi.scala`).
 //!
 //! Graph formats: `png` (the default), `json` (NaN written bare, as Atlas does), `std.json` (NaN
-//! quoted, so any JSON parser reads it), `stats.json`, `csv` and `txt`. The PNG is drawn by the
-//! Graphite graph renderer (`graphite::graph`, graphite-web's `LineGraph` layout) with Atlas's
-//! parameters and style words mapped onto it: colours, alpha, line width, stacks, vspans, the
-//! second axis, legends; it is not Atlas's own chart layout.
+//! quoted, so any JSON parser reads it), `stats.json`, `csv` and `txt`. The PNG is Atlas's own
+//! chart (`super::chart`, a port of `atlas-chart`'s `DefaultGraphEngine`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -135,135 +133,24 @@ async fn graph(State(api): State<Api>, RawQuery(q): RawQuery) -> Result<Response
             .with_budget(api.budget.clone());
         let g = evaluate(&ctx, &exprs, start, end, step, width).map_err(ApiError::from)?;
         if format == "png" {
-            return png(&g, &p, tz_name);
+            return png(&g, &p);
         }
         Ok(render(&g, format, tz))
     })
     .await
 }
 
-/// Atlas's `[AA]RRGGBB` (or `RGB`) as graphite takes a colour: `rrggbb[aa]`.
-fn graphite_color(c: &str) -> String {
-    match c.len() {
-        3 => c.chars().flat_map(|x| [x, x]).collect(),
-        8 => format!("{}{}", &c[2..], &c[..2]),
-        _ => c.to_owned(),
+/// The graph as a PNG in Atlas's own layout (`chart`): a time axis per `tz`, in order.
+fn png(g: &Graph, p: &[(String, String)]) -> Result<Response, ApiError> {
+    let mut zones = Vec::new();
+    for (_, v) in p.iter().filter(|(k, _)| k == "tz") {
+        zones.push((v.clone(), time::parse_tz(v).map_err(bad)?));
     }
-}
-
-/// The graph as a PNG: each line a series under its legend, its style words as the series'
-/// style, Atlas's graph parameters as the graph options they correspond to.
-fn png(g: &Graph, p: &[(String, String)], tz: &str) -> Result<Response, ApiError> {
-    // `:stack` lines are drawn on the running total of the stacked lines before them, as
-    // graphite's `stacked()` makes them (a missing value adds nothing).
-    let mut total = vec![0.0; g.grid.len()];
-    let series: Vec<crate::series::TimeSeries> = g
-        .lines
-        .iter()
-        .map(|d| {
-            let stacked = d.style.line_style.as_deref() == Some("stack");
-            let values = d
-                .line
-                .values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    if v.is_nan() {
-                        None
-                    } else if let Some(t) = total.get_mut(i).filter(|_| stacked) {
-                        *t += v;
-                        Some(*t)
-                    } else {
-                        Some(*v)
-                    }
-                })
-                .collect();
-            let mut s = crate::series::TimeSeries::new(
-                d.line.label.clone(),
-                g.grid.start,
-                g.grid.step,
-                values,
-            );
-            let st = &d.style;
-            s.style.color = st.color.as_deref().map(graphite_color);
-            s.style.alpha = st
-                .alpha
-                .as_deref()
-                .and_then(|a| u8::from_str_radix(a, 16).ok())
-                .map(|a| f64::from(a) / 255.0);
-            s.style.line_width = st.line_width;
-            s.style.second_y_axis = st.axis.is_some_and(|a| a > 0);
-            match st.line_style.as_deref() {
-                Some("stack") => s.style.stacked = true,
-                Some("vspan") => s.style.draw_as_infinite = true,
-                _ => {}
-            }
-            s
-        })
-        .collect();
-    let opts = png_options(g, p, tz);
-    let png =
-        crate::graphite::render_png(series, opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .map_err(ApiError::from)?;
+    if zones.is_empty() {
+        zones.push(("US/Pacific".to_string(), chrono_tz::US::Pacific));
+    }
+    let png = super::chart::render(g, p, zones).map_err(ApiError::from)?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
-}
-
-/// Atlas's graph parameters as the graphite graph options they correspond to. An axis option
-/// (`l`, `u`, `ylabel`, `scale`) applies to every axis, and `name.N` to axis N alone, as in
-/// Atlas's `Grapher`; axis 0 is graphite's left axis, axis 1 its right one (the second axis
-/// `:axis` puts lines on). Graphite has one log scale for both sides: `scale.1=log` alone is
-/// not drawn.
-fn png_options(g: &Graph, p: &[(String, String)], tz: &str) -> Vec<(String, String)> {
-    let axis = |name: &str, n: u8| get(p, &format!("{name}.{n}")).or_else(|| get(p, name));
-    let mut opts: Vec<(String, String)> = vec![
-        ("width".into(), get(p, "w").unwrap_or("700").into()),
-        ("height".into(), get(p, "h").unwrap_or("300").into()),
-        ("tz".into(), tz.into()),
-    ];
-    let dark = get(p, "theme") == Some("dark");
-    opts.push((
-        "bgcolor".into(),
-        if dark { "black" } else { "white" }.into(),
-    ));
-    opts.push((
-        "fgcolor".into(),
-        if dark { "white" } else { "black" }.into(),
-    ));
-    if let Some(v) = get(p, "title") {
-        opts.push(("title".into(), v.into()));
-    }
-    let right = g.lines.iter().any(|d| d.style.axis.is_some_and(|a| a > 0));
-    for (atlas, left, right_side) in [
-        ("ylabel", "vtitle", "vtitleRight"),
-        ("l", "yMin", "yMinRight"),
-        ("u", "yMax", "yMaxRight"),
-    ] {
-        if let Some(v) = axis(atlas, 0) {
-            opts.push((left.into(), v.into()));
-        }
-        if let Some(v) = axis(atlas, 1).filter(|_| right) {
-            opts.push((right_side.into(), v.into()));
-        }
-    }
-    if get(p, "no_legend") == Some("1") {
-        opts.push(("hideLegend".into(), "true".into()));
-    }
-    if get(p, "only_graph") == Some("1") {
-        opts.push(("graphOnly".into(), "true".into()));
-    }
-    if get(p, "stack") == Some("1") {
-        opts.push(("areaMode".into(), "stacked".into()));
-    } else if g
-        .lines
-        .iter()
-        .any(|d| d.style.line_style.as_deref() == Some("area"))
-    {
-        opts.push(("areaMode".into(), "all".into()));
-    }
-    if axis("scale", 0) == Some("log") {
-        opts.push(("logBase".into(), "10".into()));
-    }
-    opts
 }
 
 /// A JSON number as Atlas writes it: NaN and the infinities bare (`json`) or quoted
@@ -803,50 +690,16 @@ mod tests {
             .await
             .expect("body");
         let img = tiny_skia::Pixmap::decode_png(&body).expect("a PNG");
-        assert_eq!((img.width(), img.height()), (400, 200));
+        // Atlas's layout: the canvas is w x h, with a value axis (64) and right padding (24)
+        // beside it, a time axis (24) under it and the legend below.
+        assert_eq!(img.width(), 400 + 64 + 24);
+        assert!(img.height() > 200 + 24, "{}", img.height());
         let red = img
             .pixels()
             .iter()
             .filter(|p| p.red() > 200 && p.green() < 60 && p.blue() < 60)
             .count();
         assert!(red > 100, "{red} red pixels");
-    }
-
-    /// Axis options: `name` for every axis, `name.N` for axis N, the right axis only when a
-    /// line is on it.
-    #[test]
-    fn axis_options_map_to_graphite_per_side() {
-        let params = |q: &str| params(Some(q.to_owned()));
-        let graph = |program: &str| {
-            let exprs = crate::atlas::parse(program, None).expect("parse");
-            let now = tally_common::unix_now();
-            let ctx = Ctx::new(source(), now - 3600, now);
-            evaluate(&ctx, &exprs, now - 3600, now, Some(60), 700).expect("evaluate")
-        };
-        let find = |o: &[(String, String)], k: &str| {
-            o.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-        };
-        let two = graph("name,requests,:eq,:sum,name,requests,:eq,:max,1,:axis");
-        let o = png_options(
-            &two,
-            &params("l=0&u.1=50&ylabel=rps&ylabel.1=max&scale=log"),
-            "UTC",
-        );
-        assert_eq!(find(&o, "yMin").as_deref(), Some("0"));
-        assert_eq!(
-            find(&o, "yMinRight").as_deref(),
-            Some("0"),
-            "l is every axis's"
-        );
-        assert_eq!(find(&o, "yMax"), None);
-        assert_eq!(find(&o, "yMaxRight").as_deref(), Some("50"));
-        assert_eq!(find(&o, "vtitle").as_deref(), Some("rps"));
-        assert_eq!(find(&o, "vtitleRight").as_deref(), Some("max"));
-        assert_eq!(find(&o, "logBase").as_deref(), Some("10"));
-        let one = graph("name,requests,:eq,:sum");
-        let o = png_options(&one, &params("l.0=1&u.1=50"), "UTC");
-        assert_eq!(find(&o, "yMin").as_deref(), Some("1"));
-        assert_eq!(find(&o, "yMaxRight"), None, "no line on the right axis");
     }
 
     #[tokio::test]

@@ -1160,9 +1160,9 @@ impl Run {
                             "unknown sort \"{v}\"; legend, min, max, avg, count, total or last"
                         ))
                     }
-                    "color" if !is_color(&v) => {
+                    "color" if !is_color(&v) && !super::chart::is_named_color(&v) => {
                         return Err(format!(
-                            "color must be a hex string [AA]RRGGBB, not \"{v}\""
+                            "color must be a hex string [AA]RRGGBB or a named color (blue1, gray2, red3...), not \"{v}\""
                         ))
                     }
                     "alpha" if v.len() != 2 || u8::from_str_radix(&v, 16).is_err() => {
