@@ -183,12 +183,30 @@ pub fn atlas_graph(data: &[u8]) {
         assert!(e.pos <= program.len(), "{program:?}: {e}");
         assert!(!e.message.is_empty());
     }
-    let format = ["std.json", "json", "csv", "txt", "stats.json"][usize::from(opts % 5)];
+    let format = ["std.json", "json", "csv", "txt", "stats.json", "png"][usize::from(opts % 6)];
     let step = if opts & 8 != 0 { "&step=5m" } else { "" };
+    // The chart's options, small images so the fuzzer stays fast.
+    let chart = [
+        "",
+        "&axis_per_line=1",
+        "&scale=log",
+        "&scale=log-linear&tz=US/Pacific",
+        "&tick_labels=binary&palette=hash:reds",
+        "&tick_labels=duration&no_legend_stats=1",
+        "&theme=dark&stack=1",
+        "&scale=sqrt&l=0&u=1",
+        "&scale=pow2&title=$name&ylabel=$(name)",
+        "&sort=max&order=desc&tz=UTC&tz=Asia/Kolkata",
+    ][usize::from(opts >> 4) % 10];
+    let size = if format == "png" { "&w=240&h=90" } else { "" };
     let encoded = percent_encode(program);
-    let uri = format!("/api/v1/graph?q={encoded}&s=0&e=3600&tz=UTC&format={format}{step}");
+    let uri =
+        format!("/api/v1/graph?q={encoded}&s=0&e=3600&tz=UTC&format={format}{step}{chart}{size}");
     let (status, body) = get(&uri);
     match status {
+        200 if format == "png" => {
+            assert!(body.starts_with(b"\x89PNG"), "{program:?}: not a PNG");
+        }
         200 if format == "std.json" || format == "stats.json" => {
             if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {
                 panic!("{program:?}: the {format} answer does not parse: {e}");

@@ -684,9 +684,11 @@ impl TickLabelMode {
             "decimal" => TickLabelMode::Decimal,
             "binary" => TickLabelMode::Binary,
             "duration" => TickLabelMode::Duration,
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "tick_labels: unknown value '{s}', acceptable values are off, decimal, and binary"
-            )),
+            ))
+            }
         })
     }
 }
