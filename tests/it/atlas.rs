@@ -160,6 +160,21 @@ fn issue_13_publish_graph_in_every_format_and_tags() {
             "{text}"
         );
     }
+    // The default format: Atlas's chart, 788 pixels wide for the default 700-pixel canvas,
+    // a and b in the first two colours of Atlas's palette (lines and legend boxes).
+    let png = reqwest::blocking::get(format!("http://{http}{base}"))
+        .and_then(|r| r.bytes())
+        .expect("png");
+    let img = tiny_skia::Pixmap::decode_png(&png).expect("a PNG");
+    assert_eq!(img.width(), 788);
+    let count = |rgb: (u8, u8, u8)| {
+        img.pixels()
+            .iter()
+            .filter(|p| (p.red(), p.green(), p.blue()) == rgb)
+            .count()
+    };
+    assert!(count((0x00, 0x75, 0xDC)) > 100, "vhost a in 0075DC");
+    assert!(count((0x99, 0x3F, 0x00)) > 100, "vhost b in 993F00");
     // The error percentage, grouped sides joined on vhost.
     let pct = enc("name,requests,:eq,status,5xx,:eq,:and,(,vhost,),:by,name,requests,:eq,(,vhost,),:by,:div,100,:mul");
     let (_, body) = get(
