@@ -1159,16 +1159,19 @@ impl ValueAxis<'_> {
         } else {
             Align::Right
         };
+        let mark = |g: &mut Gfx, py: i32| {
+            g.line(
+                (edge, py),
+                (edge + out * TICK_MARK_LENGTH, py),
+                c,
+                1.0,
+                false,
+            );
+        };
         if offset == 0.0 || !show {
             for t in &majors {
                 let py = yscale.y(t.v);
-                g.line(
-                    (edge, py),
-                    (edge + out * TICK_MARK_LENGTH, py),
-                    c,
-                    1.0,
-                    false,
-                );
+                mark(g, py);
                 if show {
                     let ty = py - small.height / 2;
                     let (a, b, e) = label_box(ty);
@@ -1214,13 +1217,7 @@ impl ValueAxis<'_> {
             }
             for t in majors.iter().skip(1) {
                 let py = yscale.y(t.v);
-                g.line(
-                    (edge, py),
-                    (edge + out * TICK_MARK_LENGTH, py),
-                    c,
-                    1.0,
-                    false,
-                );
+                mark(g, py);
                 let label = format!("+{}", prefix.format(t.v - base, fmt, "%.0e"));
                 let ty = py - small.height / 2;
                 if ty + small.height < otop {
