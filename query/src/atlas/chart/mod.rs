@@ -5,9 +5,10 @@
 //! so an image has the size Atlas's has for the same request, the same tick marks and labels,
 //! the same colours in the same order.
 //!
-//! Not drawn as Atlas draws them: `:heatmap` lines (drawn as lines), `zoom`, `vision`,
-//! `layout` and `hints` (ignored); Atlas's "Fetch:" line (it reports Atlas's own data
-//! loading).
+//! `:heatmap` lines are drawn as Atlas's `Heatmap` (counts of lines per value cell and step,
+//! coloured on a gradient of the line's colour or `heatmap_palette`; Spectator percentile
+//! buckets spread over their range). Not drawn: `zoom`, `vision`, `layout` and `hints`
+//! (ignored); Atlas's "Fetch:" line (it reports Atlas's own data loading).
 
 pub mod gfx;
 pub mod ticks;
@@ -265,6 +266,7 @@ enum LineStyle {
     Area,
     Stack,
     VSpan,
+    Heatmap,
 }
 
 impl LineStyle {
@@ -273,7 +275,7 @@ impl LineStyle {
             "area" => LineStyle::Area,
             "stack" => LineStyle::Stack,
             "vspan" => LineStyle::VSpan,
-            // `:heatmap` is drawn as a line (see the module's notes).
+            "heatmap" => LineStyle::Heatmap,
             _ => LineStyle::Line,
         }
     }
@@ -336,6 +338,250 @@ struct PlotDef {
     upper: Bound,
     lower: Bound,
     mode: TickLabelMode,
+    heatmap: HeatmapDef,
+}
+
+/// `HeatmapDef`: the colour scale, its bounds (auto-data by default), palette and label.
+#[derive(Debug, Clone)]
+struct HeatmapDef {
+    scale: Scale,
+    upper: Bound,
+    lower: Bound,
+    palette: Option<Vec<Color>>,
+    label: Option<String>,
+}
+
+/// `Heatmap.percentileRanges`: a Spectator percentile bucket tag (`T0042` in nanoseconds,
+/// shown in seconds; `D0042` as it is) and the range of values it counts.
+fn percentile_range(tags: &Tags) -> Option<(f64, f64)> {
+    let tag = tags.get("percentile")?;
+    let (kind, hex) = tag.split_at_checked(1)?;
+    if hex.len() != 4 {
+        return None;
+    }
+    let i = usize::from_str_radix(hex, 16).ok()?;
+    let buckets = super::percentiles::values();
+    let max = *buckets.get(i)? as f64;
+    let min = if i == 0 { 0.0 } else { buckets[i - 1] as f64 };
+    match kind {
+        "T" => Some((min / 1e9, max / 1e9)),
+        "D" => Some((min, max)),
+        _ => None,
+    }
+}
+
+fn is_percentile_heatmap(l: &LineDef) -> bool {
+    l.style == LineStyle::Heatmap && l.tags.contains_key("percentile")
+}
+
+/// `Palette.gradient`: the colour at falling alphas (its own alpha as the step, else a fifth).
+fn gradient(c: Color) -> Vec<Color> {
+    let a = i32::from(c.alpha());
+    let delta = if a == 0 || a >= 255 { 255 / 5 } else { a };
+    let n = (255 / delta) as usize;
+    let mut out = vec![c; n];
+    let mut alpha = 255;
+    for slot in out.iter_mut().rev() {
+        *slot = c.with_alpha(alpha.clamp(0, 255) as u8);
+        alpha -= delta;
+    }
+    out
+}
+
+/// `Heatmap`: how many lines (or percentile counts) fall in each value cell at each step, and
+/// the colour of a count.
+struct Heatmap {
+    y_ticks: Vec<ValueTick>,
+    colors: Vec<Color>,
+    /// `counts[x][y]`: step x, cell y (below the first tick, between ticks, above the last).
+    counts: Vec<Vec<f64>>,
+    scale: ValueScale,
+    def: HeatmapDef,
+    color_ticks: Vec<ValueTick>,
+}
+
+impl Heatmap {
+    fn new(axis: &ValueAxis, span: &Span, canvas_height: i32) -> Option<Heatmap> {
+        let plot = axis.plot;
+        let lines: Vec<&LineDef> = plot
+            .lines
+            .iter()
+            .filter(|l| l.style == LineStyle::Heatmap)
+            .collect();
+        let first = lines.first()?;
+        let def = plot.heatmap.clone();
+        let y_ticks = axis.ticks(0, canvas_height);
+        let colors = def.palette.clone().unwrap_or_else(|| gradient(first.color));
+        let w = ((span.end - span.start) / span.step.max(1)).max(0) as usize;
+        let h = y_ticks.len() + 1;
+        let mut counts = vec![vec![0.0; h]; w];
+        let (min_v, max_v) = (axis.min, axis.max);
+        let weight = |mn: f64, mx: f64, lo: f64, hi: f64| {
+            if hi < mn || lo > mx {
+                0.0
+            } else {
+                (mx.min(hi) - mn.max(lo)) / (mx - mn)
+            }
+        };
+        for l in &lines {
+            let range = percentile_range(&l.tags);
+            for (x, t) in span.times().enumerate().take(w) {
+                let v = span.value(l, t);
+                if v.is_nan() {
+                    continue;
+                }
+                let cells = &mut counts[x];
+                match range {
+                    Some((mn, mx)) if v > 0.0 => {
+                        // A percentile bucket's count spread over the cells its range covers.
+                        let mut lo = min_v;
+                        let mut done = false;
+                        for (i, tick) in y_ticks.iter().enumerate() {
+                            cells[i] += v * weight(mn, mx, lo, tick.v);
+                            if tick.v > mx {
+                                done = true;
+                                break;
+                            }
+                            lo = tick.v;
+                        }
+                        if !done {
+                            cells[y_ticks.len()] += v * weight(mn, mx, lo, max_v);
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        if v >= min_v && v <= max_v {
+                            let y = y_ticks
+                                .iter()
+                                .position(|t| v < t.v)
+                                .unwrap_or(y_ticks.len());
+                            cells[y] += 1.0;
+                        }
+                    }
+                }
+            }
+        }
+        let (mut min_c, mut max_c) = (f64::MAX, f64::MIN);
+        for v in counts.iter().flatten() {
+            if *v > 0.0 && *v < min_c {
+                min_c = *v;
+            }
+            max_c = max_c.max(*v);
+        }
+        let min_c = min_c.min(max_c);
+        let (lo, hi) = (def.lower.lower(false, min_c), def.upper.upper(false, max_c));
+        let n = colors.len() as i32;
+        Some(Heatmap {
+            scale: ValueScale::new(def.scale, lo, hi, n, 0),
+            color_ticks: if hi >= 0.0 && n > 0 {
+                ticks::simple(lo, hi, n, def.scale)
+            } else {
+                Vec::new()
+            },
+            y_ticks,
+            colors,
+            counts,
+            def,
+        })
+    }
+
+    fn color_of(&self, count: f64) -> Color {
+        let mut c = count;
+        if let Bound::Explicit(v) = self.def.lower {
+            c = c.max(v);
+        }
+        if let Bound::Explicit(v) = self.def.upper {
+            c = c.min(v);
+        }
+        let i = self.scale.y(c).max(0) as usize;
+        self.colors[i.min(self.colors.len() - 1)]
+    }
+
+    fn color(&self, x: usize, y: usize) -> Option<Color> {
+        let c = *self.counts.get(x)?.get(y)?;
+        (c > 0.0).then(|| self.color_of(c))
+    }
+
+    /// `TimeSeriesHeatmap.draw`.
+    fn draw(
+        &self,
+        g: &mut Gfx,
+        span: &Span,
+        xscale: &TimeScale,
+        yscale: &ValueScale,
+        y1: i32,
+        y2: i32,
+    ) {
+        for (x, t) in span.times().enumerate() {
+            let (px1, px2) = (xscale.x(t - span.step), xscale.x(t));
+            for i in 0..=self.y_ticks.len() {
+                let Some(c) = self.color(x, i) else { continue };
+                let py1 = if i == 0 {
+                    y2
+                } else {
+                    yscale.y(self.y_ticks[i - 1].v)
+                };
+                let py2 = if i == self.y_ticks.len() {
+                    y1
+                } else {
+                    yscale.y(self.y_ticks[i].v)
+                };
+                g.fill_rect(px1, py2, px2 - px1, py1 - py2, Color(0xFFFF_FFFF));
+                g.fill_rect(px1, py2, px2 - px1, py1 - py2, c);
+            }
+        }
+    }
+}
+
+/// `HeatmapLegendEntry.draw`: the label, then the colour scale with its ticks.
+fn heatmap_entry(g: &mut Gfx, h: &Heatmap, stats: bool, styles: Styles, x1: i32, y1: i32, x2: i32) {
+    let label = h.def.label.clone().unwrap_or_else(|| "Heatmap".into());
+    Text::new(label, Font::Normal, Align::Left, styles.text)
+        .truncate(x2 - x1)
+        .draw(g, x1, y1, x2, Turn::None);
+    if !stats || h.colors.is_empty() {
+        return;
+    }
+    let (normal, small) = (Font::Normal.dims(), Font::Small.dims());
+    let offset = y1 + normal.height;
+    let d = normal.height - 4;
+    let indent = small.width * 4 + d + 4;
+    let n = h.colors.len() as i32;
+    let w = small.width * 38 / n;
+    g.fill_rect(x1 + indent, offset, w * n, d, Color(0xFFFF_FFFF));
+    for (i, c) in h.colors.iter().enumerate() {
+        g.fill_rect(x1 + indent + i as i32 * w, offset, w, d, *c);
+    }
+    g.line(
+        (x1 + indent, offset + d),
+        (x1 + indent + w * n, offset + d),
+        styles.line,
+        1.0,
+        false,
+    );
+    let txt_w = w.max(small.width * 7);
+    let room = w >= txt_w;
+    let last = h.color_ticks.len().saturating_sub(1);
+    for (i, t) in h.color_ticks.iter().enumerate() {
+        let x = x1 + indent + w * i as i32;
+        g.line(
+            (x, offset + d),
+            (x, offset + d + 4),
+            styles.line,
+            1.0,
+            false,
+        );
+        if room || i == 0 || i == last {
+            let y = offset + d + 4;
+            Text::new(t.label(), Font::Small, Align::Center, styles.text).draw(
+                g,
+                x - txt_w / 2,
+                y + 2,
+                x + txt_w - txt_w / 2,
+                Turn::None,
+            );
+        }
+    }
 }
 
 /// The time grid: a value for each step, the first at `start` (ms), each drawn from `t - step`
@@ -371,17 +617,27 @@ impl PlotDef {
             return (0.0, 1.0);
         }
         let (mut max, mut min) = (-f64::MAX, f64::MAX);
+        for l in self.lines.iter().filter(|l| is_percentile_heatmap(l)) {
+            let nonzero = span.times().any(|t| {
+                let v = span.value(l, t);
+                !v.is_nan() && v != 0.0
+            });
+            if let Some((mn, mx)) = percentile_range(&l.tags).filter(|_| nonzero) {
+                min = min.min(mn);
+                max = max.max(mx);
+            }
+        }
         let stacked: Vec<&LineDef> = self
             .lines
             .iter()
             .filter(|l| l.style == LineStyle::Stack)
             .collect();
         for t in span.times() {
-            for l in self
-                .lines
-                .iter()
-                .filter(|l| l.style != LineStyle::VSpan && l.style != LineStyle::Stack)
-            {
+            for l in self.lines.iter().filter(|l| {
+                l.style != LineStyle::VSpan
+                    && l.style != LineStyle::Stack
+                    && !is_percentile_heatmap(l)
+            }) {
                 let v = span.value(l, t);
                 if v.is_finite() {
                     max = max.max(v);
@@ -482,6 +738,7 @@ struct AxisCfg {
     palette: Option<String>,
     sort: Option<String>,
     desc: bool,
+    heatmap: HeatmapDef,
 }
 
 impl AxisCfg {
@@ -513,6 +770,19 @@ impl AxisCfg {
             palette: get(p, &format!("palette.{id}")).map(str::to_owned),
             sort: axis("sort").map(str::to_owned),
             desc: axis("order") == Some("desc"),
+            heatmap: HeatmapDef {
+                scale: axis("heatmap_scale")
+                    .map_or(Ok(Scale::Linear), |s| Scale::from_name(s).map_err(bad))?,
+                upper: axis("heatmap_u")
+                    .map_or(Ok(Bound::AutoData), |v| Bound::parse(v, "heatmap_u"))?,
+                lower: axis("heatmap_l")
+                    .map_or(Ok(Bound::AutoData), |v| Bound::parse(v, "heatmap_l"))?,
+                palette: match axis("heatmap_palette") {
+                    Some(name) => Some(palette_colors(name)?),
+                    None => None,
+                },
+                label: axis("heatmap_label").map(str::to_owned),
+            },
         })
     }
 
@@ -534,6 +804,7 @@ impl AxisCfg {
             upper: self.upper,
             lower: self.lower,
             mode: self.mode,
+            heatmap: self.heatmap.clone(),
         }
     }
 }
@@ -632,6 +903,8 @@ fn graph_def(g: &Graph, p: Params, zones: Vec<(String, Tz)>) -> Result<GraphDef,
             None => None,
         };
         let mut lines: Vec<LineDef> = Vec::new();
+        // Every heatmap line of an axis takes one colour (`heatmap<axis>` of the palette).
+        let mut heatmap_color: Option<Color> = None;
         // Each expression's lines, coloured in the order of their labels, as Atlas colours
         // them before it sorts them for presentation.
         let mut start = 0;
@@ -655,16 +928,30 @@ fn graph_def(g: &Graph, p: Params, zones: Vec<(String, Tz)>) -> Result<GraphDef,
                 })?),
                 None => None,
             };
+            let line_style = style.line_style.as_deref().map_or(dflt, LineStyle::parse);
             let mut by_label: Vec<usize> = group.to_vec();
             by_label.sort_by(|a, b| g.lines[*a].line.label.cmp(&g.lines[*b].line.label));
             let mut colors: BTreeMap<usize, Color> = BTreeMap::new();
             for &i in &by_label {
                 let label = &g.lines[i].line.label;
-                let c = match (&mut own, &mut axis_palette) {
+                let mut pick = |label: &str| match (&mut own, &mut axis_palette) {
                     (Some(o), _) => o.next(label),
                     (None, _) if offset > 0 => shift_palette.next(label),
                     (None, Some(a)) => a.next(label),
                     (None, None) => palette.next(label),
+                };
+                let c = if line_style == LineStyle::Heatmap && style.color.is_none() {
+                    if cfg.heatmap.palette.is_some() {
+                        // The heatmap's own palette colours it: no colour is taken.
+                        *heatmap_color.get_or_insert(Color::BLACK)
+                    } else {
+                        match heatmap_color {
+                            Some(c) => c,
+                            None => *heatmap_color.insert(pick(&format!("heatmap{axis}"))),
+                        }
+                    }
+                } else {
+                    pick(label)
                 };
                 colors.insert(i, alpha.map_or(c, |a| c.with_alpha(a)));
             }
@@ -675,7 +962,7 @@ fn graph_def(g: &Graph, p: Params, zones: Vec<(String, Tz)>) -> Result<GraphDef,
                     tags: d.line.tags.clone(),
                     values: d.line.values.clone(),
                     color: colors[&i],
-                    style: d.style.line_style.as_deref().map_or(dflt, LineStyle::parse),
+                    style: line_style,
                     width: d.style.line_width.unwrap_or(1.0) as f32,
                     stats: Summary::of(&d.line.values),
                 });
@@ -904,6 +1191,8 @@ enum El<'a> {
     Text(Text),
     /// A legend entry for a line, with its stats or not.
     Entry(&'a PlotDef, &'a LineDef, bool, Styles),
+    /// A heatmap's legend entry, with its colour scale or not.
+    Heat(&'a Heatmap, bool, Styles),
     Bullet(Text),
     Block(Vec<El<'a>>, Option<Color>),
 }
@@ -921,6 +1210,7 @@ impl El<'_> {
                     n
                 }
             }
+            El::Heat(_, stats, _) => Font::Normal.dims().height * if *stats { 3 } else { 1 },
             El::Bullet(t) => t.height(width - t.dims().width),
             El::Block(els, _) => els.iter().map(|e| e.height(width)).sum(),
         }
@@ -933,6 +1223,7 @@ impl El<'_> {
             El::Entry(plot, line, stats, styles) => {
                 legend_entry(g, plot, line, *stats, *styles, x1, y1, x2)
             }
+            El::Heat(h, stats, styles) => heatmap_entry(g, h, *stats, *styles, x1, y1, x2),
             El::Bullet(t) => {
                 let d = t.dims();
                 let diameter = d.width - 2;
@@ -1036,6 +1327,7 @@ fn legend_entry(
 fn legend<'a>(
     theme: &Theme,
     plot: &'a PlotDef,
+    heatmap: Option<&'a Heatmap>,
     label: Option<String>,
     stats: bool,
     max: usize,
@@ -1050,14 +1342,23 @@ fn legend<'a>(
             plot.axis_color(styles.text),
         )));
     }
-    for line in plot.lines.iter().take(max) {
+    if let Some(h) = heatmap {
+        els.push(El::Pad(2));
+        els.push(El::Heat(h, stats, styles));
+    }
+    let entries: Vec<&LineDef> = plot
+        .lines
+        .iter()
+        .filter(|l| l.style != LineStyle::Heatmap)
+        .collect();
+    for line in entries.iter().take(max) {
         els.push(El::Pad(2));
         els.push(El::Entry(plot, line, stats, styles));
     }
-    if plot.lines.len() > max {
+    if entries.len() > max {
         els.push(El::Pad(2));
         els.push(El::Text(Text::new(
-            format!("... {} suppressed ...", plot.lines.len() - max),
+            format!("... {} suppressed ...", entries.len() - max),
             Font::Normal,
             Align::Left,
             styles.text,
@@ -1348,12 +1649,14 @@ struct TimeSeriesGraph<'a> {
     def: &'a GraphDef,
     yaxes: Vec<ValueAxis<'a>>,
     time_axes: Vec<TimeAxis>,
+    /// Each plot's heatmap, when it has `:heatmap` lines.
+    heatmaps: Vec<Option<Heatmap>>,
 }
 
 impl<'a> TimeSeriesGraph<'a> {
     fn new(def: &'a GraphDef) -> TimeSeriesGraph<'a> {
         let axis_line = def.theme.axis().line;
-        let yaxes = def
+        let yaxes: Vec<ValueAxis> = def
             .plots
             .iter()
             .enumerate()
@@ -1381,10 +1684,16 @@ impl<'a> TimeSeriesGraph<'a> {
                 alpha: if i == 0 { 40 } else { 0xFF },
             })
             .collect();
+        let canvas = def.height.clamp(MIN_CANVAS_HEIGHT, MAX_HEIGHT);
+        let heatmaps = yaxes
+            .iter()
+            .map(|a| Heatmap::new(a, &def.span, canvas))
+            .collect();
         TimeSeriesGraph {
             def,
             yaxes,
             time_axes,
+            heatmaps,
         }
     }
 
@@ -1459,8 +1768,11 @@ impl<'a> TimeSeriesGraph<'a> {
             return;
         };
         let xscale = time_axis.scale(cx1, cx2);
-        for axis in &self.yaxes {
+        for (axis, heatmap) in self.yaxes.iter().zip(&self.heatmaps) {
             let yscale = axis.scale(y1, chart_end);
+            if let Some(h) = heatmap {
+                h.draw(g, &span, &xscale, &yscale, y1, chart_end);
+            }
             let n = ((span.end - span.start) / span.step.max(1)).max(0) as usize;
             let (mut pos, mut neg) = (vec![0.0f64; n], vec![0.0f64; n]);
             for line in &axis.plot.lines {
@@ -1472,6 +1784,7 @@ impl<'a> TimeSeriesGraph<'a> {
                     let px2 = xscale.x(t);
                     let nv = span.value(line, t);
                     match line.style {
+                        LineStyle::Heatmap => {}
                         LineStyle::Line => {
                             let (py, ny) = (yscale.y(pv), yscale.y(nv));
                             if !pv.is_nan() && !nv.is_nan() {
@@ -1651,7 +1964,8 @@ fn draw(def: &GraphDef, text: bool) -> Result<Gfx, QueryError> {
                 Some(y) => format!("Axis {i}: {y}"),
                 None => format!("Axis {i}"),
             });
-            below.push(legend(&theme, plot, label, stats, per_plot));
+            let heatmap = graph.heatmaps.get(i).and_then(Option::as_ref);
+            below.push(legend(&theme, plot, heatmap, label, stats, per_plot));
         }
         let (name, zone) = &def.zones[0];
         let comment = format!(

@@ -383,3 +383,47 @@ async fn ten_lines_with_legends_draw() {
     assert_eq!(img.width(), 800 + 64 + 24);
     assert_eq!(img.height(), 5 + 424 + 5 + 10 * 61 + 5 + 15 + 14);
 }
+
+/// `:heatmap`: the lines counted per value cell and step, coloured on a gradient of the
+/// palette's colour (or `heatmap_palette`), one legend entry with its colour scale; the size
+/// of Atlas's "heatmap params" and "heatmap and stack" images.
+#[tokio::test]
+async fn heatmaps_count_lines_per_cell() {
+    let now = tally_common::unix_now();
+    let start = now - now % 60 - 7200;
+    let mut m = MemSource::default();
+    for i in 0..20 {
+        // Most series low, a few high: the low cells are the darkest.
+        let v = if i < 15 {
+            10.0 + f64::from(i % 3)
+        } else {
+            80.0
+        };
+        m.add(&format!("lat;host=h{i}"), start, 60, vec![Some(v); 120]);
+    }
+    let src: Arc<dyn Source> = Arc::new(m);
+    let q = "q=name,lat,:eq,(,host,),:by,:heatmap&s=e-1h&tz=UTC&l=0&u=100";
+    let (status, body) = graph_with(src.clone(), q).await;
+    assert_eq!(status, 200);
+    let img = Pixmap::decode_png(&body).expect("png");
+    if let Ok(dir) = std::env::var("TALLY_ATLAS_CHART_DUMP") {
+        let _ = std::fs::write(format!("{dir}/heatmap.png"), &body);
+    }
+    assert_eq!((img.width(), img.height()), (788, 421));
+    // The cell of 10..12 (15 lines) is the palette's first colour at full strength; the cell
+    // at 80 (5 lines) a paler step of it; the empty canvas between stays white.
+    let (r, g, b) = row_colour(&img, 305 - 33);
+    assert_eq!((r, g, b), (0x00, 0x75, 0xDC), "15 lines: the full colour");
+    let (r2, g2, b2) = row_colour(&img, 305 - 247);
+    assert!(
+        r2 > 0x00 && b2 >= 0xDC && g2 > 0x75,
+        "5 lines: paler ({r2}, {g2}, {b2})"
+    );
+    assert_eq!(row_colour(&img, 305 - 148), (255, 255, 255));
+    // With a heatmap palette and a stacked line beside it: one more legend entry.
+    let q = "q=name,lat,:eq,(,host,),:by,:heatmap,50,:stack&s=e-1h&heatmap_palette=greens&heatmap_scale=sqrt&heatmap_u=5&heatmap_label=foo";
+    let (status, body) = graph_with(src, q).await;
+    assert_eq!(status, 200);
+    let img = Pixmap::decode_png(&body).expect("png");
+    assert_eq!((img.width(), img.height()), (788, 482));
+}

@@ -560,6 +560,55 @@ impl ValueScale {
     }
 }
 
+/// `Scales.inverted(scale)(d1, d2, r1, r2)`: the value at a position (the largest the position
+/// covers), for `Ticks.simple`.
+pub fn inverted(scale: Scale, d1: f64, d2: f64, r1: i32, r2: i32, v: i32) -> f64 {
+    let lin = |d1: f64, d2: f64| {
+        let span = (d2 - d1) / f64::from(r2 - r1);
+        f64::from(v - r1) * span + d1
+    };
+    // Atlas's inverse of its `log10` (which is `log10(v + 1)`) adds the 1 rather than
+    // subtracting it; kept, so the heatmap's colour ticks read as Atlas's.
+    let pow10 = |x: f64| {
+        if x > 0.0 {
+            10f64.powf(x) + 1.0
+        } else if x < 0.0 {
+            -(10f64.powf(-x)) - 1.0
+        } else {
+            0.0
+        }
+    };
+    match scale {
+        Scale::Linear => lin(d1, d2),
+        Scale::Log => pow10(lin(vlog10(d1), vlog10(d2))),
+        Scale::Pow2 => vpow(lin(vpow(d1, 2.0), vpow(d2, 2.0)), 0.5),
+        Scale::Sqrt => vpow(lin(vpow(d1, 0.5), vpow(d2, 0.5)), 2.0),
+        Scale::LogLinear => {
+            let b1 = if d1 >= 0.0 {
+                (log_linear::bucket_index(d1) - 1).max(0)
+            } else {
+                log_linear::bucket_index(d1) - 1
+            };
+            let b2 = log_linear::bucket_index(d2);
+            if b1 == b2 {
+                lin(d1, d2)
+            } else {
+                let ppb = f64::from(r2 - r1) / f64::from((b2 - b1).abs());
+                log_linear::bucket(to_int(f64::from(v - r1) / ppb) + b1)
+            }
+        }
+    }
+}
+
+/// `Ticks.simple`: `n` ticks at the values the inverted scale gives `1..=n`, after `min`.
+pub fn simple(min: f64, max: f64, n: i32, scale: Scale) -> Vec<ValueTick> {
+    let mut out = vec![ValueTick::new(min, 0.0)];
+    for i in 1..=n.clamp(0, 10_000) {
+        out.push(ValueTick::new(inverted(scale, min, max, 0, n, i), 0.0));
+    }
+    out
+}
+
 /// `Scales.time`: a timestamp (ms) onto a pixel column.
 #[derive(Debug, Clone, Copy)]
 pub struct TimeScale {
