@@ -1050,12 +1050,8 @@ fn axis_per_line(def: &mut GraphDef, p: Params) -> Result<(), QueryError> {
     let multi_y = n > 1;
     let mut plots = Vec::with_capacity(n);
     for (i, l) in lines.into_iter().enumerate() {
-        let color = l.color;
-        let mut plot = AxisCfg::of(p, i)?.plot(vec![l], multi_y);
-        if !multi_y {
-            plot.axis_color = Some(color);
-        }
-        plots.push(plot);
+        // `newPlotDef` again: a lone line's axis keeps the theme's colour.
+        plots.push(AxisCfg::of(p, i)?.plot(vec![l], multi_y));
     }
     if !plots.is_empty() {
         def.plots = plots;
