@@ -5,10 +5,8 @@
 //! Not ported, as they exercise what the port does not have:
 //! - `TicksSuite`: `values [0.0, Infinity]` and `values [-Infinity, 0.0]` (Atlas's `require`
 //!   failing with an `IllegalArgumentException`; `ticks::value` returns the two bounds as
-//!   ticks instead), `roundToOneSignificantDigit` (`Ticks.roundToOneSignificantDigit`) and
-//!   `simple` (`Ticks.simple`, used for heatmaps).
-//! - `ScalesSuite`: `invertedLogLinear [1, 110]` and `invertedLogLinear [1234, 1.234e8]`
-//!   (`Scales.invertedLogLinear`, the inverted scales used by `Ticks.simple`).
+//!   ticks instead) and `roundToOneSignificantDigit` (`Ticks.roundToOneSignificantDigit`,
+//!   which the chart does not use).
 //!
 //! Atlas's `Ticks.logLinear(v1, v2, n)` is reached as `ticks::value(v1, v2, n,
 //! Scale::LogLinear)`; `Scales.linear`, `Scales.logarithmic` and `Scales.logLinear` (without
@@ -1376,5 +1374,34 @@ mod unit_prefix_suite {
     #[test]
     fn format_min_value() {
         assert_eq!(format_default(f64::MIN), "-2e+308");
+    }
+}
+
+/// The cases of `Ticks.simple` and the inverted scales it uses (`TicksSuite`, `ScalesSuite`).
+mod inverted_suite {
+    use super::*;
+
+    /// `simple`
+    #[test]
+    fn simple_ticks() {
+        assert_eq!(simple(0.0, 0.00123456322, 5, Scale::Linear).len(), 6);
+    }
+
+    /// `invertedLogLinear [1, 110]`
+    #[test]
+    fn inverted_log_linear_1_110() {
+        let f = |v| inverted(Scale::LogLinear, 1.0, 110.0, 0, 5, v);
+        assert_eq!(f(0), 0.9);
+        assert_eq!(f(1), 4.0);
+        assert_eq!(f(5), 200.0);
+    }
+
+    /// `invertedLogLinear [1234, 1.234e8]`
+    #[test]
+    fn inverted_log_linear_1234_1_234e8() {
+        let f = |v| inverted(Scale::LogLinear, 1234.0, 1.234e8, 0, 5, v);
+        assert_eq!(f(0), 1000.0);
+        assert_eq!(f(1), 10000.0);
+        assert_eq!(f(5), 2.0e8);
     }
 }
