@@ -48,7 +48,7 @@ fn params(q: Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn get<'p>(p: &'p [(String, String)], key: &str) -> Option<&'p str> {
+pub(super) fn get<'p>(p: &'p [(String, String)], key: &str) -> Option<&'p str> {
     p.iter()
         .rev()
         .find(|(k, _)| k == key)

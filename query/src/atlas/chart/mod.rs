@@ -23,6 +23,7 @@ use ticks::{Scale, TickLabelMode, TimeScale, ValueScale, ValueTick};
 
 use super::expr::Summary;
 use super::query::Tags;
+use super::routes::get;
 use super::Graph;
 use crate::error::QueryError;
 
@@ -720,13 +721,6 @@ struct GraphDef {
 /// A request's query parameters (repeatable ones in order; the last of a key wins).
 type Params<'p> = &'p [(String, String)];
 
-fn get<'p>(p: Params<'p>, key: &str) -> Option<&'p str> {
-    p.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 /// One y-axis's options: `k.N`, else `k` (`Grapher.getAxisParam`).
 struct AxisCfg {
     upper: Bound,
@@ -1160,11 +1154,10 @@ impl Text {
         let mut y = y1 as f32;
         for line in self.wrap(width) {
             y += d.ascent;
-            let (_, ink) = g.ink(&line, self.font);
             let x = match self.align {
                 Align::Left => x1 as f32 + 4.0,
-                Align::Right => (x1 + width) as f32 - 4.0 - ink as f32,
-                Align::Center => x1 as f32 + (width - ink) as f32 / 2.0,
+                Align::Right => (x1 + width) as f32 - 4.0 - g.ink(&line, self.font).1 as f32,
+                Align::Center => x1 as f32 + (width - g.ink(&line, self.font).1) as f32 / 2.0,
             };
             g.text(
                 &line,
@@ -1899,22 +1892,6 @@ fn zoned_string(ms: i64, name: &str, zone: Tz) -> String {
     format!("{s}[{name}]")
 }
 
-/// `Strings.toString(Duration)`.
-fn duration_string(ms: i64) -> String {
-    for (unit, per) in [
-        ("w", 604_800_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-    ] {
-        if ms % per == 0 {
-            return format!("{}{unit}", ms / per);
-        }
-    }
-    format!("{ms}ms")
-}
-
 /// Draws a graph request's PNG as Atlas's `DefaultGraphEngine` does. `zones` are the
 /// request's `tz` values in order (each a time axis), at least one.
 pub fn render(
@@ -1966,9 +1943,9 @@ fn draw(def: &GraphDef, text: bool) -> Result<Gfx, QueryError> {
         let (name, zone) = &def.zones[0];
         let comment = format!(
             "Frame: {}, End: {}, Step: {}",
-            duration_string(def.span.end - def.span.start),
+            super::expr::duration_string((def.span.end - def.span.start) / 1000),
             zoned_string(def.span.end, name, *zone),
-            duration_string(def.span.step)
+            super::expr::duration_string(def.span.step / 1000)
         );
         below.push(El::Pad(15));
         below.push(El::Text(Text::new(
