@@ -7,7 +7,11 @@ Data, at 60 s steps (both servers keep 60s:15d):
            Holt-Winters bootstrap before them;
   pc.*.*   1,000 series x 24 h.
 
-Each query runs --runs times on each server; the median wall time is printed, with the ratio:
+Each query runs --runs times on each server; the median wall time is printed, with the ratio.
+The time is a client's, from connecting to the last byte: with --client curl (the default) curl's
+`time_total` with the body discarded as it arrives; with --client python urllib's, which reads
+the body into memory (for answers of 30-70 MB that reading is tens of milliseconds, the same for
+both servers, and a large part of Tally's figure):
 
   holtWintersForecast         holtWintersForecast(hw.*.*) over 7 d
   holtWintersConfidenceBands  holtWintersConfidenceBands(hw.*.*) over 7 d
@@ -16,7 +20,7 @@ Each query runs --runs times on each server; the median wall time is printed, wi
   removeAbovePercentile       removeAbovePercentile(pc.*.*, 95) over 24 h
 
     cargo build --release --bin tally
-    /usr/bin/python3 benches/functions_compare.py [--runs 3]
+    /usr/bin/python3 benches/functions_compare.py [--runs 3] [--client curl|python]
 """
 
 import argparse
@@ -67,6 +71,8 @@ def queries(end):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--client", choices=["curl", "python"], default="curl",
+                    help="what times each request (see above)")
     args = ap.parse_args()
     top = tempfile.mkdtemp(prefix="tally_functions_")
     servers = []
@@ -74,7 +80,7 @@ def main():
     try:
         path = os.path.join(top, "points.txt")
         hw, pc = generate(path, end)
-        print(f"# {len(hw)} series x 14 d and {len(pc)} series x 24 h at {STEP} s; {args.runs} runs each", flush=True)
+        print(f"# {len(hw)} series x 14 d and {len(pc)} series x 24 h at {STEP} s; {args.runs} runs each, timed by {args.client}", flush=True)
 
         os.makedirs(os.path.join(top, "tally"))
         t = Tally(os.path.join(top, "tally"), retentions=RETENTIONS)
@@ -95,7 +101,7 @@ def main():
         for label, target, rng in queries(end):
             q = urllib.parse.urlencode({"target": target, "format": "json", **rng})
             for name, base in bases.items():
-                results[(label, name)] = median_time(f"{base}/render?{q}", args.runs)
+                results[(label, name)] = median_time(f"{base}/render?{q}", args.runs, args.client)
         worst = None
         for label, _, _ in queries(end):
             (tt, tb), (gt, gb) = results[(label, "tally")], results[(label, "graphite-web")]

@@ -14,6 +14,7 @@
 #   chromium, chromium-driver  the headless browser the web page's test drives (WebDriver)
 #
 #   mtail, victoria-metrics  the peers benches/*_compare.py measure against (`setup.sh bench`)
+#   curl            times the big answers of benches/functions_compare.py (`setup.sh bench`)
 #   collectd-core   collectd 5.12 and its plugins (tail, write_graphite): the second peer of
 #                   benches/agent_compare.py (`setup.sh bench`)
 #
@@ -50,7 +51,7 @@ PKGS=(g++ make libsnappy-dev liblz4-dev libzstd-dev libclang-dev)
 TEST_PKGS=(graphite-web graphite-carbon gunicorn python3-whisper prometheus-alertmanager carbon-c-relay chromium chromium-driver nodejs npm)
 
 # Peers for the side-by-side benchmark harnesses; `setup.sh bench`.
-BENCH_PKGS=(mtail collectd-core victoria-metrics graphite-web graphite-carbon gunicorn python3-whisper carbon-c-relay nodejs npm)
+BENCH_PKGS=(mtail collectd-core victoria-metrics graphite-web graphite-carbon gunicorn python3-whisper carbon-c-relay nodejs npm curl)
 
 SUDO=
 need_root() {
