@@ -101,11 +101,15 @@ def main():
     ap.add_argument("--points", type=int, default=2160)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--replication", type=int, default=2, help="the relay's and the node's (1-3)")
+    ap.add_argument("--hold", type=int, default=0, metavar="SECONDS",
+                    help="keep the stores and the node up this long after the table (to profile them)")
     args = ap.parse_args()
     for need in (TALLY, RELAY):
         if not os.path.exists(need):
             sys.exit(f"{need} is missing (cargo build --release --bin tally; scripts/setup.sh test)")
     work = tempfile.mkdtemp(prefix="tally-federation-")
+    # A TERM (ending a --hold early) stops the stores and the node too, as the end of a run does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     procs = []
     try:
         data = os.path.join(work, "input.txt")
@@ -154,6 +158,12 @@ def main():
             same = json.loads(body_one) == json.loads(body_fed)
             a, b = statistics.median(one) * 1000, statistics.median(fed) * 1000
             print(f"{name:8} {a:13.1f} {b:14.1f} {b / a:10.2f}x{'' if same else '  ANSWERS DIFFER'}")
+        if args.hold:
+            pids = " ".join(str(s.proc.pid) for s in stores)
+            print(f"holding {args.hold} s: node http://127.0.0.1:{node.http_port} (pid {node.proc.pid}), "
+                  f"reference http://127.0.0.1:{ref.http_port}, stores pids {pids}; "
+                  f"sum: {queries['sum'](node.http_port)}", flush=True)
+            time.sleep(args.hold)
     finally:
         for p in reversed(procs):
             try:

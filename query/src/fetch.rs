@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::error::{QueryError, Result};
 use crate::limits::{Budget, Limits};
 use crate::series::TimeSeries;
-use crate::source::Source;
+use crate::source::{Fetched, Source};
 
 /// From this many matches on, a fetch is spread over threads.
 const PARALLEL_FROM: usize = 64;
@@ -248,8 +248,30 @@ pub(crate) fn read_names(
 }
 
 fn read_all(ctx: &Ctx, names: Vec<String>, path_expression: &str) -> Result<Vec<TimeSeries>> {
-    // Everything the source can size is counted before anything is read: a request over its
-    // limit is refused before it allocates the points.
+    let parts = read_each(ctx, &names, Vec::new, |out, name, f| {
+        let mut s = TimeSeries::new(name.to_owned(), f.start, f.step, f.values);
+        s.path_expression = path_expression.to_owned();
+        out.push(s);
+    })?;
+    let mut series: Vec<TimeSeries> = parts.into_iter().flatten().collect();
+    series.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(series)
+}
+
+/// Reads the series `names` and hands each one read to `each` as soon as it is read, into an
+/// accumulator per reading thread (made by `make`); the accumulators come back in the order of
+/// the names they took, each having seen its names in order. A series that is not stored is
+/// skipped. Everything the source can size is counted before anything is read, so a request
+/// over its limits is refused before it allocates the points; wide reads fan out over the
+/// cores. [`read_all`] collects the series; a store's `format=tally` answer to a query node
+/// encodes each one and drops its values (`cluster::render_tally_names`), so the store never
+/// holds the whole read.
+pub(crate) fn read_each<W: Send>(
+    ctx: &Ctx,
+    names: &[String],
+    make: impl Fn() -> W + Sync,
+    each: impl Fn(&mut W, &str, Fetched) + Sync,
+) -> Result<Vec<W>> {
     let sizes: Vec<Option<usize>> = names
         .iter()
         .map(|n| ctx.source.points(n, ctx.from, ctx.until))
@@ -259,56 +281,49 @@ fn read_all(ctx: &Ctx, names: Vec<String>, path_expression: &str) -> Result<Vec<
         .flatten()
         .fold(0usize, |a, n| a.saturating_add(*n));
     ctx.account(names.len(), known)?;
-    let read = |(name, size): (&String, &Option<usize>)| -> Result<Option<TimeSeries>> {
+    let read = |out: &mut W, name: &String, size: &Option<usize>| -> Result<()> {
         let Some(f) = ctx.source.fetch(name, ctx.from, ctx.until)? else {
-            return Ok(None);
+            return Ok(());
         };
         // Counted here only what was not counted before (a size not known, or a source that
         // returned more than it said).
         ctx.account(0, f.values.len().saturating_sub(size.unwrap_or(0)))?;
-        let mut s = TimeSeries::new(name.clone(), f.start, f.step, f.values);
-        s.path_expression = path_expression.to_owned();
-        Ok(Some(s))
+        each(out, name, f);
+        Ok(())
     };
-    // Wide globs fan out over the cores; each read is independent.
-    let out: Vec<Result<Option<TimeSeries>>> = if names.len() >= PARALLEL_FROM {
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .min(8);
-        let chunk = names.len().div_ceil(threads);
-        // A store that does not answer a reader marks the request, whichever thread reads.
-        let partial = crate::partial::current();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = names
-                .chunks(chunk)
-                .zip(sizes.chunks(chunk))
-                .map(|(part, sizes)| {
-                    let partial = partial.clone();
-                    scope.spawn(move || {
-                        crate::partial::enter(partial, || {
-                            part.iter().zip(sizes).map(read).collect::<Vec<_>>()
-                        })
-                    })
-                })
-                .collect();
-            // A reader that panicked passes its panic on, as a sequential read would, rather
-            // than leaving its series silently out of the answer.
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
-    } else {
-        names.iter().zip(&sizes).map(read).collect()
-    };
-    let mut series = Vec::with_capacity(out.len());
-    for r in out {
-        if let Some(s) = r? {
-            series.push(s);
+    let run = |part: &[String], sizes: &[Option<usize>]| -> Result<W> {
+        let mut out = make();
+        for (name, size) in part.iter().zip(sizes) {
+            read(&mut out, name, size)?;
         }
+        Ok(out)
+    };
+    if names.len() < PARALLEL_FROM {
+        return Ok(vec![run(names, &sizes)?]);
     }
-    series.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(series)
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    let chunk = names.len().div_ceil(threads);
+    // A store that does not answer a reader marks the request, whichever thread reads.
+    let partial = crate::partial::current();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .zip(sizes.chunks(chunk))
+            .map(|(part, sizes)| {
+                let partial = partial.clone();
+                let run = &run;
+                scope.spawn(move || crate::partial::enter(partial, || run(part, sizes)))
+            })
+            .collect();
+        // A reader that panicked passes its panic on, as a sequential read would, rather
+        // than leaving its series silently out of the answer.
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 #[cfg(test)]

@@ -158,19 +158,54 @@ const EXACT: f64 = 9_007_199_254_740_992.0;
 /// - [`RAW`] otherwise: little-endian f64s, [`MISSING`] for none.
 pub fn render_tally(series: &[TimeSeries]) -> Vec<u8> {
     let points: usize = series.iter().map(|s| s.len()).sum();
-    let mut out = Vec::with_capacity(points * 2 + series.len() * 64 + 16);
-    out.extend_from_slice(TALLY_MAGIC);
-    out.extend_from_slice(&(series.len() as u32).to_le_bytes());
-    let mut scaled = Vec::new();
+    let mut w = TallyWriter::with_capacity(points * 2 + series.len() * 64);
     for s in series {
-        out.extend_from_slice(&(s.name.len() as u32).to_le_bytes());
-        out.extend_from_slice(s.name.as_bytes());
-        out.extend_from_slice(&s.start.to_le_bytes());
-        out.extend_from_slice(&s.step.to_le_bytes());
-        let values = s.values_cow();
+        w.push(&s.name, s.start, s.step, &s.values_cow());
+    }
+    let mut out = Vec::with_capacity(TALLY_HEAD + w.out.len());
+    out.extend_from_slice(&tally_head(w.count));
+    out.extend_from_slice(&w.out);
+    out
+}
+
+/// The bytes before a [`render_tally`] answer's series: the magic and the series count.
+const TALLY_HEAD: usize = TALLY_MAGIC.len() + 4;
+
+fn tally_head(count: usize) -> [u8; TALLY_HEAD] {
+    let mut head = [0u8; TALLY_HEAD];
+    head[..TALLY_MAGIC.len()].copy_from_slice(TALLY_MAGIC);
+    head[TALLY_MAGIC.len()..].copy_from_slice(&(count as u32).to_le_bytes());
+    head
+}
+
+/// [`render_tally`]'s series, one after the other, without the head: what one reading thread
+/// of [`render_tally_names`] writes.
+pub(crate) struct TallyWriter {
+    out: Vec<u8>,
+    count: usize,
+    /// The decimal pass's scratch, kept from series to series.
+    scaled: Vec<i64>,
+}
+
+impl TallyWriter {
+    pub(crate) fn with_capacity(bytes: usize) -> TallyWriter {
+        TallyWriter {
+            out: Vec::with_capacity(bytes),
+            count: 0,
+            scaled: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, name: &str, start: i64, step: i64, values: &[Option<f64>]) {
+        let out = &mut self.out;
+        self.count += 1;
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&start.to_le_bytes());
+        out.extend_from_slice(&step.to_le_bytes());
         out.extend_from_slice(&(values.len() as u32).to_le_bytes());
-        match as_decimal(&values, &mut scaled) {
-            Some((scale, lo, hi)) => write_decimal(&mut out, &values, &scaled, scale, lo, hi),
+        match as_decimal(values, &mut self.scaled) {
+            Some((scale, lo, hi)) => write_decimal(out, values, &self.scaled, scale, lo, hi),
             None => {
                 out.push(RAW);
                 // Sized once and written in place: a loop the compiler unrolls, where
@@ -183,7 +218,31 @@ pub fn render_tally(series: &[TimeSeries]) -> Vec<u8> {
             }
         }
     }
-    out
+}
+
+/// A store's answer to a query node's read by name (`local=1&series=...&format=tally`):
+/// [`render_tally`] of the stored series `names` (sorted by name, as a read of them is), each
+/// encoded as soon as it is read and its values dropped, so that the store holds the encoded
+/// answer only (about 2 bytes a point, where the series held 16): the read of a node's share
+/// neither grows the store's memory by the whole read nor pays for faulting it in. The parts
+/// are the head and each reading thread's series, sent one after the other.
+pub(crate) fn render_tally_names(
+    ctx: &crate::fetch::Ctx,
+    mut names: Vec<String>,
+) -> crate::error::Result<Vec<Vec<u8>>> {
+    names.sort_unstable();
+    let per_thread = 64 * 1024;
+    let parts = crate::fetch::read_each(
+        ctx,
+        &names,
+        || TallyWriter::with_capacity(per_thread),
+        |w, name, f| w.push(name, f.start, f.step, &f.values),
+    )?;
+    let count = parts.iter().map(|w| w.count).sum();
+    let mut out = Vec::with_capacity(parts.len() + 1);
+    out.push(tally_head(count).to_vec());
+    out.extend(parts.into_iter().map(|w| w.out));
+    Ok(out)
 }
 
 /// 10^k for k up to [`MAX_SCALE`], as f64 (each exact).

@@ -232,6 +232,19 @@ async fn render(
         // as targets; a query node asks each store for its share of a read this way.
         let names: Vec<String> = p.all(&["series"]).into_iter().map(str::to_owned).collect();
         if !names.is_empty() && p.flag("local") {
+            if series.is_empty() && p.get("format") == Some("tally") {
+                // The node's read of its share: encoded series by series, never all held.
+                p.usize("maxDataPoints")?;
+                let cache = cache_timeout(&p)?;
+                let parts = cluster::render_tally_names(&ctx, names)?;
+                let mut resp = (
+                    [(header::CONTENT_TYPE, "application/octet-stream")],
+                    axum::body::Body::new(Parts::new(parts)),
+                )
+                    .into_response();
+                cache_headers(&mut resp, cache, now);
+                return Ok(resp);
+            }
             series.extend(crate::fetch::read_names(&ctx, names, "")?);
         }
         let cache = cache_timeout(&p)?;
@@ -1157,6 +1170,73 @@ mod tests {
         assert!(crate::graphite::cluster::read_render_tally(&body)
             .expect("reads")
             .is_empty());
+    }
+
+    /// Issue 14: a wide share (read in parallel, encoded series by series) is byte for byte
+    /// the answer the same series make through a target, whatever order the names come in,
+    /// and is refused as a target read is when it is over the request's limits.
+    #[tokio::test]
+    async fn issue_14_a_share_read_by_name_is_the_targets_answer_byte_for_byte() {
+        let mut m = MemSource::default();
+        let mut names = Vec::new();
+        for i in 0..300 {
+            let name = format!("w.s{i:03}");
+            // Decimals, a gap, raw floats and an empty series, so every encoding is crossed.
+            let values: Vec<Option<f64>> = (0..20)
+                .map(|j| match i % 4 {
+                    0 => Some(f64::from(i * 20 + j) / 1000.0),
+                    1 => (j % 3 != 0).then_some(f64::from(j)),
+                    2 => Some(f64::from(i + j).sqrt()),
+                    _ => None,
+                })
+                .collect();
+            m.add(&name, 600, 60, values);
+            names.push(name);
+        }
+        let src: Arc<dyn Source> = Arc::new(m);
+        let range = "from=540&until=1800";
+        let (status, _, _, by_target) = get_bytes(
+            src.clone(),
+            &format!("/render?format=tally&local=1&{range}&target=w.*"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        // Reversed, and with a name the source does not hold.
+        let mut query = format!("/render?format=tally&local=1&{range}&series=no.such");
+        for n in names.iter().rev() {
+            query.push_str("&series=");
+            query.push_str(n);
+        }
+        let (status, ctype, headers, by_name) = get_bytes(src.clone(), &query).await;
+        assert_eq!(status, 200);
+        assert_eq!(ctype, "application/octet-stream");
+        assert_eq!(
+            headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()),
+            Some(by_name.len().to_string().as_str())
+        );
+        assert_eq!(by_name, by_target);
+        let got = crate::graphite::cluster::read_render_tally(&by_name).expect("reads");
+        assert_eq!(got.len(), 300);
+        assert_eq!(got[5].values[0], None);
+        assert_eq!(got[5].values[1], Some(1.0));
+
+        let limits = Limits {
+            max_series: 100,
+            ..Limits::default()
+        };
+        let req = Request::get(query).body(Body::empty()).expect("request");
+        let r = routes(src, limits, Budget::new(usize::MAX))
+            .guard(Default::default(), |_| {
+                StatusCode::UNAUTHORIZED.into_response()
+            })
+            .oneshot(req)
+            .await
+            .expect("answer");
+        let (status, _, body) = crate::api_error::read_response(r).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("max_series_per_request"), "{body}");
     }
 
     /// Issue 12: no format at all is graphite-web's PNG graph; the text formats graphite-web
