@@ -19,7 +19,7 @@ With --find-series N (e.g. 1000000) it also loads N one-point series into Tally 
 /metrics/find?query=big.*.*.x7 (a tenth of the names match) and big.h7.* (one node's children,
 what an editor's autocompletion asks); carbon would need N preallocated whisper files: skipped.
 
-    /usr/bin/python3 benches/query_compare.py [--runs 5] [--targets tally,graphite,vm] [--find-series 0]
+    /usr/bin/python3 benches/query_compare.py [--runs 5] [--targets tally,graphite,vm] [--find-series 0] [--client curl|python]
         [--load-qps 20 --load-seconds 10]
 """
 
@@ -169,6 +169,9 @@ def main():
     ap.add_argument("--find-series", type=int, default=0)
     ap.add_argument("--load-qps", type=float, default=20)
     ap.add_argument("--load-seconds", type=float, default=10)
+    ap.add_argument("--client", choices=("curl", "python"), default="curl",
+                    help="what times a GET: curl (connect to last byte, the body discarded) or "
+                         "Python's urllib (its reading of a large body is part of the figure)")
     args = ap.parse_args()
     want = set(args.targets.split(","))
     top = tempfile.mkdtemp(prefix="tally_query_")
@@ -192,10 +195,10 @@ def main():
             urls = [f"{base}/render?" + q(target=t, **{"from": frm, "until": until}, format="json")
                     for t in ("sumSeries(bench.*.*)", "bench.host7.*", "aliasByNode(highestCurrent(bench.*.*, 5), 1)")]
             results["tally"] = {
-                "sum": median_time(urls[0], args.runs),
-                "highest": median_time(urls[2], args.runs),
-                "narrow": median_time(urls[1], args.runs),
-                "find": median_time(f"{base}/metrics/find?" + q(query="bench.*"), args.runs),
+                "sum": median_time(urls[0], args.runs, args.client),
+                "highest": median_time(urls[2], args.runs, args.client),
+                "narrow": median_time(urls[1], args.runs, args.client),
+                "find": median_time(f"{base}/metrics/find?" + q(query="bench.*"), args.runs, args.client),
             }
             loads["tally"] = load_latency(urls, args.load_qps, args.load_seconds)
         if "graphite" in want:
@@ -208,9 +211,9 @@ def main():
             base = f"http://127.0.0.1:{g.port}"
             wait_until("carbon", lambda: c.count(names[-1], end - 3590, end) == 360)
             results["graphite"] = {
-                "sum": median_time(f"{base}/render?" + q(target="sumSeries(bench.*.*)", **{"from": frm, "until": until}, format="json"), args.runs),
-                "highest": median_time(f"{base}/render?" + q(target="aliasByNode(highestCurrent(bench.*.*, 5), 1)", **{"from": frm, "until": until}, format="json"), args.runs),
-                "find": median_time(f"{base}/metrics/find?" + q(query="bench.*"), args.runs),
+                "sum": median_time(f"{base}/render?" + q(target="sumSeries(bench.*.*)", **{"from": frm, "until": until}, format="json"), args.runs, args.client),
+                "highest": median_time(f"{base}/render?" + q(target="aliasByNode(highestCurrent(bench.*.*, 5), 1)", **{"from": frm, "until": until}, format="json"), args.runs, args.client),
+                "find": median_time(f"{base}/metrics/find?" + q(query="bench.*"), args.runs, args.client),
             }
         if "vm" in want and shutil.which("victoria-metrics"):
             os.makedirs(os.path.join(top, "vm"))
@@ -222,9 +225,9 @@ def main():
             urls = [f"{base}/api/v1/query_range?" + q(query=e, start=frm, end=until, step=10)
                     for e in ('sum({__name__=~"bench\\\\..*"})', '{__name__=~"bench\\\\.host7\\\\..*"}')]
             results["vm"] = {
-                "sum": median_time(urls[0], args.runs),
-                "narrow": median_time(urls[1], args.runs),
-                "find": median_time(f"{base}/metrics/find?" + q(query="bench.*"), args.runs),
+                "sum": median_time(urls[0], args.runs, args.client),
+                "narrow": median_time(urls[1], args.runs, args.client),
+                "find": median_time(f"{base}/metrics/find?" + q(query="bench.*"), args.runs, args.client),
             }
             loads["vm"] = load_latency(urls, args.load_qps, args.load_seconds)
         for name, r in results.items():
@@ -259,9 +262,9 @@ def main():
                 url = f"{base}/metrics/find?" + q(query=pattern)
                 want = args.find_series // 10
                 wait_until(f"{s.name} big names", lambda: expanded(base, pattern) == want)
-                found[s.name] = median_time(url, args.runs)
+                found[s.name] = median_time(url, args.runs, args.client)
                 # What Grafana's query editor asks as one types: the children of one node.
-                found[s.name + " one node"] = median_time(f"{base}/metrics/find?" + q(query="big.h7.*"), args.runs)
+                found[s.name + " one node"] = median_time(f"{base}/metrics/find?" + q(query="big.h7.*"), args.runs, args.client)
             for name, (dt, size) in found.items():
                 what = "big.h7.*" if name.endswith(" one node") else pattern
                 print(f"find over {args.find_series} names, {name.removesuffix(' one node')} {what}: "
