@@ -186,18 +186,24 @@ impl Ctx {
 /// Every series a path expression matches, sorted by name: a glob over names, or a tagged name,
 /// which is exact in any tag order. Matching nothing is no error.
 pub(crate) fn fetch_path(ctx: &Ctx, pattern: &str) -> Result<Vec<TimeSeries>> {
-    let names = if tally_proto::series_name::is_tagged(pattern) {
-        match tally_proto::series_name::canonicalize(pattern) {
-            Ok(c) => vec![c.into_owned()],
-            Err(_) => Vec::new(),
-        }
-    } else {
+    if !tally_proto::series_name::is_tagged(pattern) {
         if let Some(read) = ctx.source.read_glob(pattern, ctx.from, ctx.until) {
             return take_read(ctx, read?, pattern);
         }
-        ctx.source.expand(pattern)?
-    };
-    read_all(ctx, names, pattern)
+    }
+    read_all(ctx, path_names(ctx, pattern)?, pattern)
+}
+
+/// The names [`fetch_path`] reads for `pattern` when the source reads them one by one (a
+/// store): the glob's matches, or the tagged name in its canonical tag order.
+pub(crate) fn path_names(ctx: &Ctx, pattern: &str) -> Result<Vec<String>> {
+    if tally_proto::series_name::is_tagged(pattern) {
+        return Ok(match tally_proto::series_name::canonicalize(pattern) {
+            Ok(c) => vec![c.into_owned()],
+            Err(_) => Vec::new(),
+        });
+    }
+    ctx.source.expand(pattern)
 }
 
 /// Series a source read in one go ([`Source::read_glob`], [`Source::read_tagged`]), counted

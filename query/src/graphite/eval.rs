@@ -65,6 +65,11 @@ pub(crate) fn eval_value(ctx: &Ctx, expr: &Expr) -> Result<Value> {
 }
 
 fn series_by_tag(ctx: &Ctx, call: &Call) -> Result<Vec<TimeSeries>> {
+    fetch_tagged(ctx, &tag_exprs(call)?, &call.raw)
+}
+
+/// `seriesByTag`'s tag expressions: its arguments, each a quoted string, at least one.
+pub(crate) fn tag_exprs(call: &Call) -> Result<Vec<&str>> {
     let mut exprs = Vec::new();
     for a in &call.args {
         match a {
@@ -83,7 +88,7 @@ fn series_by_tag(ctx: &Ctx, call: &Call) -> Result<Vec<TimeSeries>> {
             reason: "at least one tag expression is required".into(),
         });
     }
-    fetch_tagged(ctx, &exprs, &call.raw)
+    Ok(exprs)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::error::QueryError;
 use crate::fetch::Ctx;
 use crate::graphite::cluster;
 use crate::graphite::eval::evaluate;
-use crate::graphite::expr::parse;
+use crate::graphite::expr::{parse, Expr};
 use crate::graphite::functions::functions_json;
 use crate::graphite::render::{
     consolidate_for_display, csv, dygraph, json, json_parts, raw, rickshaw,
@@ -219,6 +219,22 @@ async fn render(
             cache_headers(&mut resp, cache, now);
             return Ok(resp);
         }
+        let local = p.flag("local");
+        if local && p.get("format") == Some("tally") {
+            if let Some(names) = pushed_down_names(&ctx, &p)? {
+                // A query node's pushed-down fetch: encoded series by series, never all held.
+                p.usize("maxDataPoints")?;
+                let cache = cache_timeout(&p)?;
+                let parts = cluster::render_tally_names(&ctx, names)?;
+                let mut resp = (
+                    [(header::CONTENT_TYPE, "application/octet-stream")],
+                    axum::body::Body::new(Parts::new(parts)),
+                )
+                    .into_response();
+                cache_headers(&mut resp, cache, now);
+                return Ok(resp);
+            }
+        }
         let mut series = Vec::new();
         for target in p.all(&["target", "target[]"]) {
             if target.trim().is_empty() {
@@ -231,20 +247,7 @@ async fn render(
         // `local=1` reads those stored series as they are, names taken verbatim, not parsed
         // as targets; a query node asks each store for its share of a read this way.
         let names: Vec<String> = p.all(&["series"]).into_iter().map(str::to_owned).collect();
-        if !names.is_empty() && p.flag("local") {
-            if series.is_empty() && p.get("format") == Some("tally") {
-                // The node's read of its share: encoded series by series, never all held.
-                p.usize("maxDataPoints")?;
-                let cache = cache_timeout(&p)?;
-                let parts = cluster::render_tally_names(&ctx, names)?;
-                let mut resp = (
-                    [(header::CONTENT_TYPE, "application/octet-stream")],
-                    axum::body::Body::new(Parts::new(parts)),
-                )
-                    .into_response();
-                cache_headers(&mut resp, cache, now);
-                return Ok(resp);
-            }
+        if !names.is_empty() && local {
             series.extend(crate::fetch::read_names(&ctx, names, "")?);
         }
         let cache = cache_timeout(&p)?;
@@ -253,6 +256,28 @@ async fn render(
         Ok(resp)
     })
     .await
+}
+
+/// The names of every series a `local=1` render asks for, when it asks only for stored series
+/// as they are: its targets all path expressions or `seriesByTag` calls (what a query node
+/// pushes down), and its `series=` names (Tally's addition: a node's share of a read, names
+/// taken verbatim). `None` when a target calls a function: then it is evaluated as any render.
+fn pushed_down_names(ctx: &Ctx, p: &Params) -> Result<Option<Vec<String>>, QueryError> {
+    let mut names: Vec<String> = p.all(&["series"]).into_iter().map(str::to_owned).collect();
+    for target in p.all(&["target", "target[]"]) {
+        if target.trim().is_empty() {
+            continue;
+        }
+        match parse(target)? {
+            Expr::Path(pattern) => names.extend(crate::fetch::path_names(ctx, &pattern)?),
+            Expr::Call(c) if c.name == "seriesByTag" => {
+                let exprs = crate::graphite::eval::tag_exprs(&c)?;
+                names.extend(ctx.source.select_by_tags(&exprs)?);
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(names))
 }
 
 /// A response body of pieces sent one after the other, with its exact length (so the answer
@@ -1172,9 +1197,10 @@ mod tests {
             .is_empty());
     }
 
-    /// Issue 14: a wide share (read in parallel, encoded series by series) is byte for byte
-    /// the answer the same series make through a target, whatever order the names come in,
-    /// and is refused as a target read is when it is over the request's limits.
+    /// Issue 14: a wide share read by name or a pushed-down glob (read in parallel, encoded
+    /// series by series) is byte for byte the answer of the same series evaluated and held,
+    /// whatever order the names come in, and is refused as any read is when it is over the
+    /// request's limits.
     #[tokio::test]
     async fn issue_14_a_share_read_by_name_is_the_targets_answer_byte_for_byte() {
         let mut m = MemSource::default();
@@ -1195,12 +1221,21 @@ mod tests {
         }
         let src: Arc<dyn Source> = Arc::new(m);
         let range = "from=540&until=1800";
+        // Through a function the series are evaluated and held, as any render's are.
+        let (status, _, _, held) = get_bytes(
+            src.clone(),
+            &format!("/render?format=tally&local=1&{range}&target=group(w.*)"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        // A pushed-down glob (what a node at replication 1 asks) is streamed.
         let (status, _, _, by_target) = get_bytes(
             src.clone(),
             &format!("/render?format=tally&local=1&{range}&target=w.*"),
         )
         .await;
         assert_eq!(status, 200);
+        assert_eq!(by_target, held);
         // Reversed, and with a name the source does not hold.
         let mut query = format!("/render?format=tally&local=1&{range}&series=no.such");
         for n in names.iter().rev() {
@@ -1216,7 +1251,7 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some(by_name.len().to_string().as_str())
         );
-        assert_eq!(by_name, by_target);
+        assert_eq!(by_name, held);
         let got = crate::graphite::cluster::read_render_tally(&by_name).expect("reads");
         assert_eq!(got.len(), 300);
         assert_eq!(got[5].values[0], None);
@@ -1237,6 +1272,43 @@ mod tests {
         let (status, _, body) = crate::api_error::read_response(r).await;
         assert_eq!(status, 400, "{body}");
         assert!(body.contains("max_series_per_request"), "{body}");
+    }
+
+    /// Issue 14: what a node pushes down for tags (`seriesByTag`, a tagged name in any tag
+    /// order) is streamed too, and answers as the held read does; a bad `seriesByTag` is the
+    /// same 400 either way.
+    #[tokio::test]
+    async fn issue_14_pushed_down_tag_reads_match_the_held_ones() {
+        let mut m = MemSource::default();
+        m.add("req;dc=x;host=a", 600, 60, vec![Some(1.5), None, Some(3.0)]);
+        m.add("req;dc=y;host=b", 600, 60, vec![Some(2.0), Some(2.0), None]);
+        m.add("other;dc=x", 600, 60, vec![Some(9.0); 3]);
+        let src: Arc<dyn Source> = Arc::new(m);
+        let range = "from=540&until=720";
+        for (streamed, held) in [
+            (
+                "seriesByTag('name=req','dc=~x|y')",
+                "group(seriesByTag('name=req','dc=~x|y'))",
+            ),
+            ("req;host=a;dc=x", "group(req;host=a;dc=x)"),
+        ] {
+            let q = |t: &str| format!("/render?format=tally&local=1&{range}&target={}", enc(t));
+            let (s1, _, _, a) = get_bytes(src.clone(), &q(streamed)).await;
+            let (s2, _, _, b) = get_bytes(src.clone(), &q(held)).await;
+            assert_eq!((s1, s2), (200, 200), "{streamed}");
+            assert_eq!(a, b, "{streamed}");
+            assert!(!crate::graphite::cluster::read_render_tally(&a)
+                .expect("reads")
+                .is_empty());
+        }
+        for bad in ["seriesByTag(1)", "group(seriesByTag(1))"] {
+            let (status, _, _, body) = get_bytes(
+                src.clone(),
+                &format!("/render?format=tally&local=1&{range}&target={}", enc(bad)),
+            )
+            .await;
+            assert_eq!(status, 400, "{bad}: {}", String::from_utf8_lossy(&body));
+        }
     }
 
     /// Issue 12: no format at all is graphite-web's PNG graph; the text formats graphite-web
