@@ -115,6 +115,9 @@ fn issue_12_graphite_web_federating_tally_answers_as_tally_does() {
         "/metrics/find?query=srv.*",
         "/metrics/find?query=srv.*.*&format=completer",
         "/metrics/find?query=beacons.*&format=treejson",
+        // One node per name, the first in path order: every match here is named `cpu`.
+        "/metrics/find?query=srv.*.cpu",
+        "/metrics/find?query=srv.*.*",
         "/metrics/expand?query=srv.*.cpu&leavesOnly=1",
         &format!("/tags/autoComplete/tags?expr={}", enc("name=requests")),
         &format!(

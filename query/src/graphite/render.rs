@@ -230,25 +230,29 @@ fn json_point(
         Some(x) if x.is_infinite() => {
             put(&mut buf, n, if x > 0.0 { b"1e9999" } else { b"-1e9999" })
         }
+        // Fixed-size copies (then the length is kept), not a call to `memcpy` a point.
         Some(x) if last.len > 0 && last.bits == x.to_bits() => {
-            put(&mut buf, n, &last.text[..last.len])
+            buf[n..n + 24].copy_from_slice(&last.text[..24]);
+            n + last.len
         }
         Some(x) => {
             let end = match short_decimal(x, &mut last.guess, &mut buf, n) {
                 Some(end) => end,
                 None => put(&mut buf, n, ryu::Buffer::new().format_finite(x).as_bytes()),
             };
-            // ryu's longest text is 24 bytes.
-            last.len = end - n;
-            last.text[..last.len].copy_from_slice(&buf[n..end]);
+            // ryu's longest text is 24 bytes; a longer one is not kept.
+            last.len = if end - n <= 24 { end - n } else { 0 };
+            last.text[..24].copy_from_slice(&buf[n..n + 24]);
             last.bits = x.to_bits();
             end
         }
     };
     n = put(&mut buf, n, b", ");
-    n = put(&mut buf, n, stamp.text(t));
+    let len = stamp.text(t).len();
+    buf[n..n + 20].copy_from_slice(&stamp.digits);
+    n += len;
     n = put(&mut buf, n, b"]");
-    // At most 2 + 1 + 24 + 2 + 20 + 1 bytes went in: the whole buffer is copied (a constant
+    // At most 2 + 1 + 24 + 2 + 20 + 1 bytes went in (the fixed copies reach no further): the whole buffer is copied (a constant
     // size, so a few vector moves in place) and the rest cut off again.
     let at = out.len();
     out.extend_from_slice(&buf);
@@ -260,23 +264,21 @@ fn json_point(
 /// divisions.
 #[derive(Default)]
 struct Stamp {
+    /// The text is `digits[..len]`, from the left, so that it is copied out at a fixed size.
     digits: [u8; 20],
-    /// The text is `digits[start..]`; 20 when there is none yet.
-    start: usize,
+    /// 0 when there is none yet.
+    len: usize,
     t: i64,
 }
 
 impl Stamp {
     fn new() -> Stamp {
-        Stamp {
-            start: 20,
-            ..Stamp::default()
-        }
+        Stamp::default()
     }
 
     fn text(&mut self, t: i64) -> &[u8] {
         let delta = t.wrapping_sub(self.t);
-        if self.start == 20
+        if self.len == 0
             || t < 0
             || self.t < 0
             || !(0..1 << 32).contains(&delta)
@@ -284,20 +286,20 @@ impl Stamp {
         {
             let mut b = itoa::Buffer::new();
             let text = b.format(t).as_bytes();
-            self.start = 20 - text.len();
-            self.digits[self.start..].copy_from_slice(text);
+            self.len = text.len();
+            self.digits[..self.len].copy_from_slice(text);
         }
         self.t = t;
-        &self.digits[self.start..]
+        &self.digits[..self.len]
     }
 
     /// Adds `delta` to the digits; false (and the digits in any state) when it carries past
     /// the first one, for [`Stamp::text`] to format afresh.
     fn add(&mut self, delta: u64) -> bool {
         let mut carry = delta;
-        let mut i = 20;
+        let mut i = self.len;
         while carry > 0 {
-            if i == self.start {
+            if i == 0 {
                 return false;
             }
             i -= 1;
@@ -349,7 +351,7 @@ pub(crate) fn json_parts(series: &[TimeSeries], no_null_points: bool) -> Vec<Vec
         chunks.push(chunk);
         rest = tail;
     }
-    let parts: Vec<Vec<u8>> = if chunks.len() == 1 {
+    let parts: Vec<Vec<Vec<u8>>> = if chunks.len() == 1 {
         vec![json_series(chunks[0], no_null_points)]
     } else {
         std::thread::scope(|scope| {
@@ -365,31 +367,42 @@ pub(crate) fn json_parts(series: &[TimeSeries], no_null_points: bool) -> Vec<Vec
                 .collect()
         })
     };
-    let mut out: Vec<Vec<u8>> = Vec::with_capacity(2 * parts.len() + 1);
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(parts.iter().map(Vec::len).sum::<usize>() + 8);
     out.push(b"[".to_vec());
     for part in parts.into_iter().filter(|p| !p.is_empty()) {
         if out.len() > 1 {
             out.push(b", ".to_vec());
         }
-        out.push(part);
+        out.extend(part);
     }
     out.push(b"]".to_vec());
     out
 }
 
-/// The `{"target", "tags", "datapoints"}` objects of `series`, comma-separated.
-fn json_series(series: &[TimeSeries], no_null_points: bool) -> Vec<u8> {
-    // About 24 bytes a point ("[12.345, 1800000000], "): one allocation for most answers.
+/// The most a piece of [`json_series`]' text holds. Pieces of a fixed size are never moved to
+/// grow: one growing buffer for a 67 MB answer (holtWintersConfidenceBands of 100 series over
+/// 7 days) copied itself as it doubled, and the pages of every size it passed through were
+/// faulted in and cleared, a fifth of the answer's time.
+const JSON_PIECE: usize = 1 << 20;
+
+/// The `{"target", "tags", "datapoints"}` objects of `series`, comma-separated, in pieces of
+/// at most [`JSON_PIECE`] bytes (none of them empty) to be sent one after the other.
+fn json_series(series: &[TimeSeries], no_null_points: bool) -> Vec<Vec<u8>> {
+    // About 24 bytes a point ("[12.345, 1800000000], "): small answers are one allocation.
     let total: usize = series.iter().map(|s| s.raw().len()).sum();
-    let mut out: Vec<u8> = Vec::with_capacity(total.saturating_mul(24).min(1 << 30) + 64);
+    let piece = |want: usize| Vec::with_capacity(want.clamp(64, JSON_PIECE));
+    let mut pieces: Vec<Vec<u8>> = Vec::new();
+    let mut out: Vec<u8> = piece(total.saturating_mul(24).saturating_add(64));
     let mut last = LastValue::new();
+    let mut wrote = false;
     for s in series {
         if no_null_points && !points(s).any(|(v, _)| v.is_some_and(|x| !x.is_nan())) {
             continue;
         }
-        if !out.is_empty() {
+        if wrote {
             out.extend_from_slice(b", ");
         }
+        wrote = true;
         let mut head = String::from("{\"target\": ");
         json_string(&mut head, &s.name);
         head.push_str(", \"tags\": {");
@@ -410,12 +423,19 @@ fn json_series(series: &[TimeSeries], no_null_points: bool) -> Vec<u8> {
             if no_null_points && v.is_none_or(|x| x.is_nan()) {
                 continue;
             }
+            // A point takes at most 64 bytes (`json_point`'s buffer) and `]}, ` four more.
+            if out.capacity() - out.len() < 68 && !out.is_empty() {
+                pieces.push(std::mem::replace(&mut out, piece(JSON_PIECE)));
+            }
             json_point(&mut out, v, t, &mut stamp, &mut last, !first_point);
             first_point = false;
         }
         out.extend_from_slice(b"]}");
     }
-    out
+    if !out.is_empty() {
+        pieces.push(out);
+    }
+    pieces
 }
 
 /// `format=raw`: `name,start,end,step|v1,v2,...`, one line per series.
@@ -605,10 +625,20 @@ mod tests {
         for no_null in [false, true] {
             let one = format!(
                 "[{}]",
-                String::from_utf8(json_series(&all, no_null)).expect("utf-8")
+                String::from_utf8(json_series(&all, no_null).concat()).expect("utf-8")
             );
             assert_eq!(json(&all, no_null), one);
             assert!(one.len() > 200_000 * 10);
+            // In pieces that never grew past their size, none empty.
+            let pieces = json_series(&all, no_null);
+            assert!(pieces.len() > 1, "{} pieces", pieces.len());
+            for p in &pieces {
+                assert!(
+                    !p.is_empty() && p.len() <= JSON_PIECE,
+                    "a piece of {}",
+                    p.len()
+                );
+            }
         }
     }
 

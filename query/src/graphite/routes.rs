@@ -123,6 +123,11 @@ fn jsonp(callback: &str, body: &str) -> Response {
         .into_response()
 }
 
+/// A path's last node: the name `/metrics/find` shows for it.
+fn last_node(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
 fn json_response(v: &serde_json::Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
@@ -471,19 +476,34 @@ async fn find(
             matches.retain(|m| m.is_leaf);
         }
         let base = query.rsplit_once('.').map_or(String::new(), |(b, _)| format!("{b}."));
-        let text = |m: &tally_store::FindMatch| m.path.rsplit('.').next().unwrap_or(&m.path).to_owned();
+        let text = |m: &tally_store::FindMatch| last_node(&m.path).to_owned();
         let format = p.get("format").unwrap_or("treejson");
         if matches!(format, "pickle" | "msgpack" | "json") {
             return cluster_find(&p, format, matches);
         }
         let v = match format {
             "treejson" => {
-                // graphite-web's tree_json: one node per name (the first in name order wins),
-                // branches before leaves.
-                let mut seen = BTreeSet::new();
-                let mut sorted: Vec<&tally_store::FindMatch> = matches.iter().collect();
-                sorted.sort_by(|a, b| text(a).cmp(&text(b)).then(a.path.cmp(&b.path)));
-                sorted.retain(|m| seen.insert(text(m)));
+                // graphite-web's tree_json: one node per name (the first in path order wins),
+                // branches before leaves, each in name order. The first of each name is found
+                // in one pass: `big.*.*.x7` over 1M names matches 100,000 paths of one name,
+                // which a sort of all of them by name (allocating each name to compare it)
+                // took most of 28 ms to reduce to one node.
+                let mut first: std::collections::HashMap<&str, &tally_store::FindMatch> =
+                    std::collections::HashMap::new();
+                for m in &matches {
+                    let name = last_node(&m.path);
+                    first
+                        .entry(name)
+                        .and_modify(|f| {
+                            if m.path < f.path {
+                                *f = m;
+                            }
+                        })
+                        .or_insert(m);
+                }
+                let mut sorted: Vec<(&str, &tally_store::FindMatch)> = first.into_iter().collect();
+                sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let sorted: Vec<&tally_store::FindMatch> = sorted.into_iter().map(|(_, m)| m).collect();
                 let node = |m: &tally_store::FindMatch, branch: bool| {
                     json!({"text": text(m), "id": format!("{base}{}", text(m)), "allowChildren": u8::from(branch),
                            "expandable": u8::from(branch), "leaf": u8::from(!branch)})
