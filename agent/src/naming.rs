@@ -134,14 +134,33 @@ impl Naming {
     }
 }
 
+/// What [`push_sanitized`] makes of each byte, in a tag value (`[0]`) and in a path node
+/// (`[1]`, which also has no `.` or `/`): printable ASCII but `;` is kept, the rest is `_`.
+static SANITIZED: [[u8; 256]; 2] = {
+    let mut t = [[b'_'; 256]; 2];
+    let mut b = 0x21;
+    while b < 0x7f {
+        if b != b';' as usize {
+            t[0][b] = b as u8;
+            if b != b'.' as usize && b != b'/' as usize {
+                t[1][b] = b as u8;
+            }
+        }
+        b += 1;
+    }
+    t
+};
+
 /// Appends `v` to a series key, made safe as a tag value (and as a path node with `path`); at
 /// most 200 bytes of it are kept, and an empty value becomes `none`.
 pub(crate) fn push_sanitized(out: &mut Vec<u8>, v: &[u8], path: bool) {
     let start = out.len();
-    for &b in v.iter().take(200) {
-        let ok = b > b' ' && b < 0x7f && b != b';' && !(path && (b == b'.' || b == b'/'));
-        out.push(if ok { b } else { b'_' });
-    }
+    // One `extend` of the bytes mapped through a table: reserved once, no capacity check or
+    // branch a byte (a push a byte after four comparisons was an eighth of the agent's time
+    // over a combined log).
+    let v = &v[..v.len().min(200)];
+    let table = &SANITIZED[usize::from(path)];
+    out.extend(v.iter().map(|&b| table[usize::from(b)]));
     if out.len() == start {
         out.extend_from_slice(b"none");
     } else if out[start] == b'~' {
@@ -396,5 +415,31 @@ mod tests {
         let mut out = Vec::new();
         push_sanitized(&mut out, &[b'a'; 300], false);
         assert_eq!(out.len(), 200);
+    }
+
+    proptest::proptest! {
+        /// Any bytes: appended after what is there, at most 200 of them, each kept or `_` by
+        /// itself, never empty, never starting with `~`.
+        #[test]
+        fn sanitized_values_are_byte_for_byte(
+            before in proptest::collection::vec(proptest::num::u8::ANY, 0..8),
+            v in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            path: bool,
+        ) {
+            let mut out = before.clone();
+            push_sanitized(&mut out, &v, path);
+            proptest::prop_assert_eq!(&out[..before.len()], &before[..]);
+            let got = &out[before.len()..];
+            if v.is_empty() {
+                proptest::prop_assert_eq!(got, b"none");
+            } else {
+                proptest::prop_assert_eq!(got.len(), v.len().min(200));
+                for (i, (&g, &b)) in got.iter().zip(&v).enumerate() {
+                    let ok = (0x21..0x7f).contains(&b) && b != b';' && !(path && (b == b'.' || b == b'/'));
+                    let want = if i == 0 && b == b'~' { b'_' } else if ok { b } else { b'_' };
+                    proptest::prop_assert_eq!(g, want, "byte {} of {:?}", i, v);
+                }
+            }
+        }
     }
 }
