@@ -268,18 +268,28 @@ async fn render(
 /// pushes down), and its `series=` names (Tally's addition: a node's share of a read, names
 /// taken verbatim). `None` when a target calls a function: then it is evaluated as any render.
 fn pushed_down_names(ctx: &Ctx, p: &Params) -> Result<Option<Vec<String>>, QueryError> {
-    let mut names: Vec<String> = p.all(&["series"]).into_iter().map(str::to_owned).collect();
+    // Every target parsed before any is expanded: a function in the last one must not cost
+    // the expansion of the others.
+    // A path expression (`Ok`) or a `seriesByTag` call (`Err`).
+    let mut pushed = Vec::new();
     for target in p.all(&["target", "target[]"]) {
         if target.trim().is_empty() {
             continue;
         }
         match parse(target)? {
-            Expr::Path(pattern) => names.extend(crate::fetch::path_names(ctx, &pattern)?),
-            Expr::Call(c) if c.name == "seriesByTag" => {
+            Expr::Path(pattern) => pushed.push(Ok(pattern)),
+            Expr::Call(c) if c.name == "seriesByTag" => pushed.push(Err(c)),
+            _ => return Ok(None),
+        }
+    }
+    let mut names: Vec<String> = p.all(&["series"]).into_iter().map(str::to_owned).collect();
+    for target in pushed {
+        match target {
+            Ok(pattern) => names.extend(crate::fetch::path_names(ctx, &pattern)?),
+            Err(c) => {
                 let exprs = crate::graphite::eval::tag_exprs(&c)?;
                 names.extend(ctx.source.select_by_tags(&exprs)?);
             }
-            _ => return Ok(None),
         }
     }
     Ok(Some(names))
