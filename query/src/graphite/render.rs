@@ -648,6 +648,38 @@ mod tests {
         }
     }
 
+    /// A value repeated across the end of a piece is written whole in the next one: the
+    /// writer keeps the last value's text, and a piece may end between any two points.
+    #[test]
+    fn repeated_values_across_pieces_read_back() {
+        let values: Vec<Option<f64>> = (0..300_000u32)
+            .map(|i| match i % 1000 {
+                0..=499 => Some(123.456_789),
+                500..=509 => None,
+                _ => Some(-0.000_123_456_789_012_3 * f64::from(i / 1000)),
+            })
+            .collect();
+        let s = TimeSeries::new("r".to_owned(), 1_800_000_000, 10, values.clone());
+        let pieces = json_series(std::slice::from_ref(&s), false);
+        assert!(pieces.len() > 2, "{} pieces", pieces.len());
+        let text = String::from_utf8(pieces.concat()).expect("utf-8");
+        let at = text.find("\"datapoints\": [").expect("datapoints") + 15;
+        let mut want = String::new();
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                want.push_str(", ");
+            }
+            let v = v.map_or("null".to_owned(), |x| {
+                ryu::Buffer::new().format_finite(x).to_owned()
+            });
+            want.push_str(&format!("[{v}, {}]", 1_800_000_000 + 10 * i as i64));
+        }
+        assert!(
+            text[at..] == format!("{want}]}}"),
+            "the points differ from their values' text"
+        );
+    }
+
     /// Every point's text is its own value's, as ryu writes it, however the values repeat
     /// (the writer keeps the last value's text): -0.0 beside 0.0, nulls and NaNs between
     /// equal values, infinities, long runs and values the fast path leaves to ryu.
