@@ -498,12 +498,11 @@ async fn find(
                 // in one pass rather than by sorting every match by name: `big.*.*.x7` over 1M
                 // names matches 100,000 paths of one name. (The index walk, not this, is most
                 // of that find's time.)
-                let mut first: std::collections::HashMap<&str, &tally_store::FindMatch> =
-                    std::collections::HashMap::new();
+                let mut first: std::collections::BTreeMap<&str, &tally_store::FindMatch> =
+                    std::collections::BTreeMap::new();
                 for m in &matches {
-                    let name = last_node(&m.path);
                     first
-                        .entry(name)
+                        .entry(last_node(&m.path))
                         .and_modify(|f| {
                             if m.path < f.path {
                                 *f = m;
@@ -511,9 +510,7 @@ async fn find(
                         })
                         .or_insert(m);
                 }
-                let mut sorted: Vec<(&str, &tally_store::FindMatch)> = first.into_iter().collect();
-                sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                let sorted: Vec<&tally_store::FindMatch> = sorted.into_iter().map(|(_, m)| m).collect();
+                let sorted: Vec<&tally_store::FindMatch> = first.into_values().collect();
                 let node = |m: &tally_store::FindMatch, branch: bool| {
                     json!({"text": text(m), "id": format!("{base}{}", text(m)), "allowChildren": u8::from(branch),
                            "expandable": u8::from(branch), "leaf": u8::from(!branch)})
