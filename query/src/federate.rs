@@ -500,6 +500,7 @@ fn named(s: crate::graphite::cluster::RemoteSeries) -> Named {
             start: s.start,
             step: s.step,
             values: s.values,
+            places: None,
         },
     )
 }
@@ -557,6 +558,8 @@ pub fn merge_into(have: &mut Fetched, mut other: Fetched) {
     if other.step != have.step {
         return;
     }
+    // Each value kept is one of the two's: the finer places hold both.
+    have.places = have.places.zip(other.places).map(|(a, b)| a.max(b));
     if other.start == have.start {
         // The same grid (the same range read from two stores): slot by slot.
         for (slot, v) in have.values.iter_mut().zip(other.values) {
@@ -878,6 +881,7 @@ mod tests {
             start,
             step,
             values: values.to_vec(),
+            places: None,
         }
     }
 

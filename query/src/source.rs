@@ -15,6 +15,10 @@ pub struct Fetched {
     pub start: i64,
     pub step: i64,
     pub values: Vec<Option<f64>>,
+    /// `Some(k)`: every held value is an integer divided by 10^k, correctly rounded (as a
+    /// store's decimal chunks decode), so that a writer of decimals (`format=tally`) need not
+    /// check each; `None` promises nothing.
+    pub places: Option<u32>,
 }
 
 /// A series read with its name.
@@ -77,6 +81,7 @@ impl Source for Store {
             start: s.start,
             step: i64::from(s.step),
             values: s.values,
+            places: s.places,
         }))
     }
     fn points(&self, name: &str, from: i64, until: i64) -> Option<usize> {
@@ -185,6 +190,7 @@ impl Source for MemSource {
             start: first,
             step: *step,
             values: out,
+            places: None,
         }))
     }
     fn tag_names(&self) -> Vec<String> {

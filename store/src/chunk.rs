@@ -169,6 +169,20 @@ fn as_decimal(col: &[f64]) -> Option<(u32, Vec<i64>)> {
     None
 }
 
+/// The fewest decimal places, at least `at_least`, that hold `v` the way the decimal modes
+/// decode: some integer `x` with `x as f64 / 10^k == v` (not -0.0, NaN, infinities, or beyond
+/// 10^9 or 2^53). `None` when none does.
+pub fn decimal_places(v: f64, at_least: u32) -> Option<u32> {
+    if v == 0.0 && v.is_sign_negative() {
+        return None;
+    }
+    (at_least..=9).find(|&k| {
+        let scale = 10f64.powi(k as i32);
+        let s = v * scale;
+        s.is_finite() && s.abs() < EXACT && s.round() / scale == v
+    })
+}
+
 /// Gorilla's XOR coding of a float column, bit-packed.
 fn write_xor(w: &mut BitWriter, col: &[f64]) {
     let mut prev = 0u64;
@@ -379,10 +393,16 @@ fn read_offsets(
     (0..n).map(|_| r.read(wd)).collect()
 }
 
-fn decode_column(r: &mut BitReader<'_>, n: usize, version: u64) -> Result<Vec<f64>, Truncated> {
+/// A column's values, and its decimal places when each value is an integer divided by 10^k
+/// (see [`Scaled`]).
+fn decode_column(
+    r: &mut BitReader<'_>,
+    n: usize,
+    version: u64,
+) -> Result<(Vec<f64>, Option<u32>), Truncated> {
     let mode = r.read(8)?;
     let mut out = Vec::with_capacity(n.min(1 << 16));
-    match mode {
+    let places = match mode {
         MODE_DEC_VALUES | MODE_DEC_DELTAS if version <= 3 => {
             let k = r.read(4)? as i32;
             let scale = 10f64.powi(k);
@@ -404,6 +424,7 @@ fn decode_column(r: &mut BitReader<'_>, n: usize, version: u64) -> Result<Vec<f6
                     out.push(v as f64 / scale);
                 }
             }
+            Some(k as u32)
         }
         MODE_DEC_GROUPS if version >= 4 => {
             let kf = r.read(8)?;
@@ -429,6 +450,7 @@ fn decode_column(r: &mut BitReader<'_>, n: usize, version: u64) -> Result<Vec<f6
             } else {
                 unpack_groups(r, n, |o| out.push(value(base.wrapping_add(o as i64))))?;
             }
+            Some(k as u32)
         }
         MODE_XOR => {
             let mut prev = 0u64;
@@ -453,18 +475,30 @@ fn decode_column(r: &mut BitReader<'_>, n: usize, version: u64) -> Result<Vec<f6
             if version >= 4 {
                 r.align();
             }
+            None
         }
         _ => return Err(Truncated),
-    }
-    Ok(out)
+    };
+    Ok((out, places))
 }
 
 /// Decodes a chunk written by [`encode`].
 pub fn decode(bytes: &[u8]) -> Result<Points> {
+    decode_scaled(bytes).map(|(p, _)| p)
+}
+
+/// Each column's decimal places in a decoded chunk: `Some(k)` when every value of the column
+/// is `x as f64 / 10^k` for an integer `x` (one division, correctly rounded: what the decimal
+/// modes decode to), `None` for a float (XOR) column. A reader that writes the values as
+/// decimals again (the query node's `format=tally`) then knows they are, without checking each.
+pub type Scaled = Vec<Option<u32>>;
+
+/// [`decode`], with each column's decimal places.
+pub fn decode_scaled(bytes: &[u8]) -> Result<(Points, Scaled)> {
     decode_inner(bytes).map_err(|_| Error::Corrupt(format!("chunk of {} bytes", bytes.len())))
 }
 
-fn decode_inner(bytes: &[u8]) -> Result<Points, Truncated> {
+fn decode_inner(bytes: &[u8]) -> Result<(Points, Scaled), Truncated> {
     let mut r = BitReader::new(bytes);
     let version = r.read(8)?;
     if !(1..=VERSION).contains(&version) {
@@ -505,10 +539,13 @@ fn decode_inner(bytes: &[u8]) -> Result<Points, Truncated> {
         }
     }
     let mut cols = Vec::with_capacity(ncols);
+    let mut places = Vec::with_capacity(ncols);
     for _ in 0..ncols {
-        cols.push(decode_column(&mut r, n, version)?);
+        let (col, k) = decode_column(&mut r, n, version)?;
+        cols.push(col);
+        places.push(k);
     }
-    Ok(Points { ts, cols })
+    Ok((Points { ts, cols }, places))
 }
 
 /// Merges runs in write order into one sorted run: for a repeated timestamp the last write wins.
@@ -872,6 +909,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn decimal_places_are_the_fewest_that_round_trip() {
+        assert_eq!(decimal_places(3.0, 0), Some(0));
+        assert_eq!(decimal_places(3.0, 2), Some(2));
+        assert_eq!(decimal_places(0.125, 0), Some(3));
+        assert_eq!(decimal_places(-0.1, 0), Some(1));
+        assert_eq!(decimal_places(1.0 / 3.0, 0), None);
+        assert_eq!(decimal_places(-0.0, 0), None);
+        assert_eq!(decimal_places(f64::NAN, 0), None);
+        assert_eq!(decimal_places(f64::INFINITY, 0), None);
+        assert_eq!(decimal_places(2f64.powi(60), 0), None);
+        assert_eq!(decimal_places(1e-10, 0), None);
+        // XOR columns promise nothing.
+        let (_, places) = decode_scaled(&encode(&pts(&[1, 2], &[1.0 / 3.0, 0.7]))).expect("ok");
+        assert_eq!(places, vec![None]);
+    }
+
     proptest! {
         #[test]
         fn any_points_round_trip(
@@ -883,6 +937,22 @@ mod tests {
             round_trip(&pts(&ts, &vals));
             let ivals: Vec<f64> = ints[..ts.len()].iter().map(|&i| i as f64 / 100.0).collect();
             round_trip(&pts(&ts, &ivals));
+            // The places a column reports hold each of its values (the promise a reader that
+            // writes decimals again relies on), and a column of hundredths reports some.
+            for p in [pts(&ts, &vals), pts(&ts, &ivals)] {
+                let (back, places) = decode_scaled(&encode(&p)).expect("decodes");
+                prop_assert_eq!(places.len(), back.cols.len());
+                for (col, k) in back.cols.iter().zip(&places) {
+                    if let Some(k) = *k {
+                        prop_assert!(k <= 9);
+                        for &v in col {
+                            prop_assert_eq!(decimal_places(v, k), Some(k), "{} at {}", v, k);
+                        }
+                    }
+                }
+            }
+            let (_, places) = decode_scaled(&encode(&pts(&ts, &ivals))).expect("decodes");
+            prop_assert!(ts.is_empty() || places[0].is_some_and(|k| k <= 2));
         }
 
         /// Long decimal columns whose steps change size as they go: every group class, both

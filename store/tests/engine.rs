@@ -447,3 +447,48 @@ fn reads_match_last_write_wins_over_runs_gaps_and_disorder() {
         }
     }
 }
+
+/// A read reports the decimal places that hold every value it returns, through chunks of
+/// different places and head points, and promises nothing once one value is a float.
+#[test]
+fn reads_report_the_decimal_places_of_what_they_return() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(opts(dir.path())).expect("open");
+    let t0 = now() - now() % 10 - 600;
+    let places = |name: &str| {
+        let s = store
+            .read(name, t0 - 10, t0 + 100, None)
+            .expect("read")
+            .expect("exists");
+        for v in s.values.iter().flatten() {
+            let Some(k) = s.places else { break };
+            let x = (v * 10f64.powi(k as i32)).round();
+            assert_eq!(x / 10f64.powi(k as i32), *v, "{v} at {k}");
+        }
+        s.places
+    };
+    let write = |points: &[(&str, i64, f64)]| {
+        store
+            .write(&batch(points), Durability::Sync)
+            .expect("write");
+    };
+    write(&[("d.a", t0, 3.0), ("d.a", t0 + 10, 4.0), ("f.a", t0, 0.5)]);
+    assert_eq!(places("d.a"), Some(0), "head points only");
+    store.flush().expect("flush");
+    assert_eq!(places("d.a"), Some(0), "a chunk of counts");
+    write(&[("d.a", t0 + 20, 0.25)]);
+    assert_eq!(places("d.a"), Some(2), "a head point of more places");
+    store.flush().expect("flush");
+    assert_eq!(
+        places("d.a"),
+        Some(2),
+        "two chunks, the places of the finer"
+    );
+    write(&[("d.a", t0 + 30, 1.0 / 3.0)]);
+    assert_eq!(places("d.a"), None, "a float in the head");
+    store.flush().expect("flush");
+    assert_eq!(places("d.a"), None, "a float chunk");
+    write(&[("f.a", t0 + 10, std::f64::consts::PI)]);
+    store.flush().expect("flush");
+    assert_eq!(places("f.a"), None);
+}

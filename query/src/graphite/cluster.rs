@@ -160,7 +160,7 @@ pub fn render_tally(series: &[TimeSeries]) -> Vec<u8> {
     let points: usize = series.iter().map(|s| s.len()).sum();
     let mut w = TallyWriter::with_capacity(points * 2 + series.len() * 64);
     for s in series {
-        w.push(&s.name, s.start, s.step, &s.values_cow());
+        w.push(&s.name, s.start, s.step, &s.values_cow(), None);
     }
     let mut out = Vec::with_capacity(TALLY_HEAD + w.out.len());
     out.extend_from_slice(&tally_head(w.count));
@@ -196,7 +196,17 @@ impl TallyWriter {
         }
     }
 
-    pub(crate) fn push(&mut self, name: &str, start: i64, step: i64, values: &[Option<f64>]) {
+    /// Writes one series. `places`: as [`crate::Fetched::places`], decimal places the values
+    /// are known to have (each then scaled without the check a value costs otherwise, a
+    /// division: a third of a store's answer to a node).
+    pub(crate) fn push(
+        &mut self,
+        name: &str,
+        start: i64,
+        step: i64,
+        values: &[Option<f64>],
+        places: Option<u32>,
+    ) {
         let out = &mut self.out;
         self.count += 1;
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
@@ -204,7 +214,8 @@ impl TallyWriter {
         out.extend_from_slice(&start.to_le_bytes());
         out.extend_from_slice(&step.to_le_bytes());
         out.extend_from_slice(&(values.len() as u32).to_le_bytes());
-        match as_decimal(values, &mut self.scaled) {
+        let known = places.and_then(|k| with_places(values, &mut self.scaled, k));
+        match known.or_else(|| as_decimal(values, &mut self.scaled)) {
             Some((scale, lo, hi)) => write_decimal(out, values, &self.scaled, scale, lo, hi),
             None => {
                 out.push(RAW);
@@ -236,7 +247,7 @@ pub(crate) fn render_tally_names(
         ctx,
         &names,
         || TallyWriter::with_capacity(per_thread),
-        |w, name, f| w.push(name, f.start, f.step, &f.values),
+        |w, name, f| w.push(name, f.start, f.step, &f.values, f.places),
     )?;
     let count = parts.iter().map(|w| w.count).sum();
     let mut out = Vec::with_capacity(parts.len() + 1);
@@ -278,6 +289,41 @@ fn as_decimal(values: &[Option<f64>], scaled: &mut Vec<i64>) -> Option<(u32, i64
             (k, lo, hi)
         });
     }
+}
+
+/// Below this a value scaled from `x / 10^k` rounds back to `x` (the two roundings' errors stay
+/// far under a half).
+const ROUND_TRIP: f64 = 2_251_799_813_685_248.0; // 2^51
+
+/// [`as_decimal`] for values known to be integers over 10^`k` (each `x as f64 / 10^j`,
+/// correctly rounded, for some `j <= k`): each scaled and rounded, with no check, since the
+/// reader's `x * 10^(k-j) as f64 / 10^k` is the same rational correctly rounded, so the same
+/// double. `None` (the caller checks them all) for more places than [`MAX_SCALE`] or a value
+/// too large to round back for sure.
+fn with_places(values: &[Option<f64>], scaled: &mut Vec<i64>, k: u32) -> Option<(u32, i64, i64)> {
+    let p = *POW10.get(k as usize)?;
+    scaled.clear();
+    scaled.reserve(values.len());
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for v in values.iter().flatten() {
+        let y = v * p;
+        if y.is_nan() || y.abs() >= ROUND_TRIP {
+            return None;
+        }
+        let x = if y >= 0.0 {
+            (y + 0.5) as i64
+        } else {
+            (y - 0.5) as i64
+        };
+        scaled.push(x);
+        lo = lo.min(x);
+        hi = hi.max(x);
+    }
+    Some(if scaled.is_empty() {
+        (k, 0, 0)
+    } else {
+        (k, lo, hi)
+    })
 }
 
 /// `v * p` as an integer, when the reader's `x as f64 / p` gives `v` back bit for bit (so not
@@ -693,6 +739,64 @@ mod tests {
         let back = read_render_tally(&v1).expect("reads version 1");
         assert_eq!(back[0].values, vec![Some(0.5), None]);
         assert_eq!(back[0].gaps, Some((1, 1)));
+    }
+
+    proptest::proptest! {
+        /// Values as a store's decimal chunks decode them (`x / 10^j`, a `j` per value up to
+        /// the `k` promised, as when chunks of fewer places are read with one of more) write
+        /// with the promise to the same values, bit for bit, as without it.
+        #[test]
+        fn push_with_places_reads_back_what_checking_each_does(
+            k in 0u32..=9,
+            raw in proptest::collection::vec(
+                (
+                    proptest::option::weighted(
+                        0.9,
+                        proptest::prop_oneof![-1_000_000i64..1_000_000, -(1i64 << 52)..(1i64 << 52)],
+                    ),
+                    0u32..=9,
+                ),
+                0..80,
+            ),
+        ) {
+            let values: Vec<Option<f64>> = raw
+                .iter()
+                .map(|&(x, j)| x.map(|x| x as f64 / POW10[j.min(k) as usize]))
+                .collect();
+            let read = |places: Option<u32>| {
+                let mut w = TallyWriter::with_capacity(64);
+                w.push("a.b", 60, 60, &values, places);
+                let mut bytes = tally_head(w.count).to_vec();
+                bytes.extend_from_slice(&w.out);
+                read_render_tally(&bytes).expect("reads")
+            };
+            let bits = |v: &[Option<f64>]| -> Vec<Option<u64>> {
+                v.iter().map(|v| v.map(f64::to_bits)).collect()
+            };
+            let (known, checked) = (read(Some(k)), read(None));
+            proptest::prop_assert_eq!(bits(&known[0].values), bits(&values));
+            proptest::prop_assert_eq!(bits(&checked[0].values), bits(&values));
+        }
+    }
+
+    /// A promise of places a value does not hold (too many, too large) falls back to checking.
+    #[test]
+    fn push_with_places_falls_back_when_it_cannot_keep_them() {
+        for (values, k) in [
+            (vec![Some(1.5), Some(2f64.powi(60))], 1),
+            (vec![Some(1.25), None], 12),
+            (vec![Some(f64::NAN)], 0),
+        ] {
+            let mut w = TallyWriter::with_capacity(64);
+            w.push("a.b", 60, 60, &values, Some(k));
+            let mut bytes = tally_head(w.count).to_vec();
+            bytes.extend_from_slice(&w.out);
+            let back = read_render_tally(&bytes).expect("reads");
+            let bits = |v: &[Option<f64>]| -> Vec<Option<u64>> {
+                v.iter().map(|v| v.map(f64::to_bits)).collect()
+            };
+            assert_eq!(bits(&back[0].values), bits(&values), "{values:?} at {k}");
+        }
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct Series {
     pub start: i64,
     pub step: u32,
     pub values: Vec<Option<f64>>,
+    /// `Some(k)` when every held value is an integer divided by 10^k, correctly rounded (as
+    /// stored decimal chunks decode): what a writer of decimals need not
+    /// check again. `None` promises nothing.
+    pub places: Option<u32>,
 }
 
 /// The archive a read starting `age` seconds ago uses: the finest that still covers it.
@@ -67,7 +71,7 @@ impl Store {
         hi: i64,
     ) -> Result<Points> {
         let mut out: Option<Points> = None;
-        self.for_each_chunk_in(db, id, a, lo, hi, |p| {
+        self.for_each_chunk_in(db, id, a, lo, hi, |p, _| {
             let acc = out.get_or_insert_with(|| Points::new(p.cols.len()));
             // A chunk wholly inside the range (most of a long read) goes in whole: moved when
             // it is the first, appended column by column after that.
@@ -98,7 +102,8 @@ impl Store {
 
     /// Each stored chunk of one series and archive that may hold points in `lo..=hi`, decoded,
     /// in time order (a chunk that does not decode is counted, logged and skipped). For reads
-    /// that fold chunks into something else (a grid) without first joining them.
+    /// that fold chunks into something else (a grid) without first joining them. Each comes with
+    /// its columns' decimal places.
     fn for_each_chunk_in(
         &self,
         db: &Db,
@@ -106,7 +111,7 @@ impl Store {
         a: &Archive,
         lo: i64,
         hi: i64,
-        mut f: impl FnMut(Points),
+        mut f: impl FnMut(Points, chunk::Scaled),
     ) -> Result<()> {
         let cf = db.cf(&layout::archive_cf(a))?;
         let bucket = i64::from(a.bucket_secs());
@@ -117,8 +122,8 @@ impl Store {
             if *key > end[..] {
                 break;
             }
-            match chunk::decode(&value) {
-                Ok(p) => f(p),
+            match chunk::decode_scaled(&value) {
+                Ok((p, places)) => f(p, places),
                 Err(e) => {
                     Stats::add(&self.inner.stats.corrupt_chunks, 1);
                     warn!(series = id, error = %e, "skipping a chunk that does not decode");
@@ -235,6 +240,7 @@ impl Store {
             start: first,
             step: a.step_secs,
             values: Vec::new(),
+            places: None,
         };
         if n == 0 {
             return Ok(series);
@@ -251,9 +257,14 @@ impl Store {
             // one's plus one, without the division `slot` makes (a fifth of a wide read's time).
             let db = self.db()?;
             let mut prev: Option<(i64, usize)> = None;
-            self.for_each_chunk_in(&db, id, &a, first, last, |p| {
+            // The most decimal places of any chunk read (finer places hold coarser values).
+            let mut places = Some(0);
+            self.for_each_chunk_in(&db, id, &a, first, last, |p, k| {
                 // A raw archive's chunks have one column; anything else is not read as one.
                 let [col] = p.cols.as_slice() else { return };
+                places = places
+                    .zip(k.first().copied().flatten())
+                    .map(|(a, b)| a.max(b));
                 for (&t, &v) in p.ts.iter().zip(col) {
                     let s = match prev {
                         Some((pt, ps)) if t == pt + step && t <= last => Some(ps + 1),
@@ -279,8 +290,11 @@ impl Store {
                 if let Some(s) = s {
                     values[s] = Some(v);
                     prev = Some((t, s));
+                    // Head points were never through a chunk: each is checked (they are few).
+                    places = places.and_then(|k| chunk::decimal_places(v, k));
                 }
             }
+            series.places = places;
         } else {
             let stored = self.read_chunks(id, &a, first, last)?;
             for (i, &t) in stored.ts.iter().enumerate() {
