@@ -179,7 +179,13 @@ pub fn decimal_places(v: f64, at_least: u32) -> Option<u32> {
     (at_least..=9).find(|&k| {
         let scale = 10f64.powi(k as i32);
         let s = v * scale;
-        s.is_finite() && s.abs() < EXACT && s.round() / scale == v
+        // Rounded by adding a half and truncating (`f64::round` is a libm call on x86_64's
+        // baseline); where that is off (a half-ulp below .5), the check below fails: a place
+        // more, or `None`, never a wrong promise.
+        s.is_finite() && s.abs() < EXACT && {
+            let x = if s >= 0.0 { s + 0.5 } else { s - 0.5 } as i64;
+            x as f64 / scale == v
+        }
     })
 }
 

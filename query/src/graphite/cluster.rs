@@ -302,28 +302,26 @@ const ROUND_TRIP: f64 = 2_251_799_813_685_248.0; // 2^51
 /// too large to round back for sure.
 fn with_places(values: &[Option<f64>], scaled: &mut Vec<i64>, k: u32) -> Option<(u32, i64, i64)> {
     let p = *POW10.get(k as usize)?;
+    // Written by index into a cleared buffer, and the bounds found after: the loop keeps its
+    // state in registers (pushing stored the length back at every value).
     scaled.clear();
-    scaled.reserve(values.len());
-    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-    for v in values.iter().flatten() {
+    scaled.resize(values.len(), 0);
+    let mut ok = true;
+    let mut held = 0;
+    for (slot, &v) in scaled.iter_mut().zip(values.iter().flatten()) {
         let y = v * p;
-        if y.is_nan() || y.abs() >= ROUND_TRIP {
-            return None;
-        }
-        let x = if y >= 0.0 {
-            (y + 0.5) as i64
-        } else {
-            (y - 0.5) as i64
-        };
-        scaled.push(x);
-        lo = lo.min(x);
-        hi = hi.max(x);
+        // NaN fails this too.
+        ok &= y.abs() < ROUND_TRIP;
+        *slot = if y >= 0.0 { y + 0.5 } else { y - 0.5 } as i64;
+        held += 1;
     }
-    Some(if scaled.is_empty() {
-        (k, 0, 0)
-    } else {
-        (k, lo, hi)
-    })
+    scaled.truncate(held);
+    if !ok {
+        return None;
+    }
+    let lo = scaled.iter().copied().min().unwrap_or(0);
+    let hi = scaled.iter().copied().max().unwrap_or(0);
+    Some((k, lo, hi))
 }
 
 /// `v * p` as an integer, when the reader's `x as f64 / p` gives `v` back bit for bit (so not

@@ -299,4 +299,39 @@ mod tests {
             .expect("exists");
         assert_eq!(read.values, [Some(2.0)]);
     }
+
+    /// Before compaction, a read does not show what is past its archive's retention: slots a
+    /// step either side of the edge, over a read that starts long before it.
+    #[test]
+    fn reads_hide_points_past_retention_before_compaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store.inner.accept_any_age.store(true, Relaxed);
+        let now = unix_now();
+        let edge = now - 86_400;
+        let mut batch = PointBatch::default();
+        for t in [edge - 3_600, edge - 20, edge + 30, now - 60] {
+            batch.push("edge", t, 1.0);
+        }
+        store.write(&batch, Durability::Sync).expect("write");
+        for flushed in [false, true] {
+            if flushed {
+                store.flush().expect("flush");
+            }
+            let read = store
+                .read("edge", edge - 7_200, now, None)
+                .expect("read")
+                .expect("exists");
+            let held: Vec<i64> = (0..read.values.len())
+                .filter(|&i| read.values[i].is_some())
+                .map(|i| read.start + i as i64 * i64::from(read.step))
+                .collect();
+            let floor = |t: i64| t - t.rem_euclid(10);
+            assert_eq!(
+                held,
+                [floor(edge + 30), floor(now - 60)],
+                "flushed: {flushed}"
+            );
+        }
+    }
 }

@@ -332,11 +332,13 @@ impl Store {
         }
         // Past the archive's retention nothing is promised: do not show what compaction has not
         // dropped yet.
+        // Those are the slots `i` with `first + i * step <= oldest`: a prefix, cleared at once
+        // (slot by slot, a multiplication each, it was a sixth of a long read).
         let oldest = now - a.retention_secs as i64;
-        for (i, v) in values.iter_mut().enumerate() {
-            if first + i as i64 * step <= oldest {
-                *v = None;
-            }
+        if oldest >= first {
+            let past = ((oldest - first) / step).saturating_add(1);
+            let past = usize::try_from(past).map_or(values.len(), |p| p.min(values.len()));
+            values[..past].fill(None);
         }
         series.values = values;
         Ok(series)
