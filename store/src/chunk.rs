@@ -169,24 +169,26 @@ fn as_decimal(col: &[f64]) -> Option<(u32, Vec<i64>)> {
     None
 }
 
-/// The fewest decimal places, at least `at_least`, that hold `v` the way the decimal modes
-/// decode: some integer `x` with `x as f64 / 10^k == v` (not -0.0, NaN, infinities, or beyond
-/// 10^9 or 2^53). `None` when none does.
-pub fn decimal_places(v: f64, at_least: u32) -> Option<u32> {
-    if v == 0.0 && v.is_sign_negative() {
+/// 10^k for the decimal places a column may have (0 to 9), each exact.
+const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// `v * p` as an integer, when `x as f64 / p` gives `v` back bit for bit (so not -0.0, NaN,
+/// infinities or more places than `p` has): how the decimal modes decode, and so whether a
+/// value is a decimal of those places. Rounded by adding a half and truncating (`f64::round`
+/// is a libm call on x86_64's baseline); any rounding slip fails the exact check.
+pub fn scale_exactly(v: f64, p: f64) -> Option<i64> {
+    let y = v * p;
+    if y.is_nan() || y.abs() >= EXACT {
         return None;
     }
-    (at_least..=9).find(|&k| {
-        let scale = 10f64.powi(k as i32);
-        let s = v * scale;
-        // Rounded by adding a half and truncating (`f64::round` is a libm call on x86_64's
-        // baseline); where that is off (a half-ulp below .5), the check below fails: a place
-        // more, or `None`, never a wrong promise.
-        s.is_finite() && s.abs() < EXACT && {
-            let x = if s >= 0.0 { s + 0.5 } else { s - 0.5 } as i64;
-            x as f64 / scale == v
-        }
-    })
+    let x = if y >= 0.0 { y + 0.5 } else { y - 0.5 } as i64;
+    ((x as f64 / p).to_bits() == v.to_bits()).then_some(x)
+}
+
+/// The fewest decimal places, at least `at_least` and at most 9, that hold `v` as
+/// [`scale_exactly`] checks. `None` when none does.
+pub fn decimal_places(v: f64, at_least: u32) -> Option<u32> {
+    (at_least..=9).find(|&k| scale_exactly(v, POW10[k as usize]).is_some())
 }
 
 /// Gorilla's XOR coding of a float column, bit-packed.

@@ -30,6 +30,7 @@ mod tag_expr;
 mod tls;
 
 pub use batch::PointBatch;
+pub use chunk::{decimal_places, scale_exactly};
 pub use config::{HttpLimits, Settings, StoreConfig, TlsConfig, TlsSettings};
 pub use engine::{
     Durability, MinFree, Recovery, RecoveryProgress, Refusal, Series, Store, StoreOptions, Written,

@@ -9,6 +9,7 @@
 //! sends, which its `RemoteFinder` turns into the same `IntervalSet`.
 
 use serde::Serialize;
+use tally_store::{decimal_places, scale_exactly};
 
 use crate::error::{QueryError, Result};
 use crate::series::TimeSeries;
@@ -140,8 +141,6 @@ const RAW: u8 = 0;
 const DECIMAL: u8 = 1;
 /// Most decimal places a decimal series has (10^9 and the scaled values stay exact).
 const MAX_SCALE: u32 = 9;
-/// Largest integer a double holds exactly: scaled values stay within it.
-const EXACT: f64 = 9_007_199_254_740_992.0;
 
 /// `/render?format=tally`: Tally's own answer for a query node, the same series as
 /// `format=msgpack` in a layout read at memory speed: the magic, the series count (u32), then
@@ -278,9 +277,7 @@ fn as_decimal(values: &[Option<f64>], scaled: &mut Vec<i64>) -> Option<(u32, i64
                 continue;
             }
             // More places, if some scale holds this value at all.
-            let need =
-                (k + 1..=MAX_SCALE).find(|&k| scale_exactly(*v, POW10[k as usize]).is_some())?;
-            k = need;
+            k = decimal_places(*v, k + 1).filter(|&k| k <= MAX_SCALE)?;
             continue 'again;
         }
         return Some(if scaled.is_empty() {
@@ -322,23 +319,6 @@ fn with_places(values: &[Option<f64>], scaled: &mut Vec<i64>, k: u32) -> Option<
     let lo = scaled.iter().copied().min().unwrap_or(0);
     let hi = scaled.iter().copied().max().unwrap_or(0);
     Some((k, lo, hi))
-}
-
-/// `v * p` as an integer, when the reader's `x as f64 / p` gives `v` back bit for bit (so not
-/// -0.0, NaN, infinities or more places than `p` has).
-/// Rounded by adding a half and truncating (`f64::round` is a libm call on x86_64's baseline,
-/// most of the time of a store's answer); any rounding slip fails the exact check.
-fn scale_exactly(v: f64, p: f64) -> Option<i64> {
-    let y = v * p;
-    if y.is_nan() || y.abs() >= EXACT {
-        return None;
-    }
-    let x = if y >= 0.0 {
-        (y + 0.5) as i64
-    } else {
-        (y - 0.5) as i64
-    };
-    ((x as f64 / p).to_bits() == v.to_bits()).then_some(x)
 }
 
 /// A [`DECIMAL`] series (after the value count): see [`render_tally`].
